@@ -1,0 +1,42 @@
+# Developer commands. `make run` and `make test` set everything up on first use
+# (virtualenv in .venv, dependencies, generated protobuf code) and are quick to rerun.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DEPS   := $(VENV)/.deps-installed
+PROTOS := $(wildcard proto/healthcode/v1/*.proto)
+GEN    := healthcode/v1/.generated
+
+.PHONY: run test lint proto bench soak clean
+
+run: $(DEPS) $(GEN)  ## the main job: a local federation on the embedded registry
+	$(BIN)/hcx sim
+
+test: $(DEPS) $(GEN)  ## unit + integration tests (real gRPC servers on 127.0.0.1)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(DEPS) $(GEN)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy trust nodes gateway simulations hcx
+
+proto: $(GEN)
+
+bench: $(DEPS) $(GEN)
+	$(BIN)/python -m bench
+
+$(DEPS): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+# Generated code is not committed: it is produced here from proto/ and git-ignored.
+$(GEN): $(PROTOS) $(DEPS)
+	rm -f healthcode/v1/*_pb2*.py*
+	$(BIN)/python -m grpc_tools.protoc -Iproto \
+		--python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+	touch $@
+
+clean:
+	rm -rf $(VENV) var healthcode/v1/*_pb2*.py* $(GEN) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,111 @@
+"""Runs the national tier: Gateway + Registry services over a verified view of the registry."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.feed import ViewFeed
+from gateway.metrics import REGISTRY_REJECTED
+from gateway.relay import StatusRelay
+from gateway.service import GatewayServicer, RegistryServicer, root_authority_or_none
+from gateway.verification import VerifyPolicy
+from healthcode.v1 import gateway_pb2, gateway_pb2_grpc, registry_pb2, registry_pb2_grpc
+from nodes.provincial.main import write_port_file
+from nodes.server import RunningServer, ServiceBinding, build_server, start_metrics
+from trust import pki
+from trust.errors import InvalidRequest
+from trust.kv import KvStore
+from trust.registry import RegistryOperations
+from trust.stores.embedded import EmbeddedStore
+from trust.view import TrustView
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    registry: str  # sqlite:///path/to/registry.db
+    root_cert: Path
+    root_key: Path | None = None  # only a coordinator's embedded deployment holds it
+    listen: str = "127.0.0.1:0"
+    metrics_port: int | None = None
+    port_file: Path | None = None
+    policy: VerifyPolicy = field(default_factory=VerifyPolicy)
+
+
+def open_store(url: str) -> KvStore:
+    """The registry store named by ``url`` (``sqlite:///path``)."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return EmbeddedStore(path)
+    raise InvalidRequest(f"unsupported registry URL {url!r} (expected sqlite:///PATH)")
+
+
+@dataclass
+class RunningGateway:
+    server: RunningServer
+    feed: ViewFeed
+    relay: StatusRelay
+    store: KvStore
+    view: TrustView
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def stop(self) -> None:
+        await self.server.set_serving(False)
+        await self.server.server.stop(grace=1.0)
+        await self.feed.stop()
+        await self.relay.close()
+        await self.store.close()
+
+
+async def start_gateway(config: GatewayConfig) -> RunningGateway:
+    """Open the registry, build the verified view, start serving; used by serve and tests."""
+    roots = [pki.load_certificate_pem(config.root_cert.read_bytes())]
+    store = open_store(config.registry)
+    view = TrustView(roots=roots, on_rejected=lambda key, why: REGISTRY_REJECTED.inc())
+    feed = ViewFeed(store=store, view=view)
+    await feed.start()
+    relay = StatusRelay(view)
+    registry = RegistryOperations(
+        store=store, roots=roots, root_authority=root_authority_or_none(config.root_cert, config.root_key)
+    )
+    gateway = GatewayServicer(
+        view=view, relay=relay, registry=registry, store=store, policy=config.policy
+    )
+    bindings = [
+        ServiceBinding(
+            gateway_pb2_grpc.add_GatewayServicer_to_server,
+            gateway,
+            gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name,
+        ),
+        ServiceBinding(
+            registry_pb2_grpc.add_RegistryServicer_to_server,
+            RegistryServicer(registry=registry, view=view, roots=roots),
+            registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name,
+        ),
+    ]
+    server = await build_server(bindings, listen=config.listen)
+    return RunningGateway(server=server, feed=feed, relay=relay, store=store, view=view)
+
+
+async def serve(config: GatewayConfig) -> None:
+    """Serve until SIGTERM/SIGINT."""
+    running = await start_gateway(config)
+    start_metrics(config.metrics_port)
+    if config.port_file is not None:
+        write_port_file(config.port_file, running.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("national gateway serving on port %d", running.port)
+    await stop.wait()
+    await running.stop()

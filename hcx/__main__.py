@@ -1,0 +1,3 @@
+from hcx.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Generated protobuf/gRPC code for package healthcode (made by `make proto`, not committed)."""

@@ -1,0 +1,1 @@
+"""Generated code of healthcode.v1 (see proto/healthcode/v1)."""

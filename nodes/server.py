@@ -1,0 +1,88 @@
+"""Server assembly shared by every hcx process: servicers, health, reflection, error mapping."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from nodes.grpc_edge import ErrorMappingInterceptor
+
+log = logging.getLogger(__name__)
+
+# Keep messages small: a token is < 4 KiB and a batch of 1000 stays far below this.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServiceBinding:
+    """One servicer and how to attach it: its registration function and full service name."""
+
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    servicer: Any
+    service_name: str
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await self.health.set("", status)
+
+
+async def build_server(
+    bindings: Sequence[ServiceBinding],
+    *,
+    listen: str,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+) -> RunningServer:
+    """Create, bind and start a grpc.aio server with health, reflection and error mapping."""
+    server = grpc.aio.server(
+        interceptors=[ErrorMappingInterceptor(), *interceptors],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [b.service_name for b in bindings]
+    for binding in bindings:
+        binding.add_to_server(binding.servicer, server)
+    reflection.enable_server_reflection(
+        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    await server.start()
+    running = RunningServer(server=server, port=port, health=health_servicer)
+    for name in names:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await running.set_serving(True)
+    log.info("listening", extra={"port": port, "services": names})
+    return running
+
+
+def start_metrics(port: int | None, *, host: str = "127.0.0.1") -> int | None:
+    """Serve Prometheus /metrics on ``host:port`` (0 picks a free port); returns the port."""
+    if port is None:
+        return None
+    httpd, _thread = start_http_server(port, addr=host)
+    return int(httpd.server_port)

@@ -1,0 +1,52 @@
+"""One base error for hcx and its families; the gRPC edge maps them to status codes in one table."""
+
+from __future__ import annotations
+
+from trust.model import Reason
+
+
+class HcxError(Exception):
+    """Base of every error hcx raises on purpose; carries a stable reason code."""
+
+    reason: Reason = Reason.NONE
+
+    def __init__(self, message: str, *, reason: Reason | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class DecodeError(HcxError):
+    """The bytes or text given are not a well-formed hcx code."""
+
+    reason = Reason.BAD_ENCODING
+
+
+class VerificationError(HcxError):
+    """A well-formed code failed a trust check (signature, chain, validity, revocation)."""
+
+
+class PkiError(HcxError):
+    """A certificate, CSR or key does not meet the federation's PKI profile."""
+
+    reason = Reason.CHAIN_INVALID
+
+
+class InvalidRequest(HcxError):
+    """The request itself is wrong (missing or badly formed field)."""
+
+
+class NotFound(HcxError):
+    """The thing asked for does not exist."""
+
+
+class Conflict(HcxError):
+    """The request conflicts with stored state (already exists, changed concurrently)."""
+
+
+class StoreUnavailable(HcxError):
+    """A backing store (registry or status store) cannot be reached; nothing was written."""

@@ -1,0 +1,199 @@
+"""Embedded registry store: the KvStore contract on one SQLite file (the single-machine default).
+
+Several processes on one host may share the file (WAL mode); watches poll the change log, so a
+write by one process reaches the watchers of another within the poll interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from trust.errors import Conflict, NotFound, StoreUnavailable
+from trust.kv import EventKind, KvEntry, KvEvent, Snapshot
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL,
+    mod_revision INTEGER NOT NULL,
+    lease INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS changes (
+    revision INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS leases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ttl REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+"""
+
+
+class EmbeddedStore:
+    """KvStore on SQLite; every write is one transaction that also appends to the change log."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        poll_interval: float = 0.05,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._path = str(path)
+        self._poll = poll_interval
+        self._clock = clock
+        try:
+            self._db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"cannot open registry store {self._path}: {e}") from e
+
+    def _revision(self) -> int:
+        row = self._db.execute("SELECT COALESCE(MAX(revision), 0) FROM changes").fetchone()
+        return int(row[0])
+
+    def _append(self, kind: EventKind, key: str, value: bytes) -> int:
+        revision = self._revision() + 1
+        self._db.execute(
+            "INSERT INTO changes(revision, kind, key, value) VALUES (?,?,?,?)",
+            (revision, kind.value, key, value),
+        )
+        return revision
+
+    def _expire_leases(self) -> None:
+        """Delete keys of expired leases (inside the caller's transaction)."""
+        now = self._clock()
+        expired = [
+            r[0] for r in self._db.execute("SELECT id FROM leases WHERE expires_at < ?", (now,))
+        ]
+        for lease in expired:
+            self._drop_lease(lease)
+
+    def _drop_lease(self, lease: int) -> None:
+        keys = [r[0] for r in self._db.execute("SELECT key FROM kv WHERE lease = ?", (lease,))]
+        for key in keys:
+            self._db.execute("DELETE FROM kv WHERE key = ?", (key,))
+            self._append(EventKind.DELETE, key, b"")
+        self._db.execute("DELETE FROM leases WHERE id = ?", (lease,))
+
+    def _write(self, action: Callable[[], int]) -> int:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._expire_leases()
+                result = action()
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return result
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"registry store write failed: {e}") from e
+
+    async def get(self, key: str) -> KvEntry | None:
+        self._write(lambda: 0)  # expire leases first, so a dead node is not returned
+        row = self._db.execute(
+            "SELECT key, value, mod_revision FROM kv WHERE key = ?", (key,)
+        ).fetchone()
+        return KvEntry(row[0], bytes(row[1]), row[2]) if row else None
+
+    async def read_prefix(self, prefix: str) -> Snapshot:
+        self._write(lambda: 0)
+        try:
+            self._db.execute("BEGIN")
+            rows = self._db.execute(
+                "SELECT key, value, mod_revision FROM kv WHERE substr(key, 1, ?) = ? ORDER BY key",
+                (len(prefix), prefix),
+            ).fetchall()
+            revision = self._revision()
+            self._db.execute("COMMIT")
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"registry store read failed: {e}") from e
+        return Snapshot(tuple(KvEntry(k, bytes(v), r) for k, v, r in rows), revision)
+
+    async def put(
+        self, key: str, value: bytes, *, expect_revision: int | None = None, lease: int = 0
+    ) -> int:
+        def action() -> int:
+            row = self._db.execute("SELECT mod_revision FROM kv WHERE key = ?", (key,)).fetchone()
+            current = row[0] if row else 0
+            if expect_revision is not None and current != expect_revision:
+                raise Conflict(
+                    f"{key} changed concurrently (revision {current}, expected {expect_revision})"
+                )
+            if (
+                lease
+                and not self._db.execute("SELECT 1 FROM leases WHERE id = ?", (lease,)).fetchone()
+            ):
+                raise NotFound(f"lease {lease} does not exist or expired")
+            revision = self._append(EventKind.PUT, key, value)
+            self._db.execute(
+                "INSERT INTO kv(key, value, mod_revision, lease) VALUES (?,?,?,?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value, "
+                "mod_revision=excluded.mod_revision, lease=excluded.lease",
+                (key, value, revision, lease),
+            )
+            return revision
+
+        return self._write(action)
+
+    async def delete(self, key: str) -> bool:
+        def action() -> int:
+            if self._db.execute("DELETE FROM kv WHERE key = ?", (key,)).rowcount == 0:
+                return 0
+            self._append(EventKind.DELETE, key, b"")
+            return 1
+
+        return bool(self._write(action))
+
+    async def grant_lease(self, ttl_seconds: int) -> int:
+        def action() -> int:
+            cursor = self._db.execute(
+                "INSERT INTO leases(ttl, expires_at) VALUES (?, ?)",
+                (ttl_seconds, self._clock() + ttl_seconds),
+            )
+            return int(cursor.lastrowid or 0)
+
+        return self._write(action)
+
+    async def keep_alive(self, lease: int) -> int:
+        def action() -> int:
+            row = self._db.execute("SELECT ttl FROM leases WHERE id = ?", (lease,)).fetchone()
+            if row is None:
+                raise NotFound(f"lease {lease} expired or unknown")
+            self._db.execute(
+                "UPDATE leases SET expires_at = ? WHERE id = ?", (self._clock() + row[0], lease)
+            )
+            return int(row[0])
+
+        return self._write(action)
+
+    async def revoke_lease(self, lease: int) -> None:
+        self._write(lambda: self._drop_lease(lease) or 0)
+
+    async def watch(self, prefix: str, *, start_revision: int) -> AsyncIterator[KvEvent]:
+        next_revision = start_revision
+        while True:
+            self._write(lambda: 0)  # lease expiry produces delete events even when idle
+            rows = self._db.execute(
+                "SELECT revision, kind, key, value FROM changes WHERE revision >= ? "
+                "AND substr(key, 1, ?) = ? ORDER BY revision",
+                (next_revision, len(prefix), prefix),
+            ).fetchall()
+            for revision, kind, key, value in rows:
+                yield KvEvent(EventKind(kind), key, bytes(value), revision)
+                next_revision = revision + 1
+            await asyncio.sleep(self._poll)
+
+    async def close(self) -> None:
+        self._db.close()
