@@ -65,14 +65,14 @@ def check_code(
 
 
 def _check_times(claims: CodeClaims, signer: TrustedSigner, *, now: float, clock_skew: int) -> None:
-    if not signer.not_before <= claims.issued_at <= signer.not_after:
-        raise VerificationError(
-            "the signing certificate was not valid when the code was issued",
-            reason=Reason.KEY_NOT_VALID_AT_ISSUANCE,
-        )
-    if claims.issued_at > now + clock_skew:
-        raise VerificationError("code issued in the future", reason=Reason.NOT_YET_VALID)
     if claims.expires_at <= now:
         raise VerificationError(
             f"code expired {int(now - claims.expires_at)} s ago", reason=Reason.EXPIRED
+        )
+    if claims.issued_at > now + clock_skew:
+        raise VerificationError("code issued in the future", reason=Reason.NOT_YET_VALID)
+    if not signer.not_before - clock_skew <= claims.issued_at <= signer.not_after:
+        raise VerificationError(
+            "the signing certificate was not valid when the code was issued",
+            reason=Reason.KEY_NOT_VALID_AT_ISSUANCE,
         )
