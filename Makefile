@@ -23,7 +23,7 @@ lint: $(DEPS) $(GEN)
 proto: $(GEN)
 
 bench: $(DEPS) $(GEN)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH)
 
 $(DEPS): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

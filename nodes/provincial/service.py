@@ -29,6 +29,9 @@ def code_id_from_proto(value: bytes) -> bytes:
     return value
 
 
+MAX_BATCH = 1000
+
+
 def status_to_proto(record: CodeRecord) -> common_pb2.CodeStatus:
     return common_pb2.CodeStatus(
         code_id=record.code_id,
@@ -86,3 +89,15 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
         if record is None:
             return common_pb2.CodeStatus(code_id=code_id, found=False)
         return status_to_proto(record)
+
+    async def GetStatusBatch(self, request: Any, context: Any) -> node_pb2.GetStatusBatchResponse:
+        ids = list(request.code_ids)
+        if not 0 < len(ids) <= MAX_BATCH:
+            raise InvalidRequest(f"a batch holds 1 to {MAX_BATCH} code ids, not {len(ids)}")
+        found = self._store.get_many([code_id_from_proto(i) for i in ids])
+        return node_pb2.GetStatusBatchResponse(
+            statuses=[
+                status_to_proto(found[i]) if i in found else common_pb2.CodeStatus(code_id=i)
+                for i in ids
+            ]
+        )

@@ -92,6 +92,25 @@ class SqliteStatusStore:
         except NotFound:
             return None
 
+    def get_many(self, code_ids: list[bytes]) -> dict[bytes, CodeRecord]:
+        """Records of the known ids among ``code_ids`` (one query)."""
+        if not code_ids:
+            return {}
+        marks = ",".join("?" * len(code_ids))
+        try:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT code_id, colour, status_version, updated_at, reason, masked_name, "
+                    f"id_tail FROM codes WHERE code_id IN ({marks})",
+                    code_ids,
+                ).fetchall()
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"status store read failed: {e}") from e
+        return {
+            bytes(r[0]): CodeRecord(bytes(r[0]), Colour(r[1]), r[2], r[3], r[4], r[5], r[6])
+            for r in rows
+        }
+
     def set_colour(
         self, *, code_id: bytes, colour: Colour, reason: str, request_id: str, now: float
     ) -> CodeRecord:
