@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import re
 
-PROVINCE_CODE_RE = re.compile(r"^[1-8][0-9]0000$")
+PROVINCE_CODE_RE = re.compile(r"[1-8][0-9]0000")
 
 
 class Colour(enum.IntEnum):
@@ -54,4 +54,4 @@ class Reason(enum.IntEnum):
 
 def is_province_code(value: str) -> bool:
     """True for a GB/T 2260 provincial-level division code such as ``330000``."""
-    return bool(PROVINCE_CODE_RE.match(value))
+    return bool(PROVINCE_CODE_RE.fullmatch(value))

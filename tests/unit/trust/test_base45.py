@@ -1,0 +1,76 @@
+"""base45 (RFC 9285): the published examples, round trips and strict rejection."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trust.base45 import ALPHABET, b45decode, b45encode
+from trust.errors import DecodeError
+from trust.model import Reason
+
+# RFC 9285 §4.3 (encoding examples) and §4.4 (decoding example).
+RFC_9285_EXAMPLES = [
+    pytest.param(b"AB", "BB8", id="AB"),
+    pytest.param(b"Hello!!", "%69 VD92EX0", id="Hello!!"),
+    pytest.param(b"base-45", "UJCLQE7W581", id="base-45"),
+    pytest.param(b"ietf!", "QED8WEX0", id="ietf!"),
+]
+
+
+@pytest.mark.parametrize(("raw", "text"), RFC_9285_EXAMPLES)
+def test_rfc_9285_examples_encode(raw: bytes, text: str) -> None:
+    assert b45encode(raw) == text
+
+
+@pytest.mark.parametrize(("raw", "text"), RFC_9285_EXAMPLES)
+def test_rfc_9285_examples_decode(raw: bytes, text: str) -> None:
+    assert b45decode(text) == raw
+
+
+def test_empty_input_round_trips() -> None:
+    assert b45encode(b"") == ""
+    assert b45decode("") == b""
+
+
+@given(st.binary(max_size=512))
+def test_round_trip_and_alphabet(raw: bytes) -> None:
+    text = b45encode(raw)
+    assert set(text) <= set(ALPHABET)
+    assert len(text) == 3 * (len(raw) // 2) + 2 * (len(raw) % 2)
+    assert b45decode(text) == raw
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("A", id="dangling single character"),
+        pytest.param("BB8A", id="dangling character after a triplet"),
+        pytest.param("bb8", id="lower case is not in the alphabet"),
+        pytest.param("BB#", id="character outside the alphabet"),
+        pytest.param("BB\n", id="newline"),
+        pytest.param("BB８", id="full-width digit"),
+        pytest.param("GGW", id="triplet value 65536 just out of range"),
+        pytest.param(":::", id="largest triplet 91124"),
+        pytest.param("V5", id="pair value 256 just out of range"),
+        pytest.param("::", id="largest pair 2024"),
+    ],
+)
+def test_rejects_non_canonical_text(text: str) -> None:
+    with pytest.raises(DecodeError) as caught:
+        b45decode(text)
+    assert caught.value.reason is Reason.BAD_ENCODING
+
+
+def test_largest_values_in_range_decode() -> None:
+    assert b45decode("FGW") == b"\xff\xff"  # 15 + 16*45 + 32*2025 = 65535
+    assert b45decode("U5") == b"\xff"  # 30 + 5*45 = 255
+
+
+@given(st.text(max_size=64))
+def test_any_text_decodes_or_raises_decode_error(text: str) -> None:
+    try:
+        b45decode(text)
+    except DecodeError as e:
+        assert e.reason is Reason.BAD_ENCODING

@@ -1,0 +1,421 @@
+"""The hcx code format: round trips, claim validation and hostile tokens."""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from typing import Any
+
+import cbor2
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from trust.base45 import ALPHABET, b45decode, b45encode
+from trust.codeformat import (
+    MAX_PAYLOAD_BYTES,
+    MAX_TOKEN_CHARS,
+    PREFIX,
+    CodeClaims,
+    DecodedCode,
+    decode_token,
+    id_tail,
+    issue_token,
+    mask_name,
+    verify_token_signature,
+)
+from trust.cose import ALG_EDDSA, ALG_ES256
+from trust.errors import DecodeError, InvalidRequest, VerificationError
+from trust.model import Colour, Reason
+
+KID = bytes.fromhex("0011223344556677")
+CODE_ID = bytes(range(16))
+NOW = 1_740_816_000  # 2025-03-01T08:00:00Z
+
+P256_KEY = ec.generate_private_key(ec.SECP256R1())
+ED_KEY = ed25519.Ed25519PrivateKey.generate()
+
+
+def make_claims(**changes: Any) -> CodeClaims:
+    fields: dict[str, Any] = {
+        "issuer": "330000",
+        "code_id": CODE_ID,
+        "issued_at": NOW,
+        "expires_at": NOW + 300,
+        "colour": Colour.GREEN,
+        "status_version": 3,
+        "masked_name": "张*明",
+        "id_tail": "123X",
+    }
+    fields.update(changes)
+    return CodeClaims(**fields)
+
+
+def cwt(**changes: Any) -> dict[Any, Any]:
+    """The CWT claims map of make_claims(), with top-level or hcx-map entries replaced."""
+    hcx: dict[Any, Any] = {1: 1, 2: 3, 3: "张*明", 4: "123X", 5: "health-code"}
+    claims: dict[Any, Any] = {1: "330000", 4: NOW + 300, 6: NOW, 7: CODE_ID, -70000: hcx}
+    for name, value in changes.items():
+        target, key = (hcx, int(name[4:])) if name.startswith("hcx_") else (claims, _KEYS[name])
+        if value is _DROP:
+            del target[key]
+        else:
+            target[key] = value
+    return claims
+
+
+_DROP = object()
+_KEYS = {"iss": 1, "exp": 4, "iat": 6, "cti": 7, "hcx": -70000}
+
+
+def wrap(cose: bytes) -> str:
+    return PREFIX + b45encode(zlib.compress(cose, 9))
+
+
+def cose_token(
+    payload: object,
+    *,
+    protected: dict[Any, Any] | None = None,
+    unprotected: dict[Any, Any] | None = None,
+) -> str:
+    """A token around any payload and headers; the signature is a dummy (decode ignores it)."""
+    header = {1: ALG_ES256, 4: KID} if protected is None else protected
+    raw_payload = payload if isinstance(payload, bytes) else cbor2.dumps(payload)
+    item = [cbor2.dumps(header), unprotected or {}, raw_payload, b"\x00" * 64]
+    return wrap(cbor2.dumps(cbor2.CBORTag(18, item)))
+
+
+# --- round trips ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("key", "alg"), [(P256_KEY, ALG_ES256), (ED_KEY, ALG_EDDSA)])
+def test_round_trip(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey, alg: int) -> None:
+    claims = make_claims()
+    token = issue_token(claims, signing_key=key, kid=KID)
+    decoded = decode_token(token)
+    assert decoded.claims == claims
+    assert decoded.kid == KID
+    assert decoded.alg == alg
+    verify_token_signature(decoded, key.public_key())
+
+
+def test_token_text_fits_qr_alphanumeric_mode() -> None:
+    token = issue_token(make_claims(), signing_key=P256_KEY, kid=KID)
+    assert token.startswith("HCX1:")
+    assert set(token) <= set(ALPHABET)
+    assert len(token) < 400  # a small QR code; real codes are ~300 characters
+
+
+def test_payload_uses_the_documented_keys() -> None:
+    decoded = decode_token(issue_token(make_claims(), signing_key=P256_KEY, kid=KID))
+    assert cbor2.loads(decoded.sign1.payload) == cwt()
+    assert decoded.sign1.protected == {1: ALG_ES256, 4: KID}
+    assert decoded.sign1.unprotected == {}
+
+
+def test_other_key_fails_signature() -> None:
+    decoded = decode_token(issue_token(make_claims(), signing_key=P256_KEY, kid=KID))
+    with pytest.raises(VerificationError) as caught:
+        verify_token_signature(decoded, ec.generate_private_key(ec.SECP256R1()).public_key())
+    assert caught.value.reason is Reason.BAD_SIGNATURE
+
+
+def test_unknown_algorithm_decodes_but_does_not_verify() -> None:
+    decoded = decode_token(cose_token(cwt(), protected={1: -35, 4: KID}))
+    assert decoded.alg == -35
+    with pytest.raises(VerificationError) as caught:
+        verify_token_signature(decoded, P256_KEY.public_key())
+    assert caught.value.reason is Reason.UNSUPPORTED_ALGORITHM
+
+
+def test_issue_refuses_kid_of_wrong_length() -> None:
+    with pytest.raises(DecodeError):
+        issue_token(make_claims(), signing_key=P256_KEY, kid=b"1234567")
+
+
+claims_strategy = st.builds(
+    CodeClaims,
+    issuer=st.sampled_from(["110000", "330000", "650000", "820000"]),
+    code_id=st.binary(min_size=16, max_size=16),
+    issued_at=st.integers(0, 2_000_000_000),
+    expires_at=st.integers(2_000_000_001, 253_402_300_799),
+    colour=st.sampled_from(Colour),
+    status_version=st.integers(0, 2**63 - 1),
+    masked_name=st.text(st.characters(categories=["Lu", "Ll", "Lo"]), min_size=1, max_size=32),
+    id_tail=st.from_regex(r"\A[0-9X]{4}\Z"),
+)
+
+
+@settings(max_examples=50)
+@given(claims_strategy)
+def test_any_valid_claims_round_trip(claims: CodeClaims) -> None:
+    decoded = decode_token(issue_token(claims, signing_key=ED_KEY, kid=KID))
+    assert decoded.claims == claims
+
+
+# --- claim validation (the same rules apply when issuing and decoding) ----------------------
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({"issuer": "330001"}, id="issuer a prefecture, not a province"),
+        pytest.param({"issuer": "930000"}, id="issuer outside 1-8"),
+        pytest.param({"issuer": "330000\n"}, id="issuer with trailing newline"),
+        pytest.param({"issuer": 330000}, id="issuer an integer"),
+        pytest.param({"code_id": bytes(15)}, id="code id 15 bytes"),
+        pytest.param({"code_id": bytes(17)}, id="code id 17 bytes"),
+        pytest.param({"code_id": "0" * 16}, id="code id text"),
+        pytest.param({"issued_at": -1}, id="issued before 1970"),
+        pytest.param({"issued_at": True}, id="issued_at a bool"),
+        pytest.param({"issued_at": float(NOW)}, id="issued_at a float"),
+        pytest.param({"expires_at": NOW}, id="expires when issued"),
+        pytest.param({"expires_at": NOW - 1}, id="expires before issued"),
+        pytest.param({"expires_at": 253_402_300_800}, id="expires after year 9999"),
+        pytest.param({"colour": 1}, id="colour a plain int"),
+        pytest.param({"status_version": -1}, id="negative status version"),
+        pytest.param({"status_version": 2**63}, id="status version beyond int64"),
+        pytest.param({"masked_name": ""}, id="empty masked name"),
+        pytest.param({"masked_name": "x" * 33}, id="masked name 33 chars"),
+        pytest.param({"masked_name": "张*\n明"}, id="masked name with newline"),
+        pytest.param({"masked_name": " 张*明"}, id="masked name with leading space"),
+        pytest.param({"id_tail": "123"}, id="id tail 3 chars"),
+        pytest.param({"id_tail": "123x"}, id="id tail lower-case x"),
+        pytest.param({"id_tail": "12345"}, id="id tail 5 chars"),
+        pytest.param({"id_tail": "１２３４"}, id="id tail full-width digits"),
+    ],
+)
+def test_invalid_claims_are_refused(changes: dict[str, Any]) -> None:
+    with pytest.raises(DecodeError) as caught:
+        make_claims(**changes)
+    assert caught.value.reason is Reason.MALFORMED
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({"masked_name": "张"}, id="single character name"),
+        pytest.param({"masked_name": "x" * 32}, id="masked name 32 chars"),
+        pytest.param({"expires_at": NOW + 1}, id="one second lifetime"),
+        pytest.param({"issued_at": 0, "expires_at": 253_402_300_799}, id="extreme times"),
+        pytest.param({"status_version": 0, "colour": Colour.RED}, id="version 0, red"),
+        pytest.param({"id_tail": "XXXX"}, id="id tail all X"),
+    ],
+)
+def test_valid_edge_claims_are_accepted(changes: dict[str, Any]) -> None:
+    claims = make_claims(**changes)
+    assert decode_token(issue_token(claims, signing_key=P256_KEY, kid=KID)).claims == claims
+
+
+# --- hostile tokens -------------------------------------------------------------------------
+
+
+def _bomb() -> str:
+    return wrap(b"\x00" * 2_000_000)
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        pytest.param("", Reason.BAD_ENCODING, id="empty"),
+        pytest.param("HC1:NCFOXN", Reason.BAD_ENCODING, id="EU DCC prefix"),
+        pytest.param("hcx1:" + wrap(b"")[5:], Reason.BAD_ENCODING, id="lower-case prefix"),
+        pytest.param("HCX1:", Reason.BAD_ENCODING, id="prefix only"),
+        pytest.param("HCX1:" + "0" * MAX_TOKEN_CHARS, Reason.BAD_ENCODING, id="too long"),
+        pytest.param("HCX1:abc", Reason.BAD_ENCODING, id="not base45"),
+        pytest.param("HCX1:" + b45encode(b"plain"), Reason.BAD_ENCODING, id="not zlib"),
+        pytest.param(wrap(b"x")[:-3], Reason.BAD_ENCODING, id="truncated zlib"),
+        pytest.param(
+            PREFIX + b45encode(zlib.compress(b"x") + b"\x00"), Reason.BAD_ENCODING, id="zlib+junk"
+        ),
+        pytest.param(_bomb(), Reason.BAD_ENCODING, id="zip bomb 2 MB"),
+        pytest.param(wrap(b"\x00" * (MAX_PAYLOAD_BYTES + 1)), Reason.BAD_ENCODING, id="4097 B"),
+        pytest.param(wrap(b"\xff"), Reason.BAD_ENCODING, id="not CBOR"),
+        pytest.param(wrap(cbor2.dumps([1, 2, 3, 4])), Reason.MALFORMED, id="array of ints"),
+        pytest.param(
+            cose_token(cwt(), protected={1: ALG_ES256, 4: KID[:7]}), Reason.MALFORMED, id="kid 7 B"
+        ),
+        pytest.param(
+            cose_token(cwt(), protected={1: ALG_ES256}, unprotected={4: KID}),
+            Reason.MALFORMED,
+            id="kid unprotected",
+        ),
+        pytest.param(
+            cose_token(cwt(), protected={1: ALG_ES256, 4: KID}, unprotected={5: b"iv"}),
+            Reason.MALFORMED,
+            id="extra unprotected header",
+        ),
+        pytest.param(
+            cose_token(cwt(), protected={1: ALG_ES256, 3: 0, 4: KID}),
+            Reason.MALFORMED,
+            id="extra protected header",
+        ),
+        pytest.param(cose_token(cwt(), protected={4: KID}), Reason.MALFORMED, id="no alg"),
+        pytest.param(cose_token([1]), Reason.MALFORMED, id="claims an array"),
+        pytest.param(cose_token(b"\xff"), Reason.BAD_ENCODING, id="claims not CBOR"),
+        pytest.param(cose_token(cbor2.dumps(cwt()) + b"\x00"), Reason.BAD_ENCODING, id="trail"),
+        pytest.param(cose_token(cwt(exp=_DROP)), Reason.MALFORMED, id="exp missing"),
+        pytest.param(cose_token({**cwt(), 2: "sub"}), Reason.MALFORMED, id="unknown claim sub"),
+        pytest.param(cose_token({**cwt(), "x": 1}), Reason.MALFORMED, id="text claim key"),
+        pytest.param(
+            cose_token({(1.0 if k == 1 else k): v for k, v in cwt().items()}),
+            Reason.MALFORMED,
+            id="float key 1.0",
+        ),
+        pytest.param(cose_token(cwt(iss=330000)), Reason.MALFORMED, id="iss an int"),
+        pytest.param(cose_token(cwt(iss="330001")), Reason.MALFORMED, id="iss not a province"),
+        pytest.param(cose_token(cwt(iat=True)), Reason.MALFORMED, id="iat a bool"),
+        pytest.param(cose_token(cwt(iat=float(NOW))), Reason.MALFORMED, id="iat a float"),
+        pytest.param(cose_token(cwt(exp=NOW)), Reason.MALFORMED, id="exp equals iat"),
+        pytest.param(cose_token(cwt(exp=2**64 - 1)), Reason.MALFORMED, id="exp huge"),
+        pytest.param(
+            cose_token(cwt(exp=cbor2.CBORTag(1, NOW + 300))), Reason.MALFORMED, id="exp a date"
+        ),
+        pytest.param(cose_token(cwt(cti=CODE_ID.hex())), Reason.MALFORMED, id="cti text"),
+        pytest.param(cose_token(cwt(cti=bytes(8))), Reason.MALFORMED, id="cti 8 bytes"),
+        pytest.param(cose_token(cwt(hcx=[1, 2])), Reason.MALFORMED, id="hcx an array"),
+        pytest.param(cose_token(cwt(hcx_1=4)), Reason.MALFORMED, id="colour 4"),
+        pytest.param(cose_token(cwt(hcx_1=0)), Reason.MALFORMED, id="colour 0"),
+        pytest.param(cose_token(cwt(hcx_1="GREEN")), Reason.MALFORMED, id="colour text"),
+        pytest.param(cose_token(cwt(hcx_2=-1)), Reason.MALFORMED, id="status version negative"),
+        pytest.param(cose_token(cwt(hcx_3="x" * 33)), Reason.MALFORMED, id="masked name long"),
+        pytest.param(cose_token(cwt(hcx_4="12")), Reason.MALFORMED, id="id tail short"),
+        pytest.param(cose_token(cwt(hcx_5="travel")), Reason.MALFORMED, id="wrong purpose"),
+        pytest.param(cose_token(cwt(hcx_5=_DROP)), Reason.MALFORMED, id="purpose missing"),
+        pytest.param(cose_token(cwt(hcx_6="x")), Reason.MALFORMED, id="unknown hcx key"),
+    ],
+)
+def test_hostile_tokens_raise_decode_error(token: str, reason: Reason) -> None:
+    with pytest.raises(DecodeError) as caught:
+        decode_token(token)
+    assert caught.value.reason is reason
+
+
+def test_non_text_token_is_refused() -> None:
+    with pytest.raises(DecodeError):
+        decode_token(b"HCX1:" + b45encode(b"x").encode())  # type: ignore[arg-type]
+
+
+def test_the_well_formed_reference_token_decodes() -> None:
+    # Guards the table above: cose_token(cwt()) itself is accepted, so each row tests one change.
+    assert decode_token(cose_token(cwt())).claims == make_claims()
+
+
+# --- property: hostile input never escapes as anything but DecodeError ----------------------
+
+VALID_TOKEN = issue_token(make_claims(), signing_key=P256_KEY, kid=KID)
+VALID = decode_token(VALID_TOKEN)
+VALID_COMPRESSED = b45decode(VALID_TOKEN[len(PREFIX) :])
+VALID_COSE = zlib.decompress(VALID_COMPRESSED)
+
+
+def _decode_or_decode_error(token: str) -> DecodedCode | None:
+    try:
+        decoded = decode_token(token)
+    except DecodeError as e:
+        assert e.reason in (Reason.BAD_ENCODING, Reason.MALFORMED)
+        return None
+    assert isinstance(decoded, DecodedCode)
+    return decoded
+
+
+def _assert_signature_matches_integrity(decoded: DecodedCode) -> None:
+    msg, original = decoded.sign1, VALID.sign1
+    intact = (msg.protected_bytes, msg.payload, msg.signature) == (
+        original.protected_bytes,
+        original.payload,
+        original.signature,
+    )
+    if intact:
+        verify_token_signature(decoded, P256_KEY.public_key())
+    else:
+        with pytest.raises(VerificationError):
+            verify_token_signature(decoded, P256_KEY.public_key())
+
+
+@given(st.text(max_size=300))
+def test_random_text_never_escapes(text: str) -> None:
+    _decode_or_decode_error(text)
+    _decode_or_decode_error(PREFIX + text)
+
+
+@given(st.binary(max_size=600))
+def test_random_bytes_as_token_never_escape(data: bytes) -> None:
+    _decode_or_decode_error(wrap(data))
+    _decode_or_decode_error(PREFIX + b45encode(data))
+
+
+def _mutate(original: bytes, data: st.DataObject) -> bytes:
+    if data.draw(st.booleans(), label="truncate"):
+        return original[: data.draw(st.integers(0, len(original) - 1), label="length")]
+    index = data.draw(st.integers(0, len(original) - 1), label="index")
+    value = data.draw(st.integers(0, 255).filter(lambda v: v != original[index]), label="value")
+    return original[:index] + bytes([value]) + original[index + 1 :]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(layer=st.sampled_from(["text", "zlib", "cose"]), data=st.data())
+def test_mutated_valid_token_decodes_or_raises_decode_error(
+    layer: str, data: st.DataObject
+) -> None:
+    if layer == "text":
+        token = _mutate(VALID_TOKEN.encode(), data).decode("latin-1")
+    elif layer == "zlib":
+        token = PREFIX + b45encode(_mutate(VALID_COMPRESSED, data))
+    else:
+        token = wrap(_mutate(VALID_COSE, data))
+    decoded = _decode_or_decode_error(token)
+    if decoded is not None:
+        _assert_signature_matches_integrity(decoded)
+
+
+def test_claims_swapped_under_a_valid_signature_fail_verification() -> None:
+    # Valid shape, different claims, the original signature: decodes, but must not verify.
+    original = VALID.sign1
+    item = [original.protected_bytes, {}, cbor2.dumps(cwt(hcx_1=3)), original.signature]
+    decoded = decode_token(wrap(cbor2.dumps(cbor2.CBORTag(18, item))))
+    assert decoded.claims.colour is Colour.RED
+    with pytest.raises(VerificationError) as caught:
+        verify_token_signature(decoded, P256_KEY.public_key())
+    assert caught.value.reason is Reason.BAD_SIGNATURE
+
+
+# --- display helpers ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("full_name", "masked"),
+    [
+        ("张三明", "张*明"),
+        ("张三", "张*"),
+        ("张", "张"),
+        ("欧阳三明", "欧*明"),
+        ("  李四 ", "李*"),
+        ("阿卜杜·热合曼", "阿*曼"),
+        ("Zhang Sanming", "Z*g"),
+    ],
+)
+def test_mask_name(full_name: str, masked: str) -> None:
+    assert mask_name(full_name) == masked
+    assert dataclasses.replace(make_claims(), masked_name=masked).masked_name == masked
+
+
+@pytest.mark.parametrize("full_name", ["", "   ", "张\n三"])
+def test_mask_name_refuses_empty_or_control_characters(full_name: str) -> None:
+    with pytest.raises(InvalidRequest):
+        mask_name(full_name)
+
+
+@pytest.mark.parametrize(
+    ("id_number", "tail"),
+    [("33010619900101123X", "123X"), ("330106199001011234", "1234"), ("3301061990010112x", "112X")],
+)
+def test_id_tail(id_number: str, tail: str) -> None:
+    assert id_tail(id_number) == tail
+
+
+@pytest.mark.parametrize("id_number", ["", "123", "1234567Y", "12 34"])
+def test_id_tail_refuses_other_endings(id_number: str) -> None:
+    with pytest.raises(InvalidRequest):
+        id_tail(id_number)

@@ -1,0 +1,292 @@
+"""COSE_Sign1: RFC 9052 published examples, round trips and hostile input."""
+
+from __future__ import annotations
+
+import base64
+
+import cbor2
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trust.cose import (
+    ALG_EDDSA,
+    ALG_ES256,
+    Sign1,
+    decode_sign1,
+    sign1,
+    verify_sign1,
+)
+from trust.errors import DecodeError, PkiError, VerificationError
+from trust.model import Reason
+
+# Key "11" of RFC 9052 Appendix C.7.1 (public keys), as JWK-style base64url coordinates in
+# https://github.com/cose-wg/Examples/blob/master/sign1-tests/sign-pass-01.json ("sign0.key").
+KEY_11_X = "usWxHK2PmfnHKwXPS54m0kTcGJ90UiglWiGahtagnv8"
+KEY_11_Y = "IBOL-C3BttVivg-lSreASjpkttcsz-1rb7btKLv8EX4"
+
+# RFC 9052 Appendix C.2.1 "Single ECDSA Signature":
+#   18([ / protected h'a10126' / << { / alg / 1:-7 / ECDSA 256 / } >>,
+#        / unprotected / { / kid / 4:'11' },
+#        / payload / 'This is the content.',
+#        / signature / h'8eb33e4ca31d1c465ab05aac34cc6b23d58fef5c083106c4
+#     d25a91aef0b0117e2af9a291aa32e14ab834dc56ed2a223444547e01f11d3b0916e5
+#     a4c345cacb36' ])
+# Bytes as in cose-wg/Examples RFC8152/Appendix_C_2_1.json (unchanged in RFC 9052), quoted by
+# e.g. dotnet/runtime CoseSign1MessageTests.Verify.cs and t_cose's rfc8152_example_2_1.
+RFC_9052_C_2_1 = bytes.fromhex(
+    "d28443a10126a10442313154546869732069732074686520636f6e74656e742e5840"
+    "8eb33e4ca31d1c465ab05aac34cc6b23d58fef5c083106c4d25a91aef0b0117e"
+    "2af9a291aa32e14ab834dc56ed2a223444547e01f11d3b0916e5a4c345cacb36"
+)
+# cose-wg/Examples sign1-tests/sign-pass-02.json: same key, external AAD 11aa22bb33cc44dd55006699.
+SIGN_PASS_02 = bytes.fromhex(
+    "d28443a10126a10442313154546869732069732074686520636f6e74656e742e5840"
+    "eae868ecc176883766c5dc5ba5b8dca25dab3c2e56a551ce5705b793914348e1"
+    "55388b10c4f1b59a6733eab416870a945111a4b2fbdbef33a77234b1deff2f9b"
+)
+SIGN_PASS_02_AAD = bytes.fromhex("11aa22bb33cc44dd55006699")
+# cose-wg/Examples sign1-tests/sign-pass-03.json: "Remove CBOR Tag" (untagged array).
+SIGN_PASS_03 = bytes.fromhex(
+    "8443a10126a10442313154546869732069732074686520636f6e74656e742e5840"
+    "eae868ecc176883766c5dc5ba5b8dca25dab3c2e56a551ce5705b793914348e1"
+    "9f43d6c6ba654472da301b645b293c9ba939295b97c4bdb847782bff384c5794"
+)
+# cose-wg/Examples sign1-tests/sign-fail-01.json: "Wrong CBOR Tag" (998 instead of 18).
+SIGN_FAIL_01 = bytes.fromhex(
+    "d903e68443a10126a10442313154546869732069732074686520636f6e74656e742e5840"
+    "eae868ecc176883766c5dc5ba5b8dca25dab3c2e56a551ce5705b793914348e1"
+    "9f43d6c6ba654472da301b645b293c9ba939295b97c4bdb847782bff384c5794"
+)
+# cose-wg/Examples sign1-tests/sign-fail-02.json: "Change signature" (payload '...content/').
+SIGN_FAIL_02 = bytes.fromhex(
+    "d28443a10126a10442313154546869732069732074686520636f6e74656e742f5840"
+    "eae868ecc176883766c5dc5ba5b8dca25dab3c2e56a551ce5705b793914348e1"
+    "9f43d6c6ba654472da301b645b293c9ba939295b97c4bdb847782bff384c5794"
+)
+
+
+def _b64url_int(text: str) -> int:
+    return int.from_bytes(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), "big")
+
+
+@pytest.fixture(scope="module")
+def key_11() -> ec.EllipticCurvePublicKey:
+    numbers = ec.EllipticCurvePublicNumbers(
+        _b64url_int(KEY_11_X), _b64url_int(KEY_11_Y), ec.SECP256R1()
+    )
+    return numbers.public_key()
+
+
+@pytest.fixture(scope="module")
+def p256_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.fixture(scope="module")
+def ed_key() -> ed25519.Ed25519PrivateKey:
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+def test_rfc_9052_c_2_1_decodes_and_verifies(key_11: ec.EllipticCurvePublicKey) -> None:
+    msg = decode_sign1(RFC_9052_C_2_1)
+    assert msg.alg == ALG_ES256
+    assert msg.kid == b"11"  # from the unprotected header
+    assert msg.protected_bytes == bytes.fromhex("a10126")
+    assert msg.payload == b"This is the content."
+    verify_sign1(msg, key_11)
+
+
+# Offsets of the unprotected header {4: '11'} (a1 04 42 31 31) inside RFC_9052_C_2_1.
+_UNPROTECTED = range(6, 11)
+
+
+@pytest.mark.parametrize("index", [i for i in range(len(RFC_9052_C_2_1)) if i not in _UNPROTECTED])
+def test_rfc_9052_c_2_1_any_flipped_byte_fails(
+    key_11: ec.EllipticCurvePublicKey, index: int
+) -> None:
+    mutated = bytearray(RFC_9052_C_2_1)
+    mutated[index] ^= 0x01
+    with pytest.raises((DecodeError, VerificationError)):
+        verify_sign1(decode_sign1(bytes(mutated)), key_11)
+
+
+def test_rfc_9052_c_2_1_unprotected_kid_is_not_signed(key_11: ec.EllipticCurvePublicKey) -> None:
+    # Why hcx codes carry no unprotected header: changing it leaves the signature valid.
+    mutated = RFC_9052_C_2_1.replace(bytes.fromhex("a104423131"), bytes.fromhex("a104423939"))
+    msg = decode_sign1(mutated)
+    assert msg.kid == b"99"
+    verify_sign1(msg, key_11)
+
+
+def test_rfc_9052_c_2_1_flipped_signature_byte_is_bad_signature(
+    key_11: ec.EllipticCurvePublicKey,
+) -> None:
+    mutated = bytearray(RFC_9052_C_2_1)
+    mutated[-1] ^= 0x80
+    with pytest.raises(VerificationError) as caught:
+        verify_sign1(decode_sign1(bytes(mutated)), key_11)
+    assert caught.value.reason is Reason.BAD_SIGNATURE
+
+
+def test_examples_with_external_aad_and_untagged(key_11: ec.EllipticCurvePublicKey) -> None:
+    verify_sign1(decode_sign1(SIGN_PASS_02), key_11, external_aad=SIGN_PASS_02_AAD)
+    with pytest.raises(VerificationError):
+        verify_sign1(decode_sign1(SIGN_PASS_02), key_11)  # AAD missing
+    verify_sign1(decode_sign1(SIGN_PASS_03), key_11)
+
+
+def test_examples_that_must_fail(key_11: ec.EllipticCurvePublicKey) -> None:
+    with pytest.raises(DecodeError) as caught:
+        decode_sign1(SIGN_FAIL_01)
+    assert caught.value.reason is Reason.MALFORMED
+    with pytest.raises(VerificationError) as failed:
+        verify_sign1(decode_sign1(SIGN_FAIL_02), key_11)
+    assert failed.value.reason is Reason.BAD_SIGNATURE
+
+
+@pytest.mark.parametrize(("key_name", "alg"), [("p256_key", ALG_ES256), ("ed_key", ALG_EDDSA)])
+def test_round_trip(request: pytest.FixtureRequest, key_name: str, alg: int) -> None:
+    key = request.getfixturevalue(key_name)
+    data = sign1(payload=b"claims", private_key=key, kid=b"kid-0001")
+    msg = decode_sign1(data)
+    assert cbor2.loads(data).tag == 18
+    assert msg.alg == alg
+    assert msg.kid == b"kid-0001"
+    assert msg.protected == {1: alg, 4: b"kid-0001"}
+    assert msg.unprotected == {}
+    assert msg.payload == b"claims"
+    if alg == ALG_ES256:
+        assert len(msg.signature) == 64
+    verify_sign1(msg, key.public_key())
+
+
+def test_wrong_key_is_bad_signature(p256_key: ec.EllipticCurvePrivateKey) -> None:
+    msg = decode_sign1(sign1(payload=b"x", private_key=p256_key, kid=b"k"))
+    other = ec.generate_private_key(ec.SECP256R1()).public_key()
+    with pytest.raises(VerificationError) as caught:
+        verify_sign1(msg, other)
+    assert caught.value.reason is Reason.BAD_SIGNATURE
+
+
+def test_es256_signature_of_wrong_length_is_bad_signature(
+    p256_key: ec.EllipticCurvePrivateKey,
+) -> None:
+    msg = decode_sign1(sign1(payload=b"x", private_key=p256_key, kid=b"k"))
+    for signature in (msg.signature[:-1], msg.signature + b"\x00", b""):
+        forged = Sign1(
+            protected_bytes=msg.protected_bytes,
+            protected=msg.protected,
+            unprotected=msg.unprotected,
+            payload=msg.payload,
+            signature=signature,
+        )
+        with pytest.raises(VerificationError) as caught:
+            verify_sign1(forged, p256_key.public_key())
+        assert caught.value.reason is Reason.BAD_SIGNATURE
+
+
+def _with_protected(protected: dict[int, object]) -> bytes:
+    return cbor2.dumps(cbor2.CBORTag(18, [cbor2.dumps(protected), {}, b"p", b"\x00" * 64]))
+
+
+@pytest.mark.parametrize(
+    ("protected", "key_name"),
+    [
+        pytest.param({1: -35}, "p256_key", id="ES384 is not supported"),
+        pytest.param({1: -257}, "p256_key", id="RS256 is not supported"),
+        pytest.param({4: b"k"}, "p256_key", id="alg missing"),
+        pytest.param({1: ALG_ES256}, "ed_key", id="ES256 with an Ed25519 key"),
+        pytest.param({1: ALG_EDDSA}, "p256_key", id="EdDSA with a P-256 key"),
+        pytest.param({1: ALG_ES256}, "p384_key", id="ES256 with a P-384 key"),
+    ],
+)
+def test_unsupported_algorithm(
+    request: pytest.FixtureRequest, protected: dict[int, object], key_name: str
+) -> None:
+    if key_name == "p384_key":
+        public_key = ec.generate_private_key(ec.SECP384R1()).public_key()
+    else:
+        public_key = request.getfixturevalue(key_name).public_key()
+    msg = decode_sign1(_with_protected(protected))
+    with pytest.raises(VerificationError) as caught:
+        verify_sign1(msg, public_key)
+    assert caught.value.reason is Reason.UNSUPPORTED_ALGORITHM
+
+
+def test_signing_with_unsupported_key_is_refused() -> None:
+    with pytest.raises(PkiError) as caught:
+        sign1(payload=b"x", private_key=ec.generate_private_key(ec.SECP384R1()), kid=b"k")
+    assert caught.value.reason is Reason.UNSUPPORTED_ALGORITHM
+
+
+def _sign1(*items: object, tag: int | None = 18) -> bytes:
+    return cbor2.dumps(cbor2.CBORTag(tag, list(items)) if tag is not None else list(items))
+
+
+PROTECTED = cbor2.dumps({1: -7})
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        pytest.param(b"", Reason.BAD_ENCODING, id="empty"),
+        pytest.param(b"\xff\x00", Reason.BAD_ENCODING, id="not CBOR"),
+        pytest.param(RFC_9052_C_2_1[:-1], Reason.BAD_ENCODING, id="truncated"),
+        pytest.param(RFC_9052_C_2_1 + b"\x00", Reason.BAD_ENCODING, id="trailing byte"),
+        pytest.param(b"\x81" * 1000 + b"\x00", Reason.BAD_ENCODING, id="nesting bomb"),
+        pytest.param(b"\x5b" + b"\xff" * 8, Reason.BAD_ENCODING, id="absurd length"),
+        pytest.param(b"\xa2\x01\x01\x01\x02", Reason.BAD_ENCODING, id="duplicate map key"),
+        pytest.param(cbor2.dumps({"a": 1}), Reason.MALFORMED, id="a map"),
+        pytest.param(_sign1(PROTECTED, {}, b"p"), Reason.MALFORMED, id="three items"),
+        pytest.param(_sign1(PROTECTED, {}, b"p", b"s", tag=98), Reason.MALFORMED, id="tag 98"),
+        pytest.param(_sign1({1: -7}, {}, b"p", b"s"), Reason.MALFORMED, id="protected not bstr"),
+        pytest.param(_sign1(b"\x01", {}, b"p", b"s"), Reason.MALFORMED, id="protected an int"),
+        pytest.param(_sign1(b"\xff", {}, b"p", b"s"), Reason.MALFORMED, id="protected not CBOR"),
+        pytest.param(
+            _sign1(PROTECTED + b"\x00", {}, b"p", b"s"), Reason.MALFORMED, id="protected trailing"
+        ),
+        pytest.param(_sign1(PROTECTED, [], b"p", b"s"), Reason.MALFORMED, id="unprotected list"),
+        pytest.param(_sign1(PROTECTED, {}, None, b"s"), Reason.MALFORMED, id="detached payload"),
+        pytest.param(_sign1(PROTECTED, {}, "p", b"s"), Reason.MALFORMED, id="payload text"),
+        pytest.param(_sign1(PROTECTED, {}, b"p", 7), Reason.MALFORMED, id="signature int"),
+        pytest.param(
+            _sign1(PROTECTED, {1: -7}, b"p", b"s"), Reason.MALFORMED, id="alg in both headers"
+        ),
+        pytest.param(_sign1(b"", {1: -7}, b"p", b"s"), Reason.MALFORMED, id="alg unprotected"),
+        pytest.param(
+            _sign1(cbor2.dumps({1: "ES256"}), {}, b"p", b"s"), Reason.MALFORMED, id="alg text"
+        ),
+        pytest.param(
+            _sign1(cbor2.dumps({1: -7, 4: "k"}), {}, b"p", b"s"), Reason.MALFORMED, id="kid text"
+        ),
+        pytest.param(
+            _sign1(cbor2.dumps({1: -7, 2: [4]}), {}, b"p", b"s"), Reason.MALFORMED, id="crit"
+        ),
+        pytest.param(
+            _sign1(cbor2.dumps({"alg": -7}), {}, b"p", b"s"), Reason.MALFORMED, id="text label"
+        ),
+    ],
+)
+def test_decode_rejects(data: bytes, reason: Reason) -> None:
+    with pytest.raises(DecodeError) as caught:
+        decode_sign1(data)
+    assert caught.value.reason is reason
+
+
+def test_empty_protected_header_is_an_empty_map() -> None:
+    msg = decode_sign1(_sign1(b"", {4: b"k"}, b"p", b"s", tag=None))
+    assert msg.protected == {}
+    assert msg.alg is None
+    assert msg.kid == b"k"
+
+
+@given(st.binary(max_size=300))
+def test_random_bytes_decode_or_raise_decode_error(data: bytes) -> None:
+    try:
+        msg = decode_sign1(data)
+    except DecodeError as e:
+        assert e.reason in (Reason.BAD_ENCODING, Reason.MALFORMED)
+    else:
+        assert isinstance(msg, Sign1)

@@ -1,0 +1,61 @@
+"""RFC 9285 base45: the text layer of an hcx code, chosen because it fits QR alphanumeric mode.
+
+Decoding is strict: any character outside the alphabet, a dangling single character or a
+group whose value is out of range raises :class:`~trust.errors.DecodeError`, so a code has
+exactly one text form.
+"""
+
+from __future__ import annotations
+
+from trust.errors import DecodeError
+from trust.model import Reason
+
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
+_VALUES = {char: value for value, char in enumerate(ALPHABET)}
+_BASE = 45
+_BASE_SQUARED = _BASE * _BASE
+
+
+def b45encode(data: bytes) -> str:
+    """Encode bytes as base45 text (RFC 9285 §4)."""
+    chars: list[str] = []
+    for start in range(0, len(data) - 1, 2):
+        value = data[start] * 256 + data[start + 1]
+        high, rest = divmod(value, _BASE_SQUARED)
+        middle, low = divmod(rest, _BASE)
+        chars += (ALPHABET[low], ALPHABET[middle], ALPHABET[high])
+    if len(data) % 2:
+        middle, low = divmod(data[-1], _BASE)
+        chars += (ALPHABET[low], ALPHABET[middle])
+    return "".join(chars)
+
+
+def b45decode(text: str) -> bytes:
+    """Decode base45 text (RFC 9285 §4); raise DecodeError for anything not canonical."""
+    if not isinstance(text, str):
+        raise DecodeError("base45 input must be text", reason=Reason.BAD_ENCODING)
+    if len(text) % 3 == 1:
+        raise DecodeError("base45 text ends with a dangling character", reason=Reason.BAD_ENCODING)
+    digits = [_digit(char) for char in text]
+    out = bytearray()
+    for start in range(0, len(digits), 3):
+        group = digits[start : start + 3]
+        value = sum(digit * _BASE**position for position, digit in enumerate(group))
+        if len(group) == 3:
+            if value > 0xFFFF:
+                raise DecodeError("base45 triplet out of range", reason=Reason.BAD_ENCODING)
+            out += value.to_bytes(2, "big")
+        else:
+            if value > 0xFF:
+                raise DecodeError("base45 pair out of range", reason=Reason.BAD_ENCODING)
+            out.append(value)
+    return bytes(out)
+
+
+def _digit(char: str) -> int:
+    try:
+        return _VALUES[char]
+    except KeyError:
+        raise DecodeError(
+            f"character {char!r} is not in the base45 alphabet", reason=Reason.BAD_ENCODING
+        ) from None

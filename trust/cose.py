@@ -1,0 +1,228 @@
+"""A small COSE_Sign1 layer (RFC 9052) on cbor2 and cryptography: ES256 and EdDSA only.
+
+Decoding never raises anything but :class:`~trust.errors.DecodeError`, whatever the bytes;
+verification raises :class:`~trust.errors.VerificationError` with a stable reason.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+from trust.errors import DecodeError, PkiError, VerificationError
+from trust.model import Reason
+
+ALG_ES256 = -7
+ALG_EDDSA = -8
+HEADER_ALG = 1
+HEADER_CRIT = 2
+HEADER_KID = 4
+COSE_SIGN1_TAG = 18
+ES256_SIGNATURE_LENGTH = 64
+_P256_COORDINATE_LENGTH = 32
+# Deep enough for any COSE/CWT structure hcx uses, shallow enough that nesting bombs stop early.
+MAX_CBOR_DEPTH = 16
+
+SigningKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+VerifyingKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
+
+@dataclass(frozen=True)
+class Sign1:
+    """A decoded, not yet verified COSE_Sign1 message."""
+
+    protected_bytes: bytes
+    protected: Mapping[int, object]
+    unprotected: Mapping[int, object]
+    payload: bytes
+    signature: bytes
+
+    @property
+    def alg(self) -> int | None:
+        """The algorithm from the protected header; an unprotected alg is never trusted."""
+        alg = self.protected.get(HEADER_ALG)
+        return alg if type(alg) is int else None
+
+    @property
+    def kid(self) -> bytes | None:
+        """The key id, looked up in the protected header first, then the unprotected one."""
+        for header in (self.protected, self.unprotected):
+            kid = header.get(HEADER_KID)
+            if isinstance(kid, bytes):
+                return kid
+        return None
+
+
+def decode_cbor_strict(data: bytes, *, what: str) -> object:
+    """Decode exactly one CBOR item: no trailing bytes, no duplicate keys, bounded nesting.
+
+    Raises DecodeError (BAD_ENCODING) for anything that is not such an item.
+    """
+    stream = io.BytesIO(data)
+    decoder = cbor2.CBORDecoder(
+        stream,
+        max_depth=MAX_CBOR_DEPTH,
+        allow_indefinite=False,
+        allow_duplicate_keys=False,
+    )
+    try:
+        item = decoder.decode()
+    except Exception as e:  # cbor2 raises many types on hostile input; none may escape
+        raise DecodeError(f"{what} is not valid CBOR", reason=Reason.BAD_ENCODING) from e
+    if stream.tell() != len(data):
+        raise DecodeError(
+            f"{what} has trailing bytes after the CBOR item", reason=Reason.BAD_ENCODING
+        )
+    return item
+
+
+def sign1(*, payload: bytes, private_key: SigningKey, kid: bytes) -> bytes:
+    """Sign payload as a tagged COSE_Sign1 with protected header {alg, kid}."""
+    alg = _alg_for_private_key(private_key)
+    protected_bytes = cbor2.dumps({HEADER_ALG: alg, HEADER_KID: bytes(kid)})
+    to_be_signed = sig_structure(protected_bytes, b"", payload)
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):
+        der = private_key.sign(to_be_signed, ec.ECDSA(hashes.SHA256()))
+        signature = _der_to_raw(der)
+    else:
+        signature = private_key.sign(to_be_signed)
+    return cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, [protected_bytes, {}, payload, signature]))
+
+
+def decode_sign1(data: bytes) -> Sign1:
+    """Parse a tagged (18) or untagged COSE_Sign1; the signature is not checked."""
+    item = decode_cbor_strict(data, what="COSE_Sign1")
+    if isinstance(item, cbor2.CBORTag):
+        if item.tag != COSE_SIGN1_TAG:
+            raise _malformed(f"CBOR tag {item.tag} is not COSE_Sign1 (18)")
+        item = item.value
+    if not isinstance(item, list | tuple) or len(item) != 4:
+        raise _malformed("COSE_Sign1 must be an array of four items")
+    protected_bytes, unprotected, payload, signature = item
+    if not isinstance(protected_bytes, bytes):
+        raise _malformed("protected header must be a byte string")
+    if not isinstance(unprotected, Mapping):
+        raise _malformed("unprotected header must be a map")
+    if not isinstance(payload, bytes):
+        raise _malformed("payload must be an attached byte string")
+    if not isinstance(signature, bytes):
+        raise _malformed("signature must be a byte string")
+    protected = _decode_protected(protected_bytes)
+    _check_headers(protected, unprotected)
+    return Sign1(
+        protected_bytes=protected_bytes,
+        protected=protected,
+        unprotected=unprotected,
+        payload=payload,
+        signature=signature,
+    )
+
+
+def verify_sign1(msg: Sign1, public_key: VerifyingKey, *, external_aad: bytes = b"") -> None:
+    """Check the signature of msg with public_key; raise VerificationError if it fails."""
+    _check_alg_matches_key(msg.alg, public_key)
+    to_be_signed = sig_structure(msg.protected_bytes, external_aad, msg.payload)
+    try:
+        if isinstance(public_key, ec.EllipticCurvePublicKey):
+            der = _raw_to_der(msg.signature)
+            public_key.verify(der, to_be_signed, ec.ECDSA(hashes.SHA256()))
+        else:
+            public_key.verify(msg.signature, to_be_signed)
+    except InvalidSignature as e:
+        raise VerificationError("signature does not verify", reason=Reason.BAD_SIGNATURE) from e
+
+
+def sig_structure(protected_bytes: bytes, external_aad: bytes, payload: bytes) -> bytes:
+    """The bytes actually signed: Sig_structure for COSE_Sign1 (RFC 9052 §4.4)."""
+    return cbor2.dumps(["Signature1", protected_bytes, external_aad, payload])
+
+
+def _decode_protected(protected_bytes: bytes) -> Mapping[int, object]:
+    # RFC 9052 §3: an empty protected header may be sent as a zero-length byte string.
+    if not protected_bytes:
+        return {}
+    try:
+        protected = decode_cbor_strict(protected_bytes, what="protected header")
+    except DecodeError as e:
+        raise _malformed("protected header is not a CBOR-encoded map") from e
+    if not isinstance(protected, Mapping):
+        raise _malformed("protected header must be a bstr-wrapped map")
+    return protected
+
+
+def _check_headers(protected: Mapping[Any, object], unprotected: Mapping[Any, object]) -> None:
+    # hcx only ever writes integer labels; refusing the rest keeps the Mapping[int, ...] honest.
+    if any(type(label) is not int for header in (protected, unprotected) for label in header):
+        raise _malformed("header labels must be integers")
+    if HEADER_CRIT in protected or HEADER_CRIT in unprotected:
+        raise _malformed("critical header parameters are not supported")
+    if set(protected) & set(unprotected):
+        raise _malformed("a header label appears in both protected and unprotected headers")
+    if HEADER_ALG in unprotected:
+        raise _malformed("alg must be in the protected header")
+    if HEADER_ALG in protected and type(protected[HEADER_ALG]) is not int:
+        raise _malformed("alg must be an integer")
+    for header in (protected, unprotected):
+        if HEADER_KID in header and not isinstance(header[HEADER_KID], bytes):
+            raise _malformed("kid must be a byte string")
+
+
+def _check_alg_matches_key(alg: int | None, public_key: object) -> None:
+    if alg == ALG_ES256:
+        if isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(
+            public_key.curve, ec.SECP256R1
+        ):
+            return
+        raise _unsupported("ES256 needs a P-256 public key")
+    if alg == ALG_EDDSA:
+        if isinstance(public_key, ed25519.Ed25519PublicKey):
+            return
+        raise _unsupported("EdDSA needs an Ed25519 public key")
+    raise _unsupported(f"algorithm {alg!r} is not supported (ES256 and EdDSA only)")
+
+
+def _alg_for_private_key(private_key: object) -> int:
+    if isinstance(private_key, ec.EllipticCurvePrivateKey) and isinstance(
+        private_key.curve, ec.SECP256R1
+    ):
+        return ALG_ES256
+    if isinstance(private_key, ed25519.Ed25519PrivateKey):
+        return ALG_EDDSA
+    raise PkiError("signing key must be P-256 or Ed25519", reason=Reason.UNSUPPORTED_ALGORITHM)
+
+
+def _der_to_raw(der: bytes) -> bytes:
+    r, s = decode_dss_signature(der)
+    return r.to_bytes(_P256_COORDINATE_LENGTH, "big") + s.to_bytes(_P256_COORDINATE_LENGTH, "big")
+
+
+def _raw_to_der(raw: bytes) -> bytes:
+    # COSE carries r||s with fixed-width halves (RFC 9053 §2.1); anything else is not ES256.
+    if len(raw) != ES256_SIGNATURE_LENGTH:
+        raise VerificationError(
+            f"ES256 signature must be {ES256_SIGNATURE_LENGTH} bytes, not {len(raw)}",
+            reason=Reason.BAD_SIGNATURE,
+        )
+    half = _P256_COORDINATE_LENGTH
+    return encode_dss_signature(
+        int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
+    )
+
+
+def _malformed(message: str) -> DecodeError:
+    return DecodeError(message, reason=Reason.MALFORMED)
+
+
+def _unsupported(message: str) -> VerificationError:
+    return VerificationError(message, reason=Reason.UNSUPPORTED_ALGORITHM)
