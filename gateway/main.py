@@ -10,17 +10,17 @@ from pathlib import Path
 
 from gateway.feed import ViewFeed
 from gateway.metrics import REGISTRY_REJECTED
+from gateway.registry_service import RegistryServicer, root_authority_or_none
 from gateway.relay import StatusRelay
-from gateway.service import GatewayServicer, RegistryServicer, root_authority_or_none
+from gateway.service import GatewayServicer
 from gateway.verification import VerifyPolicy
 from healthcode.v1 import gateway_pb2, gateway_pb2_grpc, registry_pb2, registry_pb2_grpc
 from nodes.provincial.main import write_port_file
 from nodes.server import RunningServer, ServiceBinding, build_server, start_metrics
 from trust import pki
-from trust.errors import InvalidRequest
 from trust.kv import KvStore
 from trust.registry import RegistryOperations
-from trust.stores.embedded import EmbeddedStore
+from trust.stores import open_store
 from trust.view import TrustView
 
 log = logging.getLogger(__name__)
@@ -35,15 +35,6 @@ class GatewayConfig:
     metrics_port: int | None = None
     port_file: Path | None = None
     policy: VerifyPolicy = field(default_factory=VerifyPolicy)
-
-
-def open_store(url: str) -> KvStore:
-    """The registry store named by ``url`` (``sqlite:///path``)."""
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite://"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return EmbeddedStore(path)
-    raise InvalidRequest(f"unsupported registry URL {url!r} (expected sqlite:///PATH)")
 
 
 @dataclass
@@ -75,7 +66,9 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     await feed.start()
     relay = StatusRelay(view)
     registry = RegistryOperations(
-        store=store, roots=roots, root_authority=root_authority_or_none(config.root_cert, config.root_key)
+        store=store,
+        roots=roots,
+        root_authority=root_authority_or_none(config.root_cert, config.root_key),
     )
     gateway = GatewayServicer(
         view=view, relay=relay, registry=registry, store=store, policy=config.policy

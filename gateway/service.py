@@ -1,4 +1,4 @@
-"""Gateway and Registry servicers: translate protobuf, call the domain, translate back."""
+"""Gateway servicer: translate protobuf, call the domain, translate back."""
 
 from __future__ import annotations
 
@@ -6,13 +6,10 @@ import logging
 import time
 from typing import Any
 
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from gateway.metrics import VERIFICATIONS, VERIFY_SECONDS
 from gateway.relay import StatusRelay
 from gateway.verification import Outcome, VerifyPolicy, verify_token
-from healthcode.v1 import gateway_pb2, gateway_pb2_grpc, registry_pb2, registry_pb2_grpc
-from trust import pki
+from healthcode.v1 import gateway_pb2, gateway_pb2_grpc
 from trust.errors import InvalidRequest
 from trust.kv import KvStore
 from trust.model import Reason, Verdict, is_province_code
@@ -66,7 +63,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         remaining = context.time_remaining()
         deadline = time.monotonic() + remaining - 0.01 if remaining is not None else None
         outcome = await verify_token(
-            request.token, view=self._view, relay=self._relay, policy=self._policy, deadline=deadline
+            request.token,
+            view=self._view,
+            relay=self._relay,
+            policy=self._policy,
+            deadline=deadline,
         )
         VERIFY_SECONDS.observe(time.perf_counter() - began)
         issuer = outcome.claims.issuer if outcome.claims else "unknown"
@@ -88,72 +89,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         ttl = await self._store.keep_alive(request.lease_id)
         return gateway_pb2.KeepAliveNodeResponse(ttl_seconds=ttl)
 
-    async def DeregisterNode(self, request: Any, context: Any) -> gateway_pb2.DeregisterNodeResponse:
+    async def DeregisterNode(
+        self, request: Any, context: Any
+    ) -> gateway_pb2.DeregisterNodeResponse:
         await self._store.revoke_lease(request.lease_id)
         return gateway_pb2.DeregisterNodeResponse()
-
-
-def _pem(certificate: Any) -> bytes:
-    return bytes(certificate.public_bytes(Encoding.PEM))
-
-
-class RegistryServicer(registry_pb2_grpc.RegistryServicer):
-    """Coordinator and provincial-operator operations on the trust registry."""
-
-    def __init__(self, *, registry: RegistryOperations, view: TrustView, roots: list[Any]) -> None:
-        self._registry = registry
-        self._view = view
-        self._roots = roots
-
-    async def OnboardProvince(self, request: Any, context: Any) -> registry_pb2.OnboardProvinceResponse:
-        ca = await self._registry.onboard_province(
-            province=request.province, name=request.name, csr_pem=request.csr_pem
-        )
-        return registry_pb2.OnboardProvinceResponse(
-            ca_certificate_pem=_pem(ca), root_certificate_pem=_pem(self._roots[0])
-        )
-
-    async def UploadSigningCertificate(
-        self, request: Any, context: Any
-    ) -> registry_pb2.UploadSigningCertificateResponse:
-        record = await self._registry.upload_signing_certificate(request.certificate_pem)
-        return registry_pb2.UploadSigningCertificateResponse(kid=record.kid, province=record.province)
-
-    async def ListProvinces(self, request: Any, context: Any) -> registry_pb2.ListProvincesResponse:
-        return registry_pb2.ListProvincesResponse(
-            provinces=[
-                registry_pb2.Province(
-                    code=p.code,
-                    name=p.name,
-                    suspended=p.suspended,
-                    ca_certificate_pem=_pem(p.ca_certificate),
-                )
-                for p in self._view.provinces()
-            ]
-        )
-
-    async def ListCertificates(
-        self, request: Any, context: Any
-    ) -> registry_pb2.ListCertificatesResponse:
-        return registry_pb2.ListCertificatesResponse(
-            certificates=[
-                registry_pb2.SigningCertificate(
-                    kid=s.kid,
-                    province=s.province,
-                    certificate_pem=_pem(s.certificate),
-                    not_before=int(s.not_before),
-                    not_after=int(s.not_after),
-                )
-                for s in self._view.signers()
-                if not request.province or s.province == request.province
-            ]
-        )
-
-
-def root_authority_or_none(cert_path: Any, key_path: Any) -> pki.Authority | None:
-    if key_path is None:
-        return None
-    return pki.Authority(
-        certificate=pki.load_certificate_pem(cert_path.read_bytes()),
-        private_key=pki.load_private_key_pem(key_path.read_bytes()),
-    )

@@ -40,20 +40,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="role", required=True, metavar="ROLE")
     cmd_registry.register(
-        _parser(sub, "registry", "National coordinators: root CA, provinces, signing certificates.",
-                "hcx registry init --dir var/national"))
+        _parser(
+            sub,
+            "registry",
+            "National coordinators: root CA, provinces, signing certificates.",
+            "hcx registry init --dir var/national",
+        )
+    )
     cmd_node.register(
-        _parser(sub, "node", "Provincial operators: keys, the node server, issuing codes.",
-                "hcx node serve --province 330000 --dir var/330000 --gateway 127.0.0.1:50051"))
+        _parser(
+            sub,
+            "node",
+            "Provincial operators: keys, the node server, issuing codes.",
+            "hcx node serve --province 330000 --dir var/330000 --gateway 127.0.0.1:50051",
+        )
+    )
     cmd_gateway.register(
-        _parser(sub, "gateway", "The national gateway: verification relay and registry API.",
-                "hcx gateway serve --root-cert var/national/root.pem"))
+        _parser(
+            sub,
+            "gateway",
+            "The national gateway: verification relay and registry API.",
+            "hcx gateway serve --root-cert var/national/root.pem",
+        )
+    )
     cmd_checkpoint.register(
-        _parser(sub, "checkpoint", "Checkpoints: verify a traveller's code.",
-                "hcx checkpoint verify --gateway 127.0.0.1:50051 'HCX1:...'"))
+        _parser(
+            sub,
+            "checkpoint",
+            "Checkpoints: verify a traveller's code.",
+            "hcx checkpoint verify --gateway 127.0.0.1:50051 'HCX1:...'",
+        )
+    )
     cmd_sim.register(
-        _parser(sub, "sim", "Run a local federation on 127.0.0.1 and print what happened.",
-                "hcx sim --provinces 330000,510000,460000"))
+        _parser(
+            sub,
+            "sim",
+            "Run a local federation on 127.0.0.1 and print what happened.",
+            "hcx sim --provinces 330000,510000,460000",
+        )
+    )
     return parser
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import grpc
 
-from healthcode.v1 import common_pb2, node_pb2, node_pb2_grpc, registry_pb2, registry_pb2_grpc
+from hcx import cmd_keys
 from hcx.cli import run_async, subcommand
-from nodes.provincial.keys import ProvinceDir, init_province, new_signing_certificate
+from healthcode.v1 import common_pb2, node_pb2, node_pb2_grpc
 from nodes.provincial.main import NodeConfig, serve
 
 COLOURS = {"green": common_pb2.GREEN, "yellow": common_pb2.YELLOW, "red": common_pb2.RED}
@@ -18,11 +18,21 @@ COLOURS = {"green": common_pb2.GREEN, "yellow": common_pb2.YELLOW, "red": common
 
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    _register_keys(subcommand(sub, "keys", "Make and upload the province's keys (kept local).",
-                              "hcx node keys init --province 330000 --dir var/330000"))
+    cmd_keys.register(
+        subcommand(
+            sub,
+            "keys",
+            "Make and upload the province's keys (kept local).",
+            "hcx node keys init --province 330000 --dir var/330000",
+        )
+    )
 
-    p = subcommand(sub, "serve", "Serve the province's node and register with the gateway.",
-                   "hcx node serve --province 330000 --dir var/330000 --gateway 127.0.0.1:50051")
+    p = subcommand(
+        sub,
+        "serve",
+        "Serve the province's node and register with the gateway.",
+        "hcx node serve --province 330000 --dir var/330000 --gateway 127.0.0.1:50051",
+    )
     p.add_argument("--province", required=True, help="GB/T 2260 code")
     p.add_argument("--dir", type=Path, required=True, help="the province's key directory")
     p.add_argument("--gateway", default="127.0.0.1:50051", help="national gateway address")
@@ -33,17 +43,24 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--token-lifetime", type=int, default=300, help="seconds a token is valid")
     p.set_defaults(handler=run_serve)
 
-    p = subcommand(sub, "issue", "Issue a code for a holder; prints the code id and token.",
-                   "hcx node issue --node 127.0.0.1:7001 --id-number 33010219900101123X "
-                   "--name 张三明")
+    p = subcommand(
+        sub,
+        "issue",
+        "Issue a code for a holder; prints the code id and token.",
+        "hcx node issue --node 127.0.0.1:7001 --id-number 33010219900101123X --name 张三明",
+    )
     p.add_argument("--node", required=True, help="the province node's address")
     p.add_argument("--id-number", required=True, help="holder's resident ID number")
     p.add_argument("--name", required=True, help="holder's full name (only the mask is encoded)")
     p.set_defaults(handler=issue)
 
-    p = subcommand(sub, "set-status", "Change a code's colour.",
-                   "hcx node set-status --node 127.0.0.1:7001 --code-id 0011..ff --colour red "
-                   "--reason 'confirmed case'")
+    p = subcommand(
+        sub,
+        "set-status",
+        "Change a code's colour.",
+        "hcx node set-status --node 127.0.0.1:7001 --code-id 0011..ff --colour red "
+        "--reason 'confirmed case'",
+    )
     p.add_argument("--node", required=True, help="the province node's address")
     p.add_argument("--code-id", required=True, help="code id (32 hex characters)")
     p.add_argument("--colour", required=True, choices=sorted(COLOURS))
@@ -51,57 +68,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--request-id", default="", help="idempotency key (default: random)")
     p.set_defaults(handler=set_status)
 
-    p = subcommand(sub, "status", "Show a code's live status.",
-                   "hcx node status --node 127.0.0.1:7001 --code-id 0011..ff")
+    p = subcommand(
+        sub,
+        "status",
+        "Show a code's live status.",
+        "hcx node status --node 127.0.0.1:7001 --code-id 0011..ff",
+    )
     p.add_argument("--node", required=True, help="the province node's address")
     p.add_argument("--code-id", required=True, help="code id (32 hex characters)")
     p.set_defaults(handler=status)
-
-
-def _register_keys(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="keys_action", required=True, metavar="KEYS_ACTION")
-    p = subcommand(sub, "init", "Make the provincial CA key + CSR and the holder-hash key.",
-                   "hcx node keys init --province 330000 --dir var/330000")
-    p.add_argument("--province", required=True)
-    p.add_argument("--dir", type=Path, required=True)
-    p.set_defaults(handler=keys_init)
-
-    p = subcommand(sub, "new-dsc", "Make a signing key and certificate signed by the own CA.",
-                   "hcx node keys new-dsc --province 330000 --dir var/330000 --name dsc-2026")
-    p.add_argument("--province", required=True)
-    p.add_argument("--dir", type=Path, required=True)
-    p.add_argument("--name", default="dsc-1", help="name of the DSC in its SAN")
-    p.set_defaults(handler=keys_new_dsc)
-
-    p = subcommand(sub, "upload", "Upload the province's current DSC to the national registry.",
-                   "hcx node keys upload --dir var/330000 --gateway 127.0.0.1:50051")
-    p.add_argument("--dir", type=Path, required=True)
-    p.add_argument("--gateway", default="127.0.0.1:50051")
-    p.set_defaults(handler=keys_upload)
-
-
-def keys_init(args: argparse.Namespace) -> int:
-    init_province(ProvinceDir(args.dir), province=args.province)
-    print(f"CA key and CSR written to {args.dir}; send ca.csr to the national coordinators")
-    return 0
-
-
-def keys_new_dsc(args: argparse.Namespace) -> int:
-    certificate = new_signing_certificate(ProvinceDir(args.dir), province=args.province, name=args.name)
-    from trust.pki import kid
-
-    print(f"signing certificate {kid(certificate).hex()} written to {args.dir}/dsc.pem")
-    return 0
-
-
-def keys_upload(args: argparse.Namespace) -> int:
-    pem = ProvinceDir(args.dir).dsc_cert.read_bytes()
-    with grpc.insecure_channel(args.gateway) as channel:
-        reply = registry_pb2_grpc.RegistryStub(channel).UploadSigningCertificate(
-            registry_pb2.UploadSigningCertificateRequest(certificate_pem=pem), timeout=10
-        )
-    print(f"uploaded signing certificate {reply.kid.hex()} of province {reply.province}")
-    return 0
 
 
 def run_serve(args: argparse.Namespace) -> int:

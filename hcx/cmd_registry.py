@@ -8,8 +8,8 @@ from pathlib import Path
 import grpc
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from healthcode.v1 import registry_pb2, registry_pb2_grpc
 from hcx.cli import subcommand
+from healthcode.v1 import registry_pb2, registry_pb2_grpc
 from nodes.provincial.keys import write_public
 from trust import pki
 
@@ -18,15 +18,22 @@ DEFAULT_GATEWAY = "127.0.0.1:50051"
 
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = subcommand(sub, "init", "Create the national root CA (key file written 0600).",
-                   "hcx registry init --dir var/national")
+    p = subcommand(
+        sub,
+        "init",
+        "Create the national root CA (key file written 0600).",
+        "hcx registry init --dir var/national",
+    )
     p.add_argument("--dir", type=Path, required=True, help="directory for root.pem, root-key.pem")
     p.set_defaults(handler=init)
 
-    p = subcommand(sub, "onboard-province",
-                   "Sign a province's CA from its CSR and record the province.",
-                   "hcx registry onboard-province --province 330000 --name 浙江省 "
-                   "--csr var/330000/ca.csr --out var/330000/ca.pem")
+    p = subcommand(
+        sub,
+        "onboard-province",
+        "Sign a province's CA from its CSR and record the province.",
+        "hcx registry onboard-province --province 330000 --name 浙江省 "
+        "--csr var/330000/ca.csr --out var/330000/ca.pem",
+    )
     p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national registry address")
     p.add_argument("--province", required=True, help="GB/T 2260 code, e.g. 330000")
     p.add_argument("--name", required=True, help="official name, e.g. 浙江省")
@@ -34,8 +41,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="where to write the signed CA (PEM)")
     p.set_defaults(handler=onboard)
 
-    p = subcommand(sub, "list", "List provinces and their signing certificates.",
-                   "hcx registry list --gateway 127.0.0.1:50051")
+    p = subcommand(
+        sub,
+        "list",
+        "List provinces and their signing certificates.",
+        "hcx registry list --gateway 127.0.0.1:50051",
+    )
     p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national registry address")
     p.set_defaults(handler=list_registry)
 

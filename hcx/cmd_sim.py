@@ -11,10 +11,17 @@ from simulations.provinces import all_provinces
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--provinces", default=",".join(DEFAULT_PROVINCES),
-                        help="comma-separated GB/T 2260 codes (default: 330000,510000,460000)")
-    parser.add_argument("--workdir", type=Path, default=Path("var/sim"),
-                        help="where keys, stores and logs of this run go (default var/sim)")
+    parser.add_argument(
+        "--provinces",
+        default=",".join(DEFAULT_PROVINCES),
+        help="comma-separated GB/T 2260 codes (default: 330000,510000,460000)",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("var/sim"),
+        help="where keys, stores and logs of this run go (default var/sim)",
+    )
     parser.add_argument("--seed", type=int, default=2020, help="random seed")
     parser.set_defaults(handler=run)
 

@@ -65,12 +65,18 @@ def reason_of(error: grpc.RpcError) -> Reason | None:
         return None
     for detail in status.details:
         info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info) and info.domain == ERROR_DOMAIN and info.reason in Reason.__members__:
+        if (
+            detail.Unpack(info)
+            and info.domain == ERROR_DOMAIN
+            and info.reason in Reason.__members__
+        ):
             return Reason[info.reason]
     return None
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception, method: str) -> None:
+async def _abort(
+    context: grpc.aio.ServicerContext[Any, Any], error: Exception, method: str
+) -> None:
     if isinstance(error, HcxError):
         await context.abort_with_status(
             to_status(status_code_of(error), error.message, error.reason)

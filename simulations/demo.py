@@ -73,17 +73,35 @@ class Federation:
         write_public(national / "root.pem", root.certificate.public_bytes(Encoding.PEM))
         self.gateway = self.supervisor.start(
             "gateway",
-            ["gateway", "serve", "--registry", f"sqlite:///{national}/registry.db",
-             "--root-cert", str(national / "root.pem"), "--root-key",
-             str(national / "root-key.pem"), "--listen", "127.0.0.1:0"],
+            [
+                "gateway",
+                "serve",
+                "--registry",
+                f"sqlite:///{national}/registry.db",
+                "--root-cert",
+                str(national / "root.pem"),
+                "--root-key",
+                str(national / "root-key.pem"),
+                "--listen",
+                "127.0.0.1:0",
+            ],
         )
         for province in self.provinces:
             self._onboard(province)
             self.nodes[province] = self.supervisor.start(
                 f"node-{province}",
-                ["node", "serve", "--province", province, "--dir",
-                 str(self.workdir / province), "--gateway", self.gateway.address,
-                 "--node-id", f"{province}-1"],
+                [
+                    "node",
+                    "serve",
+                    "--province",
+                    province,
+                    "--dir",
+                    str(self.workdir / province),
+                    "--gateway",
+                    self.gateway.address,
+                    "--node-id",
+                    f"{province}-1",
+                ],
             )
 
     def _onboard(self, province: str) -> None:
@@ -110,8 +128,10 @@ class Federation:
 
 
 def random_holder(rng: random.Random, province: str) -> tuple[str, str]:
-    first17 = province[:6] + f"{rng.randint(1950, 2010)}{rng.randint(1, 12):02d}" + (
-        f"{rng.randint(1, 28):02d}{rng.randint(0, 999):03d}"
+    first17 = (
+        province[:6]
+        + f"{rng.randint(1950, 2010)}{rng.randint(1, 12):02d}"
+        + (f"{rng.randint(1, 28):02d}{rng.randint(0, 999):03d}")
     )
     name = rng.choice(SURNAMES) + rng.choice(GIVEN) + rng.choice(GIVEN)
     return with_check_character(first17), name
@@ -144,7 +164,9 @@ def exercise(federation: Federation, rng: random.Random) -> list[Row]:
                 if target != common_pb2.GREEN:  # the colour changes after the token was issued
                     node.SetStatus(
                         node_pb2.SetStatusRequest(
-                            code_id=issued.code_id, colour=target, reason="exposure event",
+                            code_id=issued.code_id,
+                            colour=target,
+                            reason="exposure event",
                             request_id=str(uuid.uuid4()),
                         ),
                         timeout=5,
@@ -173,8 +195,9 @@ def verify_row(
     gateway: gateway_pb2_grpc.GatewayStub, token: str, issuer: str, checkpoint: str, colour: int
 ) -> Row:
     reply = gateway.Verify(
-        gateway_pb2.VerifyRequest(token=token, checkpoint_province=checkpoint,
-                                  checkpoint_id=f"{checkpoint}-station"),
+        gateway_pb2.VerifyRequest(
+            token=token, checkpoint_province=checkpoint, checkpoint_id=f"{checkpoint}-station"
+        ),
         timeout=2,
     )
     return Row(
@@ -191,16 +214,17 @@ def tampered_row(
     gateway: gateway_pb2_grpc.GatewayStub, token: str, issuer: str, provinces: Sequence[str]
 ) -> Row:
     """A screenshot edited to another colour: the signature no longer verifies."""
-    from trust.base45 import b45decode, b45encode
-
     import zlib
+
+    from trust.base45 import b45decode, b45encode
 
     raw = bytearray(zlib.decompress(b45decode(token.removeprefix("HCX1:"))))
     raw[-10] ^= 0x01
     forged = "HCX1:" + b45encode(zlib.compress(bytes(raw)))
     checkpoint = next(p for p in provinces if p != issuer)
-    reply = gateway.Verify(gateway_pb2.VerifyRequest(token=forged, checkpoint_province=checkpoint),
-                           timeout=2)
+    reply = gateway.Verify(
+        gateway_pb2.VerifyRequest(token=forged, checkpoint_province=checkpoint), timeout=2
+    )
     return Row(
         issuer=f"{issuer} (tampered)",
         checkpoint=checkpoint,
@@ -224,5 +248,7 @@ def print_table(rows: Sequence[Row]) -> None:
     print("-" * len(header))
     for r in rows:
         mark = "" if r.ok else "   <-- unexpected"
-        print(f"{label(r.issuer):<30} {label(r.checkpoint):<22} {r.verdict:<14} "
-              f"{r.colour:<8} {r.reason}{mark}")
+        print(
+            f"{label(r.issuer):<30} {label(r.checkpoint):<22} {r.verdict:<14} "
+            f"{r.colour:<8} {r.reason}{mark}"
+        )

@@ -112,7 +112,9 @@ def encode_signing_cert(record: SigningCertRecord) -> bytes:
 def decode_signing_cert(value: bytes) -> SigningCertRecord:
     doc = _load(value, {"province": str, "cert": bytes})
     certificate = _certificate(doc["cert"])
-    return SigningCertRecord(kid=kid(certificate), province=doc["province"], certificate=certificate)
+    return SigningCertRecord(
+        kid=kid(certificate), province=doc["province"], certificate=certificate
+    )
 
 
 def encode_node(record: NodeRecord) -> bytes:

@@ -40,7 +40,9 @@ class RegistryOperations:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), tz=UTC)
 
-    async def onboard_province(self, *, province: str, name: str, csr_pem: bytes) -> x509.Certificate:
+    async def onboard_province(
+        self, *, province: str, name: str, csr_pem: bytes
+    ) -> x509.Certificate:
         """Sign the province's CA from its CSR and record the province."""
         if self._root is None:
             raise InvalidRequest("this registry holds no root key: onboarding happens offline")
@@ -78,7 +80,9 @@ class RegistryOperations:
         now = self._now()
         if certificate.not_valid_after_utc <= now:
             raise PkiError("signing certificate has already expired")
-        pki.verify_dsc_chain(certificate, ca, self._roots, at=max(now, certificate.not_valid_before_utc))
+        pki.verify_dsc_chain(
+            certificate, ca, self._roots, at=max(now, certificate.not_valid_before_utc)
+        )
         record = records.SigningCertRecord(
             kid=pki.kid(certificate), province=province, certificate=certificate
         )

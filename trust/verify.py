@@ -42,7 +42,8 @@ def check_code(
     signer = view.signer(decoded.kid)
     if signer is None:
         raise VerificationError(
-            f"no trusted signing certificate with kid {decoded.kid.hex()}", reason=Reason.UNKNOWN_KID
+            f"no trusted signing certificate with kid {decoded.kid.hex()}",
+            reason=Reason.UNKNOWN_KID,
         )
     province = view.province(signer.province)
     if province is None:

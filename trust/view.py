@@ -136,7 +136,10 @@ class TrustView:
                 record = records.decode_province(value)
                 if key != records.province_key(record.code):
                     raise HcxError("province record stored under another province's key")
-                if pki.verify_provincial_ca(record.ca_certificate, self._roots, at=now) != record.code:
+                if (
+                    pki.verify_provincial_ca(record.ca_certificate, self._roots, at=now)
+                    != record.code
+                ):
                     raise HcxError("provincial CA certificate is for another province")
                 result[record.code] = record
             except HcxError as e:
@@ -144,9 +147,7 @@ class TrustView:
                 self._keep_last_good_province(key, result)
         return result
 
-    def _keep_last_good_province(
-        self, key: str, result: dict[str, records.ProvinceRecord]
-    ) -> None:
+    def _keep_last_good_province(self, key: str, result: dict[str, records.ProvinceRecord]) -> None:
         code = key.removeprefix("provinces/")
         if code in self._provinces:
             result[code] = self._provinces[code]
@@ -213,4 +214,3 @@ def _is_hex(text: str) -> bool:
     except ValueError:
         return False
     return True
-

@@ -49,7 +49,9 @@ def build_issuer(config: NodeConfig, store: SqliteStatusStore) -> Issuer:
     )
 
 
-async def start_node(config: NodeConfig) -> tuple[RunningServer, NodeRegistration, SqliteStatusStore]:
+async def start_node(
+    config: NodeConfig,
+) -> tuple[RunningServer, NodeRegistration, SqliteStatusStore]:
     """Start serving and registering; used by ``serve`` and by the tests."""
     store = SqliteStatusStore(ProvinceDir(config.directory).status_db)
     servicer = ProvincialNodeServicer(issuer=build_issuer(config, store), store=store)

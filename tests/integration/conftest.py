@@ -89,7 +89,9 @@ class Federation:
         )
         parts = await start_node(config)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{parts[0].port}")
-        node = RunningNode(province, config, parts, channel, node_pb2_grpc.ProvincialNodeStub(channel))
+        node = RunningNode(
+            province, config, parts, channel, node_pb2_grpc.ProvincialNodeStub(channel)
+        )
         self.nodes[province] = node
         await self.wait_routable(province)
         return node

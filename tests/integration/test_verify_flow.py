@@ -111,11 +111,19 @@ async def test_unknown_kid_is_invalid(federation: Federation, tmp_path):
         private_key=pki.load_private_key_pem(files.ca_key.read_bytes()),
     )
     key = pki.generate_private_key()
-    never_uploaded = pki.sign_dsc(ca, pki.make_csr(key, common_name="x"), province="330000", name="x")
+    never_uploaded = pki.sign_dsc(
+        ca, pki.make_csr(key, common_name="x"), province="330000", name="x"
+    )
     now = int(time.time())
     claims = CodeClaims(
-        issuer="330000", code_id=secrets.token_bytes(16), issued_at=now, expires_at=now + 60,
-        colour=Colour.GREEN, status_version=1, masked_name="张*", id_tail="0000",
+        issuer="330000",
+        code_id=secrets.token_bytes(16),
+        issued_at=now,
+        expires_at=now + 60,
+        colour=Colour.GREEN,
+        status_version=1,
+        masked_name="张*",
+        id_tail="0000",
     )
     token = issue_token(claims, signing_key=key, kid=pki.kid(never_uploaded))
     reply = await verify(federation, token)
@@ -126,8 +134,11 @@ async def test_unknown_kid_is_invalid(federation: Federation, tmp_path):
     ("name", "overrides", "reason"),
     [
         ("expired five minutes ago", {"issued_at": -600, "expires_at": -300}, common_pb2.EXPIRED),
-        ("issued an hour in the future", {"issued_at": 3600, "expires_at": 3900},
-         common_pb2.NOT_YET_VALID),
+        (
+            "issued an hour in the future",
+            {"issued_at": 3600, "expires_at": 3900},
+            common_pb2.NOT_YET_VALID,
+        ),
         ("claims Sichuan, signed by Zhejiang", {"issuer": "510000"}, common_pb2.ISSUER_MISMATCH),
         ("unknown code id", {}, common_pb2.UNKNOWN_CODE),
     ],
