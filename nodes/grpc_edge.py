@@ -15,6 +15,8 @@ import grpc
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from nodes.handlers import rewrap
+from nodes.identity import PermissionDenied, Unauthenticated
 from trust.errors import (
     Conflict,
     DecodeError,
@@ -22,6 +24,7 @@ from trust.errors import (
     InvalidRequest,
     NotFound,
     PkiError,
+    ResourceExhausted,
     StoreUnavailable,
     VerificationError,
 )
@@ -40,6 +43,9 @@ STATUS_OF: tuple[tuple[type[HcxError], grpc.StatusCode], ...] = (
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (Conflict, grpc.StatusCode.ALREADY_EXISTS),
     (StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
 )
 
 
@@ -50,11 +56,17 @@ def status_code_of(error: HcxError) -> grpc.StatusCode:
     return grpc.StatusCode.FAILED_PRECONDITION
 
 
-def to_status(code: grpc.StatusCode, message: str, reason: Reason) -> grpc.Status:
-    """A rich gRPC status carrying the hcx reason as an ErrorInfo detail."""
+def to_status(
+    code: grpc.StatusCode, message: str, reason: Reason, *, retry_after: float | None = None
+) -> grpc.Status:
+    """A rich gRPC status: the hcx reason as ErrorInfo, and RetryInfo when a retry may pass."""
     info = error_details_pb2.ErrorInfo(reason=reason.name, domain=ERROR_DOMAIN)
     status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message)
     status.details.add().Pack(info)
+    if retry_after is not None:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromNanoseconds(int(retry_after * 1e9))
+        status.details.add().Pack(retry)
     return rpc_status.to_status(status)
 
 
@@ -78,8 +90,9 @@ async def _abort(
     context: grpc.aio.ServicerContext[Any, Any], error: Exception, method: str
 ) -> None:
     if isinstance(error, HcxError):
+        retry_after = error.retry_after if isinstance(error, ResourceExhausted) else None
         await context.abort_with_status(
-            to_status(status_code_of(error), error.message, error.reason)
+            to_status(status_code_of(error), error.message, error.reason, retry_after=retry_after)
         )
     log.exception("unexpected error in %s", method, exc_info=error)
     await context.abort_with_status(
@@ -124,22 +137,9 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
-        common = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method), **common
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, method), **common
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method), **common
-            )
-        return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(handler.stream_stream, method), **common
+        return rewrap(
+            handler,
+            lambda behaviour, streaming: (_wrap_stream if streaming else _wrap_unary)(
+                behaviour, method
+            ),
         )

@@ -50,3 +50,11 @@ class Conflict(HcxError):
 
 class StoreUnavailable(HcxError):
     """A backing store (registry or status store) cannot be reached; nothing was written."""
+
+
+class ResourceExhausted(HcxError):
+    """Too many requests: a rate limit or a bounded queue is full; retry after ``retry_after``."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

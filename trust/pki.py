@@ -112,8 +112,26 @@ _LEAF_PROFILES: dict[str, _LeafProfile] = {
     "checkpoint": _LeafProfile(
         "checkpoint", (ExtendedKeyUsageOID.CLIENT_AUTH,), False, "checkpoint certificate"
     ),
+    # A provincial operator's client certificate (uploads and retires the province's DSCs).
+    "operator": _LeafProfile(
+        "operator", (ExtendedKeyUsageOID.CLIENT_AUTH,), False, "operator certificate"
+    ),
 }
 LEAF_KINDS = tuple(_LEAF_PROFILES)
+
+# End-entity certificates the national root issues directly (no provincial CA in between).
+_NATIONAL_PROFILES: dict[str, _LeafProfile] = {
+    "gateway": _LeafProfile(
+        "gateway",
+        (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
+        True,
+        "gateway certificate",
+    ),
+    "coordinator": _LeafProfile(
+        "coordinator", (ExtendedKeyUsageOID.CLIENT_AUTH,), False, "coordinator certificate"
+    ),
+}
+NATIONAL_KINDS = tuple(_NATIONAL_PROFILES)
 
 
 @dataclass
@@ -277,7 +295,7 @@ def spiffe_id(cert: x509.Certificate) -> str | None:
 
 def province_of(cert: x509.Certificate) -> str | None:
     """Province code named by the certificate's SPIFFE id, or None for national/other certs."""
-    match = _PROVINCE_URI_RE.match(spiffe_id(cert) or "")
+    match = _PROVINCE_URI_RE.fullmatch(spiffe_id(cert) or "")
     if match is None or not is_province_code(match["province"]):
         return None
     return match["province"]
@@ -438,6 +456,59 @@ def sign_trust_list_signer(
     return _sign(builder, root)
 
 
+def national_spiffe_id(*, kind: str, name: str) -> str:
+    """SPIFFE id of a national gateway or coordinator."""
+    if kind not in _NATIONAL_PROFILES:
+        raise PkiError(f"unknown national certificate kind {kind!r}")
+    return f"{NATIONAL_SPIFFE_ID}/{kind}/{_checked_name(name)}"
+
+
+def sign_national_leaf(
+    root: Authority,
+    csr: x509.CertificateSigningRequest,
+    *,
+    kind: str,
+    name: str,
+    not_before: datetime | None = None,
+    validity: timedelta = LEAF_VALIDITY,
+) -> x509.Certificate:
+    """Issue a gateway (TLS server + client) or coordinator (TLS client) certificate."""
+    profile = _NATIONAL_PROFILES.get(kind)
+    if profile is None:
+        raise PkiError(f"unknown national certificate kind {kind!r}")
+    uri = national_spiffe_id(kind=kind, name=name)
+    public_key = _checked_csr(csr, expected_uri=uri)
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"hcx national {kind} {name}"),
+        ]
+    )
+    start, end = _validity(root.certificate, not_before, validity)
+    builder = _builder(subject, root.certificate.subject, public_key, start, end)
+    names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri)]
+    if profile.loopback_names:
+        names += [x509.DNSName("localhost"), x509.IPAddress(_LOOPBACK)]
+    builder = _add_end_entity_extensions(builder, usages=profile.usages, names=names)
+    return _sign(builder, root)
+
+
+def verify_national_leaf(
+    cert: x509.Certificate, roots: Sequence[x509.Certificate], *, at: datetime, kind: str
+) -> None:
+    """Check a gateway or coordinator certificate issued directly by a pinned root."""
+    profile = _NATIONAL_PROFILES.get(kind)
+    if profile is None:
+        raise PkiError(f"unknown national certificate kind {kind!r}")
+    at = _aware(at)
+    _check_certificate_basics(cert, at, what=profile.label)
+    _check_end_entity(cert, what=profile.label, usages=profile.usages)
+    sid = spiffe_id(cert) or ""
+    if not sid.startswith(f"{NATIONAL_SPIFFE_ID}/{kind}/"):
+        raise PkiError(f"{profile.label} has SPIFFE id {sid!r}")
+    _check_root_for(cert, roots, at, intermediates=0, what=profile.label)
+
+
 # --- Verifying chains -----------------------------------------------------------------------
 
 
@@ -470,7 +541,7 @@ def verify_leaf_chain(
     _check_certificate_basics(leaf, at, what=profile.label)
     _check_end_entity(leaf, what=profile.label, usages=profile.usages)
     _check_issued_by(leaf, provincial_ca, what=profile.label, issuer_what="provincial CA")
-    match = _PROVINCE_URI_RE.match(spiffe_id(leaf) or "")
+    match = _PROVINCE_URI_RE.fullmatch(spiffe_id(leaf) or "")
     if match is None or match["kind"] != profile.kind:
         raise PkiError(f"{profile.label} has no {kind} SPIFFE id (got {spiffe_id(leaf)!r})")
     if match["province"] != province:
@@ -847,7 +918,7 @@ def _checked_province(province: str) -> str:
 
 
 def _checked_name(name: str) -> str:
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise PkiError(f"{name!r} is not a valid certificate name (letters, digits, . _ -)")
     return name
 

@@ -1,0 +1,147 @@
+"""The authorization table (docs/security.md) and the interceptor that enforces it.
+
+Every call is authenticated by mTLS (the client certificate's SPIFFE id), checked against the
+revocation lists, rate limited per caller, and matched against ``RULES``: a method not in the
+table is denied. Rules that depend on the request (a node registering for a province, a
+province uploading a DSC) are checked in the handler with nodes.identity.require_province.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from prometheus_client import Counter
+
+from nodes.handlers import rewrap
+from nodes.identity import CALLER, Identity, PermissionDenied, Role, Unauthenticated
+from nodes.ratelimit import RateLimiter
+from nodes.tls import peer_identity
+
+DENIALS = Counter(
+    "hcx_authz_denials", "Calls refused by authentication or authorization.", ["method", "why"]
+)
+
+C, G, N, OP, K = Role.COORDINATOR, Role.GATEWAY, Role.NODE, Role.OPERATOR, Role.CHECKPOINT
+
+
+@dataclass(frozen=True)
+class Rule:
+    roles: frozenset[Role]
+    own_province: bool = False  # the caller must belong to the serving node's province
+
+
+def rule(*roles: Role, own_province: bool = False) -> Rule:
+    return Rule(frozenset(roles), own_province)
+
+
+RULES: Mapping[str, Rule] = {
+    # Gateway: checkpoints and nodes verify; nodes register (for their own province).
+    "/healthcode.v1.Gateway/Verify": rule(K, N, C),
+    "/healthcode.v1.Gateway/VerifyBatch": rule(K, N, C),
+    "/healthcode.v1.Gateway/VerifyStream": rule(K, N, C),
+    "/healthcode.v1.Gateway/GetTrustList": rule(K, N, C, G),
+    "/healthcode.v1.Gateway/WatchTrustList": rule(K, N, C, G),
+    "/healthcode.v1.Gateway/RegisterNode": rule(N),
+    "/healthcode.v1.Gateway/KeepAliveNode": rule(N),
+    "/healthcode.v1.Gateway/DeregisterNode": rule(N),
+    # Registry: coordinators govern provinces; operators manage their own province's DSCs.
+    "/healthcode.v1.Registry/OnboardProvince": rule(C),
+    "/healthcode.v1.Registry/SuspendProvince": rule(C),
+    "/healthcode.v1.Registry/ResumeProvince": rule(C),
+    "/healthcode.v1.Registry/UploadSigningCertificate": rule(OP),
+    "/healthcode.v1.Registry/RetireSigningCertificate": rule(OP),
+    "/healthcode.v1.Registry/RevokeCertificate": rule(OP, C),
+    "/healthcode.v1.Registry/ListProvinces": rule(C, OP),
+    "/healthcode.v1.Registry/ListCertificates": rule(C, OP),
+    "/healthcode.v1.Registry/AuditLog": rule(C),
+    # ProvincialNode: the province's operators issue and colour; the gateway reads status.
+    "/healthcode.v1.ProvincialNode/IssueCode": rule(OP, own_province=True),
+    "/healthcode.v1.ProvincialNode/RefreshCode": rule(OP, own_province=True),
+    "/healthcode.v1.ProvincialNode/SetStatus": rule(OP, own_province=True),
+    "/healthcode.v1.ProvincialNode/GetStatus": rule(G, OP),
+    "/healthcode.v1.ProvincialNode/GetStatusBatch": rule(G),
+    "/healthcode.v1.ProvincialNode/Verify": rule(K, own_province=True),
+}
+ANY_AUTHENTICATED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+class Authorizer:
+    """Decides one call: authenticated, not revoked, allowed, within its rate."""
+
+    def __init__(
+        self,
+        *,
+        rules: Mapping[str, Rule] = RULES,
+        local_province: str | None = None,
+        is_revoked: Callable[[Identity], bool] = lambda identity: False,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self._rules = rules
+        self._province = local_province
+        self._is_revoked = is_revoked
+        self._limiter = limiter or RateLimiter()
+
+    def check(self, method: str, context: Any) -> Identity:
+        try:
+            identity = peer_identity(context)
+        except Unauthenticated:
+            DENIALS.labels(method, "unauthenticated").inc()
+            raise
+        if self._is_revoked(identity):
+            DENIALS.labels(method, "revoked").inc()
+            raise Unauthenticated(f"certificate of {identity} is revoked")
+        self._check_rule(method, identity)
+        self._limiter.take(identity)
+        return identity
+
+    def _check_rule(self, method: str, identity: Identity) -> None:
+        if method.startswith(ANY_AUTHENTICATED_PREFIXES):
+            return
+        found = self._rules.get(method)
+        if found is None or identity.role not in found.roles:
+            DENIALS.labels(method, "role").inc()
+            raise PermissionDenied(f"{identity.role.value} {identity} may not call {method}")
+        if found.own_province and identity.province != self._province:
+            DENIALS.labels(method, "province").inc()
+            raise PermissionDenied(f"{identity} is not of province {self._province}")
+
+
+class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
+    """Runs the Authorizer before every handler and exposes the caller to it (CALLER)."""
+
+    def __init__(self, authorizer: Authorizer) -> None:
+        self._authorizer = authorizer
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        return rewrap(handler, lambda behaviour, streams: self._guard(behaviour, method, streams))
+
+    def _guard(
+        self, behaviour: Callable[..., Any], method: str, streaming: bool
+    ) -> Callable[..., Any]:
+        authorizer = self._authorizer
+        if streaming:
+
+            async def guarded_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+                CALLER.set(authorizer.check(method, context))
+                async for response in behaviour(request, context):
+                    yield response
+
+            return guarded_stream
+
+        async def guarded(request: Any, context: Any) -> Any:
+            CALLER.set(authorizer.check(method, context))
+            return await behaviour(request, context)
+
+        return guarded
+

@@ -1,0 +1,114 @@
+"""Who is calling: the SPIFFE-style identity in the verified client certificate (mTLS).
+
+Identities (DESIGN §3):
+  spiffe://hcx/national/coordinator/<name>          national coordinator
+  spiffe://hcx/national/gateway/<name>              a national gateway (calls provincial nodes)
+  spiffe://hcx/province/<code>/node/<name>          a provincial node replica
+  spiffe://hcx/province/<code>/operator/<name>      a provincial operator
+  spiffe://hcx/province/<code>/checkpoint/<name>    a checkpoint
+"""
+
+from __future__ import annotations
+
+import contextvars
+import enum
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from cryptography import x509
+
+from trust import pki
+from trust.errors import HcxError
+
+
+class Role(enum.Enum):
+    COORDINATOR = "coordinator"
+    GATEWAY = "gateway"
+    NODE = "node"
+    OPERATOR = "operator"
+    CHECKPOINT = "checkpoint"
+
+
+_NATIONAL = re.compile(r"spiffe://hcx/national/(?P<kind>coordinator|gateway)/(?P<name>[\w.-]{1,63})")
+_PROVINCIAL = re.compile(
+    r"spiffe://hcx/province/(?P<province>[1-8][0-9]0000)/"
+    r"(?P<kind>node|operator|checkpoint)/(?P<name>[\w.-]{1,63})"
+)
+
+
+class Unauthenticated(HcxError):
+    """No verified client certificate, or one without an hcx identity."""
+
+
+class PermissionDenied(HcxError):
+    """The caller's identity may not do this (see docs/security.md)."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A verified caller."""
+
+    spiffe_id: str
+    role: Role
+    name: str
+    province: str | None  # None for national identities
+    serial: int  # certificate serial, for revocation checks
+    issuer_province: str | None  # province whose CA issued the certificate; None: the root
+
+    def __str__(self) -> str:
+        return self.spiffe_id
+
+
+def parse_identity(spiffe_id: str, *, serial: int = 0) -> Identity:
+    """The identity named by a SPIFFE id; raises Unauthenticated for anything else."""
+    national = _NATIONAL.fullmatch(spiffe_id)
+    if national:
+        return Identity(spiffe_id, Role(national["kind"]), national["name"], None, serial, None)
+    provincial = _PROVINCIAL.fullmatch(spiffe_id)
+    if provincial:
+        province = provincial["province"]
+        return Identity(
+            spiffe_id, Role(provincial["kind"]), provincial["name"], province, serial, province
+        )
+    raise Unauthenticated(f"certificate identity {spiffe_id!r} is not an hcx identity")
+
+
+@lru_cache(maxsize=4096)
+def identity_from_pem(pem: bytes) -> Identity:
+    """Identity of a peer certificate (cached: the same peer calls many times)."""
+    certificate = pki.load_certificate_pem(pem)
+    spiffe_id = pki.spiffe_id(certificate)
+    if spiffe_id is None:
+        raise Unauthenticated("client certificate has no SPIFFE URI SAN")
+    return parse_identity(spiffe_id, serial=certificate.serial_number)
+
+
+def certificate_identity(certificate: x509.Certificate) -> Identity:
+    spiffe_id = pki.spiffe_id(certificate)
+    if spiffe_id is None:
+        raise Unauthenticated("certificate has no SPIFFE URI SAN")
+    return parse_identity(spiffe_id, serial=certificate.serial_number)
+
+
+# The identity of the call being served; set by nodes.authz for the handler's task.
+CALLER: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("hcx_caller", default=None)
+
+
+def caller() -> Identity | None:
+    """The verified identity of the current call (None on a development plain-text server)."""
+    return CALLER.get()
+
+
+def require_province(province: str, *, action: str) -> None:
+    """Handlers call this where the request names a province: the caller must belong to it.
+
+    Coordinators act for every province; a plain-text development server has no caller.
+    """
+    who = caller()
+    if who is None or who.role is Role.COORDINATOR:
+        return
+    if who.province != province:
+        raise PermissionDenied(
+            f"{who.spiffe_id} may not {action} for province {province}"
+        )

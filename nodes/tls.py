@@ -1,0 +1,103 @@
+"""Mutual TLS on every link, with certificates from the federation's PKI.
+
+A process's TLS identity is a directory holding ``key.pem`` (0600), ``cert.pem`` (its
+certificate followed by the issuing provincial CA, if any) and ``root.pem`` (the pinned national
+root). Servers require and verify a client certificate; channels verify the server against the
+root. Plain text exists only behind the loudly named ``allow_insecure_dev_only`` switch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from nodes.identity import Identity, Unauthenticated, identity_from_pem
+from nodes.provincial.keys import write_public
+from trust import pki
+
+
+@dataclass(frozen=True)
+class TlsIdentity:
+    """PEM material of one TLS endpoint."""
+
+    private_key: bytes
+    certificate_chain: bytes
+    root: bytes
+
+    @classmethod
+    def load(cls, directory: Path) -> TlsIdentity:
+        return cls(
+            private_key=(directory / "key.pem").read_bytes(),
+            certificate_chain=(directory / "cert.pem").read_bytes(),
+            root=(directory / "root.pem").read_bytes(),
+        )
+
+
+def write_tls_identity(
+    directory: Path,
+    *,
+    key: pki.PrivateKey,
+    certificate: x509.Certificate,
+    chain: tuple[x509.Certificate, ...],
+    root: x509.Certificate,
+) -> TlsIdentity:
+    """Store a TLS identity (key 0600) and return it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    pki.write_private_key(directory / "key.pem", key)
+    pem = b"".join(c.public_bytes(Encoding.PEM) for c in (certificate, *chain))
+    write_public(directory / "cert.pem", pem)
+    write_public(directory / "root.pem", root.public_bytes(Encoding.PEM))
+    return TlsIdentity.load(directory)
+
+
+def server_credentials(tls: TlsIdentity) -> grpc.ServerCredentials:
+    """Server side: present our chain, require a client certificate chaining to the root."""
+    return grpc.ssl_server_credentials(
+        [(tls.private_key, tls.certificate_chain)],
+        root_certificates=tls.root,
+        require_client_auth=True,
+    )
+
+
+def channel_credentials(tls: TlsIdentity) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(
+        root_certificates=tls.root,
+        private_key=tls.private_key,
+        certificate_chain=tls.certificate_chain,
+    )
+
+
+def aio_channel(
+    target: str, tls: TlsIdentity | None, *, allow_insecure_dev_only: bool = False
+) -> grpc.aio.Channel:
+    """A grpc.aio channel: mTLS, or plain text only when explicitly allowed for development."""
+    if tls is not None:
+        return grpc.aio.secure_channel(target, channel_credentials(tls))
+    if not allow_insecure_dev_only:
+        raise ValueError("no TLS identity given and plain text not allowed")
+    return grpc.aio.insecure_channel(target)
+
+
+def sync_channel(
+    target: str, tls: TlsIdentity | None, *, allow_insecure_dev_only: bool = False
+) -> grpc.Channel:
+    """A blocking channel (CLI), with the same rules as ``aio_channel``."""
+    if tls is not None:
+        return grpc.secure_channel(target, channel_credentials(tls))
+    if not allow_insecure_dev_only:
+        raise ValueError("no TLS identity given and plain text not allowed")
+    return grpc.insecure_channel(target)
+
+
+def peer_identity(context: Any) -> Identity:
+    """The verified client identity of a call; raises Unauthenticated without one."""
+    auth = context.auth_context()
+    pems = auth.get("x509_pem_cert") if auth else None
+    if not pems:
+        raise Unauthenticated("a client certificate is required")
+    return identity_from_pem(bytes(pems[0]))
