@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 
+from hcx import config
 from trust.errors import HcxError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="TOML file with option values (also HCX_CONFIG)")
     sub = parser.add_subparsers(dest="role", required=True, metavar="ROLE")
     cmd_registry.register(
         _parser(
@@ -79,7 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
             "hcx sim --provinces 330000,510000,460000",
         )
     )
+    reference = _parser(sub, "config-reference",
+                        "Print the reference of every option, its variable and default.",
+                        "hcx config-reference > docs/configuration.md")
+    reference.set_defaults(handler=lambda args: print(config.reference(build_parser())) or 0)
     return parser
+
+
+def _config_file(argv: Sequence[str]) -> Path | None:
+    """--config FILE (or HCX_CONFIG), looked up before parsing: it supplies defaults."""
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            return Path(argv[i + 1])
+        if arg.startswith("--config="):
+            return Path(arg.split("=", 1)[1])
+    value = os.environ.get("HCX_CONFIG")
+    return Path(value) if value else None
 
 
 def subcommand(sub: Any, name: str, summary: str, example: str) -> argparse.ArgumentParser:
@@ -92,13 +110,18 @@ def run_async(coroutine: Any) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    try:
+        config.apply(parser, file_values=config.load_file(_config_file(argv)))
+    except HcxError as e:
+        print(f"hcx: {e.message}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from nodes.logging import configure_logging
+
+    # JSON (request ids, no personal data) when stderr is not a terminal, i.e. for servers.
+    configure_logging(verbose=args.verbose)
     handler: Handler = args.handler
     try:
         return handler(args)
