@@ -10,7 +10,7 @@ GEN    := healthcode/v1/.generated
 .PHONY: run test lint proto bench soak clean
 
 run: $(DEPS) $(GEN)  ## the main job: a local federation on the embedded registry
-	$(BIN)/hcx sim
+	$(BIN)/hcx sim $(SIM_ARGS)
 
 test: $(DEPS) $(GEN)  ## unit + integration tests (real gRPC servers on 127.0.0.1)
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -24,6 +24,9 @@ proto: $(GEN)
 
 bench: $(DEPS) $(GEN)
 	$(BIN)/python -m bench $(BENCH)
+
+soak: $(DEPS) $(GEN)  ## not in CI: gateway at 80 % of capacity, 10 min (SOAK_ARGS=--duration=60)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 $(DEPS): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

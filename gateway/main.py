@@ -5,16 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.feed import ViewFeed
+from gateway.coalescer import CoalescerPolicy, StatusCoalescer
+from gateway.feed import ViewFeed, report_view_health
 from gateway.metrics import REGISTRY_REJECTED
 from gateway.registry_service import RegistryServicer, root_authority_or_none
-from gateway.relay import StatusRelay
-from gateway.service import GatewayServicer
+from gateway.relay import RelayPolicy, StatusRelay
+from gateway.service import GatewayServicer, ServingLimits
+from gateway.trustlist_service import TrustListService, load_signer
+from gateway.trustlist_service import attach as attach_trust_list
 from gateway.verification import VerifyPolicy
 from healthcode.v1 import gateway_pb2, gateway_pb2_grpc, registry_pb2, registry_pb2_grpc
+from nodes.logging import RequestIdInterceptor
 from nodes.provincial.main import write_port_file
 from nodes.server import RunningServer, ServiceBinding, build_server, start_metrics
 from trust import pki
@@ -35,6 +40,13 @@ class GatewayConfig:
     metrics_port: int | None = None
     port_file: Path | None = None
     policy: VerifyPolicy = field(default_factory=VerifyPolicy)
+    relay: RelayPolicy = field(default_factory=RelayPolicy)  # hedging
+    coalescing: CoalescerPolicy = field(default_factory=CoalescerPolicy)  # batching, breaker
+    limits: ServingLimits = field(default_factory=ServingLimits)  # bounded work in progress
+    max_concurrent_rpcs: int = 10_000  # past this gRPC answers RESOURCE_EXHAUSTED itself
+    view_file: Path | None = None  # last good registry view, served while the store is down
+    trust_list_cert: Path | None = None  # national trust-list signer (GetTrustList)
+    trust_list_key: Path | None = None
 
 
 @dataclass
@@ -44,6 +56,8 @@ class RunningGateway:
     relay: StatusRelay
     store: KvStore
     view: TrustView
+    coalescer: StatusCoalescer | None = None
+    executor: ThreadPoolExecutor | None = None
 
     @property
     def port(self) -> int:
@@ -53,7 +67,11 @@ class RunningGateway:
         await self.server.set_serving(False)
         await self.server.server.stop(grace=1.0)
         await self.feed.stop()
+        if self.coalescer is not None:
+            await self.coalescer.close()
         await self.relay.close()
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
         await self.store.close()
 
 
@@ -62,17 +80,28 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     roots = [pki.load_certificate_pem(config.root_cert.read_bytes())]
     store = open_store(config.registry)
     view = TrustView(roots=roots, on_rejected=lambda key, why: REGISTRY_REJECTED.inc())
-    feed = ViewFeed(store=store, view=view)
+    feed = ViewFeed(store=store, view=view, view_file=config.view_file)
     await feed.start()
-    relay = StatusRelay(view)
+    relay = StatusRelay(view, config.relay)
+    coalescer = StatusCoalescer(relay, config.coalescing)
+    # Batch signature checks run here: cryptography releases the GIL during ECDSA verify.
+    executor = ThreadPoolExecutor(config.limits.check_workers, thread_name_prefix="verify")
     registry = RegistryOperations(
         store=store,
         roots=roots,
         root_authority=root_authority_or_none(config.root_cert, config.root_key),
     )
     gateway = GatewayServicer(
-        view=view, relay=relay, registry=registry, store=store, policy=config.policy
+        view=view,
+        statuses=coalescer,
+        registry=registry,
+        store=store,
+        policy=config.policy,
+        executor=executor,
+        limits=config.limits,
     )
+    trust_list_signer = load_signer(config.trust_list_cert, config.trust_list_key)
+    attach_trust_list(gateway, TrustListService(view=view, signer=trust_list_signer))
     bindings = [
         ServiceBinding(
             gateway_pb2_grpc.add_GatewayServicer_to_server,
@@ -85,8 +114,22 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
             registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name,
         ),
     ]
-    server = await build_server(bindings, listen=config.listen)
-    return RunningGateway(server=server, feed=feed, relay=relay, store=store, view=view)
+    server = await build_server(
+        bindings,
+        listen=config.listen,
+        interceptors=[RequestIdInterceptor()],
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+    )
+    await report_view_health(server, feed)
+    return RunningGateway(
+        server=server,
+        feed=feed,
+        relay=relay,
+        store=store,
+        view=view,
+        coalescer=coalescer,
+        executor=executor,
+    )
 
 
 async def serve(config: GatewayConfig) -> None:

@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from healthcode.v1 import registry_pb2, registry_pb2_grpc
 from trust import pki
+from trust.errors import InvalidRequest
 from trust.registry import RegistryOperations
 from trust.view import TrustView
 
@@ -28,7 +29,10 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         self, request: Any, context: Any
     ) -> registry_pb2.OnboardProvinceResponse:
         ca = await self._registry.onboard_province(
-            province=request.province, name=request.name, csr_pem=request.csr_pem
+            province=request.province,
+            name=request.name,
+            csr_pem=request.csr_pem,
+            actor=_actor(context),
         )
         return registry_pb2.OnboardProvinceResponse(
             ca_certificate_pem=_pem(ca), root_certificate_pem=_pem(self._roots[0])
@@ -37,7 +41,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
     async def UploadSigningCertificate(
         self, request: Any, context: Any
     ) -> registry_pb2.UploadSigningCertificateResponse:
-        record = await self._registry.upload_signing_certificate(request.certificate_pem)
+        record = await self._registry.upload_signing_certificate(
+            request.certificate_pem, actor=_actor(context)
+        )
         return registry_pb2.UploadSigningCertificateResponse(
             kid=record.kid, province=record.province
         )
@@ -71,6 +77,66 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
                 if not request.province or s.province == request.province
             ]
         )
+
+    async def SuspendProvince(
+        self, request: Any, context: Any
+    ) -> registry_pb2.SuspendProvinceResponse:
+        await self._registry.set_suspended(
+            request.province, request.suspended, actor=_actor(context), why=request.why
+        )
+        return registry_pb2.SuspendProvinceResponse()
+
+    async def RevokeCertificate(
+        self, request: Any, context: Any
+    ) -> registry_pb2.RevokeCertificateResponse:
+        if request.serial and not request.serial.isdigit():
+            raise InvalidRequest("serial must be a decimal number")
+        revoked = await self._registry.revoke(
+            kid=request.kid or None,
+            serial=int(request.serial) if request.serial else None,
+            reason=request.reason or "unspecified",
+            at=float(request.revoked_at) if request.revoked_at else None,
+            actor=_actor(context),
+        )
+        return registry_pb2.RevokeCertificateResponse(revoked=revoked)
+
+    async def RetireSigningCertificate(
+        self, request: Any, context: Any
+    ) -> registry_pb2.RetireSigningCertificateResponse:
+        retired_at = await self._registry.retire(
+            request.sealed_retirement, request.kid, actor=_actor(context)
+        )
+        return registry_pb2.RetireSigningCertificateResponse(retired_at=int(retired_at))
+
+    async def UploadCrl(self, request: Any, context: Any) -> registry_pb2.UploadCrlResponse:
+        number = await self._registry.upload_crl(
+            request.province, request.crl_der, actor=_actor(context)
+        )
+        return registry_pb2.UploadCrlResponse(crl_number=number)
+
+    async def AuditLog(self, request: Any, context: Any) -> registry_pb2.AuditLogResponse:
+        report = await self._registry.audit_log()
+        return registry_pb2.AuditLogResponse(
+            entries=[
+                registry_pb2.AuditEntry(
+                    seq=e.seq,
+                    at=e.at,
+                    actor=e.actor,
+                    action=e.action,
+                    subject=e.subject,
+                    detail=e.detail,
+                )
+                for e in report.entries
+            ],
+            intact=report.intact,
+            problems=report.problems,
+        )
+
+
+def _actor(context: Any) -> str:
+    """The caller as far as we know it today: its transport peer (mTLS identity later)."""
+    peer = context.peer() if context is not None else ""
+    return f"peer {peer}" if peer else "unknown-peer"
 
 
 def root_authority_or_none(cert_path: Any, key_path: Any) -> pki.Authority | None:

@@ -1,21 +1,32 @@
-"""Asks the issuing province for a code's live status, round-robin over its live replicas."""
+"""Asks the issuing province for live statuses: GetStatusBatch, round-robin, hedged, deadline-bound.
+
+One call goes to the next live replica of the province. If it has not answered after
+``hedge_after`` seconds and the province has another replica, the same batch is sent there too
+and the first good answer wins (the loser is cancelled). A replica that fails fast is replaced
+at once by the next one. Every call carries the caller's deadline as its gRPC timeout.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
 
-from gateway.metrics import RELAY_SECONDS
+from gateway.metrics import RELAY_BATCH_SIZE, RELAY_HEDGES, RELAY_SECONDS
 from healthcode.v1 import node_pb2, node_pb2_grpc
 from trust.errors import HcxError
 from trust.model import Colour, Reason
+from trust.records import NodeRecord
 from trust.view import TrustView
 
 log = logging.getLogger(__name__)
+
+MAX_STATUS_BATCH = 1000  # node.proto: GetStatusBatch takes 1 to 1000 ids
 
 
 class IssuerUnavailable(HcxError):
@@ -32,11 +43,17 @@ class LiveStatus:
     updated_at: int
 
 
+@dataclass(frozen=True)
+class RelayPolicy:
+    hedge_after: float = 0.05  # seconds before a second replica is asked the same batch
+
+
 class StatusRelay:
     """Holds one channel per node endpoint and spreads look-ups over a province's replicas."""
 
-    def __init__(self, view: TrustView) -> None:
+    def __init__(self, view: TrustView, policy: RelayPolicy | None = None) -> None:
         self._view = view
+        self._policy = policy or RelayPolicy()
         self._stubs: dict[str, node_pb2_grpc.ProvincialNodeStub] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._turn = itertools.count()
@@ -50,29 +67,83 @@ class StatusRelay:
         return stub
 
     async def status(self, province: str, code_id: bytes, *, deadline: float) -> LiveStatus:
-        """The live status; tries the next replica on failure until ``deadline`` (monotonic)."""
+        """One code's live status (a batch of one); see ``statuses``."""
+        return (await self.statuses(province, [code_id], deadline=deadline))[code_id]
+
+    async def statuses(
+        self, province: str, code_ids: Sequence[bytes], *, deadline: float
+    ) -> dict[bytes, LiveStatus]:
+        """Live statuses of up to 1000 codes by ``deadline`` (monotonic) or IssuerUnavailable."""
+        if not 0 < len(code_ids) <= MAX_STATUS_BATCH:
+            raise ValueError(f"a status batch holds 1 to {MAX_STATUS_BATCH} ids")
         nodes = self._view.nodes(province)
         if not nodes:
             raise IssuerUnavailable(f"no live node registered for province {province}")
+        RELAY_BATCH_SIZE.labels(province).observe(len(code_ids))
+        request = node_pb2.GetStatusBatchRequest(code_ids=code_ids)
         start = next(self._turn)
-        for i in range(len(nodes)):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            node = nodes[(start + i) % len(nodes)]
-            began = time.perf_counter()
-            try:
-                reply = await self._stub(node.endpoint).GetStatus(
-                    node_pb2.GetStatusRequest(code_id=code_id), timeout=remaining
+        order = [nodes[(start + i) % len(nodes)] for i in range(len(nodes))]
+        reply = await self._hedged(province, order, request, deadline)
+        return {
+            s.code_id: LiveStatus(
+                s.found, Colour(s.colour) if s.found else None, s.status_version, s.updated_at
+            )
+            for s in reply.statuses
+        }
+
+    async def _hedged(
+        self,
+        province: str,
+        order: list[NodeRecord],
+        request: node_pb2.GetStatusBatchRequest,
+        deadline: float,
+    ) -> node_pb2.GetStatusBatchResponse:
+        """First good answer among replicas tried in ``order``; a new try on failure or hedge."""
+        pending: set[asyncio.Task[node_pb2.GetStatusBatchResponse]] = set()
+        untried = list(order)
+        try:
+            while untried or pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                if untried and (not pending or len(pending) < 2):
+                    if pending:
+                        RELAY_HEDGES.labels(province).inc()
+                    node = untried.pop(0)
+                    pending.add(asyncio.create_task(self._call(province, node, request, deadline)))
+                wait = min(remaining, self._policy.hedge_after) if untried else remaining
+                done, pending = await asyncio.wait(
+                    pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED
                 )
-            except grpc.aio.AioRpcError as e:
-                RELAY_SECONDS.labels(province, "error").observe(time.perf_counter() - began)
-                log.warning("status look-up failed at %s: %s", node.node_id, e.code().name)
-                continue
-            RELAY_SECONDS.labels(province, "ok").observe(time.perf_counter() - began)
-            colour = Colour(reply.colour) if reply.found else None
-            return LiveStatus(reply.found, colour, reply.status_version, reply.updated_at)
+                for task in done:
+                    if task.exception() is None:
+                        return task.result()
+        finally:
+            for task in pending:
+                task.cancel()
         raise IssuerUnavailable(f"province {province} did not answer in time")
+
+    async def _call(
+        self,
+        province: str,
+        node: NodeRecord,
+        request: node_pb2.GetStatusBatchRequest,
+        deadline: float,
+    ) -> node_pb2.GetStatusBatchResponse:
+        began = time.perf_counter()
+        try:
+            reply: node_pb2.GetStatusBatchResponse = await self._stub(node.endpoint).GetStatusBatch(
+                request, timeout=max(0.001, deadline - time.monotonic())
+            )
+        except grpc.aio.AioRpcError as e:
+            RELAY_SECONDS.labels(province, "error").observe(time.perf_counter() - began)
+            log.warning(
+                "status look-up failed",
+                extra={"province": province, "node": node.node_id, "code": e.code().name},
+            )
+            raise
+        RELAY_SECONDS.labels(province, "ok").observe(time.perf_counter() - began)
+        return reply
 
     async def close(self) -> None:
         for channel in self._channels.values():

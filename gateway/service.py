@@ -1,15 +1,36 @@
-"""Gateway servicer: translate protobuf, call the domain, translate back."""
+"""Gateway servicer: translate protobuf, call the domain, translate back.
+
+Verification RPCs live in ``VerificationRpcs`` and node registration in ``NodeRegistrationRpcs``;
+``GatewayServicer`` mixes them (further RPC groups, e.g. the trust list, mix in the same way).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Executor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
-from gateway.metrics import VERIFICATIONS, VERIFY_SECONDS
-from gateway.relay import StatusRelay
-from gateway.verification import Outcome, VerifyPolicy, verify_token
+import grpc
+
+from gateway.coalescer import Overloaded, StatusCoalescer
+from gateway.metrics import VERIFICATIONS, VERIFY_ITEMS, VERIFY_SECONDS
+from gateway.verification import (
+    Outcome,
+    VerifyPolicy,
+    check_token,
+    relay_deadline,
+    resolve,
+    verify_token,
+    verify_tokens,
+)
 from healthcode.v1 import gateway_pb2, gateway_pb2_grpc
+from nodes.grpc_edge import to_status
+from nodes.logging import code_ref
 from trust.errors import InvalidRequest
 from trust.kv import KvStore
 from trust.model import Reason, Verdict, is_province_code
@@ -17,19 +38,31 @@ from trust.registry import RegistryOperations
 from trust.view import TrustView
 
 log = logging.getLogger(__name__)
+UNARY_SECONDS = VERIFY_SECONDS.labels("Verify")
+
+MAX_BATCH_TOKENS = 1000
+
+
+@dataclass(frozen=True)
+class ServingLimits:
+    max_in_flight_codes: int = 50_000  # codes being verified at once, all calls together
+    stream_window: int = 256  # unanswered requests per VerifyStream before it stops reading
+    check_workers: int = 2  # threads for batch signature checks (one per core)
 
 
 def outcome_to_proto(outcome: Outcome) -> gateway_pb2.VerifyResponse:
-    response = gateway_pb2.VerifyResponse(
-        verdict=int(outcome.verdict),
-        reason=int(outcome.reason),
-        message=outcome.message,
-        kid=outcome.kid,
-        status_version=outcome.status_version,
-        colour_age_seconds=outcome.colour_age,
-    )
+    # The generated stubs type enum fields as their enum wrappers; the ints are the same values.
+    fields: dict[str, Any] = {
+        "verdict": int(outcome.verdict),
+        "reason": int(outcome.reason),
+        "message": outcome.message,
+        "kid": outcome.kid,
+        "status_version": outcome.status_version,
+        "colour_age_seconds": outcome.colour_age,
+    }
     if outcome.colour is not None:
-        response.colour = int(outcome.colour)
+        fields["colour"] = int(outcome.colour)
+    response = gateway_pb2.VerifyResponse(**fields)
     if outcome.claims is not None:
         response.issuer = outcome.claims.issuer
         response.masked_name = outcome.claims.masked_name
@@ -38,43 +71,203 @@ def outcome_to_proto(outcome: Outcome) -> gateway_pb2.VerifyResponse:
     return response
 
 
-class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
-    """Verification for checkpoints, registration for provincial nodes."""
+def validate_checkpoint(province: str) -> None:
+    if province and not is_province_code(province):
+        raise InvalidRequest("checkpoint_province must be a GB/T 2260 province code")
+
+
+def validate_tokens(tokens: list[str]) -> None:
+    if not 0 < len(tokens) <= MAX_BATCH_TOKENS:
+        raise InvalidRequest(f"a batch holds 1 to {MAX_BATCH_TOKENS} tokens, not {len(tokens)}")
+
+
+def call_deadline(context: Any) -> float | None:
+    """The caller's deadline as a monotonic time (None when the caller set none)."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+_COUNTERS: dict[tuple[str, Verdict, Reason], Any] = {}  # labels() is a hot-path cost: cache
+
+
+def record(outcome: Outcome) -> None:
+    """Count the verdict; log invalid codes by a hash of the code id, never personal data."""
+    issuer = outcome.claims.issuer if outcome.claims else "unknown"
+    key = (issuer, outcome.verdict, outcome.reason)
+    counter = _COUNTERS.get(key)
+    if counter is None:
+        counter = _COUNTERS[key] = VERIFICATIONS.labels(issuer, key[1].name, key[2].name)
+    counter.inc()
+    if outcome.verdict is Verdict.INVALID and outcome.reason is not Reason.UNKNOWN_CODE:
+        ref = code_ref(outcome.claims.code_id) if outcome.claims else "-"
+        log.info(
+            "invalid code",
+            extra={"reason": outcome.reason.name, "issuer": issuer, "code": ref},
+        )
+
+
+class VerificationRpcs:
+    """Verify, VerifyBatch and VerifyStream for checkpoints."""
 
     def __init__(
         self,
         *,
         view: TrustView,
-        relay: StatusRelay,
-        registry: RegistryOperations,
-        store: KvStore,
+        statuses: StatusCoalescer,
         policy: VerifyPolicy,
+        executor: Executor | None,
+        limits: ServingLimits,
     ) -> None:
         self._view = view
-        self._relay = relay
-        self._registry = registry
-        self._store = store
+        self._statuses = statuses
         self._policy = policy
+        self._executor = executor
+        self._limits = limits
+        self._in_flight = 0
+
+    @contextmanager
+    def _admit(self, codes: int) -> Iterator[None]:
+        """Bound the codes in progress: past the limit the call is refused, not queued."""
+        if self._in_flight + codes > self._limits.max_in_flight_codes:
+            raise Overloaded("the gateway is at capacity; retry shortly")
+        self._in_flight += codes
+        try:
+            yield
+        finally:
+            self._in_flight -= codes
 
     async def Verify(self, request: Any, context: Any) -> gateway_pb2.VerifyResponse:
-        if request.checkpoint_province and not is_province_code(request.checkpoint_province):
-            raise InvalidRequest("checkpoint_province must be a GB/T 2260 province code")
+        validate_checkpoint(request.checkpoint_province)
+        validate_tokens([request.token])
         began = time.perf_counter()
-        remaining = context.time_remaining()
-        deadline = time.monotonic() + remaining - 0.01 if remaining is not None else None
-        outcome = await verify_token(
-            request.token,
-            view=self._view,
-            relay=self._relay,
-            policy=self._policy,
-            deadline=deadline,
-        )
-        VERIFY_SECONDS.observe(time.perf_counter() - began)
-        issuer = outcome.claims.issuer if outcome.claims else "unknown"
-        VERIFICATIONS.labels(issuer, outcome.verdict.name, outcome.reason.name).inc()
-        if outcome.verdict is Verdict.INVALID and outcome.reason is not Reason.UNKNOWN_CODE:
-            log.info("invalid code: %s (%s)", outcome.reason.name, outcome.message)
+        try:
+            with self._admit(1):
+                outcome = await verify_token(
+                    request.token,
+                    view=self._view,
+                    statuses=self._statuses,
+                    policy=self._policy,
+                    deadline=call_deadline(context),
+                )
+        except Overloaded as e:
+            await abort_exhausted(context, e)
+        UNARY_SECONDS.observe(time.perf_counter() - began)
+        record(outcome)
         return outcome_to_proto(outcome)
+
+    async def VerifyBatch(self, request: Any, context: Any) -> gateway_pb2.VerifyBatchResponse:
+        validate_checkpoint(request.checkpoint_province)
+        tokens = list(request.tokens)
+        validate_tokens(tokens)
+        began = time.perf_counter()
+        try:
+            with self._admit(len(tokens)):
+                outcomes = await verify_tokens(
+                    tokens,
+                    view=self._view,
+                    statuses=self._statuses,
+                    policy=self._policy,
+                    executor=self._executor,
+                    workers=self._limits.check_workers,
+                    deadline=call_deadline(context),
+                )
+        except Overloaded as e:
+            await abort_exhausted(context, e)
+        VERIFY_SECONDS.labels("VerifyBatch").observe(time.perf_counter() - began)
+        VERIFY_ITEMS.labels("VerifyBatch").observe(len(tokens))
+        for outcome in outcomes:
+            record(outcome)
+        return gateway_pb2.VerifyBatchResponse(results=[outcome_to_proto(o) for o in outcomes])
+
+    async def VerifyStream(
+        self, requests: AsyncIterator[Any], context: Any
+    ) -> AsyncIterator[gateway_pb2.VerifyStreamResponse]:
+        """Answers as they complete; at most ``stream_window`` requests in progress per stream."""
+        answers: asyncio.Queue[gateway_pb2.VerifyStreamResponse | BaseException | None]
+        answers = asyncio.Queue()
+        window = asyncio.Semaphore(self._limits.stream_window)
+        reader = asyncio.create_task(self._read_stream(requests, context, answers, window))
+        try:
+            while (item := await answers.get()) is not None:
+                if isinstance(item, Overloaded):
+                    await abort_exhausted(context, item)
+                if isinstance(item, BaseException):
+                    raise item
+                window.release()
+                yield item
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+    async def _read_stream(
+        self,
+        requests: AsyncIterator[Any],
+        context: Any,
+        answers: asyncio.Queue[gateway_pb2.VerifyStreamResponse | BaseException | None],
+        window: asyncio.Semaphore,
+    ) -> None:
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            async for item in requests:
+                await window.acquire()  # backpressure: stop reading while the window is full
+                task = asyncio.create_task(self._stream_one(item, context, answers))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            await asyncio.gather(*tasks)
+            await answers.put(None)
+        except Exception as e:  # handed to the writer, which maps it at the edge
+            await answers.put(e)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _stream_one(
+        self,
+        item: Any,
+        context: Any,
+        answers: asyncio.Queue[gateway_pb2.VerifyStreamResponse | BaseException | None],
+    ) -> None:
+        try:
+            validate_checkpoint(item.request.checkpoint_province)
+            validate_tokens([item.request.token])
+            began = time.perf_counter()
+            with self._admit(1):
+                outcome = await verify_one(
+                    item.request.token, self._view, self._statuses, self._policy, context
+                )
+            VERIFY_SECONDS.labels("VerifyStream").observe(time.perf_counter() - began)
+            record(outcome)
+            reply = gateway_pb2.VerifyStreamResponse(
+                sequence=item.sequence, result=outcome_to_proto(outcome)
+            )
+            await answers.put(reply)
+        except Exception as e:
+            await answers.put(e)
+
+
+async def verify_one(
+    token: str, view: TrustView, statuses: StatusCoalescer, policy: VerifyPolicy, context: Any
+) -> Outcome:
+    """One streamed code: the stream's deadline bounds the wait, and so does the policy."""
+    now = time.time()
+    checked = check_token(token, view, now)
+    until = relay_deadline(policy, call_deadline(context))
+    return await resolve(checked, statuses=statuses, policy=policy, now=now, deadline=until)
+
+
+async def abort_exhausted(context: Any, error: Overloaded) -> Any:
+    """RESOURCE_EXHAUSTED with the reason in the details; never returns."""
+    await context.abort_with_status(
+        to_status(grpc.StatusCode.RESOURCE_EXHAUSTED, error.message, Reason.NONE)
+    )
+
+
+class NodeRegistrationRpcs:
+    """RegisterNode and its lease for provincial nodes."""
+
+    def __init__(self, *, registry: RegistryOperations, store: KvStore) -> None:
+        self._registry = registry
+        self._store = store
 
     async def RegisterNode(self, request: Any, context: Any) -> gateway_pb2.RegisterNodeResponse:
         lease, ttl = await self._registry.register_node(
@@ -94,3 +287,28 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     ) -> gateway_pb2.DeregisterNodeResponse:
         await self._store.revoke_lease(request.lease_id)
         return gateway_pb2.DeregisterNodeResponse()
+
+
+class GatewayServicer(VerificationRpcs, NodeRegistrationRpcs, gateway_pb2_grpc.GatewayServicer):
+    """Verification for checkpoints, registration for provincial nodes."""
+
+    def __init__(
+        self,
+        *,
+        view: TrustView,
+        statuses: StatusCoalescer,
+        registry: RegistryOperations,
+        store: KvStore,
+        policy: VerifyPolicy,
+        executor: Executor | None = None,
+        limits: ServingLimits | None = None,
+    ) -> None:
+        VerificationRpcs.__init__(
+            self,
+            view=view,
+            statuses=statuses,
+            policy=policy,
+            executor=executor,
+            limits=limits or ServingLimits(),
+        )
+        NodeRegistrationRpcs.__init__(self, registry=registry, store=store)

@@ -1,12 +1,21 @@
-"""One verification, end to end: trust checks first, then the issuer's live colour."""
+"""One verification, end to end: trust checks first, then the issuer's live colour.
+
+Split in two so batches can run the CPU part off the event loop: ``check_token`` (sync: decode,
+kid, chain, signature, times; touches only the in-memory TrustView, whose signers hold keys
+parsed once per kid) and ``resolve`` (async: the live status through the coalescer, or the
+offline verdict when the issuer does not answer by the deadline).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Protocol
 
-from gateway.relay import IssuerUnavailable, StatusRelay
+from gateway.relay import IssuerUnavailable, LiveStatus
 from trust.codeformat import CodeClaims
 from trust.errors import HcxError
 from trust.model import Colour, Reason, Verdict
@@ -15,12 +24,15 @@ from trust.view import TrustView
 
 DEFAULT_RELAY_TIMEOUT_S = 0.5
 DEFAULT_MAX_OFFLINE_AGE_S = 300
+# Time kept back from the caller's deadline to build and send the answer.
+ANSWER_MARGIN_S = 0.01
 
 
 @dataclass(frozen=True)
 class VerifyPolicy:
-    relay_timeout: float = DEFAULT_RELAY_TIMEOUT_S
-    max_offline_age: int = DEFAULT_MAX_OFFLINE_AGE_S
+    relay_timeout: float = DEFAULT_RELAY_TIMEOUT_S  # longest wait for the issuer's live status
+    max_offline_age: int = DEFAULT_MAX_OFFLINE_AGE_S  # oldest token still VALID_OFFLINE
+    allow_offline: bool = True  # False: ISSUER_UNAVAILABLE instead of VALID_OFFLINE
 
 
 @dataclass(frozen=True)
@@ -37,34 +49,124 @@ class Outcome:
     colour_age: int = 0
 
 
+class StatusSource(Protocol):
+    """Where live statuses come from (the coalescer in production)."""
+
+    async def lookup(self, province: str, code_id: bytes, *, deadline: float) -> LiveStatus: ...
+
+
 def invalid(error: HcxError, check: CodeCheck | None = None) -> Outcome:
     claims = check.claims if check else None
     return Outcome(Verdict.INVALID, error.reason, error.message, claims=claims)
+
+
+def check_token(token: str, view: TrustView, now: float) -> CodeCheck | Outcome:
+    """The offline part: a CodeCheck, or the INVALID outcome (CPU only, no I/O)."""
+    try:
+        return check_code(token, view, now=now)
+    except HcxError as e:
+        return invalid(e)
+
+
+def check_tokens(tokens: Sequence[str], view: TrustView, now: float) -> list[CodeCheck | Outcome]:
+    """``check_token`` for a slice of a batch (run in a worker thread: ECDSA drops the GIL)."""
+    return [check_token(t, view, now) for t in tokens]
+
+
+def relay_deadline(policy: VerifyPolicy, deadline: float | None) -> float:
+    """The moment (monotonic) by which the issuer must have answered."""
+    own = time.monotonic() + policy.relay_timeout
+    return own if deadline is None else min(own, deadline - ANSWER_MARGIN_S)
+
+
+async def resolve(
+    checked: CodeCheck | Outcome,
+    *,
+    statuses: StatusSource,
+    policy: VerifyPolicy,
+    now: float,
+    deadline: float,
+) -> Outcome:
+    """The verdict for a checked code: live colour, or offline when the issuer is silent."""
+    if isinstance(checked, Outcome):
+        return checked
+    claims = checked.claims
+    try:
+        live = await statuses.lookup(claims.issuer, claims.code_id, deadline=deadline)
+    except IssuerUnavailable as e:
+        return offline(checked, now=now, policy=policy, why=e.message)
+    return live_outcome(checked, live)
 
 
 async def verify_token(
     token: str,
     *,
     view: TrustView,
-    relay: StatusRelay,
+    statuses: StatusSource,
     policy: VerifyPolicy,
     clock: Callable[[], float] = time.time,
     deadline: float | None = None,
 ) -> Outcome:
     """Verify signature, chain and validity; then ask the issuer for the live colour."""
     now = clock()
-    try:
-        check = check_code(token, view, now=now)
-    except HcxError as e:
-        return invalid(e)
+    checked = check_token(token, view, now)
+    return await resolve(
+        checked,
+        statuses=statuses,
+        policy=policy,
+        now=now,
+        deadline=relay_deadline(policy, deadline),
+    )
+
+
+async def verify_tokens(
+    tokens: Sequence[str],
+    *,
+    view: TrustView,
+    statuses: StatusSource,
+    policy: VerifyPolicy,
+    executor: Executor | None,
+    workers: int,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.time,
+) -> list[Outcome]:
+    """A batch: signature checks in ``workers`` slices on ``executor``, look-ups coalesced."""
+    now = clock()
+    checked = await check_in_slices(tokens, view, now, executor=executor, workers=workers)
+    until = relay_deadline(policy, deadline)
+    return list(
+        await asyncio.gather(
+            *(
+                resolve(c, statuses=statuses, policy=policy, now=now, deadline=until)
+                for c in checked
+            )
+        )
+    )
+
+
+async def check_in_slices(
+    tokens: Sequence[str],
+    view: TrustView,
+    now: float,
+    *,
+    executor: Executor | None,
+    workers: int,
+) -> list[CodeCheck | Outcome]:
+    """Small batches are checked inline: a thread hop costs more than it saves below ~8."""
+    if executor is None or workers <= 1 or len(tokens) < 8:
+        return check_tokens(tokens, view, now)
+    loop = asyncio.get_running_loop()
+    size = -(-len(tokens) // workers)
+    slices = [tokens[i : i + size] for i in range(0, len(tokens), size)]
+    parts = await asyncio.gather(
+        *(loop.run_in_executor(executor, check_tokens, s, view, now) for s in slices)
+    )
+    return [c for part in parts for c in part]
+
+
+def live_outcome(check: CodeCheck, live: LiveStatus) -> Outcome:
+    """VALID with the issuer's colour, or INVALID/UNKNOWN_CODE when the issuer has no record."""
     claims = check.claims
-    relay_deadline = time.monotonic() + policy.relay_timeout
-    if deadline is not None:
-        relay_deadline = min(relay_deadline, deadline)
-    try:
-        live = await relay.status(claims.issuer, claims.code_id, deadline=relay_deadline)
-    except IssuerUnavailable as e:
-        return offline(check, now=now, policy=policy, why=e.message)
     if not live.found:
         return Outcome(
             Verdict.INVALID,
@@ -88,13 +190,13 @@ def offline(check: CodeCheck, *, now: float, policy: VerifyPolicy, why: str) -> 
     """The issuer did not answer: the colour at issuance, if the token is young enough."""
     claims = check.claims
     age = max(0, int(now - claims.issued_at))
+    if not policy.allow_offline:
+        return _unavailable(check, Reason.ISSUER_UNAVAILABLE, f"{why}; offline verdicts disabled")
     if age > policy.max_offline_age:
-        return Outcome(
-            Verdict.INVALID,
+        return _unavailable(
+            check,
             Reason.TOKEN_TOO_OLD,
             f"{why}; token is {age} s old (offline limit {policy.max_offline_age} s)",
-            claims=claims,
-            kid=check.signer.kid,
         )
     return Outcome(
         Verdict.VALID_OFFLINE,
@@ -106,3 +208,7 @@ def offline(check: CodeCheck, *, now: float, policy: VerifyPolicy, why: str) -> 
         status_version=claims.status_version,
         colour_age=age,
     )
+
+
+def _unavailable(check: CodeCheck, reason: Reason, message: str) -> Outcome:
+    return Outcome(Verdict.INVALID, reason, message, claims=check.claims, kid=check.signer.kid)

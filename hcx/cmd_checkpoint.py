@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import time
+from pathlib import Path
 
 import grpc
+from cryptography import x509
 
 from hcx.cli import subcommand
-from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, trustlist_pb2
+from trust import pki, trustlist
+from trust.errors import DecodeError, InvalidRequest, VerificationError
+from trust.verify import check_code
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -23,10 +29,31 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--province", default="", help="the checkpoint's province code")
     p.add_argument("--checkpoint-id", default="cli", help="checkpoint name for logs")
     p.add_argument("--timeout", type=float, default=2.0, help="deadline in seconds")
+    p.add_argument("--offline", action="store_true", help="no network: verify against --trust-list")
+    p.add_argument("--trust-list", type=Path, help="signed trust list (hcx checkpoint fetch)")
+    p.add_argument("--root", type=Path, help="pinned national root certificate (PEM)")
+    p.add_argument(
+        "--state",
+        type=Path,
+        help="where the highest accepted trust-list revision is kept (default: LIST.state)",
+    )
     p.set_defaults(handler=verify)
+
+    p = subcommand(
+        sub,
+        "fetch",
+        "Fetch and verify the signed trust list for offline use (refuses rollbacks).",
+        "hcx checkpoint fetch --gateway 127.0.0.1:50051 --root root.pem --out trust-list.cbor",
+    )
+    p.add_argument("--gateway", default="127.0.0.1:50051", help="national gateway address")
+    p.add_argument("--root", type=Path, required=True, help="pinned national root (PEM)")
+    p.add_argument("--out", type=Path, required=True, help="where to store the list")
+    p.set_defaults(handler=fetch)
 
 
 def verify(args: argparse.Namespace) -> int:
+    if args.offline:
+        return verify_offline(args)
     with grpc.insecure_channel(args.gateway) as channel:
         reply = gateway_pb2_grpc.GatewayStub(channel).Verify(
             gateway_pb2.VerifyRequest(
@@ -38,6 +65,58 @@ def verify(args: argparse.Namespace) -> int:
         )
     print(describe(reply))
     return 0 if reply.verdict != common_pb2.INVALID else 1
+
+
+def _roots(args: argparse.Namespace) -> list[x509.Certificate]:
+    if args.root is None:
+        raise InvalidRequest("--root (the pinned national root certificate) is required")
+    return [pki.load_certificate_pem(args.root.read_bytes())]
+
+
+def verify_offline(args: argparse.Namespace) -> int:
+    """Verify with no network: trust list checked (signer, signature, not-after, rollback),
+    then the code's signature, chain, validity and revocation; colour at issuance."""
+    if args.trust_list is None:
+        raise InvalidRequest("--offline needs --trust-list FILE")
+    roots = _roots(args)
+    held = trustlist.HeldRevision(args.state or args.trust_list.with_suffix(".state"))
+    now = time.time()
+    trust_list = trustlist.verify(
+        args.trust_list.read_bytes(), roots, now=now, held_revision=held.get()
+    )
+    held.raise_to(trust_list.revision)
+    if now > trust_list.next_update:
+        print(f"warning: trust list revision {trust_list.revision} is due for an update")
+    try:
+        check = check_code(args.token, trust_list.view(roots), now=now)
+    except (DecodeError, VerificationError) as e:
+        print(f"INVALID {e.reason.name}: {e.message}")
+        return 1
+    claims = check.claims
+    print(
+        f"VALID_OFFLINE {claims.colour.name} (colour at issuance, {int(now - claims.issued_at)} s "
+        f"old) issuer {claims.issuer} holder {claims.masked_name} …{claims.id_tail} "
+        f"[trust list revision {trust_list.revision}]"
+    )
+    return 0
+
+
+def fetch(args: argparse.Namespace) -> int:
+    roots = _roots(args)
+    held = trustlist.HeldRevision(args.out.with_suffix(".state"))
+    with grpc.insecure_channel(args.gateway) as channel:
+        reply = gateway_pb2_grpc.GatewayStub(channel).GetTrustList(
+            trustlist_pb2.GetTrustListRequest(), timeout=10
+        )
+    trust_list = trustlist.verify(
+        reply.signed_list, roots, now=time.time(), held_revision=held.get()
+    )
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_bytes(reply.signed_list)
+    tmp.replace(args.out)
+    held.raise_to(trust_list.revision)
+    print(f"trust list revision {trust_list.revision} ({len(trust_list.entries)} entries) saved")
+    return 0
 
 
 def describe(reply: gateway_pb2.VerifyResponse) -> str:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gateway.breaker import BreakerPolicy
+from gateway.coalescer import CoalescerPolicy
 from gateway.main import GatewayConfig, serve
+from gateway.relay import RelayPolicy
 from gateway.verification import VerifyPolicy
 from hcx.cli import run_async, subcommand
 
@@ -46,6 +49,30 @@ def register(parser: argparse.ArgumentParser) -> None:
         default=300,
         help="oldest token (s) still VALID_OFFLINE when the issuer is down",
     )
+    p.add_argument(
+        "--hedge-after",
+        type=float,
+        default=0.05,
+        help="seconds before a slow status batch is also sent to another replica",
+    )
+    p.add_argument(
+        "--coalesce-window",
+        type=float,
+        default=0.002,
+        help="seconds a status batch waits for more look-ups (default 0.002)",
+    )
+    p.add_argument(
+        "--breaker-failures",
+        type=int,
+        default=5,
+        help="consecutive failed status batches that open a province's circuit",
+    )
+    p.add_argument(
+        "--breaker-open",
+        type=float,
+        default=1.0,
+        help="seconds a circuit stays open before a half-open probe",
+    )
     p.set_defaults(handler=run)
 
 
@@ -58,6 +85,13 @@ def run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         port_file=args.port_file,
         policy=VerifyPolicy(relay_timeout=args.relay_timeout, max_offline_age=args.max_offline_age),
+        relay=RelayPolicy(hedge_after=args.hedge_after),
+        coalescing=CoalescerPolicy(
+            window=args.coalesce_window,
+            breaker=BreakerPolicy(
+                failure_threshold=args.breaker_failures, open_seconds=args.breaker_open
+            ),
+        ),
     )
     run_async(serve(config))
     return 0

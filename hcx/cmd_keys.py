@@ -1,16 +1,34 @@
-"""``hcx node keys``: a province's own keys, made and kept locally; certificates uploaded."""
+"""``hcx node keys``: a province's own keys, made and kept locally; certificates uploaded.
+
+Rotation with overlap: ``rotate`` archives the current DSC, makes and uploads a new one, and
+retires the old one ``--overlap`` seconds from now. A node reads dsc.pem/dsc-key.pem when it
+starts, so restart the node (or its replicas one by one) within the overlap: codes it signs
+with the old key after the retirement time are INVALID (KEY_RETIRED); codes signed before keep
+verifying until they expire.
+"""
 
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import grpc
 
 from hcx.cli import subcommand
 from healthcode.v1 import registry_pb2, registry_pb2_grpc
-from nodes.provincial.keys import ProvinceDir, init_province, new_signing_certificate
+from nodes.provincial.keys import (
+    ProvinceDir,
+    archive_signing_key,
+    init_province,
+    new_signing_certificate,
+    province_crl,
+    sealed_retirement,
+)
+from trust import pki
 from trust.pki import kid
+
+DEFAULT_GATEWAY = "127.0.0.1:50051"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -43,8 +61,47 @@ def register(parser: argparse.ArgumentParser) -> None:
         "hcx node keys upload --dir var/330000 --gateway 127.0.0.1:50051",
     )
     p.add_argument("--dir", type=Path, required=True)
-    p.add_argument("--gateway", default="127.0.0.1:50051")
+    p.add_argument("--gateway", default=DEFAULT_GATEWAY)
     p.set_defaults(handler=keys_upload)
+
+    p = subcommand(
+        sub,
+        "rotate",
+        "New DSC uploaded; the current one retired after an overlap (restart the node).",
+        "hcx node keys rotate --province 330000 --dir var/330000 --name dsc-2 --overlap 300",
+    )
+    p.add_argument("--province", required=True)
+    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--name", required=True, help="name of the new DSC in its SAN")
+    p.add_argument("--overlap", type=int, default=300, help="seconds until the old key retires")
+    p.add_argument("--gateway", default=DEFAULT_GATEWAY)
+    p.set_defaults(handler=keys_rotate)
+
+    p = subcommand(
+        sub,
+        "retire",
+        "Retire a DSC: codes issued with it after --at are refused (KEY_RETIRED).",
+        "hcx node keys retire --dir var/330000 --kid 0123456789abcdef",
+    )
+    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--kid", required=True, help="hex key id")
+    p.add_argument("--at", type=float, default=None, help="unix time (default: now)")
+    p.add_argument("--gateway", default=DEFAULT_GATEWAY)
+    p.set_defaults(handler=keys_retire)
+
+    p = subcommand(
+        sub,
+        "revoke",
+        "Revoke a certificate of the province: a new CRL signed by the own CA, uploaded.",
+        "hcx node keys revoke --province 330000 --dir var/330000 --serial 1234 "
+        "--reason key_compromise",
+    )
+    p.add_argument("--province", required=True)
+    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--serial", type=int, required=True, help="serial of the certificate")
+    p.add_argument("--reason", default="unspecified")
+    p.add_argument("--gateway", default=DEFAULT_GATEWAY)
+    p.set_defaults(handler=keys_revoke)
 
 
 def keys_init(args: argparse.Namespace) -> int:
@@ -62,10 +119,69 @@ def keys_new_dsc(args: argparse.Namespace) -> int:
 
 
 def keys_upload(args: argparse.Namespace) -> int:
-    pem = ProvinceDir(args.dir).dsc_cert.read_bytes()
+    """Upload the current DSC and a fresh CRL (so every province has a current CRL)."""
+    directory = ProvinceDir(args.dir)
+    pem = directory.dsc_cert.read_bytes()
     with grpc.insecure_channel(args.gateway) as channel:
-        reply = registry_pb2_grpc.RegistryStub(channel).UploadSigningCertificate(
+        stub = registry_pb2_grpc.RegistryStub(channel)
+        reply = stub.UploadSigningCertificate(
             registry_pb2.UploadSigningCertificateRequest(certificate_pem=pem), timeout=10
         )
-    print(f"uploaded signing certificate {reply.kid.hex()} of province {reply.province}")
+        crl = stub.UploadCrl(
+            registry_pb2.UploadCrlRequest(province=reply.province, crl_der=province_crl(directory)),
+            timeout=10,
+        )
+    print(
+        f"uploaded signing certificate {reply.kid.hex()} of province {reply.province} "
+        f"and CRL number {crl.crl_number}"
+    )
+    return 0
+
+
+def keys_rotate(args: argparse.Namespace) -> int:
+    directory = ProvinceDir(args.dir)
+    old = archive_signing_key(directory)
+    new = new_signing_certificate(directory, province=args.province, name=args.name)
+    retired_at = time.time() + args.overlap
+    with grpc.insecure_channel(args.gateway) as channel:
+        stub = registry_pb2_grpc.RegistryStub(channel)
+        stub.UploadSigningCertificate(
+            registry_pb2.UploadSigningCertificateRequest(
+                certificate_pem=pki.certificate_to_pem(new)
+            ),
+            timeout=10,
+        )
+        stub.RetireSigningCertificate(
+            registry_pb2.RetireSigningCertificateRequest(
+                kid=kid(old), sealed_retirement=sealed_retirement(directory, kid(old), retired_at)
+            ),
+            timeout=10,
+        )
+    print(
+        f"new signing certificate {kid(new).hex()} uploaded; {kid(old).hex()} retires in "
+        f"{args.overlap} s: restart the node(s) before then to sign with the new key"
+    )
+    return 0
+
+
+def keys_retire(args: argparse.Namespace) -> int:
+    key_id = bytes.fromhex(args.kid)
+    at = time.time() if args.at is None else args.at
+    sealed = sealed_retirement(ProvinceDir(args.dir), key_id, at)
+    with grpc.insecure_channel(args.gateway) as channel:
+        reply = registry_pb2_grpc.RegistryStub(channel).RetireSigningCertificate(
+            registry_pb2.RetireSigningCertificateRequest(kid=key_id, sealed_retirement=sealed),
+            timeout=10,
+        )
+    print(f"signing certificate {args.kid} retired at {reply.retired_at}")
+    return 0
+
+
+def keys_revoke(args: argparse.Namespace) -> int:
+    crl = province_crl(ProvinceDir(args.dir), revoke_serial=args.serial, reason=args.reason)
+    with grpc.insecure_channel(args.gateway) as channel:
+        reply = registry_pb2_grpc.RegistryStub(channel).UploadCrl(
+            registry_pb2.UploadCrlRequest(province=args.province, crl_der=crl), timeout=10
+        )
+    print(f"serial {args.serial} revoked; CRL number {reply.crl_number} uploaded")
     return 0

@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import grpc
+import segno
 
 from hcx import cmd_keys
 from hcx.cli import run_async, subcommand
@@ -41,6 +42,19 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-port", type=int, default=None, help="Prometheus port (0: any)")
     p.add_argument("--port-file", type=Path, default=None, help="write the bound port here")
     p.add_argument("--token-lifetime", type=int, default=300, help="seconds a token is valid")
+    p.add_argument(
+        "--store",
+        default=None,
+        help="status store: sqlite:///PATH or postgresql://USER@HOST/DB shared by the "
+        "province's replicas (default: DIR/status.db)",
+    )
+    p.add_argument("--lease-ttl", type=int, default=10, help="registration lease TTL (s)")
+    p.add_argument(
+        "--drain-seconds", type=float, default=1.0, help="on SIGTERM: deregister, then wait"
+    )
+    p.add_argument(
+        "--advertise-host", default="127.0.0.1", help="host the gateway should call back on"
+    )
     p.set_defaults(handler=run_serve)
 
     p = subcommand(
@@ -52,6 +66,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--node", required=True, help="the province node's address")
     p.add_argument("--id-number", required=True, help="holder's resident ID number")
     p.add_argument("--name", required=True, help="holder's full name (only the mask is encoded)")
+    p.add_argument("--colour", choices=sorted(COLOURS), default=None, help="initial colour")
+    p.add_argument("--png", type=Path, default=None, help="also write the QR code to this PNG")
     p.set_defaults(handler=issue)
 
     p = subcommand(
@@ -62,7 +78,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--reason 'confirmed case'",
     )
     p.add_argument("--node", required=True, help="the province node's address")
-    p.add_argument("--code-id", required=True, help="code id (32 hex characters)")
+    p.add_argument("--code-id", type=code_id_arg, required=True, help="code id (32 hex characters)")
     p.add_argument("--colour", required=True, choices=sorted(COLOURS))
     p.add_argument("--reason", default="", help="why the colour changes")
     p.add_argument("--request-id", default="", help="idempotency key (default: random)")
@@ -75,7 +91,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "hcx node status --node 127.0.0.1:7001 --code-id 0011..ff",
     )
     p.add_argument("--node", required=True, help="the province node's address")
-    p.add_argument("--code-id", required=True, help="code id (32 hex characters)")
+    p.add_argument("--code-id", type=code_id_arg, required=True, help="code id (32 hex characters)")
     p.set_defaults(handler=status)
 
 
@@ -89,26 +105,52 @@ def run_serve(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         port_file=args.port_file,
         token_lifetime=args.token_lifetime,
+        store=args.store,
+        lease_ttl=args.lease_ttl,
+        drain_seconds=args.drain_seconds,
+        advertise_host=args.advertise_host,
     )
     run_async(serve(config))
     return 0
 
 
 def issue(args: argparse.Namespace) -> int:
+    colour = COLOURS[args.colour] if args.colour else common_pb2.COLOUR_UNSPECIFIED
     with grpc.insecure_channel(args.node) as channel:
         reply = node_pb2_grpc.ProvincialNodeStub(channel).IssueCode(
-            node_pb2.IssueCodeRequest(id_number=args.id_number, full_name=args.name), timeout=5
+            node_pb2.IssueCodeRequest(id_number=args.id_number, full_name=args.name, colour=colour),
+            timeout=5,
         )
     print(f"code id {reply.code_id.hex()}  colour {common_pb2.Colour.Name(reply.colour)}")
     print(reply.token)
+    if args.png is not None:
+        write_qr_png(reply.token, args.png)
+        print(f"QR code written to {args.png}")
     return 0
+
+
+def write_qr_png(token: str, path: Path) -> None:
+    """Render the token as a QR code; alphanumeric mode is why the text is base45."""
+    qr = segno.make_qr(token, error="m", mode="alphanumeric")
+    qr.save(str(path), kind="png", scale=4, border=4)
+
+
+def code_id_arg(value: str) -> bytes:
+    """A code id on the command line: 32 hex characters."""
+    try:
+        code_id = bytes.fromhex(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError("code id must be 32 hex characters") from e
+    if len(code_id) != 16:
+        raise argparse.ArgumentTypeError("code id must be 32 hex characters")
+    return code_id
 
 
 def set_status(args: argparse.Namespace) -> int:
     with grpc.insecure_channel(args.node) as channel:
         reply = node_pb2_grpc.ProvincialNodeStub(channel).SetStatus(
             node_pb2.SetStatusRequest(
-                code_id=bytes.fromhex(args.code_id),
+                code_id=args.code_id,
                 colour=COLOURS[args.colour],
                 reason=args.reason,
                 request_id=args.request_id or str(uuid.uuid4()),
@@ -122,7 +164,7 @@ def set_status(args: argparse.Namespace) -> int:
 def status(args: argparse.Namespace) -> int:
     with grpc.insecure_channel(args.node) as channel:
         reply = node_pb2_grpc.ProvincialNodeStub(channel).GetStatus(
-            node_pb2.GetStatusRequest(code_id=bytes.fromhex(args.code_id)), timeout=5
+            node_pb2.GetStatusRequest(code_id=args.code_id), timeout=5
         )
     if not reply.found:
         print("unknown code")

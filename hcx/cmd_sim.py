@@ -1,41 +1,118 @@
-"""``hcx sim``: a local federation on 127.0.0.1."""
+"""``hcx sim``: the national simulation on 127.0.0.1 (``make run``), or the short demo."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-from simulations.demo import DEFAULT_PROVINCES, print_table, run_demo
 from simulations.provinces import all_provinces
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--provinces",
-        default=",".join(DEFAULT_PROVINCES),
-        help="comma-separated GB/T 2260 codes (default: 330000,510000,460000)",
+        default="5",
+        help="a count (1..31: spread first, then by population) or comma-separated "
+        "GB/T 2260 codes (default 5)",
+    )
+    parser.add_argument("--travellers", type=int, default=2000, help="population (default 2000)")
+    parser.add_argument(
+        "--duration", type=float, default=60.0, help="seconds of traffic (default 60)"
     )
     parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=Path("var/sim"),
-        help="where keys, stores and logs of this run go (default var/sim)",
+        "--rate", type=float, default=120.0, help="checkpoint scans per second (default 120)"
+    )
+    parser.add_argument("--replicas", type=int, default=2, help="node replicas per province")
+    parser.add_argument("--gateways", type=int, default=2, help="national gateways (default 2)")
+    parser.add_argument(
+        "--registry",
+        default=None,
+        help="registry store URL for the gateways (default: embedded SQLite in the run folder)",
+    )
+    parser.add_argument(
+        "--stale-bound",
+        type=float,
+        default=1.0,
+        help="seconds after an acknowledged colour change when an older colour is a violation",
     )
     parser.add_argument("--seed", type=int, default=2020, help="random seed")
+    parser.add_argument(
+        "--workdir", type=Path, default=Path("var/sim"), help="runs go here (default var/sim)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument(
+        "--demo", action="store_true", help="the short walking-skeleton demo instead"
+    )
     parser.set_defaults(handler=run)
 
 
+def parse_provinces(text: str) -> list[str]:
+    """A count or a comma list of known province codes (ValueError with a clear message)."""
+    from simulations.runner import pick_provinces
+
+    text = text.strip()
+    if text.isdigit() and len(text) <= 2:
+        count = int(text)
+        if not 2 <= count <= len(all_provinces()):
+            raise ValueError(f"--provinces: between 2 and {len(all_provinces())}, not {count}")
+        return pick_provinces(count)
+    codes = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [p for p in codes if p not in all_provinces()]
+    if unknown or len(set(codes)) < 2:
+        raise ValueError(f"--provinces: two or more known codes needed (unknown: {unknown})")
+    return list(dict.fromkeys(codes))
+
+
 def run(args: argparse.Namespace) -> int:
-    provinces = [p.strip() for p in args.provinces.split(",") if p.strip()]
-    unknown = [p for p in provinces if p not in all_provinces()]
-    if unknown or len(provinces) < 2:
-        print(f"hcx sim: need two or more known province codes (unknown: {unknown})")
+    try:
+        provinces = parse_provinces(args.provinces)
+    except ValueError as e:
+        print(f"hcx sim: {e}", file=sys.stderr)
+        return 2
+    if args.travellers < 1 or args.duration <= 0 or args.rate <= 0 or args.replicas < 1:
+        print("hcx sim: --travellers, --duration, --rate and --replicas must be positive")
         return 2
     workdir = args.workdir / time.strftime("%Y%m%d-%H%M%S")
     workdir.mkdir(parents=True, exist_ok=False)
+    if args.demo:
+        return run_demo(workdir, provinces, args.seed)
+    return run_national(args, provinces, workdir)
+
+
+def run_national(args: argparse.Namespace, provinces: list[str], workdir: Path) -> int:
+    from simulations.report import write_report
+    from simulations.runner import SimConfig, run_simulation
+
+    config = SimConfig(
+        provinces=provinces,
+        travellers=args.travellers,
+        duration=args.duration,
+        rate=args.rate,
+        replicas=args.replicas,
+        gateways=args.gateways,
+        registry=args.registry,
+        seed=args.seed,
+        stale_bound=args.stale_bound,
+        workdir=workdir,
+        progress=not args.quiet,
+    )
+    result = run_simulation(config)
+    html, text, _ = write_report(result, workdir)
+    latest = args.workdir / "latest-report.html"
+    latest.unlink(missing_ok=True)
+    latest.symlink_to(html.resolve())
+    print(text)
+    return 0 if result.invariants.holds else 1
+
+
+def run_demo(workdir: Path, provinces: list[str], seed: int) -> int:
+    from simulations.demo import print_table
+    from simulations.demo import run_demo as demo
+
     print(f"starting a gateway and {len(provinces)} provincial nodes (logs in {workdir})")
-    rows = run_demo(workdir, provinces, seed=args.seed)
+    rows = demo(workdir, provinces, seed=seed)
     print_table(rows)
     bad = [r for r in rows if not r.ok]
     print(f"\n{len(rows) - len(bad)}/{len(rows)} verifications as expected; all processes stopped")

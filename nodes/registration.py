@@ -1,4 +1,9 @@
-"""Keeps a provincial node registered with the national gateway under a lease."""
+"""Keeps a provincial node registered with the national gateway under a lease.
+
+The node is SERVING (grpc health) exactly while it holds a lease: before the first
+registration, after the lease is lost (the gateway says NOT_FOUND, or no keep-alive got
+through for a whole TTL, so the gateway has certainly dropped it) and while draining.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,9 @@ import grpc
 from healthcode.v1 import gateway_pb2, gateway_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 2.0
+CALL_TIMEOUT_S = 2.0
 
 
 class NodeRegistration:
@@ -25,25 +33,34 @@ class NodeRegistration:
         endpoint: str,
         ttl_seconds: int = 10,
         on_change: Callable[[bool], Awaitable[None]] | None = None,
+        channel: grpc.aio.Channel | None = None,
     ) -> None:
         self._gateway = gateway
+        self._channel = channel
         self._request = gateway_pb2.RegisterNodeRequest(
             province=province, node_id=node_id, endpoint=endpoint, ttl_seconds=ttl_seconds
         )
         self._on_change = on_change
         self._lease: int | None = None
         self._ttl = ttl_seconds
+        self._last_renewal = 0.0
         self._task: asyncio.Task[None] | None = None
+        self.registrations = 0  # how many times a lease was obtained (re-registrations + 1)
 
     @property
     def registered(self) -> bool:
         return self._lease is not None
 
+    @property
+    def lease(self) -> int | None:
+        return self._lease
+
     async def start(self, *, wait: float = 10.0) -> None:
         """Start the keep-alive loop and wait until the first registration succeeds."""
         self._task = asyncio.create_task(self._run())
-        deadline = asyncio.get_running_loop().time() + wait
-        while self._lease is None and asyncio.get_running_loop().time() < deadline:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while self._lease is None and loop.time() < deadline:
             await asyncio.sleep(0.05)
         if self._lease is None:
             log.warning("not registered yet; will keep trying")
@@ -52,44 +69,69 @@ class NodeRegistration:
         backoff = 0.2
         while True:
             try:
-                if self._lease is None:
-                    await self._register()
-                else:
-                    await self._gateway.KeepAliveNode(
-                        gateway_pb2.KeepAliveNodeRequest(lease_id=self._lease), timeout=2.0
-                    )
+                await self._step()
                 backoff = 0.2
                 await asyncio.sleep(max(self._ttl / 3, 0.5))
             except grpc.aio.AioRpcError as e:
-                if e.code() == grpc.StatusCode.NOT_FOUND:
+                if e.code() == grpc.StatusCode.NOT_FOUND and self._lease is not None:
                     log.warning("lease lost; registering again")
                     await self._set_lease(None)
                     continue
-                log.warning("gateway unreachable: %s", e.code().name)
+                log.warning("gateway call failed: %s %s", e.code().name, e.details())
+                await self._expire_if_stale()
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    async def _step(self) -> None:
+        if self._lease is None:
+            await self._register()
+            return
+        await self._gateway.KeepAliveNode(
+            gateway_pb2.KeepAliveNodeRequest(lease_id=self._lease), timeout=CALL_TIMEOUT_S
+        )
+        self._last_renewal = asyncio.get_running_loop().time()
+
+    async def _expire_if_stale(self) -> None:
+        """No renewal for a whole TTL: the gateway has dropped us, so stop claiming SERVING."""
+        if self._lease is None:
+            return
+        if asyncio.get_running_loop().time() - self._last_renewal > self._ttl:
+            log.warning("no keep-alive for %d s; lease considered lost", self._ttl)
+            await self._set_lease(None)
 
     async def _register(self) -> None:
-        response = await self._gateway.RegisterNode(self._request, timeout=2.0)
+        response = await self._gateway.RegisterNode(self._request, timeout=CALL_TIMEOUT_S)
         self._ttl = response.ttl_seconds
+        self._last_renewal = asyncio.get_running_loop().time()
+        self.registrations += 1
         await self._set_lease(response.lease_id)
-        log.info("registered with the gateway", extra={"lease": response.lease_id})
+        log.info("registered with the gateway (lease %d, ttl %d s)", response.lease_id, self._ttl)
 
     async def _set_lease(self, lease: int | None) -> None:
         self._lease = lease
         if self._on_change is not None:
             await self._on_change(lease is not None)
 
-    async def stop(self) -> None:
-        """Stop keeping alive and remove the registration at once."""
+    async def stop(self, *, close_channel: bool = True) -> None:
+        """Stop keeping alive, remove the registration at once, close the gateway channel."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
         if self._lease is not None:
             try:
                 await self._gateway.DeregisterNode(
-                    gateway_pb2.DeregisterNodeRequest(lease_id=self._lease), timeout=2.0
+                    gateway_pb2.DeregisterNodeRequest(lease_id=self._lease),
+                    timeout=CALL_TIMEOUT_S,
                 )
             except grpc.aio.AioRpcError as e:
                 log.warning("deregistration failed: %s", e.code().name)
             await self._set_lease(None)
+        if close_channel:
+            await self.close()
+
+    async def close(self) -> None:
+        """Close the gateway channel (after the server stopped forwarding on it)."""
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None

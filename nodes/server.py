@@ -49,6 +49,7 @@ async def build_server(
     *,
     listen: str,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    maximum_concurrent_rpcs: int | None = None,
 ) -> RunningServer:
     """Create, bind and start a grpc.aio server with health, reflection and error mapping."""
     server = grpc.aio.server(
@@ -58,6 +59,8 @@ async def build_server(
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
         ],
+        # Past this many calls in progress gRPC answers RESOURCE_EXHAUSTED: bounded memory.
+        maximum_concurrent_rpcs=maximum_concurrent_rpcs,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

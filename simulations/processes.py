@@ -31,6 +31,7 @@ class ServerProcess:
     process: subprocess.Popen[bytes]
     port: int
     log: Path
+    args: tuple[str, ...] = ()  # what ``Supervisor.restart`` runs again
 
     @property
     def address(self) -> str:
@@ -51,11 +52,29 @@ class Supervisor:
         self.stop_all()
 
     def start(self, name: str, args: Sequence[str], *, timeout: float = 20.0) -> ServerProcess:
-        """Run ``hcx ARGS --port-file F``, wait for the port and for health SERVING."""
+        """Run ``hcx ARGS --port-file F``, wait for the port and for health SERVING.
+
+        The child is tied to the *calling thread* (PR_SET_PDEATHSIG fires when that thread
+        ends): call this from a thread that outlives the child, e.g. the main thread.
+        """
+        child = self._spawn(name, args)
+        self._await_ready(child, timeout)
+        return child
+
+    def start_many(
+        self, jobs: Sequence[tuple[str, Sequence[str]]], *, timeout: float = 60.0
+    ) -> list[ServerProcess]:
+        """Start several children at once (they boot in parallel), then wait for all."""
+        children = [self._spawn(name, args) for name, args in jobs]
+        for child in children:
+            self._await_ready(child, timeout)
+        return children
+
+    def _spawn(self, name: str, args: Sequence[str]) -> ServerProcess:
         port_file = self.workdir / f"{name}.port"
         port_file.unlink(missing_ok=True)
         log = self.workdir / f"{name}.log"
-        with log.open("wb") as out:
+        with log.open("ab") as out:  # a restarted child appends to the same log
             process = subprocess.Popen(
                 [sys.executable, "-m", "hcx", *args, "--port-file", str(port_file)],
                 stdout=out,
@@ -63,17 +82,21 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent,
             )
-        child = ServerProcess(name, process, 0, log)
+        child = ServerProcess(name, process, 0, log, tuple(args))
         self.children.append(child)
-        child.port = self._wait_port(child, port_file, timeout)
-        wait_serving(child.address, timeout=timeout, process=process)
         return child
+
+    def _await_ready(self, child: ServerProcess, timeout: float) -> None:
+        child.port = self._wait_port(child, self.workdir / f"{child.name}.port", timeout)
+        wait_serving(child.address, timeout=timeout, process=child.process)
 
     def _wait_port(self, child: ServerProcess, port_file: Path, timeout: float) -> int:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if child.process.poll() is not None:
-                raise RuntimeError(f"{child.name} exited: see {child.log}")
+                raise RuntimeError(
+                    f"{child.name} exited with {child.process.returncode}: see {child.log}"
+                )
             if port_file.exists():
                 return int(port_file.read_text())
             time.sleep(0.05)
@@ -87,6 +110,32 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 child.process.kill()
                 child.process.wait()
+
+    def kill(self, child: ServerProcess) -> None:
+        """SIGKILL (a crash: no deregistration, no graceful drain) and reap it."""
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGCONT)  # a frozen child dies at once too
+            child.process.kill()
+            child.process.wait()
+
+    def freeze(self, child: ServerProcess) -> None:
+        """SIGSTOP: the process keeps its sockets but answers nothing (a hung server)."""
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self, child: ServerProcess) -> None:
+        """SIGCONT after ``freeze``."""
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGCONT)
+
+    def restart(
+        self, child: ServerProcess, *, args: Sequence[str] | None = None, timeout: float = 20.0
+    ) -> ServerProcess:
+        """Stop ``child`` if it still runs, then start it again (same name, same or new args)."""
+        self.stop(child)
+        if child in self.children:
+            self.children.remove(child)
+        return self.start(child.name, args if args is not None else child.args, timeout=timeout)
 
     def stop_all(self) -> None:
         for child in reversed(self.children):

@@ -54,6 +54,11 @@ def check_code(
         raise VerificationError(
             f"province {province.code} is suspended", reason=Reason.PROVINCE_SUSPENDED
         )
+    if signer.revoked_at is not None and now >= signer.revoked_at:
+        raise VerificationError(
+            f"signing key {signer.kid.hex()} is revoked ({signer.revocation_reason})",
+            reason=Reason.KEY_REVOKED,
+        )
     verify_token_signature(decoded, signer.public_key)
     claims = decoded.claims
     if claims.issuer != signer.province:
@@ -76,4 +81,9 @@ def _check_times(claims: CodeClaims, signer: TrustedSigner, *, now: float, clock
         raise VerificationError(
             "the signing certificate was not valid when the code was issued",
             reason=Reason.KEY_NOT_VALID_AT_ISSUANCE,
+        )
+    if signer.retired_at is not None and claims.issued_at > signer.retired_at:
+        raise VerificationError(
+            f"code issued after its signing key {signer.kid.hex()} was retired",
+            reason=Reason.KEY_RETIRED,
         )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from nodes.provincial.status_store import CodeRecord, SqliteStatusStore
+from nodes.provincial.stores import CodeRecord, NewCode, StatusStore
 from trust.codeformat import CodeClaims, id_tail, issue_token, mask_name
 from trust.errors import InvalidRequest, NotFound
 from trust.model import Colour
@@ -41,7 +41,18 @@ def with_check_character(first17: str) -> str:
 
 
 @dataclass(frozen=True)
+class Holder:
+    """A resident asking for a code: ID number (hashed, never stored) and full name."""
+
+    id_number: str
+    full_name: str
+    colour: Colour = Colour.GREEN
+
+
+@dataclass(frozen=True)
 class IssuedCode:
+    """A code id with a freshly signed token for it."""
+
     record: CodeRecord
     token: str
     expires_at: int
@@ -57,7 +68,7 @@ class Issuer:
         signing_key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey,
         kid: bytes,
         holder_key: bytes,
-        store: SqliteStatusStore,
+        store: StatusStore,
         clock: Callable[[], float] = time.time,
         token_lifetime: int = DEFAULT_TOKEN_LIFETIME_S,
     ) -> None:
@@ -72,25 +83,36 @@ class Issuer:
         self._lifetime = token_lifetime
 
     def holder_ref(self, id_number: str) -> bytes:
+        """The keyed hash stored instead of the ID number (HMAC-SHA256, province's key)."""
         return hmac.new(self._holder_key, id_number.encode(), hashlib.sha256).digest()
 
     def issue(self, *, id_number: str, full_name: str, colour: Colour = Colour.GREEN) -> IssuedCode:
         """A code for the holder: a new code id the first time, then the same one."""
-        id_number = validate_id_number(id_number)
-        if not full_name.strip() or len(full_name) > 64:
+        return self.issue_batch([Holder(id_number, full_name, colour)])[0]
+
+    def issue_batch(self, holders: list[Holder]) -> list[IssuedCode]:
+        """Codes for many holders with one durable commit (bulk enrolment, group commit)."""
+        codes = [self._new_code(holder) for holder in holders]
+        return [self._sign(record) for record in self._store.create_or_get_many(codes)]
+
+    def _new_code(self, holder: Holder) -> NewCode:
+        id_number = validate_id_number(holder.id_number)
+        full_name = holder.full_name.strip()
+        if not full_name or len(full_name) > 64:
             raise InvalidRequest("full name must be 1 to 64 characters")
-        record = self._store.create_or_get(
+        return NewCode(
             code_id=secrets.token_bytes(16),
             holder_ref=self.holder_ref(id_number),
-            colour=colour,
+            colour=holder.colour,
             now=self._clock(),
-            masked_name=mask_name(full_name.strip()),
+            masked_name=mask_name(full_name),
             id_tail=id_tail(id_number),
         )
-        return self._sign(record)
 
     def refresh(self, code_id: bytes) -> IssuedCode:
         """A fresh short-lived token for an existing code id."""
+        if len(code_id) != 16:
+            raise InvalidRequest("code_id must be 16 bytes")
         record = self._store.get(code_id)
         if record is None:
             raise NotFound(f"unknown code id {code_id.hex()}")

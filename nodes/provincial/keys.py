@@ -9,6 +9,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -91,3 +92,70 @@ def new_signing_certificate(
     pki.write_private_key(directory.dsc_key, key)
     write_public(directory.dsc_cert, certificate.public_bytes(Encoding.PEM))
     return certificate
+
+
+# -- rotation, retirement and the province's own CRL -----------------------------------------
+REVOKED_FILE = "revoked.json"  # the province's revocations: its CRL is rebuilt from it
+
+
+def load_ca(directory: ProvinceDir) -> pki.Authority:
+    """The province's CA (certificate and private key) from its directory."""
+    return pki.Authority(
+        certificate=pki.load_certificate_pem(directory.ca_cert.read_bytes()),
+        private_key=pki.load_private_key_pem(directory.ca_key.read_bytes()),
+    )
+
+
+def archive_signing_key(directory: ProvinceDir) -> x509.Certificate:
+    """Move dsc.pem / dsc-key.pem aside as dsc-<kid>.pem / dsc-<kid>-key.pem (rotation)."""
+    certificate = pki.load_certificate_pem(directory.dsc_cert.read_bytes())
+    name = pki.kid(certificate).hex()
+    directory.dsc_cert.replace(directory.root / f"dsc-{name}.pem")
+    directory.dsc_key.replace(directory.root / f"dsc-{name}-key.pem")
+    return certificate
+
+
+def sealed_retirement(directory: ProvinceDir, kid_: bytes, retired_at: float) -> bytes:
+    """A retirement of DSC ``kid_`` sealed with the province's CA key (trust.records)."""
+    from trust import records
+
+    key = records.retired_key(kid_)
+    body = records.encode_retirement(records.Retirement(kid_, retired_at))
+    private_key = load_ca(directory).private_key
+    return records.seal(key, body, private_key)
+
+
+def province_crl(
+    directory: ProvinceDir, *, revoke_serial: int | None = None, reason: str = "unspecified"
+) -> bytes:
+    """The province's CRL (DER), signed by its CA; with ``revoke_serial`` one entry more.
+
+    The CRL number is the count of CRLs made so far, so every new CRL has a larger number."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    state_path = directory.root / REVOKED_FILE
+    state: dict[str, Any] = (
+        json.loads(state_path.read_text()) if state_path.exists() else {"n": 0, "revoked": []}
+    )
+    now = datetime.now(UTC)
+    if revoke_serial is not None and all(r["serial"] != revoke_serial for r in state["revoked"]):
+        state["revoked"].append({"serial": revoke_serial, "at": now.timestamp(), "reason": reason})
+    state["n"] += 1
+    entries = [
+        pki.RevokedEntry(
+            r["serial"], datetime.fromtimestamp(r["at"], tz=UTC), x509.ReasonFlags[r["reason"]]
+        )
+        for r in state["revoked"]
+    ]
+    ca = load_ca(directory)
+    crl = pki.make_crl(
+        ca.certificate,
+        ca.private_key,
+        entries,
+        this_update=now - timedelta(minutes=5),  # tolerate small clock skew at verifiers
+        next_update=now + timedelta(days=7),
+        crl_number=state["n"],
+    )
+    write_public(state_path, json.dumps(state).encode())
+    return pki.crl_to_der(crl)

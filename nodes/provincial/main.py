@@ -11,19 +11,24 @@ from pathlib import Path
 import grpc
 
 from healthcode.v1 import gateway_pb2_grpc, node_pb2, node_pb2_grpc
+from nodes.provincial.checkpoint import LocalVerifier, load_own_signers
 from nodes.provincial.issuance import DEFAULT_TOKEN_LIFETIME_S, Issuer
 from nodes.provincial.keys import ProvinceDir
 from nodes.provincial.service import ProvincialNodeServicer
-from nodes.provincial.status_store import SqliteStatusStore
+from nodes.provincial.stores import StatusStore, open_store
 from nodes.registration import NodeRegistration
 from nodes.server import RunningServer, ServiceBinding, build_server, start_metrics
 from trust import pki
 
 log = logging.getLogger(__name__)
 
+DEFAULT_DRAIN_S = 1.0
+
 
 @dataclass(frozen=True)
 class NodeConfig:
+    """Everything a node replica needs; flags of ``hcx node serve`` map one to one."""
+
     province: str
     directory: Path
     gateway: str
@@ -34,9 +39,18 @@ class NodeConfig:
     port_file: Path | None = None
     token_lifetime: int = DEFAULT_TOKEN_LIFETIME_S
     lease_ttl: int = 10
+    # None: the SQLite file in the province directory. Replicas of one province on one host
+    # share that file; on several hosts they share a PostgreSQL URL.
+    store: str | None = None
+    drain_seconds: float = DEFAULT_DRAIN_S
+    register_wait: float = 10.0  # start-up waits this long for the first registration
+
+    def store_url(self) -> str:
+        return self.store or str(ProvinceDir(self.directory).status_db)
 
 
-def build_issuer(config: NodeConfig, store: SqliteStatusStore) -> Issuer:
+def build_issuer(config: NodeConfig, store: StatusStore) -> Issuer:
+    """The issuer with the province's current DSC and holder-hash key."""
     files = ProvinceDir(config.directory)
     certificate = pki.load_certificate_pem(files.dsc_cert.read_bytes())
     return Issuer(
@@ -49,30 +63,60 @@ def build_issuer(config: NodeConfig, store: SqliteStatusStore) -> Issuer:
     )
 
 
+def build_servicer(
+    config: NodeConfig, store: StatusStore, gateway: gateway_pb2_grpc.GatewayStub
+) -> ProvincialNodeServicer:
+    verifier = LocalVerifier(
+        province=config.province,
+        signers=load_own_signers(config.directory, province=config.province),
+        store=store,
+    )
+    return ProvincialNodeServicer(
+        issuer=build_issuer(config, store), store=store, verifier=verifier, gateway=gateway
+    )
+
+
 async def start_node(
     config: NodeConfig,
-) -> tuple[RunningServer, NodeRegistration, SqliteStatusStore]:
+) -> tuple[RunningServer, NodeRegistration, StatusStore]:
     """Start serving and registering; used by ``serve`` and by the tests."""
-    store = SqliteStatusStore(ProvinceDir(config.directory).status_db)
-    servicer = ProvincialNodeServicer(issuer=build_issuer(config, store), store=store)
+    store = open_store(config.store_url())
+    channel = grpc.aio.insecure_channel(config.gateway)
+    gateway = gateway_pb2_grpc.GatewayStub(channel)
     binding = ServiceBinding(
         node_pb2_grpc.add_ProvincialNodeServicer_to_server,
-        servicer,
+        build_servicer(config, store, gateway),
         node_pb2.DESCRIPTOR.services_by_name["ProvincialNode"].full_name,
     )
     running = await build_server([binding], listen=config.listen)
     await running.set_serving(False)  # NOT_SERVING until the gateway knows us
-    channel = grpc.aio.insecure_channel(config.gateway)
     registration = NodeRegistration(
-        gateway=gateway_pb2_grpc.GatewayStub(channel),
+        gateway=gateway,
         province=config.province,
         node_id=config.node_id,
         endpoint=f"{config.advertise_host}:{running.port}",
         ttl_seconds=config.lease_ttl,
         on_change=running.set_serving,
+        channel=channel,
     )
-    await registration.start()
+    await registration.start(wait=config.register_wait)
     return running, registration, store
+
+
+async def shutdown(
+    running: RunningServer,
+    registration: NodeRegistration,
+    store: StatusStore,
+    *,
+    drain_seconds: float = DEFAULT_DRAIN_S,
+) -> None:
+    """Leave gracefully: NOT_SERVING, deregister, let gateways notice and calls finish, stop."""
+    await running.set_serving(False)
+    await registration.stop(close_channel=False)  # forwarded Verify calls still use it
+    await asyncio.sleep(drain_seconds)
+    await running.server.stop(grace=max(drain_seconds, 0.5))
+    await registration.close()
+    store.close()
 
 
 async def serve(config: NodeConfig) -> None:
@@ -87,10 +131,8 @@ async def serve(config: NodeConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     log.info("provincial node %s serving on port %d", config.province, running.port)
     await stop.wait()
-    await running.set_serving(False)
-    await registration.stop()
-    await running.server.stop(grace=2.0)
-    store.close()
+    log.info("draining provincial node %s", config.province)
+    await shutdown(running, registration, store, drain_seconds=config.drain_seconds)
 
 
 def write_port_file(path: Path, port: int) -> None:

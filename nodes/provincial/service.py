@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from healthcode.v1 import common_pb2, node_pb2, node_pb2_grpc
+import grpc
+
+from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, node_pb2, node_pb2_grpc
+from nodes.provincial.checkpoint import LocalVerdict, LocalVerifier
 from nodes.provincial.issuance import IssuedCode, Issuer
-from nodes.provincial.status_store import CodeRecord, SqliteStatusStore
+from nodes.provincial.stores import CodeRecord, StatusStore
 from trust.errors import InvalidRequest
 from trust.model import Colour
 
+MAX_BATCH = 1000
+MAX_REASON_CHARS = 200
+_T = TypeVar("_T")
+
+
+def _wire(value: int) -> Any:
+    """An enum number as protobuf takes it (the generated stubs type enums too narrowly)."""
+    return int(value)
+
 
 def colour_from_proto(value: int, *, default: Colour | None = None) -> Colour:
+    """A domain colour; UNSPECIFIED only where a default exists."""
     if value == common_pb2.COLOUR_UNSPECIFIED and default is not None:
         return default
     try:
@@ -29,14 +43,11 @@ def code_id_from_proto(value: bytes) -> bytes:
     return value
 
 
-MAX_BATCH = 1000
-
-
 def status_to_proto(record: CodeRecord) -> common_pb2.CodeStatus:
     return common_pb2.CodeStatus(
         code_id=record.code_id,
         found=True,
-        colour=int(record.colour),
+        colour=_wire(record.colour),
         status_version=record.status_version,
         updated_at=int(record.updated_at),
     )
@@ -47,37 +58,75 @@ def issued_to_proto(issued: IssuedCode) -> node_pb2.IssueCodeResponse:
         code_id=issued.record.code_id,
         token=issued.token,
         expires_at=issued.expires_at,
-        colour=int(issued.record.colour),
+        colour=_wire(issued.record.colour),
         status_version=issued.record.status_version,
     )
 
 
+def verdict_to_proto(local: LocalVerdict) -> gateway_pb2.VerifyResponse:
+    response = gateway_pb2.VerifyResponse(
+        verdict=_wire(local.verdict),
+        reason=_wire(local.reason),
+        message=local.message,
+        kid=local.kid,
+        status_version=local.status_version,
+    )
+    if local.colour is not None:
+        response.colour = _wire(local.colour)
+    if local.claims is not None:
+        response.issuer = local.claims.issuer
+        response.masked_name = local.claims.masked_name
+        response.id_tail = local.claims.id_tail
+        response.expires_at = local.claims.expires_at
+    return response
+
+
 class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
-    """The province's API for its operators and for the national gateway."""
+    """The province's API for its operators, its checkpoints and the national gateway."""
 
     def __init__(
         self,
         *,
         issuer: Issuer,
-        store: SqliteStatusStore,
+        store: StatusStore,
+        verifier: LocalVerifier | None = None,
+        gateway: gateway_pb2_grpc.GatewayStub | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._issuer = issuer
         self._store = store
+        self._verifier = verifier
+        self._gateway = gateway
         self._clock = clock
+
+    async def _run(self, call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """Run a store call; in a thread when it waits on the network (PostgreSQL)."""
+        if self._store.blocking:
+            return await asyncio.to_thread(call, *args, **kwargs)
+        return call(*args, **kwargs)
 
     async def IssueCode(self, request: Any, context: Any) -> node_pb2.IssueCodeResponse:
         colour = colour_from_proto(request.colour, default=Colour.GREEN)
-        issued = self._issuer.issue(
-            id_number=request.id_number, full_name=request.full_name, colour=colour
+        issued = await self._run(
+            self._issuer.issue,
+            id_number=request.id_number,
+            full_name=request.full_name,
+            colour=colour,
         )
         return issued_to_proto(issued)
 
+    async def RefreshCode(self, request: Any, context: Any) -> node_pb2.IssueCodeResponse:
+        code_id = code_id_from_proto(request.code_id)
+        return issued_to_proto(await self._run(self._issuer.refresh, code_id))
+
     async def SetStatus(self, request: Any, context: Any) -> node_pb2.SetStatusResponse:
-        record = self._store.set_colour(
+        if len(request.reason) > MAX_REASON_CHARS:
+            raise InvalidRequest(f"reason is longer than {MAX_REASON_CHARS} characters")
+        record = await self._run(
+            self._store.set_colour,
             code_id=code_id_from_proto(request.code_id),
             colour=colour_from_proto(request.colour),
-            reason=request.reason[:200] or "unspecified",
+            reason=request.reason or "unspecified",
             request_id=request.request_id or str(uuid.uuid4()),
             now=self._clock(),
         )
@@ -85,7 +134,7 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
 
     async def GetStatus(self, request: Any, context: Any) -> common_pb2.CodeStatus:
         code_id = code_id_from_proto(request.code_id)
-        record = self._store.get(code_id)
+        record = await self._run(self._store.get, code_id)
         if record is None:
             return common_pb2.CodeStatus(code_id=code_id, found=False)
         return status_to_proto(record)
@@ -94,10 +143,33 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
         ids = list(request.code_ids)
         if not 0 < len(ids) <= MAX_BATCH:
             raise InvalidRequest(f"a batch holds 1 to {MAX_BATCH} code ids, not {len(ids)}")
-        found = self._store.get_many([code_id_from_proto(i) for i in ids])
+        found = await self._run(self._store.get_many, [code_id_from_proto(i) for i in ids])
         return node_pb2.GetStatusBatchResponse(
             statuses=[
                 status_to_proto(found[i]) if i in found else common_pb2.CodeStatus(code_id=i)
                 for i in ids
             ]
         )
+
+    async def Verify(self, request: Any, context: Any) -> gateway_pb2.VerifyResponse:
+        if not request.token:
+            raise InvalidRequest("token is required")
+        if self._verifier is not None:
+            local = await self._run(self._verifier.check, request.token)
+            if not local.forward:
+                return verdict_to_proto(local)
+        return await self._forward(request, context)
+
+    async def _forward(self, request: Any, context: Any) -> gateway_pb2.VerifyResponse:
+        """Ask the national gateway, within what is left of the checkpoint's deadline."""
+        if self._gateway is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "no national gateway configured")
+        remaining = context.time_remaining()
+        try:
+            reply: gateway_pb2.VerifyResponse = await self._gateway.Verify(  # type: ignore[union-attr]
+                request, timeout=remaining if remaining is not None else 5.0
+            )
+        except grpc.aio.AioRpcError as e:
+            # The gateway's status is the answer: the checkpoint sees why it failed.
+            await context.abort(e.code(), f"national gateway: {e.details()}")
+        return reply

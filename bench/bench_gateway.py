@@ -1,0 +1,396 @@
+"""Gateway throughput and latency against a bare relay, all in one run on loopback.
+
+(a) baseline: client -> bare grpc.aio pass-through relay -> echo backend, the same message
+    sizes as Verify (a VerifyRequest in, a VerifyResponse out);
+(b) Verify through the gateway with the live status from a provincial node;
+(c) VerifyBatch (100 codes a call) and VerifyStream (pipelined);
+(d) offline verification (decode + ES256 + trust checks), one thread per core.
+
+Placement (2 cores): the middle tier (relay or gateway) is pinned alone to CPU 1; the load
+generator (this process) and the backend (echo or node) share CPU 0. Every phase uses the same
+concurrency. ``python -m bench gateway [--seconds=S] [--concurrency=C]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+
+from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from simulations.gateway_federation import GatewayFederation, pin
+from simulations.processes import Supervisor, wait_serving
+from trust.codeformat import decode_token, verify_token_signature
+from trust.stores import open_store
+from trust.verify import check_code
+from trust.view import TrustView
+
+PROVINCE = "330000"
+ECHO_METHOD = "/bench.Echo/Call"
+GATEWAY_CPU, BACKEND_CPU = {1}, {0}
+
+
+def _opt(argv: list[str], name: str, default: float) -> float:
+    for a in argv:
+        if a.startswith(f"--{name}="):
+            return float(a.split("=", 1)[1])
+    return default
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+# -- baseline servers (run as separate processes: python -m bench.bench_gateway echo|relay) ----
+def _identity(b: bytes) -> bytes:
+    return b
+
+
+async def _serve(handler: grpc.GenericRpcHandler, port_file: Path) -> None:
+    from grpc_health.v1 import health, health_pb2_grpc
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers([handler])
+    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    port_file.write_text(str(port))
+    await server.wait_for_termination()
+
+
+def serve_echo(reply: bytes, port_file: Path) -> None:
+    """The backend: answers every call with a VerifyResponse-sized message."""
+
+    async def call(request: bytes, context: object) -> bytes:
+        return reply
+
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Echo",
+        {"Call": grpc.unary_unary_rpc_method_handler(call, _identity, _identity)},
+    )
+    asyncio.run(_serve(handler, port_file))
+
+
+def serve_relay(backend: str, port_file: Path) -> None:
+    """The baseline: one backend call per request, bytes passed through, deadline propagated."""
+
+    async def main() -> None:
+        channel = grpc.aio.insecure_channel(backend)
+        forward = channel.unary_unary(ECHO_METHOD, _identity, _identity)
+
+        async def call(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            return bytes(await forward(request, timeout=context.time_remaining()))
+
+        handler = grpc.method_handlers_generic_handler(
+            "bench.Echo",
+            {"Call": grpc.unary_unary_rpc_method_handler(call, _identity, _identity)},
+        )
+        await _serve(handler, port_file)
+
+    asyncio.run(main())
+
+
+def spawn(
+    args: list[str], workdir: Path, name: str, cpus: set[int]
+) -> tuple[subprocess.Popen, str]:
+    port_file = workdir / f"{name}.port"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.bench_gateway", *args, str(port_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.sched_setaffinity(process.pid, cpus)
+    deadline = time.monotonic() + 20
+    while not port_file.exists() or not port_file.read_text():
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError(f"{name} did not start")
+        time.sleep(0.05)
+    address = f"127.0.0.1:{port_file.read_text()}"
+    wait_serving(address, timeout=10)
+    return process, address
+
+
+# -- load generation ----------------------------------------------------------------------------
+async def closed_loop(
+    call: Callable[[int], Awaitable[int]], *, concurrency: int, seconds: float
+) -> dict[str, float]:
+    """``concurrency`` workers calling back to back; items/s and latency percentiles."""
+    latencies: list[float] = []
+    items = 0
+    errors = 0
+    stop_at = time.monotonic() + seconds
+    warm_until = time.monotonic() + min(1.0, seconds / 5)
+
+    async def worker(w: int) -> None:
+        nonlocal items, errors
+        i = w
+        while (now := time.monotonic()) < stop_at:
+            try:
+                n = await call(i)
+            except grpc.aio.AioRpcError:
+                errors += 1
+                continue
+            if now >= warm_until:
+                latencies.append(time.monotonic() - now)
+                items += n
+            i += concurrency
+
+    began = time.monotonic()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    measured = time.monotonic() - max(began, warm_until)
+    return {
+        "items_per_s": items / measured,
+        "calls_per_s": len(latencies) / measured,
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "errors": errors,
+    }
+
+
+async def run_baseline(address: str, request: bytes, conc: int, secs: float) -> dict[str, float]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = channel.unary_unary(ECHO_METHOD, _identity, _identity)
+
+        async def one(i: int) -> int:
+            await call(request, timeout=5)
+            return 1
+
+        return await closed_loop(one, concurrency=conc, seconds=secs)
+
+
+async def run_unary(address: str, tokens: list[str], conc: int, secs: float) -> dict[str, float]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        requests = [
+            gateway_pb2.VerifyRequest(token=t, checkpoint_province="510000") for t in tokens
+        ]
+        bad = 0
+
+        async def one(i: int) -> int:
+            nonlocal bad
+            reply = await stub.Verify(requests[i % len(requests)], timeout=5)
+            bad += reply.verdict != common_pb2.VALID
+            return 1
+
+        result = await closed_loop(one, concurrency=conc, seconds=secs)
+        result["not_valid"] = bad
+        return result
+
+
+async def run_batch(
+    address: str, tokens: list[str], conc: int, secs: float, size: int
+) -> dict[str, float]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        batches = [
+            gateway_pb2.VerifyBatchRequest(tokens=tokens[i : i + size])
+            for i in range(0, len(tokens) - size + 1, size)
+        ]
+
+        async def one(i: int) -> int:
+            reply = await stub.VerifyBatch(batches[i % len(batches)], timeout=10)
+            return len(reply.results)
+
+        return await closed_loop(one, concurrency=conc, seconds=secs)
+
+
+async def run_stream(
+    address: str, tokens: list[str], conc: int, secs: float, window: int = 100
+) -> dict[str, float]:
+    """``conc`` streams, each keeping ``window`` requests outstanding."""
+    answered = 0
+    stop_at = time.monotonic() + secs
+
+    async def one_stream(s: int) -> None:
+        nonlocal answered
+        credit = asyncio.Semaphore(window)
+
+        async def requests():
+            i = s
+            while time.monotonic() < stop_at:
+                await credit.acquire()
+                yield gateway_pb2.VerifyStreamRequest(
+                    sequence=i, request=gateway_pb2.VerifyRequest(token=tokens[i % len(tokens)])
+                )
+                i += conc
+
+        async with grpc.aio.insecure_channel(address) as channel:
+            call = gateway_pb2_grpc.GatewayStub(channel).VerifyStream(requests(), timeout=secs + 10)
+            async for _ in call:
+                answered += 1
+                credit.release()
+
+    began = time.monotonic()
+    await asyncio.gather(*(one_stream(s) for s in range(conc)))
+    return {"items_per_s": answered / (time.monotonic() - began)}
+
+
+# -- offline ----------------------------------------------------------------------------------
+def offline_rates(view: TrustView, tokens: list[str], seconds: float) -> dict[str, float]:
+    """Full offline checks and bare ES256 verifications per second, one thread per core."""
+    threads = os.cpu_count() or 1
+    decoded = [decode_token(t) for t in tokens]
+    key = view.signer(decoded[0].kid).public_key  # type: ignore[union-attr]
+
+    def full(stop: float) -> int:
+        n = 0
+        while time.monotonic() < stop:
+            check_code(tokens[n % len(tokens)], view, now=time.time())
+            n += 1
+        return n
+
+    def signature_only(stop: float) -> int:
+        n = 0
+        while time.monotonic() < stop:
+            verify_token_signature(decoded[n % len(decoded)], key)
+            n += 1
+        return n
+
+    rates = {}
+    with ThreadPoolExecutor(threads) as pool:
+        for name, fn in (("full", full), ("es256", signature_only)):
+            stop = time.monotonic() + seconds
+            rates[name] = sum(pool.map(fn, [stop] * threads)) / seconds
+    return {"offline_verify_per_s": rates["full"], "es256_verify_per_s": rates["es256"]}
+
+
+def load_view(workdir: Path) -> TrustView:
+    from trust import pki
+
+    roots = [pki.load_certificate_pem((workdir / "national" / "root.pem").read_bytes())]
+
+    async def read() -> TrustView:
+        store = open_store(f"sqlite:///{workdir}/national/registry.db")
+        view = TrustView(roots=roots)
+        view.load(await store.read_prefix(""))
+        await store.close()
+        return view
+
+    return asyncio.run(read())
+
+
+# -- main -------------------------------------------------------------------------------------
+def main(argv: list[str]) -> dict[str, object]:
+    seconds = _opt(argv, "seconds", 6.0)
+    conc = int(_opt(argv, "concurrency", 32))
+    with tempfile.TemporaryDirectory() as tmp, Supervisor(Path(tmp)) as supervisor:
+        workdir = Path(tmp)
+        federation = GatewayFederation(workdir, [PROVINCE], supervisor)
+        federation.start()
+        assert federation.gateway is not None
+        pin(federation.gateway, GATEWAY_CPU)
+        pin(federation.nodes[PROVINCE], BACKEND_CPU)
+        os.sched_setaffinity(0, BACKEND_CPU)
+        tokens = federation.issue(PROVINCE, 2000)
+        sample = asyncio.run(_sample_reply(federation.gateway.address, tokens[0]))
+        request = gateway_pb2.VerifyRequest(token=tokens[0], checkpoint_province="510000")
+        echo, echo_addr = spawn(["echo", sample.hex()], workdir, "echo", BACKEND_CPU)
+        relay, relay_addr = spawn(["relay", echo_addr], workdir, "relay", GATEWAY_CPU)
+        try:
+            results = asyncio.run(
+                _measure(relay_addr, federation.gateway.address, request, tokens, conc, seconds)
+            )
+        finally:
+            for p in (relay, echo):
+                p.terminate()
+                p.wait(5)
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+        results.update(offline_rates(load_view(workdir), tokens, min(seconds, 3.0)))
+    return summarise(
+        results,
+        conc=conc,
+        seconds=seconds,
+        request_bytes=len(request.SerializeToString()),
+        reply_bytes=len(sample),
+    )
+
+
+async def _sample_reply(address: str, token: str) -> bytes:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        for _ in range(100):
+            reply = await stub.Verify(gateway_pb2.VerifyRequest(token=token), timeout=5)
+            if reply.verdict == common_pb2.VALID:
+                return bytes(reply.SerializeToString())
+            await asyncio.sleep(0.05)
+    raise RuntimeError("the gateway never answered VALID")
+
+
+async def _measure(
+    relay: str,
+    gateway: str,
+    request: gateway_pb2.VerifyRequest,
+    tokens: list[str],
+    conc: int,
+    secs: float,
+) -> dict[str, dict[str, float]]:
+    out = {"baseline": await run_baseline(relay, request.SerializeToString(), conc, secs)}
+    out["unary"] = await run_unary(gateway, tokens, conc, secs)
+    out["batch"] = await run_batch(gateway, tokens, conc, secs, size=100)
+    out["stream"] = await run_stream(gateway, tokens, conc, secs)
+    return out
+
+
+def summarise(
+    r: dict, *, conc: int, seconds: float, request_bytes: int, reply_bytes: int
+) -> dict[str, object]:
+    base, unary = r["baseline"], r["unary"]
+    result: dict[str, object] = {
+        "concurrency": conc,
+        "seconds_per_phase": seconds,
+        "request_bytes": request_bytes,
+        "reply_bytes": reply_bytes,
+        "placement": "gateway/relay pinned to CPU 1; load generator + node/echo on CPU 0",
+        "baseline_relay_rps": round(base["items_per_s"]),
+        "baseline_relay_p99_ms": round(base["p99_ms"], 2),
+        "verify_unary_rps": round(unary["items_per_s"]),
+        "verify_unary_p99_ms": round(unary["p99_ms"], 2),
+        "verify_unary_not_valid": unary["not_valid"],
+        "unary_ratio": round(unary["items_per_s"] / base["items_per_s"], 3),
+        "unary_p99_ratio": round(unary["p99_ms"] / base["p99_ms"], 3),
+        "batch_items_per_s": round(r["batch"]["items_per_s"]),
+        "batch_p99_ms": round(r["batch"]["p99_ms"], 2),
+        "stream_items_per_s": round(r["stream"]["items_per_s"]),
+        "offline_verify_per_s": round(r["offline_verify_per_s"]),
+        "es256_verify_per_s": round(r["es256_verify_per_s"]),
+        "errors": base["errors"] + unary["errors"] + r["batch"]["errors"],
+    }
+    result["batch_ratio"] = round(r["batch"]["items_per_s"] / r["offline_verify_per_s"], 3)
+    _print_table(result)
+    return result
+
+
+def _print_table(result: dict[str, object]) -> None:
+    rows = [
+        ("baseline relay (a)", result["baseline_relay_rps"], result["baseline_relay_p99_ms"]),
+        ("Verify unary (b)", result["verify_unary_rps"], result["verify_unary_p99_ms"]),
+        ("VerifyBatch x100 (c)", result["batch_items_per_s"], result["batch_p99_ms"]),
+        ("VerifyStream (c)", result["stream_items_per_s"], "-"),
+        ("offline check, 1 thread/core (d)", result["offline_verify_per_s"], "-"),
+        ("bare ES256 verify, 1 thread/core", result["es256_verify_per_s"], "-"),
+    ]
+    print(f"{'phase':34} {'items/s':>10} {'p99 ms':>9}")
+    for name, rate, p99 in rows:
+        print(f"{name:34} {rate!s:>10} {p99!s:>9}")
+    print(
+        f"unary_ratio {result['unary_ratio']} (target >= 0.9), p99 ratio "
+        f"{result['unary_p99_ratio']} (target <= 1.5), batch_ratio {result['batch_ratio']} "
+        f"(target >= 0.6); concurrency {result['concurrency']}"
+    )
+
+
+if __name__ == "__main__":
+    role = sys.argv[1]
+    if role == "echo":
+        serve_echo(bytes.fromhex(sys.argv[2]), Path(sys.argv[3]))
+    elif role == "relay":
+        serve_relay(sys.argv[2], Path(sys.argv[3]))

@@ -1,0 +1,122 @@
+"""JSON logs with request ids and no personal data (DESIGN §8).
+
+- ``JsonFormatter``: one JSON object per line with time, level, logger, message, the request id
+  of the call being served and any ``extra={...}`` fields.
+- ``RequestIdInterceptor``: takes ``x-request-id`` from the call's metadata (or makes one) and
+  puts it in a context variable for the handler's logs.
+- ``code_ref``: what a log may say about a code: a short hash of its code id, never the
+  masked name or the ID tail.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+import logging
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("hcx_request_id", default="")
+REQUEST_ID_HEADER = "x-request-id"
+# Never written to a log, even when passed in ``extra`` by mistake.
+PERSONAL_FIELDS = frozenset({"masked_name", "id_tail", "id_number", "full_name", "name", "token"})
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+
+
+def code_ref(code_id: bytes) -> str:
+    """A stable, non-reversible reference to a code id for logs (first 12 hex of SHA-256)."""
+    return hashlib.sha256(b"hcx-log:" + code_id).hexdigest()[:12]
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record; extra fields kept, personal fields dropped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        request_id = REQUEST_ID.get()
+        if request_id:
+            entry["request_id"] = request_id
+        for key, value in vars(record).items():
+            if key not in _STANDARD and key not in PERSONAL_FIELDS and not key.startswith("_"):
+                entry[key] = value if isinstance(value, int | float | bool | None) else str(value)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(*, verbose: bool, json_format: bool | None = None) -> None:
+    """Root logging for an hcx process: JSON when stderr is not a terminal (servers)."""
+    if json_format is None:
+        json_format = not sys.stderr.isatty()
+    handler = logging.StreamHandler(sys.stderr)
+    if json_format:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def _request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_HEADER and isinstance(value, str) and 0 < len(value) <= 64:
+            return value
+    return uuid.uuid4().hex[:16]
+
+
+def _unary(behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        REQUEST_ID.set(_request_id(context))
+        return await behaviour(request, context)
+
+    return wrapped
+
+
+def _streaming(behaviour: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        REQUEST_ID.set(_request_id(context))
+        async for response in behaviour(request, context):
+            yield response
+
+    return wrapped
+
+
+class RequestIdInterceptor(grpc.aio.ServerInterceptor):
+    """Gives every served call a request id (from ``x-request-id`` or new) for its logs."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        common = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary), **common)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(_unary(handler.stream_unary), **common)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(_streaming(handler.unary_stream), **common)
+        return grpc.stream_stream_rpc_method_handler(_streaming(handler.stream_stream), **common)
+
+
+def elapsed_ms(began: float) -> float:
+    """Milliseconds since ``began`` (perf_counter), rounded for logs."""
+    return round((time.perf_counter() - began) * 1000, 2)

@@ -1,0 +1,207 @@
+"""Status store on one SQLite file: the default for a province whose replicas share one host.
+
+WAL lets readers in every replica process run beside the one writer; synchronous=FULL makes
+every acknowledged commit survive a crash or power loss. Writers of several processes queue on
+BEGIN IMMEDIATE (busy_timeout), so two replicas on one file never lose an update.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from nodes.provincial.stores.base import (
+    CODE_COLUMNS,
+    ISSUED_REASON,
+    RECORD_COLUMNS,
+    BulkRow,
+    CodeRecord,
+    NewCode,
+    check_set_colour,
+    record_from_row,
+)
+from trust.errors import HcxError, InvalidRequest, NotFound, StoreUnavailable
+from trust.model import Colour
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS codes (
+    code_id BLOB PRIMARY KEY,          -- 16 random bytes, the cti claim
+    holder_ref BLOB NOT NULL,          -- HMAC-SHA256(province holder key, ID number)
+    colour INTEGER NOT NULL,           -- trust.model.Colour
+    status_version INTEGER NOT NULL,   -- +1 on every colour change
+    updated_at REAL NOT NULL,          -- unix seconds of the last change
+    reason TEXT NOT NULL,              -- why the colour is what it is
+    masked_name TEXT NOT NULL,         -- e.g. 张*明, printed on refreshed codes
+    id_tail TEXT NOT NULL              -- last 4 characters of the ID number
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS codes_by_holder ON codes(holder_ref);
+CREATE TABLE IF NOT EXISTS status_requests (
+    request_id TEXT PRIMARY KEY,       -- SetStatus idempotency key
+    code_id BLOB NOT NULL,
+    status_version INTEGER NOT NULL,   -- the version this request produced
+    applied_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+BULK_CHUNK = 200_000
+_GET_BY_ID = f"SELECT {RECORD_COLUMNS} FROM codes WHERE code_id = ?"
+
+
+class SqliteStatusStore:
+    """Status store on one SQLite file; safe for the threads of one process and for processes."""
+
+    blocking = False
+
+    def __init__(self, path: str | Path, *, cache_mib: int = 64) -> None:
+        self.path = Path(path)
+        try:
+            self._db = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False, timeout=10.0
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._db.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
+            with self._tx():
+                for statement in SCHEMA.split(";\n"):
+                    if statement.strip():
+                        self._db.execute(statement)
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"cannot open status store {path}: {e}") from e
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def create_or_get_many(self, codes: list[NewCode]) -> list[CodeRecord]:
+        with self._lock, self._tx():
+            return [self._create_or_get(code) for code in codes]
+
+    def _create_or_get(self, code: NewCode) -> CodeRecord:
+        row = self._db.execute(
+            "INSERT INTO codes VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(holder_ref) DO NOTHING "
+            f"RETURNING {RECORD_COLUMNS}",
+            (
+                code.code_id,
+                code.holder_ref,
+                int(code.colour),
+                1,
+                code.now,
+                ISSUED_REASON,
+                code.masked_name,
+                code.id_tail,
+            ),
+        ).fetchone()
+        if row is None:  # the holder already has a code: keep it
+            row = self._db.execute(
+                f"SELECT {RECORD_COLUMNS} FROM codes WHERE holder_ref = ?", (code.holder_ref,)
+            ).fetchone()
+        return record_from_row(row)
+
+    def get(self, code_id: bytes) -> CodeRecord | None:
+        # The hot path of every verification: no context manager, one cached statement.
+        try:
+            with self._lock:
+                row = self._db.execute(_GET_BY_ID, (code_id,)).fetchone()
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"status store read failed: {e}") from e
+        return None if row is None else record_from_row(row)
+
+    def get_many(self, code_ids: list[bytes]) -> dict[bytes, CodeRecord]:
+        if not code_ids:
+            return {}
+        marks = ",".join("?" * len(code_ids))
+        with self._lock, self._reading():
+            rows = self._db.execute(
+                f"SELECT {RECORD_COLUMNS} FROM codes WHERE code_id IN ({marks})", code_ids
+            ).fetchall()
+        return {bytes(r[0]): record_from_row(r) for r in rows}
+
+    def set_colour(
+        self, *, code_id: bytes, colour: Colour, reason: str, request_id: str, now: float
+    ) -> CodeRecord:
+        check_set_colour(code_id=code_id, reason=reason, request_id=request_id)
+        with self._lock, self._tx():
+            done = self._db.execute(
+                "SELECT code_id FROM status_requests WHERE request_id = ?", (request_id,)
+            ).fetchone()
+            if done is not None:
+                return self._already_applied(bytes(done[0]), code_id, request_id)
+            row = self._db.execute(
+                "UPDATE codes SET colour=?, status_version=status_version+1, updated_at=?, "
+                f"reason=? WHERE code_id=? RETURNING {RECORD_COLUMNS}",
+                (int(colour), now, reason, code_id),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"unknown code id {code_id.hex()}")
+            record = record_from_row(row)
+            self._db.execute(
+                "INSERT INTO status_requests VALUES (?,?,?,?)",
+                (request_id, code_id, record.status_version, now),
+            )
+            return record
+
+    def _already_applied(self, done_for: bytes, code_id: bytes, request_id: str) -> CodeRecord:
+        if done_for != code_id:
+            raise InvalidRequest(f"request_id {request_id} was used for another code")
+        row = self._db.execute(
+            f"SELECT {RECORD_COLUMNS} FROM codes WHERE code_id = ?", (code_id,)
+        ).fetchone()
+        return record_from_row(row)
+
+    def bulk_load(self, rows: Iterable[BulkRow]) -> int:
+        """Insert rows in large transactions (one fsync per chunk, not per row)."""
+        written = 0
+        marks = ",".join("?" * len(CODE_COLUMNS))
+        iterator = iter(rows)
+        while chunk := list(itertools.islice(iterator, BULK_CHUNK)):
+            with self._lock, self._tx():
+                self._db.executemany(f"INSERT INTO codes VALUES ({marks})", chunk)
+            written += len(chunk)
+        with self._lock:  # fold the bulk WAL into the database so later commits stay short
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return written
+
+    def count(self) -> int:
+        with self._lock, self._reading():
+            return int(self._db.execute("SELECT count(*) FROM codes").fetchone()[0])
+
+    def size_bytes(self) -> int:
+        files = [self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")]
+        return sum(f.stat().st_size for f in files if f.exists())
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"status store read failed: {e}") from e
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE … COMMIT; rolled back on any error, so nothing is half-written."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"status store busy or unavailable: {e}") from e
+        try:
+            yield
+        except HcxError:
+            self._db.execute("ROLLBACK")
+            raise
+        except sqlite3.Error as e:
+            self._db.execute("ROLLBACK")
+            raise StoreUnavailable(f"status store write failed: {e}") from e
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as e:
+            self._db.execute("ROLLBACK")
+            raise StoreUnavailable(f"status store commit failed: {e}") from e

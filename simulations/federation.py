@@ -1,0 +1,215 @@
+"""A federation on one machine: gateways and provincial node replicas as real processes.
+
+Every province is onboarded the way an operator would do it (CA from a CSR signed by the
+national root, a DSC signed by the province's own CA and uploaded through the Registry API).
+The gateways share one registry: the embedded SQLite file by default (several processes on one
+host may share it; each polls its change log), or whatever ``--registry`` names.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from healthcode.v1 import registry_pb2, registry_pb2_grpc
+from nodes.provincial.keys import ProvinceDir, init_province, new_signing_certificate, write_public
+from simulations.processes import ServerProcess, Supervisor
+from simulations.provinces import all_provinces
+from trust import pki
+
+START_WORKERS = 4  # parallel process start-ups: Python start-up is CPU-bound, 2 cores here
+
+
+@dataclass(frozen=True)
+class Topology:
+    """What to start: provinces, replicas per province, gateways, registry store."""
+
+    provinces: Sequence[str]
+    replicas: int = 2
+    gateways: int = 2
+    registry: str | None = None  # None: the embedded SQLite file in the run's folder
+    token_lifetime: int = 120
+    relay_timeout: float = 0.5
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A province's DSC private key as the simulation holds it (to inject bad codes)."""
+
+    province: str
+    name: str
+    kid: bytes
+    private_key: pki.PrivateKey
+    not_before: float
+    not_after: float
+
+
+@dataclass
+class Federation:
+    """The running processes and the key material of every province."""
+
+    workdir: Path
+    topology: Topology
+    supervisor: Supervisor
+    gateways: list[ServerProcess] = field(default_factory=list)
+    nodes: dict[str, list[ServerProcess]] = field(default_factory=dict)
+    keys: dict[str, list[SigningKey]] = field(default_factory=dict)
+    # Restarts during the run happen on this one long-lived thread: a child dies with the
+    # thread that started it (PR_SET_PDEATHSIG), so never start one from a short-lived thread.
+    worker: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
+
+    @property
+    def national(self) -> Path:
+        return self.workdir / "national"
+
+    @property
+    def registry_url(self) -> str:
+        return self.topology.registry or f"sqlite:///{self.national.resolve()}/registry.db"
+
+    def province_dir(self, province: str) -> ProvinceDir:
+        return ProvinceDir(self.workdir / province)
+
+    def start(self) -> None:
+        """Root CA, gateways, onboarding of every province, node replicas; waits for routes."""
+        self.national.mkdir(parents=True, exist_ok=True)
+        root = pki.create_root_ca()
+        pki.write_private_key(self.national / "root-key.pem", root.private_key)
+        write_public(self.national / "root.pem", root.certificate.public_bytes(Encoding.PEM))
+        for i in range(self.topology.gateways):
+            self.gateways.append(
+                self.supervisor.start(f"gateway-{i}", self.gateway_args(i, "127.0.0.1:0"))
+            )
+        for province in self.topology.provinces:
+            self._onboard(province)
+        self._start_nodes()
+        self.wait_routable()
+
+    def gateway_args(self, index: int, listen: str) -> list[str]:
+        args = ["gateway", "serve", "--registry", self.registry_url]
+        args += ["--root-cert", str(self.national / "root.pem"), "--listen", listen]
+        args += ["--relay-timeout", str(self.topology.relay_timeout)]
+        if index == 0:  # only the coordinators' gateway holds the root key (online onboarding)
+            args += ["--root-key", str(self.national / "root-key.pem")]
+        return args
+
+    def node_args(self, province: str, replica: int) -> list[str]:
+        """Replica r registers through gateway r mod G: a lost gateway costs only some leases."""
+        gateway = self.gateways[replica % len(self.gateways)].address
+        return [
+            "node",
+            "serve",
+            "--province",
+            province,
+            "--dir",
+            str(self.workdir / province),
+            "--gateway",
+            gateway,
+            "--node-id",
+            f"{province}-{replica + 1}",
+            "--token-lifetime",
+            str(self.topology.token_lifetime),
+        ]
+
+    def _start_nodes(self) -> None:
+        jobs = [(p, r) for r in range(self.topology.replicas) for p in self.topology.provinces]
+        for i in range(0, len(jobs), START_WORKERS):  # a few at a time: start-up is CPU-bound
+            wave = jobs[i : i + START_WORKERS]
+            started = self.supervisor.start_many(
+                [(f"node-{p}-{r + 1}", self.node_args(p, r)) for p, r in wave], timeout=60
+            )
+            for (province, _), child in zip(wave, started, strict=True):
+                self.nodes.setdefault(province, []).append(child)
+
+    def _onboard(self, province: str) -> None:
+        files = self.province_dir(province)
+        csr = init_province(files, province=province)
+        with grpc.insecure_channel(self.gateways[0].address) as channel:
+            registry = registry_pb2_grpc.RegistryStub(channel)
+            reply = registry.OnboardProvince(
+                registry_pb2.OnboardProvinceRequest(
+                    province=province,
+                    name=all_provinces()[province].name_zh,
+                    csr_pem=csr.public_bytes(Encoding.PEM),
+                ),
+                timeout=10,
+            )
+            write_public(files.ca_cert, reply.ca_certificate_pem)
+        self.new_key(province, "dsc-1")
+
+    def new_key(self, province: str, name: str) -> SigningKey:
+        """Make a DSC locally (signed by the province's CA) and upload it to the registry."""
+        files = self.province_dir(province)
+        certificate = new_signing_certificate(files, province=province, name=name)
+        with grpc.insecure_channel(self.gateways[0].address) as channel:
+            registry_pb2_grpc.RegistryStub(channel).UploadSigningCertificate(
+                registry_pb2.UploadSigningCertificateRequest(
+                    certificate_pem=certificate.public_bytes(Encoding.PEM)
+                ),
+                timeout=10,
+            )
+        return self.load_current_key(province, name)
+
+    def load_current_key(self, province: str, name: str) -> SigningKey:
+        """Read the province's current DSC and key from its folder (after a rotation)."""
+        files = self.province_dir(province)
+        certificate = pki.load_certificate_pem(files.dsc_cert.read_bytes())
+        key = SigningKey(
+            province=province,
+            name=name,
+            kid=pki.kid(certificate),
+            private_key=pki.load_private_key_pem(files.dsc_key.read_bytes()),
+            not_before=certificate.not_valid_before_utc.timestamp(),
+            not_after=certificate.not_valid_after_utc.timestamp(),
+        )
+        self.keys.setdefault(province, []).append(key)
+        return key
+
+    def revoke(self, kid: bytes, reason: str) -> None:
+        """The coordinators revoke a signing certificate (Registry.RevokeCertificate)."""
+        with grpc.insecure_channel(self.gateways[0].address) as channel:
+            registry_pb2_grpc.RegistryStub(channel).RevokeCertificate(
+                registry_pb2.RevokeCertificateRequest(kid=kid, reason=reason), timeout=10
+            )
+
+    def current_key(self, province: str) -> SigningKey:
+        return self.keys[province][-1]
+
+    def restart_node(self, province: str, replica: int) -> None:
+        """Start a replica again (after a crash, or to load a new signing key)."""
+        child = self.nodes[province][replica]
+        self.nodes[province][replica] = self.supervisor.restart(child, timeout=60)
+
+    def restart_gateway(self, index: int) -> None:
+        """Start a gateway again on its old port, where nodes and checkpoints look for it."""
+        child = self.gateways[index]
+        self.gateways[index] = self.supervisor.restart(
+            child, args=self.gateway_args(index, child.address), timeout=60
+        )
+
+    def wait_routable(self, timeout: float = 60.0) -> None:
+        """Every gateway lists every province and every signing key (shared registry works)."""
+        expected = len(self.topology.provinces)
+        keys = sum(len(v) for v in self.keys.values())
+        deadline = time.monotonic() + timeout
+        for gateway in self.gateways:
+            with grpc.insecure_channel(gateway.address) as channel:
+                registry = registry_pb2_grpc.RegistryStub(channel)
+                while True:
+                    provinces = registry.ListProvinces(registry_pb2.ListProvincesRequest(), timeout=5)
+                    certs = registry.ListCertificates(
+                        registry_pb2.ListCertificatesRequest(), timeout=5
+                    )
+                    if len(provinces.provinces) >= expected and len(certs.certificates) >= keys:
+                        break
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(
+                            f"{gateway.name} sees {len(provinces.provinces)}/{expected} provinces"
+                            f" and {len(certs.certificates)}/{keys} signing keys"
+                        )
+                    time.sleep(0.05)

@@ -1,0 +1,323 @@
+"""Runs the national simulation: set-up, traffic, the scripted scenario, invariants, report.
+
+Everything the load generator does is bounded: a fixed duration, a fixed arrival rate, a cap on
+calls in flight (excess scans are shed and counted), retries that stop when the run ends.
+All servers are child processes on 127.0.0.1 and are stopped when the run ends, however it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from healthcode.v1 import node_pb2
+from simulations.federation import Federation, Topology
+from simulations.holders import Holders, NodePool, StatusLedger
+from simulations.injection import INJECTED_KINDS, Injector
+from simulations.invariants import InvariantReport, check_all
+from simulations.mobility import Mobility, Traveller
+from simulations.processes import Supervisor
+from simulations.provinces import all_provinces
+from simulations.scenario import SimContext, Step, StepResult, default_scenario, play
+from simulations.traffic import BatchMode, GatewayPool, Scan, StreamMode, UnaryMode, Verification
+
+TICK_S = 0.1
+DRAIN_S = 5.0
+STATUS_BATCH = 250
+MODE_WEIGHTS = {"unary": 0.4, "batch": 0.35, "stream": 0.25}
+# The first five are spread across the country; then by population.
+PREFERRED_ORDER = ("110000", "310000", "440000", "510000", "330000")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Everything ``hcx sim`` can change."""
+
+    provinces: Sequence[str]
+    travellers: int = 2000
+    duration: float = 60.0
+    rate: float = 120.0  # scans per second offered by all checkpoints together
+    replicas: int = 2
+    gateways: int = 2
+    registry: str | None = None
+    seed: int = 2020
+    inject_fraction: float = 0.03
+    exposures_per_s: float = 3.0
+    stale_bound: float = 1.0
+    max_in_flight: int = 200
+    workdir: Path = Path("var/sim/run")
+    progress: bool = True
+
+
+@dataclass
+class SimResult:
+    """What the report is made of."""
+
+    config: SimConfig
+    setup_s: float
+    verifications: list[Verification]
+    steps: list[StepResult]
+    invariants: InvariantReport
+    ledger: StatusLedger
+    modes: dict[str, str]  # mode -> "live" or why it is not available
+    shed: int
+    issued: int
+    wall_s: float
+    notes: list[str] = field(default_factory=list)
+
+
+def pick_provinces(count: int) -> list[str]:
+    """``count`` provinces: the five spread ones first, then by population."""
+    everything = all_provinces()
+    rest = sorted(
+        (c for c in everything if c not in PREFERRED_ORDER),
+        key=lambda c: -everything[c].population_millions,
+    )
+    return [*PREFERRED_ORDER, *rest][:count]
+
+
+def run_simulation(config: SimConfig, steps: Sequence[Step] | None = None) -> SimResult:
+    """Start the federation, drive traffic and the scenario, check invariants; stop everything."""
+    config.workdir.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+    with Supervisor(config.workdir) as supervisor:
+        topology = Topology(
+            provinces=config.provinces,
+            replicas=config.replicas,
+            gateways=config.gateways,
+            registry=config.registry,
+        )
+        federation = Federation(config.workdir, topology, supervisor)
+        status(config, f"starting {config.gateways} gateways and {len(config.provinces)} "
+               f"provinces x {config.replicas} node replicas (logs in {config.workdir})")  # fmt: skip
+        federation.start()
+        setup_s = time.monotonic() - began
+        status(config, f"federation up in {setup_s:.1f} s; traffic for {config.duration:.0f} s")
+        chosen = list(steps) if steps is not None else default_scenario(config.duration)
+        try:
+            result = asyncio.run(Driver(config, federation, chosen).run(setup_s))
+        finally:
+            supervisor.stop_all()  # before the worker thread ends (its children die with it)
+            federation.worker.shutdown(wait=True)
+    result.wall_s = time.monotonic() - began
+    return result
+
+
+def status(config: SimConfig, text: str) -> None:
+    if config.progress:
+        print(text, file=sys.stderr, flush=True)
+
+
+class Driver:
+    """The asyncio side: load, exposures, scenario, progress, final checks."""
+
+    def __init__(self, config: SimConfig, federation: Federation, steps: Sequence[Step]) -> None:
+        self.config = config
+        self.federation = federation
+        self.steps = steps
+        self.rng = random.Random(config.seed)
+        self.codes = list(config.provinces)
+        infos = [all_provinces()[c] for c in self.codes]
+        self.mobility = Mobility.populate(infos, config.travellers, self.rng)
+        self.verifications: list[Verification] = []
+        self.results: list[StepResult] = []
+        self.injector = Injector(self.rng)
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self.shed = 0
+        self._start = 0.0
+
+    def clock(self) -> float:
+        return time.monotonic() - self._start
+
+    async def run(self, setup_s: float) -> SimResult:
+        self._start = time.monotonic()
+        self.pool = GatewayPool([g.address for g in self.federation.gateways], self.clock)
+        self.nodes = NodePool(lambda p: [c.address for c in self.federation.nodes[p]])
+        self.ledger = StatusLedger()
+        self.holders = Holders(
+            self.nodes, self.codes, self.ledger, self.clock, self.rng,
+            until=self.config.duration + DRAIN_S,
+        )  # fmt: skip
+        self.modes = {
+            cls.name: cls(
+                self.pool, self.codes, self.verifications.append, limit=self.config.max_in_flight
+            )
+            for cls in (UnaryMode, BatchMode, StreamMode)
+        }
+        self.live = [m for m in self.modes.values() if m.unavailable() is None]
+        self.ctx = SimContext(self.federation, self.injector, self.mobility, self.clock)
+        scenario = asyncio.create_task(play(self.steps, self.ctx, self.results))
+        progress = asyncio.create_task(self._progress())
+        try:
+            await self._load()
+            await self._drain(scenario)
+            final = await self._final_statuses()
+        finally:
+            progress.cancel()
+            scenario.cancel()
+            self.modes["stream"].close()  # type: ignore[attr-defined]
+            await asyncio.gather(progress, scenario, return_exceptions=True)
+            await self.pool.close()
+            await self.nodes.close()
+        return self._result(setup_s, final)
+
+    def _result(self, setup_s: float, final: dict[bytes, tuple[int, int] | None]) -> SimResult:
+        invariants = check_all(
+            verifications=self.verifications,
+            ledger=self.ledger,
+            final=final,
+            revoked_at=self.ctx.revocation_acked,
+            bound=self.config.stale_bound,
+        )
+        modes = {
+            name: "live" if (why := m.unavailable()) is None else f"not available in this build: {why}"
+            for name, m in self.modes.items()
+        }
+        return SimResult(
+            config=self.config, setup_s=setup_s, verifications=self.verifications,
+            steps=self.results, invariants=invariants, ledger=self.ledger, modes=modes,
+            shed=self.shed + sum(m.shed for m in self.modes.values()), issued=self.holders.issued, wall_s=0.0,
+            notes=self.ctx.notes,
+        )  # fmt: skip
+
+    async def _load(self) -> None:
+        arrivals = exposures = 0.0
+        while (now := self.clock()) < self.config.duration:
+            arrivals += self.config.rate * TICK_S
+            exposures += self.config.exposures_per_s * TICK_S
+            for _ in range(int(arrivals)):
+                self._spawn(self._trip(*self.mobility.next_trip()))
+            for _ in range(int(exposures)):
+                self._expose()
+            self.modes["batch"].flush()  # type: ignore[attr-defined]
+            arrivals -= int(arrivals)
+            exposures -= int(exposures)
+            await asyncio.sleep(max(0.0, TICK_S - (self.clock() - now)))
+
+    def _spawn(self, coroutine: object) -> None:
+        if len(self.in_flight) >= self.config.max_in_flight:
+            self.shed += 1
+            coroutine.close()  # type: ignore[attr-defined]
+            return
+        task = asyncio.create_task(coroutine)  # type: ignore[arg-type]
+        self.in_flight.add(task)
+        task.add_done_callback(self.in_flight.discard)
+
+    def _expose(self) -> None:
+        for _ in range(10):  # a few tries to find a holder with a code and no change in flight
+            traveller = self.rng.choice(self.mobility.travellers)
+            if traveller.code_id and not traveller.busy:
+                self.holders.expose(traveller, recovery_s=self.rng.uniform(3.0, 10.0))
+                return
+
+    async def _trip(self, traveller: Traveller, origin: int, destination: int) -> None:
+        if not await self.holders.ensure_token(traveller):
+            return
+        kind = self._kind(traveller)
+        token = traveller.token
+        if kind != "genuine":
+            key = self.federation.current_key(self.codes[traveller.home])
+            token = self.injector.make(kind, token, key)
+        scan = Scan(
+            traveller.index if kind == "genuine" else -1, traveller.code_id, token, kind,
+            origin, destination, traveller.home,
+        )  # fmt: skip
+        self.submit(scan)
+
+    def _kind(self, traveller: Traveller) -> str:
+        if self.rng.random() >= self.config.inject_fraction:
+            return "genuine"
+        compromised = self.injector.compromised
+        if compromised is not None and compromised.province == self.codes[traveller.home]:
+            return "compromised"
+        return self.rng.choice(INJECTED_KINDS)
+
+    def submit(self, scan: Scan) -> None:
+        """Hand the scan to a traffic mode; the destination picks its preferred gateway."""
+        mode = self.rng.choices(self.live, weights=[MODE_WEIGHTS[m.name] for m in self.live])[0]
+        mode.submit([scan], preferred=scan.destination % len(self.pool))
+
+    async def _drain(self, scenario: asyncio.Task[None]) -> None:
+        """Let calls in flight and a running step finish (bounded)."""
+        self.modes["batch"].flush()  # type: ignore[attr-defined]
+        pending = set(self.in_flight) | set(self.holders.tasks)
+        for mode in self.modes.values():
+            pending |= set(mode.tasks)
+        if pending:
+            await asyncio.wait(pending, timeout=DRAIN_S + 2)
+        await asyncio.wait({scenario}, timeout=60)
+
+    async def _final_statuses(self) -> dict[bytes, tuple[int, int] | None]:
+        """Every code's status as its province reports it now (for the lost-update check)."""
+        by_home: dict[int, list[bytes]] = {}
+        for code_id, home in self.ledger.home.items():
+            by_home.setdefault(home, []).append(code_id)
+        final: dict[bytes, tuple[int, int] | None] = {}
+        for home, ids in by_home.items():
+            for i in range(0, len(ids), STATUS_BATCH):
+                chunk = ids[i : i + STATUS_BATCH]
+                reply = await self._status_batch(self.codes[home], chunk)
+                if reply is None:  # the province does not answer: its codes count as unchecked
+                    self.ctx.notes.append(f"province {self.codes[home]} did not answer at the end")
+                    continue
+                for s in reply.statuses:
+                    final[bytes(s.code_id)] = (s.status_version, s.colour) if s.found else None
+        return final
+
+    async def _status_batch(
+        self, province: str, ids: list[bytes]
+    ) -> node_pb2.GetStatusBatchResponse | None:
+        error = ""
+        for attempt in range(8):  # a province that was just restarted may need a moment
+            try:
+                request = node_pb2.GetStatusBatchRequest(code_ids=ids)
+                return await self.nodes.call(province, "GetStatusBatch", request, timeout=5.0)
+            except grpc.aio.AioRpcError as e:
+                error = f"{e.code().name}: {e.details()}"
+                await asyncio.sleep(0.25 * (attempt + 1))
+        self.ctx.notes.append(f"final read of {province}: {error}")
+        return None
+
+    async def _progress(self) -> None:
+        tty = sys.stderr.isatty()
+        while True:
+            await asyncio.sleep(1.0 if tty else 5.0)
+            if self.config.progress:
+                line = progress_line(self.clock(), self.config.duration, self.verifications,
+                                     self._current_step())  # fmt: skip
+                print(("\r" + line) if tty else line, end="" if tty else "\n",
+                      file=sys.stderr, flush=True)  # fmt: skip
+
+    def _current_step(self) -> str:
+        running = [r.name for r in self.results if r.status == "running"]
+        return running[-1] if running else ""
+
+
+def progress_line(
+    now: float, duration: float, verifications: Sequence[Verification], step: str
+) -> str:
+    """``[#####.....] 30/60 s  4,210 verified (140/s)  VALID 95% …  step``."""
+    done = min(1.0, now / duration) if duration else 1.0
+    bar = "#" * int(done * 20) + "." * (20 - int(done * 20))
+    total = len(verifications)
+    counts: dict[str, int] = {}
+    for v in verifications[-5000:]:
+        counts[v.verdict] = counts.get(v.verdict, 0) + 1
+    recent = max(1, min(total, 5000))
+    shares = "  ".join(f"{k} {100 * n / recent:.0f}%" for k, n in sorted(counts.items()))
+    rate = total / now if now > 0 else 0.0
+    label = f"  [{step}]" if step else ""
+    return (
+        f"[{bar}] {min(now, duration):4.0f}/{duration:.0f} s  {total:,} verified ({rate:.0f}/s)  "
+        f"{shares}{label}"
+    )
+
+
+Clock = Callable[[], float]

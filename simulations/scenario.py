@@ -1,0 +1,290 @@
+"""The scripted faults and operations, each at a stated time.
+
+A step is a small class: ``unavailable(ctx)`` says why its mechanism does not exist in this build
+(then the step is reported as "not available in this build", never simulated), ``run(ctx)``
+does it for real against the running processes and returns what it did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from healthcode.v1 import registry_pb2
+from simulations.federation import Federation
+from simulations.injection import Injector
+from simulations.mobility import Mobility
+
+NOT_AVAILABLE = "not available in this build"
+
+
+@dataclass
+class SimContext:
+    """What steps act on."""
+
+    federation: Federation
+    injector: Injector
+    mobility: Mobility
+    clock: Callable[[], float]
+    revocation_acked: float | None = None  # seconds since traffic start
+    notes: list[str] = field(default_factory=list)
+
+    def province(self, index: int) -> str:
+        provinces = self.federation.topology.provinces
+        return provinces[index % len(provinces)]
+
+
+class Step(Protocol):
+    name: str
+    at: float  # seconds since traffic start
+
+    def unavailable(self, ctx: SimContext) -> str | None: ...
+
+    async def run(self, ctx: SimContext) -> str: ...
+
+
+@dataclass
+class StepResult:
+    name: str
+    at: float
+    status: str  # done, failed, or NOT_AVAILABLE
+    detail: str
+    started: float = 0.0
+    finished: float = 0.0
+
+
+def registry_methods() -> frozenset[str]:
+    service = registry_pb2.DESCRIPTOR.services_by_name["Registry"]
+    return frozenset(m.name for m in service.methods)
+
+
+async def offload(ctx: SimContext, fn: Callable[..., object], *args: object) -> object:
+    """Run a blocking federation operation on the federation's long-lived worker thread."""
+    return await asyncio.get_running_loop().run_in_executor(ctx.federation.worker, fn, *args)
+
+
+def keys_command(action: str) -> bool:
+    """Does this build's ``hcx node keys`` have ``action``?"""
+    import hcx.cmd_keys as keys
+
+    return hasattr(keys, f"keys_{action}")
+
+
+async def run_hcx(*args: str) -> str:
+    """Run an operator's ``hcx`` command as a process; its output, or RuntimeError."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hcx", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    text = out.decode(errors="replace").strip().splitlines()
+    if process.returncode != 0:
+        raise RuntimeError(f"hcx {' '.join(args[:3])} failed: {text[-1:] or ''}")
+    return text[-1] if text else ""
+
+
+async def rolling_restart(ctx: SimContext, province: str) -> None:
+    """Restart a province's replicas one at a time (the others keep serving)."""
+    for replica in range(len(ctx.federation.nodes[province])):
+        await offload(ctx, ctx.federation.restart_node, province, replica)
+
+
+@dataclass
+class KeyRotation:
+    """``hcx node keys rotate``: new DSC uploaded, old one retired after an overlap; replicas
+    restart one at a time to sign with the new key."""
+
+    at: float
+    province_index: int = 0
+    overlap_s: int = 20
+    name: str = "key rotation"
+
+    def unavailable(self, ctx: SimContext) -> str | None:
+        return None if keys_command("rotate") else "hcx node keys rotate is missing (issue 3)"
+
+    async def run(self, ctx: SimContext) -> str:
+        province = ctx.province(self.province_index)
+        federation = ctx.federation
+        old = federation.current_key(province)
+        number = len(federation.keys[province]) + 1
+        await run_hcx(
+            "node", "keys", "rotate", "--province", province,
+            "--dir", str(federation.province_dir(province).root), "--name", f"dsc-{number}",
+            "--overlap", str(self.overlap_s), "--gateway", federation.gateways[0].address,
+        )  # fmt: skip
+        new = federation.load_current_key(province, f"dsc-{number}")
+        await offload(ctx, federation.wait_routable)
+        await rolling_restart(ctx, province)
+        return (
+            f"{province}: kid {old.kid.hex()} -> {new.kid.hex()}; old key retires in "
+            f"{self.overlap_s} s; {len(federation.nodes[province])} replicas restarted in turn"
+        )
+
+
+@dataclass
+class KeyCompromise:
+    """A province's DSC leaks (codes forged with it are shown at checkpoints); the province
+    switches to a new key and the coordinators revoke the leaked one."""
+
+    at: float
+    province_index: int = 1
+    exposure_s: float = 3.0  # how long the leaked key is abused before the revocation
+    name: str = "key compromise + revocation"
+
+    def unavailable(self, ctx: SimContext) -> str | None:
+        if "RevokeCertificate" not in registry_methods():
+            return "Registry.RevokeCertificate is missing (issue 3)"
+        return None
+
+    async def run(self, ctx: SimContext) -> str:
+        province = ctx.province(self.province_index)
+        federation = ctx.federation
+        leaked = federation.current_key(province)
+        ctx.injector.compromised = leaked
+        await asyncio.sleep(self.exposure_s)
+        number = len(federation.keys[province]) + 1
+        new = await offload(ctx, federation.new_key, province, f"dsc-{number}")
+        await offload(ctx, federation.wait_routable)
+        await rolling_restart(ctx, province)
+        await offload(ctx, federation.revoke, leaked.kid, "key_compromise")
+        ctx.revocation_acked = ctx.clock()
+        home = federation.topology.provinces.index(province)
+        for traveller in ctx.mobility.travellers:
+            if traveller.home == home:
+                traveller.expires_at = 0  # the province pushes fresh codes to its holders
+        return (
+            f"{province}: kid {leaked.kid.hex()} leaked at t={self.at:.1f} s; new kid "
+            f"{new.kid.hex()} in service; leaked kid revoked at t={ctx.revocation_acked:.1f} s"
+        )
+
+
+@dataclass
+class NodeCrash:
+    """SIGKILL one replica of a province, restart it after ``down_s``."""
+
+    at: float
+    province_index: int = 2
+    down_s: float = 6.0
+    name: str = "province node crash + restart"
+
+    def unavailable(self, ctx: SimContext) -> str | None:
+        return None
+
+    async def run(self, ctx: SimContext) -> str:
+        province = ctx.province(self.province_index)
+        federation = ctx.federation
+        child = federation.nodes[province][0]
+        federation.supervisor.kill(child)
+        await asyncio.sleep(self.down_s)
+        await offload(ctx, federation.restart_node, province, 0)
+        return f"{child.name} SIGKILLed, restarted after {self.down_s:.0f} s"
+
+
+@dataclass
+class SlowProvince:
+    """SIGSTOP every replica of a province (it hangs, holding connections), SIGCONT later."""
+
+    at: float
+    province_index: int = 3
+    frozen_s: float = 4.0
+    name: str = "slow province (SIGSTOP/SIGCONT)"
+
+    def unavailable(self, ctx: SimContext) -> str | None:
+        return None
+
+    async def run(self, ctx: SimContext) -> str:
+        province = ctx.province(self.province_index)
+        nodes = ctx.federation.nodes[province]
+        for child in nodes:
+            ctx.federation.supervisor.freeze(child)
+        try:
+            await asyncio.sleep(self.frozen_s)
+        finally:
+            for child in nodes:
+                ctx.federation.supervisor.thaw(child)
+        return f"{len(nodes)} replicas of {province} frozen for {self.frozen_s:.0f} s"
+
+
+@dataclass
+class GatewayKilled:
+    """SIGKILL a gateway; checkpoints fail over; it comes back on the same port."""
+
+    at: float
+    gateway_index: int = 1
+    down_s: float = 6.0
+    name: str = "gateway killed"
+
+    def unavailable(self, ctx: SimContext) -> str | None:
+        if len(ctx.federation.gateways) < 2:
+            return "needs two or more gateways"
+        return None
+
+    async def run(self, ctx: SimContext) -> str:
+        federation = ctx.federation
+        child = federation.gateways[self.gateway_index]
+        federation.supervisor.kill(child)
+        await asyncio.sleep(self.down_s)
+        await offload(ctx, federation.restart_gateway, self.gateway_index)
+        return f"{child.name} SIGKILLed, restarted on {child.address} after {self.down_s:.0f} s"
+
+
+@dataclass
+class EtcdMemberLost:
+    """With an etcd registry: one member of the cluster stops."""
+
+    at: float
+    name: str = "etcd member lost"
+
+    def unavailable(self, ctx: SimContext) -> str | None:
+        registry = ctx.federation.topology.registry or ""
+        if not registry.startswith("etcd://"):
+            return "runs only with --registry etcd://… (the embedded registry has no members)"
+        return "the simulation does not manage an etcd cluster in this build (issue 3)"
+
+    async def run(self, ctx: SimContext) -> str:  # pragma: no cover - see unavailable
+        raise NotImplementedError(NOT_AVAILABLE)
+
+
+def default_scenario(duration: float) -> list[Step]:
+    """The steps of ``make run``, placed at fractions of the run so every duration fits."""
+    outage = min(6.0, max(2.0, duration * 0.1))
+    return [
+        KeyRotation(at=round(duration * 0.12, 1)),
+        KeyCompromise(at=round(duration * 0.25, 1)),
+        NodeCrash(at=round(duration * 0.40, 1), down_s=outage),
+        SlowProvince(at=round(duration * 0.55, 1), frozen_s=min(4.0, outage)),
+        GatewayKilled(at=round(duration * 0.70, 1), down_s=outage),
+        EtcdMemberLost(at=round(duration * 0.85, 1)),
+    ]
+
+
+async def play(steps: Sequence[Step], ctx: SimContext, results: list[StepResult]) -> None:
+    """Start each step at its own time (steps overlap if one runs long); failures are recorded."""
+    runs = []
+    for step in sorted(steps, key=lambda s: s.at):
+        missing = step.unavailable(ctx)
+        if missing is not None:
+            results.append(StepResult(step.name, step.at, NOT_AVAILABLE, missing))
+        else:
+            runs.append(asyncio.create_task(_run_at(step, ctx, results)))
+    if runs:
+        await asyncio.gather(*runs)
+
+
+async def _run_at(step: Step, ctx: SimContext, results: list[StepResult]) -> None:
+    await asyncio.sleep(max(0.0, step.at - ctx.clock()))
+    result = StepResult(step.name, step.at, "running", "", started=ctx.clock())
+    results.append(result)
+    try:
+        result.detail = await step.run(ctx)
+        result.status = "done"
+    except asyncio.CancelledError:
+        result.status, result.detail = "failed", "cut off: the run ended first"
+        raise
+    except Exception as e:  # a broken step must not stop the traffic or the report
+        result.status, result.detail = "failed", f"{type(e).__name__}: {e}"
+    finally:
+        result.finished = ctx.clock()
