@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 from gateway.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from gateway.metrics import BREAKER_STATE, COALESCER_QUEUED, OVERLOAD_REJECTIONS
 from gateway.relay import MAX_STATUS_BATCH, IssuerUnavailable, LiveStatus, StatusRelay
-from trust.errors import HcxError
+from trust.errors import ResourceExhausted
 
 
-class Overloaded(HcxError):
+class Overloaded(ResourceExhausted):
     """The gateway's queue for a province is full; the checkpoint should retry shortly."""
+
+    def __init__(self, message: str, *, retry_after: float | None = 0.1) -> None:
+        super().__init__(message, retry_after=retry_after)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
-
 from gateway.coalescer import Overloaded, StatusCoalescer
 from gateway.metrics import VERIFICATIONS, VERIFY_ITEMS, VERIFY_SECONDS
 from gateway.verification import (
@@ -29,7 +27,6 @@ from gateway.verification import (
     verify_tokens,
 )
 from healthcode.v1 import gateway_pb2, gateway_pb2_grpc
-from nodes.grpc_edge import to_status
 from nodes.logging import code_ref
 from trust.errors import InvalidRequest
 from trust.kv import KvStore
@@ -140,17 +137,14 @@ class VerificationRpcs:
         validate_checkpoint(request.checkpoint_province)
         validate_tokens([request.token])
         began = time.perf_counter()
-        try:
-            with self._admit(1):
-                outcome = await verify_token(
-                    request.token,
-                    view=self._view,
-                    statuses=self._statuses,
-                    policy=self._policy,
-                    deadline=call_deadline(context),
-                )
-        except Overloaded as e:
-            await abort_exhausted(context, e)
+        with self._admit(1):
+            outcome = await verify_token(
+                request.token,
+                view=self._view,
+                statuses=self._statuses,
+                policy=self._policy,
+                deadline=call_deadline(context),
+            )
         UNARY_SECONDS.observe(time.perf_counter() - began)
         record(outcome)
         return outcome_to_proto(outcome)
@@ -160,19 +154,16 @@ class VerificationRpcs:
         tokens = list(request.tokens)
         validate_tokens(tokens)
         began = time.perf_counter()
-        try:
-            with self._admit(len(tokens)):
-                outcomes = await verify_tokens(
-                    tokens,
-                    view=self._view,
-                    statuses=self._statuses,
-                    policy=self._policy,
-                    executor=self._executor,
-                    workers=self._limits.check_workers,
-                    deadline=call_deadline(context),
-                )
-        except Overloaded as e:
-            await abort_exhausted(context, e)
+        with self._admit(len(tokens)):
+            outcomes = await verify_tokens(
+                tokens,
+                view=self._view,
+                statuses=self._statuses,
+                policy=self._policy,
+                executor=self._executor,
+                workers=self._limits.check_workers,
+                deadline=call_deadline(context),
+            )
         VERIFY_SECONDS.labels("VerifyBatch").observe(time.perf_counter() - began)
         VERIFY_ITEMS.labels("VerifyBatch").observe(len(tokens))
         for outcome in outcomes:
@@ -189,10 +180,8 @@ class VerificationRpcs:
         reader = asyncio.create_task(self._read_stream(requests, context, answers, window))
         try:
             while (item := await answers.get()) is not None:
-                if isinstance(item, Overloaded):
-                    await abort_exhausted(context, item)
                 if isinstance(item, BaseException):
-                    raise item
+                    raise item  # mapped at the edge (Overloaded → RESOURCE_EXHAUSTED)
                 window.release()
                 yield item
         finally:
@@ -253,13 +242,6 @@ async def verify_one(
     checked = check_token(token, view, now)
     until = relay_deadline(policy, call_deadline(context))
     return await resolve(checked, statuses=statuses, policy=policy, now=now, deadline=until)
-
-
-async def abort_exhausted(context: Any, error: Overloaded) -> Any:
-    """RESOURCE_EXHAUSTED with the reason in the details; never returns."""
-    await context.abort_with_status(
-        to_status(grpc.StatusCode.RESOURCE_EXHAUSTED, error.message, Reason.NONE)
-    )
 
 
 class NodeRegistrationRpcs:
