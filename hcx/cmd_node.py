@@ -50,7 +50,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--lease-ttl", type=int, default=10, help="registration lease TTL (s)")
     p.add_argument(
-        "--drain-seconds", type=float, default=1.0, help="on SIGTERM: deregister, then wait"
+        "--drain-seconds", type=float, default=0.25, help="on SIGTERM: deregister, then wait"
     )
     p.add_argument(
         "--advertise-host", default="127.0.0.1", help="host the gateway should call back on"

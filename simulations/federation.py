@@ -201,7 +201,9 @@ class Federation:
             with grpc.insecure_channel(gateway.address) as channel:
                 registry = registry_pb2_grpc.RegistryStub(channel)
                 while True:
-                    provinces = registry.ListProvinces(registry_pb2.ListProvincesRequest(), timeout=5)
+                    provinces = registry.ListProvinces(
+                        registry_pb2.ListProvincesRequest(), timeout=5
+                    )
                     certs = registry.ListCertificates(
                         registry_pb2.ListCertificatesRequest(), timeout=5
                     )

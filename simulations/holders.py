@@ -138,9 +138,7 @@ class Holders:
             return False
         self.issued += 1
         if not traveller.code_id:
-            status = common_pb2.CodeStatus(
-                status_version=reply.status_version, colour=reply.colour
-            )
+            status = common_pb2.CodeStatus(status_version=reply.status_version, colour=reply.colour)
             self.ledger.acknowledge(reply.code_id, traveller.home, self.clock(), status)
         traveller.code_id, traveller.token = reply.code_id, reply.token
         traveller.expires_at = reply.expires_at
@@ -162,7 +160,7 @@ class Holders:
         finally:
             traveller.busy = False
 
-    async def set_colour(self, traveller: Traveller, colour: int, reason: str) -> bool:
+    async def set_colour(self, traveller: Traveller, colour: Any, reason: str) -> bool:
         """Send until acknowledged (same request id each time); False if the run ended first."""
         request = node_pb2.SetStatusRequest(
             code_id=traveller.code_id, colour=colour, reason=reason, request_id=str(uuid.uuid4())

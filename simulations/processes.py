@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 _PR_SET_PDEATHSIG = 1
+# setpriv (util-linux) sets the parent-death signal and execs: no Python code runs between fork
+# and exec. A preexec_fn does, and in a parent whose gRPC threads are busy that child can crash
+# (SIGSEGV) before exec, so preexec_fn is only the fallback where setpriv is missing.
+_SETPRIV = shutil.which("setpriv")
 
 
 def _die_with_parent() -> None:
@@ -75,12 +80,15 @@ class Supervisor:
         port_file.unlink(missing_ok=True)
         log = self.workdir / f"{name}.log"
         with log.open("ab") as out:  # a restarted child appends to the same log
+            command = [sys.executable, "-m", "hcx", *args, "--port-file", str(port_file)]
+            if _SETPRIV:
+                command = [_SETPRIV, "--pdeathsig", "TERM", "--", *command]
             process = subprocess.Popen(
-                [sys.executable, "-m", "hcx", *args, "--port-file", str(port_file)],
+                command,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                preexec_fn=None if _SETPRIV else _die_with_parent,
             )
         child = ServerProcess(name, process, 0, log, tuple(args))
         self.children.append(child)

@@ -91,10 +91,16 @@ def summarise(result: SimResult) -> dict[str, Any]:
         "shed_by_load_generator": result.shed,
         "notes": result.notes,
         "steps": [
-            {"name": s.name, "at_s": s.at, "status": s.status, "detail": s.detail,
-             "started_s": round(s.started, 2), "finished_s": round(s.finished, 2)}
+            {
+                "name": s.name,
+                "at_s": s.at,
+                "status": s.status,
+                "detail": s.detail,
+                "started_s": round(s.started, 2),
+                "finished_s": round(s.finished, 2),
+            }
             for s in result.steps
-        ],  # fmt: skip
+        ],
         "invariants": {
             "holds": inv.holds,
             "bound_s": inv.bound,
@@ -192,7 +198,9 @@ def revocation_section(result: SimResult) -> str:
 
 def write_html(result: SimResult, summary: dict[str, Any], path: Path) -> None:
     seconds = max(1, int(result.config.duration + 0.999))
-    markers = [(s.started, s.name) for s in result.steps if s.status != "not available in this build"]
+    markers = [
+        (s.started, s.name) for s in result.steps if s.status != "not available in this build"
+    ]
     labels, matrix = traffic_matrix(result)
     verdicts = svg.stacked_chart(
         per_second(result.verifications, seconds), VERDICT_COLOURS,
@@ -212,15 +220,21 @@ def write_html(result: SimResult, summary: dict[str, Any], path: Path) -> None:
     invariants = _table(
         [
             ("zero wrong accepts", sum(inv["wrong_accepts"].values()), json.dumps(inv["injected"])),
-            (f"zero stale VALID colours (bound {inv['bound_s']} s)", inv["stale_valid"],
-             f"{inv['valid_checked']} VALID verdicts checked"),
+            (
+                f"zero stale VALID colours (bound {inv['bound_s']} s)",
+                inv["stale_valid"],
+                f"{inv['valid_checked']} VALID verdicts checked",
+            ),
             ("zero lost status updates", inv["lost_updates"], f"{inv['codes_checked']} codes"),
-        ],  # fmt: skip
+        ],
         ("invariant", "violations", "checked"),
     )
     figures = _table(
-        [(k, json.dumps(v, ensure_ascii=False)) for k, v in summary.items()
-         if k not in ("steps", "invariants")],  # fmt: skip
+        [
+            (k, json.dumps(v, ensure_ascii=False))
+            for k, v in summary.items()
+            if k not in ("steps", "invariants")
+        ],
         ("figure", "value"),
     )
     verdict = "all invariants hold" if inv["holds"] else "AN INVARIANT FAILED"

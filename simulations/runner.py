@@ -11,9 +11,10 @@ import asyncio
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -95,8 +96,11 @@ def run_simulation(config: SimConfig, steps: Sequence[Step] | None = None) -> Si
             registry=config.registry,
         )
         federation = Federation(config.workdir, topology, supervisor)
-        status(config, f"starting {config.gateways} gateways and {len(config.provinces)} "
-               f"provinces x {config.replicas} node replicas (logs in {config.workdir})")  # fmt: skip
+        status(
+            config,
+            f"starting {config.gateways} gateways and {len(config.provinces)} provinces x "
+            f"{config.replicas} node replicas (logs in {config.workdir})",
+        )
         federation.start()
         setup_s = time.monotonic() - began
         status(config, f"federation up in {setup_s:.1f} s; traffic for {config.duration:.0f} s")
@@ -162,7 +166,8 @@ class Driver:
         finally:
             progress.cancel()
             scenario.cancel()
-            self.modes["stream"].close()  # type: ignore[attr-defined]
+            for mode in self.modes.values():
+                mode.close()
             await asyncio.gather(progress, scenario, return_exceptions=True)
             await self.pool.close()
             await self.nodes.close()
@@ -177,13 +182,16 @@ class Driver:
             bound=self.config.stale_bound,
         )
         modes = {
-            name: "live" if (why := m.unavailable()) is None else f"not available in this build: {why}"
+            name: "live"
+            if (why := m.unavailable()) is None
+            else f"not available in this build: {why}"
             for name, m in self.modes.items()
         }
         return SimResult(
             config=self.config, setup_s=setup_s, verifications=self.verifications,
             steps=self.results, invariants=invariants, ledger=self.ledger, modes=modes,
-            shed=self.shed + sum(m.shed for m in self.modes.values()), issued=self.holders.issued, wall_s=0.0,
+            shed=self.shed + sum(m.shed for m in self.modes.values()),
+            issued=self.holders.issued, wall_s=0.0,
             notes=self.ctx.notes,
         )  # fmt: skip
 
@@ -196,17 +204,17 @@ class Driver:
                 self._spawn(self._trip(*self.mobility.next_trip()))
             for _ in range(int(exposures)):
                 self._expose()
-            self.modes["batch"].flush()  # type: ignore[attr-defined]
+            self.modes["batch"].flush()
             arrivals -= int(arrivals)
             exposures -= int(exposures)
             await asyncio.sleep(max(0.0, TICK_S - (self.clock() - now)))
 
-    def _spawn(self, coroutine: object) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         if len(self.in_flight) >= self.config.max_in_flight:
             self.shed += 1
-            coroutine.close()  # type: ignore[attr-defined]
+            coroutine.close()
             return
-        task = asyncio.create_task(coroutine)  # type: ignore[arg-type]
+        task = asyncio.create_task(coroutine)
         self.in_flight.add(task)
         task.add_done_callback(self.in_flight.discard)
 
@@ -246,7 +254,7 @@ class Driver:
 
     async def _drain(self, scenario: asyncio.Task[None]) -> None:
         """Let calls in flight and a running step finish (bounded)."""
-        self.modes["batch"].flush()  # type: ignore[attr-defined]
+        self.modes["batch"].flush()
         pending = set(self.in_flight) | set(self.holders.tasks)
         for mode in self.modes.values():
             pending |= set(mode.tasks)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from healthcode.v1 import registry_pb2
-from simulations.federation import Federation
+from simulations.federation import Federation, SigningKey
 from simulations.injection import Injector
 from simulations.mobility import Mobility
 
@@ -147,6 +147,7 @@ class KeyCompromise:
         await asyncio.sleep(self.exposure_s)
         number = len(federation.keys[province]) + 1
         new = await offload(ctx, federation.new_key, province, f"dsc-{number}")
+        assert isinstance(new, SigningKey)
         await offload(ctx, federation.wait_routable)
         await rolling_restart(ctx, province)
         await offload(ctx, federation.revoke, leaked.kid, "key_compromise")

@@ -141,9 +141,10 @@ def heatmap(labels: Sequence[str], matrix: Sequence[Sequence[int]], *, title: st
     size = margin + cell * n + 20
     peak = max((v for row in matrix for v in row), default=0) or 1
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" width="{size}" '
-        f'height="{size}" font-family="sans-serif" font-size="{min(11, cell - 2)}">',
-        f'<rect width="{size}" height="{size}" fill="white"/>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size + 90} {size}" '
+        f'width="{size + 90}" height="{size}" font-family="sans-serif" '
+        f'font-size="{min(11, cell - 2)}">',
+        f'<rect width="{size + 90}" height="{size}" fill="white"/>',
         f'<text x="{margin}" y="12">{escape(title)}</text>',
     ]
     for i, label in enumerate(labels):

@@ -136,6 +136,12 @@ class UnaryMode:
     def unavailable(self) -> str | None:
         return None if "Verify" in gateway_methods() else "Gateway.Verify is missing"
 
+    def flush(self) -> None:
+        """Nothing is held back in this mode."""
+
+    def close(self) -> None:
+        """Nothing long-lived to close in this mode."""
+
     def submit(self, scans: Sequence[Scan], preferred: int) -> None:
         for scan in scans:
             if self._slots.locked():
@@ -185,6 +191,9 @@ class BatchMode:
     def submit(self, scans: Sequence[Scan], preferred: int) -> None:
         for scan in scans:
             self._waiting.setdefault((scan.destination, preferred), []).append(scan)
+
+    def close(self) -> None:
+        """Nothing long-lived to close in this mode."""
 
     def flush(self) -> None:
         """Send what each station collected since the last tick."""
@@ -288,6 +297,9 @@ class StreamMode:
         if "VerifyStream" not in gateway_methods():
             return "Gateway.VerifyStream is missing (issue 5)"
         return None
+
+    def flush(self) -> None:
+        """Scans go out as they come."""
 
     def submit(self, scans: Sequence[Scan], preferred: int) -> None:
         for scan in scans:

@@ -22,7 +22,7 @@ from trust import pki
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DRAIN_S = 1.0
+DEFAULT_DRAIN_S = 0.25  # gateways drop a deregistered node within ms (registry watch)
 
 
 @dataclass(frozen=True)
@@ -121,14 +121,14 @@ async def shutdown(
 
 async def serve(config: NodeConfig) -> None:
     """Serve until SIGTERM/SIGINT, then deregister, drain and stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before start-up: a stop then is orderly too
+        loop.add_signal_handler(sig, stop.set)
     running, registration, store = await start_node(config)
     start_metrics(config.metrics_port)
     if config.port_file is not None:
         write_port_file(config.port_file, running.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     log.info("provincial node %s serving on port %d", config.province, running.port)
     await stop.wait()
     log.info("draining provincial node %s", config.province)

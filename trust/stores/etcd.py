@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import socket
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -29,6 +30,8 @@ from trust.kv import EventKind, KvEntry, KvEvent, Snapshot
 DEFAULT_PREFIX = "hcx/"
 DEFAULT_TIMEOUT_S = 3
 RETRY_PAUSE_S = 0.1
+CLOSE_TIMEOUT_S = 2.0
+log = logging.getLogger(__name__)
 
 
 def _range_end(prefix: bytes) -> bytes:
@@ -244,4 +247,9 @@ class EtcdStore:
         raise self._unavailable(RuntimeError("watch stream ended"), f"keep watching {prefix}*")
 
     async def close(self) -> None:
-        await self._client.close()
+        """Close the channel; bounded, because aetcd's watcher shutdown can wait on a stream
+        to a dead member."""
+        try:
+            await asyncio.wait_for(self._client.close(), CLOSE_TIMEOUT_S)
+        except (TimeoutError, ClientError, rpc.AioRpcError) as e:
+            log.warning("etcd client did not close cleanly: %r", e)
