@@ -73,6 +73,19 @@ def register(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="seconds a circuit stays open before a half-open probe",
     )
+    p.add_argument(
+        "--view-file",
+        type=Path,
+        default=None,
+        help="where the last verified registry view is kept, served while the store is down",
+    )
+    p.add_argument(
+        "--trust-list-cert",
+        type=Path,
+        default=None,
+        help="trust-list signing certificate (enables GetTrustList/WatchTrustList)",
+    )
+    p.add_argument("--trust-list-key", type=Path, default=None, help="its private key (0600)")
     p.set_defaults(handler=run)
 
 
@@ -84,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
         listen=args.listen,
         metrics_port=args.metrics_port,
         port_file=args.port_file,
+        view_file=args.view_file,
+        trust_list_cert=args.trust_list_cert,
+        trust_list_key=args.trust_list_key,
         policy=VerifyPolicy(relay_timeout=args.relay_timeout, max_offline_age=args.max_offline_age),
         relay=RelayPolicy(hedge_after=args.hedge_after),
         coalescing=CoalescerPolicy(
