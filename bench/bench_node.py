@@ -30,13 +30,14 @@ from nodes.provincial.issuance import Holder, Issuer, with_check_character
 from nodes.provincial.service import ProvincialNodeServicer
 from nodes.provincial.stores import BulkRow, SqliteStatusStore
 from nodes.server import ServiceBinding, build_server
+from nodes.tls import Transport
 from trust import pki
 
 DEFAULT_CODES = 10_000_000
 PREFIX_BUCKETS = 65_536  # ids are generated bucket by bucket so inserts append to the B-tree
 SAMPLE_IDS = 200_000
 BATCH = 1000
-ISSUE_BATCH = 500
+ISSUE_BATCH = 5000  # holders per Issuer.issue_batch call (commits of COMMIT_CHUNK)
 ROUNDS = 3
 PROVINCE = "330000"
 
@@ -158,7 +159,9 @@ async def measure_status_batch(
         servicer,
         node_pb2.DESCRIPTOR.services_by_name["ProvincialNode"].full_name,
     )
-    running = await build_server([binding], listen="127.0.0.1:0")
+    running = await build_server(
+        [binding], listen="127.0.0.1:0", transport=Transport.insecure_dev_only()
+    )
     requests = [
         node_pb2.GetStatusBatchRequest(code_ids=random.sample(sample, BATCH)) for _ in range(8)
     ]

@@ -19,9 +19,17 @@ from gateway.trustlist_service import TrustListService, load_signer
 from gateway.trustlist_service import attach as attach_trust_list
 from gateway.verification import VerifyPolicy
 from healthcode.v1 import gateway_pb2, gateway_pb2_grpc, registry_pb2, registry_pb2_grpc
+from nodes.authz import Authorizer
 from nodes.logging import RequestIdInterceptor
 from nodes.provincial.main import write_port_file
-from nodes.server import RunningServer, ServiceBinding, build_server, start_metrics
+from nodes.server import (
+    RunningServer,
+    ServiceBinding,
+    build_server,
+    listen_host,
+    start_metrics,
+)
+from nodes.tls import Transport
 from trust import pki
 from trust.kv import KvStore
 from trust.registry import RegistryOperations
@@ -31,10 +39,11 @@ from trust.view import TrustView
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GatewayConfig:
-    registry: str  # sqlite:///path/to/registry.db
+    registry: str  # sqlite:///path/to/registry.db or etcd://h1:2379,h2:2379
     root_cert: Path
+    transport: Transport  # mTLS identity of this gateway (or Transport.insecure_dev_only())
     root_key: Path | None = None  # only a coordinator's embedded deployment holds it
     listen: str = "127.0.0.1:0"
     metrics_port: int | None = None
@@ -82,7 +91,7 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     view = TrustView(roots=roots, on_rejected=lambda key, why: REGISTRY_REJECTED.inc())
     feed = ViewFeed(store=store, view=view, view_file=config.view_file)
     await feed.start()
-    relay = StatusRelay(view, config.relay)
+    relay = StatusRelay(view, config.relay, transport=config.transport)
     coalescer = StatusCoalescer(relay, config.coalescing)
     # Batch signature checks run here: cryptography releases the GIL during ECDSA verify.
     executor = ThreadPoolExecutor(config.limits.check_workers, thread_name_prefix="verify")
@@ -114,9 +123,16 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
             registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name,
         ),
     ]
+    authorizer = Authorizer(
+        is_revoked=lambda caller: view.certificate_revoked(
+            issuer_province=caller.issuer_province, serial=caller.serial
+        )
+    )
     server = await build_server(
         bindings,
         listen=config.listen,
+        transport=config.transport,
+        authorizer=authorizer,
         interceptors=[RequestIdInterceptor()],
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
@@ -135,7 +151,7 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
 async def serve(config: GatewayConfig) -> None:
     """Serve until SIGTERM/SIGINT."""
     running = await start_gateway(config)
-    start_metrics(config.metrics_port)
+    start_metrics(config.metrics_port, host=listen_host(config.listen))
     if config.port_file is not None:
         write_port_file(config.port_file, running.port)
     stop = asyncio.Event()

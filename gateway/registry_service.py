@@ -7,6 +7,7 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from healthcode.v1 import registry_pb2, registry_pb2_grpc
+from nodes.identity import PermissionDenied, Role, caller, require_province
 from trust import pki
 from trust.errors import InvalidRequest
 from trust.registry import RegistryOperations
@@ -41,6 +42,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
     async def UploadSigningCertificate(
         self, request: Any, context: Any
     ) -> registry_pb2.UploadSigningCertificateResponse:
+        uploaded = pki.load_certificate_pem(request.certificate_pem)
+        require_province(pki.province_of(uploaded) or "", action="upload a signing certificate")
         record = await self._registry.upload_signing_certificate(
             request.certificate_pem, actor=_actor(context)
         )
@@ -91,6 +94,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
     ) -> registry_pb2.RevokeCertificateResponse:
         if request.serial and not request.serial.isdigit():
             raise InvalidRequest("serial must be a decimal number")
+        self._check_operator_revocation(request.kid, request.serial)
         revoked = await self._registry.revoke(
             kid=request.kid or None,
             serial=int(request.serial) if request.serial else None,
@@ -100,15 +104,35 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         )
         return registry_pb2.RevokeCertificateResponse(revoked=revoked)
 
+    def _check_operator_revocation(self, kid: bytes, serial: str) -> None:
+        """An operator revokes only its own province's signing certificates."""
+        who = caller()
+        if who is None or who.role is not Role.OPERATOR:
+            return  # coordinators (or a development server without identities)
+        signer = next(
+            (
+                s
+                for s in self._view.signers()
+                if s.kid == kid or (serial and str(s.certificate.serial_number) == serial)
+            ),
+            None,
+        )
+        if signer is None:
+            raise PermissionDenied(f"{who} may revoke only signing certificates of its province")
+        require_province(signer.province, action="revoke a signing certificate")
+
     async def RetireSigningCertificate(
         self, request: Any, context: Any
     ) -> registry_pb2.RetireSigningCertificateResponse:
+        signer = self._view.signer(request.kid)
+        require_province(signer.province if signer else "", action="retire a signing certificate")
         retired_at = await self._registry.retire(
             request.sealed_retirement, request.kid, actor=_actor(context)
         )
         return registry_pb2.RetireSigningCertificateResponse(retired_at=int(retired_at))
 
     async def UploadCrl(self, request: Any, context: Any) -> registry_pb2.UploadCrlResponse:
+        require_province(request.province, action="upload a CRL")
         number = await self._registry.upload_crl(
             request.province, request.crl_der, actor=_actor(context)
         )
@@ -134,9 +158,12 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
 
 
 def _actor(context: Any) -> str:
-    """The caller as far as we know it today: its transport peer (mTLS identity later)."""
+    """Who did it, for the audit log: the verified mTLS identity, else the transport peer."""
+    who = caller()
+    if who is not None:
+        return who.spiffe_id
     peer = context.peer() if context is not None else ""
-    return f"peer {peer}" if peer else "unknown-peer"
+    return f"insecure-dev peer {peer}" if peer else "unknown-peer"
 
 
 def root_authority_or_none(cert_path: Any, key_path: Any) -> pki.Authority | None:

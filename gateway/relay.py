@@ -19,6 +19,7 @@ import grpc
 
 from gateway.metrics import RELAY_BATCH_SIZE, RELAY_HEDGES, RELAY_SECONDS
 from healthcode.v1 import node_pb2, node_pb2_grpc
+from nodes.tls import Transport
 from trust.errors import HcxError
 from trust.model import Colour, Reason
 from trust.records import NodeRecord
@@ -51,8 +52,11 @@ class RelayPolicy:
 class StatusRelay:
     """Holds one channel per node endpoint and spreads look-ups over a province's replicas."""
 
-    def __init__(self, view: TrustView, policy: RelayPolicy | None = None) -> None:
+    def __init__(
+        self, view: TrustView, policy: RelayPolicy | None = None, *, transport: Transport
+    ) -> None:
         self._view = view
+        self._transport = transport
         self._policy = policy or RelayPolicy()
         self._stubs: dict[str, node_pb2_grpc.ProvincialNodeStub] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -61,7 +65,7 @@ class StatusRelay:
     def _stub(self, endpoint: str) -> node_pb2_grpc.ProvincialNodeStub:
         stub = self._stubs.get(endpoint)
         if stub is None:
-            channel = grpc.aio.insecure_channel(endpoint)
+            channel = self._transport.aio_channel(endpoint)
             self._channels[endpoint] = channel
             stub = self._stubs[endpoint] = node_pb2_grpc.ProvincialNodeStub(channel)
         return stub

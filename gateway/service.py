@@ -27,6 +27,7 @@ from gateway.verification import (
     verify_tokens,
 )
 from healthcode.v1 import gateway_pb2, gateway_pb2_grpc
+from nodes.identity import PermissionDenied, caller, require_province
 from nodes.logging import code_ref
 from trust.errors import InvalidRequest
 from trust.kv import KvStore
@@ -252,6 +253,10 @@ class NodeRegistrationRpcs:
         self._store = store
 
     async def RegisterNode(self, request: Any, context: Any) -> gateway_pb2.RegisterNodeResponse:
+        require_province(request.province, action="register a node")
+        who = caller()
+        if who is not None and who.name != request.node_id:
+            raise PermissionDenied(f"{who} may register only as node {who.name}")
         lease, ttl = await self._registry.register_node(
             province=request.province,
             node_id=request.node_id,

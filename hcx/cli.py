@@ -13,7 +13,8 @@ from typing import Any
 import grpc
 
 from hcx import config
-from trust.errors import HcxError
+from nodes.tls import Transport
+from trust.errors import HcxError, InvalidRequest
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hcx",
         description="hcx: the federated interprovincial health-code exchange.",
-        epilog="example:\n  hcx sim            # a local federation: issue, verify across provinces",
+        epilog="example:\n  hcx sim      # a local federation: issue, verify across provinces",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
             "hcx sim --provinces 330000,510000,460000",
         )
     )
+    _add_transport_to_network_commands(parser)
     reference = _parser(sub, "config-reference",
                         "Print the reference of every option, its variable and default.",
                         "hcx config-reference > docs/configuration.md")
@@ -103,6 +105,46 @@ def _config_file(argv: Sequence[str]) -> Path | None:
 def subcommand(sub: Any, name: str, summary: str, example: str) -> argparse.ArgumentParser:
     """A second-level subcommand with a description and an example in its --help."""
     return _parser(sub, name, summary, example)
+
+
+NETWORK_OPTIONS = frozenset({"gateway", "node", "listen"})
+
+
+def _add_transport_to_network_commands(root: argparse.ArgumentParser) -> None:
+    """Every command that speaks gRPC (it names a peer or a listen address) gets the
+    transport flags: the same two flags, the same meaning, everywhere."""
+    for _path, command in config.commands(root):
+        dests = {action.dest for action in command._actions}
+        if dests & NETWORK_OPTIONS and "tls_dir" not in dests:
+            add_transport_flags(command)
+
+
+def add_transport_flags(parser: argparse.ArgumentParser) -> None:
+    """--tls-dir (this process's mTLS identity) and the loud development switch."""
+    parser.add_argument(
+        "--tls-dir",
+        type=Path,
+        default=None,
+        help="mTLS identity: a directory with key.pem, cert.pem (certificate + issuing CA) "
+        "and root.pem",
+    )
+    parser.add_argument(
+        "--insecure-dev-only",
+        action="store_true",
+        help="DEVELOPMENT ONLY: plain-text gRPC, no authentication or authorization",
+    )
+
+
+def transport_from(args: argparse.Namespace) -> Transport:
+    """The Transport the flags ask for; refuses to guess plain text."""
+    if args.tls_dir is not None:
+        return Transport.mtls(args.tls_dir)
+    if args.insecure_dev_only:
+        return Transport.insecure_dev_only()
+    raise InvalidRequest(
+        "give --tls-dir DIR (this process's mTLS identity) or, for development only, "
+        "--insecure-dev-only"
+    )
 
 
 def run_async(coroutine: Any) -> Any:

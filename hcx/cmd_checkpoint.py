@@ -6,10 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
-import grpc
 from cryptography import x509
 
-from hcx.cli import subcommand
+from hcx.cli import subcommand, transport_from
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, trustlist_pb2
 from trust import pki, trustlist
 from trust.errors import DecodeError, InvalidRequest, VerificationError
@@ -54,7 +53,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def verify(args: argparse.Namespace) -> int:
     if args.offline:
         return verify_offline(args)
-    with grpc.insecure_channel(args.gateway) as channel:
+    with transport_from(args).sync_channel(args.gateway) as channel:
         reply = gateway_pb2_grpc.GatewayStub(channel).Verify(
             gateway_pb2.VerifyRequest(
                 token=args.token,
@@ -104,7 +103,7 @@ def verify_offline(args: argparse.Namespace) -> int:
 def fetch(args: argparse.Namespace) -> int:
     roots = _roots(args)
     held = trustlist.HeldRevision(args.out.with_suffix(".state"))
-    with grpc.insecure_channel(args.gateway) as channel:
+    with transport_from(args).sync_channel(args.gateway) as channel:
         reply = gateway_pb2_grpc.GatewayStub(channel).GetTrustList(
             trustlist_pb2.GetTrustListRequest(), timeout=10
         )

@@ -10,7 +10,7 @@ from gateway.coalescer import CoalescerPolicy
 from gateway.main import GatewayConfig, serve
 from gateway.relay import RelayPolicy
 from gateway.verification import VerifyPolicy
-from hcx.cli import run_async, subcommand
+from hcx.cli import run_async, subcommand, transport_from
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         registry=args.registry,
         root_cert=args.root_cert,
         root_key=args.root_key,
+        transport=transport_from(args),
         listen=args.listen,
         metrics_port=args.metrics_port,
         port_file=args.port_file,

@@ -13,14 +13,14 @@ import argparse
 import time
 from pathlib import Path
 
-import grpc
-
-from hcx.cli import subcommand
+from hcx.cli import subcommand, transport_from
 from healthcode.v1 import registry_pb2, registry_pb2_grpc
+from nodes.credentials import issue_provincial_identity
 from nodes.provincial.keys import (
     ProvinceDir,
     archive_signing_key,
     init_province,
+    load_ca,
     new_signing_certificate,
     province_crl,
     sealed_retirement,
@@ -39,8 +39,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "Make the provincial CA key + CSR and the holder-hash key.",
         "hcx node keys init --province 330000 --dir var/330000",
     )
-    p.add_argument("--province", required=True)
-    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--province", required=True, help="the province's GB/T 2260 code")
+    p.add_argument("--dir", type=Path, required=True, help="the province's key directory")
     p.set_defaults(handler=keys_init)
 
     p = subcommand(
@@ -49,8 +49,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "Make a signing key and certificate signed by the own CA.",
         "hcx node keys new-dsc --province 330000 --dir var/330000 --name dsc-2026",
     )
-    p.add_argument("--province", required=True)
-    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--province", required=True, help="the province's GB/T 2260 code")
+    p.add_argument("--dir", type=Path, required=True, help="the province's key directory")
     p.add_argument("--name", default="dsc-1", help="name of the DSC in its SAN")
     p.set_defaults(handler=keys_new_dsc)
 
@@ -60,8 +60,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "Upload the province's current DSC to the national registry.",
         "hcx node keys upload --dir var/330000 --gateway 127.0.0.1:50051",
     )
-    p.add_argument("--dir", type=Path, required=True)
-    p.add_argument("--gateway", default=DEFAULT_GATEWAY)
+    p.add_argument("--dir", type=Path, required=True, help="the province's key directory")
+    p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national registry address")
     p.set_defaults(handler=keys_upload)
 
     p = subcommand(
@@ -70,11 +70,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         "New DSC uploaded; the current one retired after an overlap (restart the node).",
         "hcx node keys rotate --province 330000 --dir var/330000 --name dsc-2 --overlap 300",
     )
-    p.add_argument("--province", required=True)
-    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--province", required=True, help="the province's GB/T 2260 code")
+    p.add_argument("--dir", type=Path, required=True, help="the province's key directory")
     p.add_argument("--name", required=True, help="name of the new DSC in its SAN")
     p.add_argument("--overlap", type=int, default=300, help="seconds until the old key retires")
-    p.add_argument("--gateway", default=DEFAULT_GATEWAY)
+    p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national registry address")
     p.set_defaults(handler=keys_rotate)
 
     p = subcommand(
@@ -83,10 +83,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         "Retire a DSC: codes issued with it after --at are refused (KEY_RETIRED).",
         "hcx node keys retire --dir var/330000 --kid 0123456789abcdef",
     )
-    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--dir", type=Path, required=True, help="the province's key directory")
     p.add_argument("--kid", required=True, help="hex key id")
     p.add_argument("--at", type=float, default=None, help="unix time (default: now)")
-    p.add_argument("--gateway", default=DEFAULT_GATEWAY)
+    p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national registry address")
     p.set_defaults(handler=keys_retire)
 
     p = subcommand(
@@ -96,12 +96,56 @@ def register(parser: argparse.ArgumentParser) -> None:
         "hcx node keys revoke --province 330000 --dir var/330000 --serial 1234 "
         "--reason key_compromise",
     )
-    p.add_argument("--province", required=True)
-    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--province", required=True, help="the province's GB/T 2260 code")
+    p.add_argument("--dir", type=Path, required=True, help="the province's key directory")
     p.add_argument("--serial", type=int, required=True, help="serial of the certificate")
-    p.add_argument("--reason", default="unspecified")
-    p.add_argument("--gateway", default=DEFAULT_GATEWAY)
+    p.add_argument("--reason", default="unspecified", help="CRL reason, e.g. key_compromise")
+    p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national registry address")
     p.set_defaults(handler=keys_revoke)
+
+    p = subcommand(
+        sub,
+        "issue-cert",
+        "Issue a node, operator or checkpoint mTLS identity signed by the own CA.",
+        "hcx node keys issue-cert --kind node --name hz-1 --dir var/330000 --out var/330000/hz-1",
+    )
+    p.add_argument(
+        "--kind", required=True, choices=("node", "operator", "checkpoint"), help="identity kind"
+    )
+    p.add_argument("--name", required=True, help="name in the SPIFFE id (a node: its --node-id)")
+    p.add_argument(
+        "--dir",
+        type=Path,
+        required=True,
+        help="the province's key directory (ca.pem, ca-key.pem, root.pem)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="directory to write (--tls-dir)")
+    p.add_argument(
+        "--dns",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="host name a node is reached by (repeatable; loopback always)",
+    )
+    p.set_defaults(handler=keys_issue_cert)
+
+
+def keys_issue_cert(args: argparse.Namespace) -> int:
+    directory = ProvinceDir(args.dir)
+    ca = load_ca(directory)
+    root = pki.load_certificate_pem((args.dir / "root.pem").read_bytes())
+    province = pki.province_of(ca.certificate) or ""
+    issue_provincial_identity(
+        ca,
+        root,
+        province=province,
+        kind=args.kind,
+        name=args.name,
+        out=args.out,
+        dns_names=args.dns,
+    )
+    print(f"{args.kind} identity {args.name} of {province} written to {args.out} (--tls-dir)")
+    return 0
 
 
 def keys_init(args: argparse.Namespace) -> int:
@@ -122,7 +166,7 @@ def keys_upload(args: argparse.Namespace) -> int:
     """Upload the current DSC and a fresh CRL (so every province has a current CRL)."""
     directory = ProvinceDir(args.dir)
     pem = directory.dsc_cert.read_bytes()
-    with grpc.insecure_channel(args.gateway) as channel:
+    with transport_from(args).sync_channel(args.gateway) as channel:
         stub = registry_pb2_grpc.RegistryStub(channel)
         reply = stub.UploadSigningCertificate(
             registry_pb2.UploadSigningCertificateRequest(certificate_pem=pem), timeout=10
@@ -143,7 +187,7 @@ def keys_rotate(args: argparse.Namespace) -> int:
     old = archive_signing_key(directory)
     new = new_signing_certificate(directory, province=args.province, name=args.name)
     retired_at = time.time() + args.overlap
-    with grpc.insecure_channel(args.gateway) as channel:
+    with transport_from(args).sync_channel(args.gateway) as channel:
         stub = registry_pb2_grpc.RegistryStub(channel)
         stub.UploadSigningCertificate(
             registry_pb2.UploadSigningCertificateRequest(
@@ -168,7 +212,7 @@ def keys_retire(args: argparse.Namespace) -> int:
     key_id = bytes.fromhex(args.kid)
     at = time.time() if args.at is None else args.at
     sealed = sealed_retirement(ProvinceDir(args.dir), key_id, at)
-    with grpc.insecure_channel(args.gateway) as channel:
+    with transport_from(args).sync_channel(args.gateway) as channel:
         reply = registry_pb2_grpc.RegistryStub(channel).RetireSigningCertificate(
             registry_pb2.RetireSigningCertificateRequest(kid=key_id, sealed_retirement=sealed),
             timeout=10,
@@ -179,7 +223,7 @@ def keys_retire(args: argparse.Namespace) -> int:
 
 def keys_revoke(args: argparse.Namespace) -> int:
     crl = province_crl(ProvinceDir(args.dir), revoke_serial=args.serial, reason=args.reason)
-    with grpc.insecure_channel(args.gateway) as channel:
+    with transport_from(args).sync_channel(args.gateway) as channel:
         reply = registry_pb2_grpc.RegistryStub(channel).UploadCrl(
             registry_pb2.UploadCrlRequest(province=args.province, crl_der=crl), timeout=10
         )

@@ -6,11 +6,10 @@ import argparse
 import uuid
 from pathlib import Path
 
-import grpc
 import segno
 
 from hcx import cmd_keys
-from hcx.cli import run_async, subcommand
+from hcx.cli import run_async, subcommand, transport_from
 from healthcode.v1 import common_pb2, node_pb2, node_pb2_grpc
 from nodes.provincial.main import NodeConfig, serve
 
@@ -79,7 +78,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--node", required=True, help="the province node's address")
     p.add_argument("--code-id", type=code_id_arg, required=True, help="code id (32 hex characters)")
-    p.add_argument("--colour", required=True, choices=sorted(COLOURS))
+    p.add_argument("--colour", required=True, choices=sorted(COLOURS), help="the new colour")
     p.add_argument("--reason", default="", help="why the colour changes")
     p.add_argument("--request-id", default="", help="idempotency key (default: random)")
     p.set_defaults(handler=set_status)
@@ -109,6 +108,7 @@ def run_serve(args: argparse.Namespace) -> int:
         lease_ttl=args.lease_ttl,
         drain_seconds=args.drain_seconds,
         advertise_host=args.advertise_host,
+        transport=transport_from(args),
     )
     run_async(serve(config))
     return 0
@@ -116,7 +116,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def issue(args: argparse.Namespace) -> int:
     colour = COLOURS[args.colour] if args.colour else common_pb2.COLOUR_UNSPECIFIED
-    with grpc.insecure_channel(args.node) as channel:
+    with transport_from(args).sync_channel(args.node) as channel:
         reply = node_pb2_grpc.ProvincialNodeStub(channel).IssueCode(
             node_pb2.IssueCodeRequest(id_number=args.id_number, full_name=args.name, colour=colour),
             timeout=5,
@@ -147,7 +147,7 @@ def code_id_arg(value: str) -> bytes:
 
 
 def set_status(args: argparse.Namespace) -> int:
-    with grpc.insecure_channel(args.node) as channel:
+    with transport_from(args).sync_channel(args.node) as channel:
         reply = node_pb2_grpc.ProvincialNodeStub(channel).SetStatus(
             node_pb2.SetStatusRequest(
                 code_id=args.code_id,
@@ -162,7 +162,7 @@ def set_status(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    with grpc.insecure_channel(args.node) as channel:
+    with transport_from(args).sync_channel(args.node) as channel:
         reply = node_pb2_grpc.ProvincialNodeStub(channel).GetStatus(
             node_pb2.GetStatusRequest(code_id=args.code_id), timeout=5
         )

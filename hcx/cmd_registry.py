@@ -8,11 +8,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import grpc
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from hcx.cli import subcommand
+from hcx.cli import subcommand, transport_from
 from healthcode.v1 import gateway_pb2_grpc, registry_pb2, registry_pb2_grpc, trustlist_pb2
+from nodes.credentials import issue_national_identity
 from nodes.provincial.keys import write_public
 from trust import pki, trustlist
 from trust.export import export_pem
@@ -63,7 +63,7 @@ def register(parser: argparse.ArgumentParser) -> None:
             f"hcx registry {name} --province 330000 --why 'incident 42'",
         )
         p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national registry address")
-        p.add_argument("--province", required=True)
+        p.add_argument("--province", required=True, help="GB/T 2260 code")
         p.add_argument("--why", default="", help="recorded in the audit log")
         p.set_defaults(handler=suspend, suspended=suspended)
 
@@ -77,7 +77,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--kid", help="hex key id of a DSC")
     target.add_argument("--serial", help="decimal serial of a DSC or provincial CA")
-    p.add_argument("--reason", default="unspecified", choices=sorted(REVOCATION_REASONS))
+    p.add_argument(
+        "--reason",
+        default="unspecified",
+        choices=sorted(REVOCATION_REASONS),
+        help="CRL reason",
+    )
     p.add_argument("--at", type=int, default=0, help="unix time of the revocation (default now)")
     p.set_defaults(handler=revoke)
 
@@ -100,8 +105,38 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="gateway serving GetTrustList")
     p.add_argument("--trust-list", type=Path, help="export from this file instead")
     p.add_argument("--root", type=Path, required=True, help="pinned national root (PEM)")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="directory for the PEM files")
     p.set_defaults(handler=export)
+
+    p = subcommand(
+        sub,
+        "issue-cert",
+        "Issue a gateway or coordinator mTLS identity signed by the national root.",
+        "hcx registry issue-cert --kind gateway --name gw-1 --root-dir var/national "
+        "--out var/national/gw-1",
+    )
+    p.add_argument("--kind", required=True, choices=pki.NATIONAL_KINDS, help="identity kind")
+    p.add_argument("--name", required=True, help="name in the SPIFFE id, e.g. gw-1 or alice")
+    p.add_argument("--root-dir", type=Path, required=True, help="holds root.pem, root-key.pem")
+    p.add_argument(
+        "--dns",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="host name a gateway is reached by (repeatable; loopback always)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="directory to write (--tls-dir)")
+    p.set_defaults(handler=issue_cert)
+
+
+def issue_cert(args: argparse.Namespace) -> int:
+    root = pki.Authority(
+        certificate=pki.load_certificate_pem((args.root_dir / "root.pem").read_bytes()),
+        private_key=pki.load_private_key_pem((args.root_dir / "root-key.pem").read_bytes()),
+    )
+    issue_national_identity(root, kind=args.kind, name=args.name, out=args.out, dns_names=args.dns)
+    print(f"{args.kind} identity {args.name} written to {args.out} (use it as --tls-dir)")
+    return 0
 
 
 def init(args: argparse.Namespace) -> int:
@@ -122,7 +157,7 @@ def init(args: argparse.Namespace) -> int:
 
 
 def suspend(args: argparse.Namespace) -> int:
-    with grpc.insecure_channel(args.gateway) as channel:
+    with transport_from(args).sync_channel(args.gateway) as channel:
         registry_pb2_grpc.RegistryStub(channel).SuspendProvince(
             registry_pb2.SuspendProvinceRequest(
                 province=args.province, suspended=args.suspended, why=args.why
@@ -140,14 +175,14 @@ def revoke(args: argparse.Namespace) -> int:
         reason=args.reason,
         revoked_at=args.at,
     )
-    with grpc.insecure_channel(args.gateway) as channel:
+    with transport_from(args).sync_channel(args.gateway) as channel:
         reply = registry_pb2_grpc.RegistryStub(channel).RevokeCertificate(request, timeout=10)
     print(f"revoked: {reply.revoked}")
     return 0
 
 
 def audit_log(args: argparse.Namespace) -> int:
-    with grpc.insecure_channel(args.gateway) as channel:
+    with transport_from(args).sync_channel(args.gateway) as channel:
         reply = registry_pb2_grpc.RegistryStub(channel).AuditLog(
             registry_pb2.AuditLogRequest(), timeout=10
         )
@@ -167,7 +202,7 @@ def export(args: argparse.Namespace) -> int:
     if args.trust_list is not None:
         signed = args.trust_list.read_bytes()
     else:
-        with grpc.insecure_channel(args.gateway) as channel:
+        with transport_from(args).sync_channel(args.gateway) as channel:
             signed = (
                 gateway_pb2_grpc.GatewayStub(channel)
                 .GetTrustList(trustlist_pb2.GetTrustListRequest(), timeout=10)
@@ -180,7 +215,7 @@ def export(args: argparse.Namespace) -> int:
 
 
 def onboard(args: argparse.Namespace) -> int:
-    with grpc.insecure_channel(args.gateway) as channel:
+    with transport_from(args).sync_channel(args.gateway) as channel:
         reply = registry_pb2_grpc.RegistryStub(channel).OnboardProvince(
             registry_pb2.OnboardProvinceRequest(
                 province=args.province, name=args.name, csr_pem=args.csr.read_bytes()
@@ -194,7 +229,7 @@ def onboard(args: argparse.Namespace) -> int:
 
 
 def list_registry(args: argparse.Namespace) -> int:
-    with grpc.insecure_channel(args.gateway) as channel:
+    with transport_from(args).sync_channel(args.gateway) as channel:
         stub = registry_pb2_grpc.RegistryStub(channel)
         provinces = stub.ListProvinces(registry_pb2.ListProvincesRequest(), timeout=10)
         certificates = stub.ListCertificates(registry_pb2.ListCertificatesRequest(), timeout=10)

@@ -76,7 +76,9 @@ def apply(
 
 
 def _flat(table: Any) -> dict[str, Any]:
-    return {k: v for k, v in table.items() if not isinstance(v, dict)} if isinstance(table, dict) else {}
+    if not isinstance(table, dict):
+        return {}
+    return {k: v for k, v in table.items() if not isinstance(v, dict)}
 
 
 def _long(action: argparse.Action) -> str:
@@ -84,6 +86,13 @@ def _long(action: argparse.Action) -> str:
 
 
 def _convert(action: argparse.Action, raw: Any) -> Any:
+    if isinstance(action, argparse._AppendAction):  # HCX_DNS=a,b or dns = ["a", "b"]
+        items = raw if isinstance(raw, list) else [v for v in str(raw).split(",") if v]
+        return [_convert_one(action, item) for item in items]
+    return _convert_one(action, raw)
+
+
+def _convert_one(action: argparse.Action, raw: Any) -> Any:
     if isinstance(action, argparse._StoreTrueAction):
         return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
     if action.type is not None and not isinstance(raw, bool):

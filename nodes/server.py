@@ -12,7 +12,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from nodes.authz import AuthorizationInterceptor, Authorizer
 from nodes.grpc_edge import ErrorMappingInterceptor
+from nodes.tls import Transport
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +50,21 @@ async def build_server(
     bindings: Sequence[ServiceBinding],
     *,
     listen: str,
+    transport: Transport,
+    authorizer: Authorizer | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     maximum_concurrent_rpcs: int | None = None,
 ) -> RunningServer:
-    """Create, bind and start a grpc.aio server with health, reflection and error mapping."""
+    """Create, bind and start a grpc.aio server with health, reflection and error mapping.
+
+    With mTLS every call passes the ``authorizer`` (authentication, revocation, the
+    authorization table, rate limits) before its handler runs.
+    """
+    guards: list[grpc.aio.ServerInterceptor] = []
+    if transport.secure:
+        guards.append(AuthorizationInterceptor(authorizer or Authorizer()))
     server = grpc.aio.server(
-        interceptors=[ErrorMappingInterceptor(), *interceptors],
+        interceptors=[ErrorMappingInterceptor(), *guards, *interceptors],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -75,7 +86,7 @@ async def build_server(
         ],
         server,
     )
-    port = server.add_insecure_port(listen)
+    port = transport.add_port(server, listen)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     await server.start()
@@ -93,3 +104,10 @@ def start_metrics(port: int | None, *, host: str = "127.0.0.1") -> int | None:
         return None
     httpd, _thread = start_http_server(port, addr=host)
     return int(httpd.server_port)
+
+
+def listen_host(listen: str) -> str:
+    """The host part of a ``host:port`` listen address: /metrics is served on the same
+    interface as gRPC, so a server listening on 0.0.0.0 in a container can be scraped."""
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    return host or "0.0.0.0"

@@ -94,6 +94,47 @@ def sync_channel(
     return grpc.insecure_channel(target)
 
 
+@dataclass(frozen=True)
+class Transport:
+    """How a process connects and listens: mTLS with ``tls``, or development plain text.
+
+    ``Transport.insecure_dev_only()`` is the only way to get plain text, so it stands out in
+    code review; servers and channels made from one Transport always agree.
+    """
+
+    tls: TlsIdentity | None
+    allow_insecure_dev_only: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tls is None and not self.allow_insecure_dev_only:
+            raise ValueError(
+                "a TLS identity is required (plain text only with --insecure-dev-only)"
+            )
+
+    @classmethod
+    def mtls(cls, directory: Path) -> Transport:
+        return cls(TlsIdentity.load(directory))
+
+    @classmethod
+    def insecure_dev_only(cls) -> Transport:
+        return cls(None, allow_insecure_dev_only=True)
+
+    @property
+    def secure(self) -> bool:
+        return self.tls is not None
+
+    def aio_channel(self, target: str) -> grpc.aio.Channel:
+        return aio_channel(target, self.tls, allow_insecure_dev_only=self.allow_insecure_dev_only)
+
+    def sync_channel(self, target: str) -> grpc.Channel:
+        return sync_channel(target, self.tls, allow_insecure_dev_only=self.allow_insecure_dev_only)
+
+    def add_port(self, server: grpc.aio.Server, listen: str) -> int:
+        if self.tls is None:
+            return server.add_insecure_port(listen)
+        return server.add_secure_port(listen, server_credentials(self.tls))
+
+
 def peer_identity(context: Any) -> Identity:
     """The verified client identity of a call; raises Unauthenticated without one."""
     auth = context.auth_context()

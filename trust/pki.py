@@ -387,8 +387,13 @@ def sign_leaf(
     name: str,
     not_before: datetime | None = None,
     validity: timedelta = LEAF_VALIDITY,
+    dns_names: Sequence[str] = (),
 ) -> x509.Certificate:
-    """Issue an end-entity certificate of ``kind`` ("dsc", "node", "checkpoint") from a CSR."""
+    """Issue an end-entity certificate of ``kind`` ("dsc", "node", "checkpoint") from a CSR.
+
+    ``dns_names`` adds host names a TLS server is reached by (nodes only), e.g. in a compose
+    network; loopback names are always present on node certificates.
+    """
     profile = _leaf_profile(kind)
     uri = leaf_spiffe_id(province, kind=kind, name=name)
     ca_province = province_of(provincial_ca.certificate)
@@ -403,10 +408,9 @@ def sign_leaf(
     )
     start, end = _validity(provincial_ca.certificate, not_before, validity)
     builder = _builder(subject, provincial_ca.certificate.subject, public_key, start, end)
-    names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri)]
-    if profile.loopback_names:
-        names += [x509.DNSName("localhost"), x509.IPAddress(_LOOPBACK)]
-    builder = _add_end_entity_extensions(builder, usages=profile.usages, names=names)
+    builder = _add_end_entity_extensions(
+        builder, usages=profile.usages, names=_leaf_names(uri, profile, dns_names)
+    )
     return _sign(builder, provincial_ca)
 
 
@@ -471,6 +475,7 @@ def sign_national_leaf(
     name: str,
     not_before: datetime | None = None,
     validity: timedelta = LEAF_VALIDITY,
+    dns_names: Sequence[str] = (),
 ) -> x509.Certificate:
     """Issue a gateway (TLS server + client) or coordinator (TLS client) certificate."""
     profile = _NATIONAL_PROFILES.get(kind)
@@ -486,11 +491,32 @@ def sign_national_leaf(
     )
     start, end = _validity(root.certificate, not_before, validity)
     builder = _builder(subject, root.certificate.subject, public_key, start, end)
+    builder = _add_end_entity_extensions(
+        builder, usages=profile.usages, names=_leaf_names(uri, profile, dns_names)
+    )
+    return _sign(builder, root)
+
+
+_DNS_RE = re.compile(
+    r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+
+
+def _leaf_names(
+    uri: str, profile: _LeafProfile, dns_names: Sequence[str]
+) -> list[x509.GeneralName]:
+    """The SAN: the SPIFFE id, and for TLS servers loopback plus any given host names."""
     names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri)]
+    if dns_names and not profile.loopback_names:
+        raise PkiError(f"a {profile.label} is not a TLS server: it takes no host names")
     if profile.loopback_names:
         names += [x509.DNSName("localhost"), x509.IPAddress(_LOOPBACK)]
-    builder = _add_end_entity_extensions(builder, usages=profile.usages, names=names)
-    return _sign(builder, root)
+    for dns in dns_names:
+        if not _DNS_RE.fullmatch(dns) or len(dns) > 253:
+            raise PkiError(f"{dns!r} is not a valid host name")
+        if dns != "localhost":
+            names.append(x509.DNSName(dns))
+    return names
 
 
 def verify_national_leaf(

@@ -82,6 +82,8 @@ class TrustView:
         self._signers: dict[bytes, TrustedSigner] = {}
         self._nodes: dict[str, dict[str, records.NodeRecord]] = {}
         self.revision = 0
+        self._root_crls: tuple[x509.CertificateRevocationList, ...] = ()
+        self._province_crls: dict[str, x509.CertificateRevocationList] = {}
 
     # -- reads (hot path) -------------------------------------------------------------------
     def signer(self, kid: bytes) -> TrustedSigner | None:
@@ -176,6 +178,26 @@ class TrustView:
         revoked = self._verify_prefix(records.REVOKED, self._verify_revocation, now)
         self._signers = _with_status(by_kid, by_code, root_crls, crls, retired, revoked)
         self._provinces = by_code
+        self._root_crls = tuple(root_crls.values())
+        self._province_crls = {k.removeprefix(records.CRLS): crl for k, crl in crls.items()}
+
+    def certificate_revoked(self, *, issuer_province: str | None, serial: int) -> bool:
+        """True when a caller certificate (node, operator, checkpoint, gateway, coordinator) is
+        revoked: by its provincial CA's CRL, or because the root revoked that CA, or — for the
+        root's own leaves — by the root CRL. A certificate of a province not onboarded counts
+        as revoked."""
+        if issuer_province is None:
+            return any(
+                crl.get_revoked_certificate_by_serial_number(serial) for crl in self._root_crls
+            )
+        province = self._provinces.get(issuer_province)
+        if province is None:
+            return True
+        ca_serial = province.ca_certificate.serial_number
+        if any(crl.get_revoked_certificate_by_serial_number(ca_serial) for crl in self._root_crls):
+            return True
+        crl = self._province_crls.get(issuer_province)
+        return crl is not None and crl.get_revoked_certificate_by_serial_number(serial) is not None
 
     def _verify_prefix(
         self, prefix: str, verify: Callable[[str, bytes, datetime], T], now: datetime

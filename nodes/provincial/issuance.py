@@ -8,6 +8,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -18,6 +19,7 @@ from trust.errors import InvalidRequest, NotFound
 from trust.model import Colour
 
 DEFAULT_TOKEN_LIFETIME_S = 300
+COMMIT_CHUNK = 500  # codes per durable commit in issue_batch
 _ID_RE = re.compile(r"^[0-9]{17}[0-9X]$")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
@@ -81,6 +83,7 @@ class Issuer:
         self._store = store
         self._clock = clock
         self._lifetime = token_lifetime
+        self._write_pool: ThreadPoolExecutor | None = None
 
     def holder_ref(self, id_number: str) -> bytes:
         """The keyed hash stored instead of the ID number (HMAC-SHA256, province's key)."""
@@ -91,9 +94,30 @@ class Issuer:
         return self.issue_batch([Holder(id_number, full_name, colour)])[0]
 
     def issue_batch(self, holders: list[Holder]) -> list[IssuedCode]:
-        """Codes for many holders with one durable commit (bulk enrolment, group commit)."""
+        """Codes for many holders (bulk enrolment), committed durably in chunks.
+
+        The store writes chunk k+1 on a worker thread (SQLite and psycopg release the GIL)
+        while this thread signs chunk k, so two cores share the work. A token is only made
+        for a committed code; if a chunk fails, the call raises and issuing again is safe
+        (a holder keeps their code id).
+        """
         codes = [self._new_code(holder) for holder in holders]
-        return [self._sign(record) for record in self._store.create_or_get_many(codes)]
+        chunks = [codes[i : i + COMMIT_CHUNK] for i in range(0, len(codes), COMMIT_CHUNK)]
+        if len(chunks) <= 1:
+            return [self._sign(record) for record in self._store.create_or_get_many(codes)]
+        issued: list[IssuedCode] = []
+        pending = self._writer().submit(self._store.create_or_get_many, chunks[0])
+        for following in chunks[1:]:
+            records = pending.result()
+            pending = self._writer().submit(self._store.create_or_get_many, following)
+            issued += [self._sign(record) for record in records]
+        issued += [self._sign(record) for record in pending.result()]
+        return issued
+
+    def _writer(self) -> ThreadPoolExecutor:
+        if self._write_pool is None:
+            self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="issuer-store")
+        return self._write_pool
 
     def _new_code(self, holder: Holder) -> NewCode:
         id_number = validate_id_number(holder.id_number)

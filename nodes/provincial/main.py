@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import grpc
 
 from healthcode.v1 import gateway_pb2_grpc, node_pb2, node_pb2_grpc
 from nodes.provincial.checkpoint import LocalVerifier, load_own_signers
@@ -17,7 +15,14 @@ from nodes.provincial.keys import ProvinceDir
 from nodes.provincial.service import ProvincialNodeServicer
 from nodes.provincial.stores import StatusStore, open_store
 from nodes.registration import NodeRegistration
-from nodes.server import RunningServer, ServiceBinding, build_server, start_metrics
+from nodes.server import (
+    RunningServer,
+    ServiceBinding,
+    build_server,
+    listen_host,
+    start_metrics,
+)
+from nodes.tls import Transport
 from trust import pki
 
 log = logging.getLogger(__name__)
@@ -44,6 +49,9 @@ class NodeConfig:
     store: str | None = None
     drain_seconds: float = DEFAULT_DRAIN_S
     register_wait: float = 10.0  # start-up waits this long for the first registration
+    # mTLS identity (or plain text, by the loudly named choice); ``hcx node serve`` always sets
+    # it from --tls-dir / --insecure-dev-only. The default serves in-process tests on loopback.
+    transport: Transport = field(default_factory=Transport.insecure_dev_only)
 
     def store_url(self) -> str:
         return self.store or str(ProvinceDir(self.directory).status_db)
@@ -81,14 +89,14 @@ async def start_node(
 ) -> tuple[RunningServer, NodeRegistration, StatusStore]:
     """Start serving and registering; used by ``serve`` and by the tests."""
     store = open_store(config.store_url())
-    channel = grpc.aio.insecure_channel(config.gateway)
+    channel = config.transport.aio_channel(config.gateway)
     gateway = gateway_pb2_grpc.GatewayStub(channel)
     binding = ServiceBinding(
         node_pb2_grpc.add_ProvincialNodeServicer_to_server,
         build_servicer(config, store, gateway),
         node_pb2.DESCRIPTOR.services_by_name["ProvincialNode"].full_name,
     )
-    running = await build_server([binding], listen=config.listen)
+    running = await build_server([binding], listen=config.listen, transport=config.transport)
     await running.set_serving(False)  # NOT_SERVING until the gateway knows us
     registration = NodeRegistration(
         gateway=gateway,
@@ -126,7 +134,7 @@ async def serve(config: NodeConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):  # before start-up: a stop then is orderly too
         loop.add_signal_handler(sig, stop.set)
     running, registration, store = await start_node(config)
-    start_metrics(config.metrics_port)
+    start_metrics(config.metrics_port, host=listen_host(config.listen))
     if config.port_file is not None:
         write_port_file(config.port_file, running.port)
     log.info("provincial node %s serving on port %d", config.province, running.port)

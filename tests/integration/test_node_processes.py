@@ -45,6 +45,7 @@ def start_replica(
         "--dir", str(federation.workdir / PROVINCE),
         "--gateway", f"127.0.0.1:{federation.gateway.port}",
         "--node-id", node_id, "--lease-ttl", str(LEASE_TTL), "--drain-seconds", "0.2",
+        "--insecure-dev-only",
     ]  # fmt: skip
     if store:
         args += ["--store", store]

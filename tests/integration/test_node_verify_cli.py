@@ -63,7 +63,7 @@ async def test_own_codes_verify_without_the_national_tier(federation: Federation
 
 
 async def run_cli(*argv: str) -> int:
-    return await asyncio.to_thread(hcx, list(argv))
+    return await asyncio.to_thread(hcx, [*argv, "--insecure-dev-only"])
 
 
 async def test_cli_issue_with_qr_then_set_status_and_status(

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS status_requests (
 """
 
 BULK_CHUNK = 200_000
+WAL_CHECKPOINT_PAGES = 10_000
 _GET_BY_ID = f"SELECT {RECORD_COLUMNS} FROM codes WHERE code_id = ?"
 
 
@@ -66,6 +67,10 @@ class SqliteStatusStore:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=10000")
             self._db.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
+            # Codes have random keys: every insert dirties its own pages. Checkpointing every
+            # ~40 MB instead of SQLite's 4 MB rewrites shared pages once (measured ~1.5x
+            # faster issuance at 10 M codes, bench/bench_node.py).
+            self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             with self._tx():
                 for statement in SCHEMA.split(";\n"):
                     if statement.strip():

@@ -1,0 +1,49 @@
+"""Issuing mTLS identities from the federation's PKI (the key is made where it is written).
+
+National identities (gateway, coordinator) are signed by the root; provincial ones (node,
+operator, checkpoint) by the province's own CA. Each lands in a directory usable as
+``--tls-dir``: key.pem (0600), cert.pem (certificate + issuing CA), root.pem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography import x509
+
+from nodes.tls import TlsIdentity, write_tls_identity
+from trust import pki
+
+
+def issue_national_identity(
+    root: pki.Authority, *, kind: str, name: str, out: Path, dns_names: Sequence[str] = ()
+) -> TlsIdentity:
+    """A gateway (server + client) or coordinator (client) identity signed by the root."""
+    key = pki.generate_private_key()
+    csr = pki.make_csr(key, common_name=f"hcx national {kind} {name}")
+    certificate = pki.sign_national_leaf(root, csr, kind=kind, name=name, dns_names=dns_names)
+    return write_tls_identity(
+        out, key=key, certificate=certificate, chain=(), root=root.certificate
+    )
+
+
+def issue_provincial_identity(
+    ca: pki.Authority,
+    root: x509.Certificate,
+    *,
+    province: str,
+    kind: str,
+    name: str,
+    out: Path,
+    dns_names: Sequence[str] = (),
+) -> TlsIdentity:
+    """A node, operator or checkpoint identity signed by the province's own CA."""
+    key = pki.generate_private_key()
+    csr = pki.make_csr(key, common_name=f"hcx province {province} {kind} {name}")
+    certificate = pki.sign_leaf(
+        ca, csr, province=province, kind=kind, name=name, dns_names=dns_names
+    )
+    return write_tls_identity(
+        out, key=key, certificate=certificate, chain=(ca.certificate,), root=root
+    )
