@@ -28,6 +28,7 @@ from healthcode.v1 import (
 from nodes.provincial.issuance import with_check_character
 from nodes.provincial.keys import ProvinceDir, init_province, new_signing_certificate, write_public
 from nodes.provincial.main import NodeConfig, start_node
+from nodes.tls import Transport
 from trust import pki
 
 pytestmark = pytest.mark.integration
@@ -133,6 +134,7 @@ async def empty_federation(tmp_path: Path) -> AsyncIterator[Federation]:
             root_cert=national / "root.pem",
             root_key=national / "root-key.pem",
             policy=VerifyPolicy(relay_timeout=0.5, max_offline_age=300),
+            transport=Transport.insecure_dev_only(),
         )
     )
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}")

@@ -1,0 +1,108 @@
+"""The registration state machine against a scripted gateway (no network).
+
+SERVING exactly while a lease is held: lost on NOT_FOUND or when no keep-alive got through for
+a whole TTL; registering again as soon as the gateway answers; deregistering on stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+import pytest
+
+from healthcode.v1 import gateway_pb2
+from nodes.registration import NodeRegistration
+
+
+def rpc_error(code: grpc.StatusCode) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), code.name)
+
+
+class ScriptedGateway:
+    """Answers like the gateway; ``down`` makes every call UNAVAILABLE, ``forget`` drops leases."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.leases: set[int] = set()
+        self.next_lease = 100
+        self.deregistered: list[int] = []
+
+    def _check(self) -> None:
+        if self.down:
+            raise rpc_error(grpc.StatusCode.UNAVAILABLE)
+
+    async def RegisterNode(self, request: Any, timeout: float) -> Any:
+        self._check()
+        self.next_lease += 1
+        self.leases.add(self.next_lease)
+        return gateway_pb2.RegisterNodeResponse(lease_id=self.next_lease, ttl_seconds=1)
+
+    async def KeepAliveNode(self, request: Any, timeout: float) -> Any:
+        self._check()
+        if request.lease_id not in self.leases:
+            raise rpc_error(grpc.StatusCode.NOT_FOUND)
+        return gateway_pb2.KeepAliveNodeResponse(ttl_seconds=1)
+
+    async def DeregisterNode(self, request: Any, timeout: float) -> Any:
+        self._check()
+        self.leases.discard(request.lease_id)
+        self.deregistered.append(request.lease_id)
+        return gateway_pb2.DeregisterNodeResponse()
+
+
+async def until(predicate: Any, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def registered() -> Any:
+    gateway = ScriptedGateway()
+    states: list[bool] = []
+
+    async def record(serving: bool) -> None:
+        states.append(serving)
+
+    registration = NodeRegistration(
+        gateway=gateway,
+        province="330000",
+        node_id="hz-1",
+        endpoint="127.0.0.1:1",
+        ttl_seconds=1,
+        on_change=record,
+    )
+    await registration.start(wait=2)
+    yield gateway, registration, states
+    await registration.stop()
+
+
+async def test_a_forgotten_lease_is_replaced(registered: Any) -> None:
+    gateway, registration, states = registered
+    first = registration.lease
+    gateway.leases.clear()
+    await until(lambda: registration.registrations == 2)
+    assert states == [True, False, True] and registration.lease != first
+
+
+async def test_an_unreachable_gateway_ends_serving_after_one_ttl_then_recovers(
+    registered: Any,
+) -> None:
+    gateway, registration, states = registered
+    gateway.down = True
+    await until(lambda: not registration.registered, timeout=4)
+    assert states == [True, False]
+    gateway.down = False
+    await until(lambda: registration.registered, timeout=4)
+    assert states == [True, False, True]
+
+
+async def test_stop_deregisters(registered: Any) -> None:
+    gateway, registration, states = registered
+    lease = registration.lease
+    await registration.stop()
+    assert gateway.deregistered == [lease] and states[-1] is False
