@@ -178,7 +178,7 @@ async def measure_status_batch(
         began = time.perf_counter()
         await asyncio.gather(*(worker(calls // 4) for _ in range(4)))
         elapsed = time.perf_counter() - began
-    await running.server.stop(grace=1)
+    await running.stop(grace=1)
     return (calls // 4) * 4 * BATCH / elapsed
 
 

@@ -74,7 +74,7 @@ class RunningGateway:
 
     async def stop(self) -> None:
         await self.server.set_serving(False)
-        await self.server.server.stop(grace=1.0)
+        await self.server.stop(grace=1.0)
         await self.feed.stop()
         if self.coalescer is not None:
             await self.coalescer.close()

@@ -30,7 +30,7 @@ C, G, N, OP, K = Role.COORDINATOR, Role.GATEWAY, Role.NODE, Role.OPERATOR, Role.
 @dataclass(frozen=True)
 class Rule:
     roles: frozenset[Role]
-    own_province: bool = False  # the caller must belong to the serving node's province
+    own_province: bool = False  # a provincial caller must belong to the serving node's province
 
 
 def rule(*roles: Role, own_province: bool = False) -> Rule:
@@ -61,8 +61,8 @@ RULES: Mapping[str, Rule] = {
     "/healthcode.v1.ProvincialNode/IssueCode": rule(OP, own_province=True),
     "/healthcode.v1.ProvincialNode/RefreshCode": rule(OP, own_province=True),
     "/healthcode.v1.ProvincialNode/SetStatus": rule(OP, own_province=True),
-    "/healthcode.v1.ProvincialNode/GetStatus": rule(G, OP),
-    "/healthcode.v1.ProvincialNode/GetStatusBatch": rule(G),
+    "/healthcode.v1.ProvincialNode/GetStatus": rule(G, OP, own_province=True),
+    "/healthcode.v1.ProvincialNode/GetStatusBatch": rule(G, OP, own_province=True),
     "/healthcode.v1.ProvincialNode/Verify": rule(K, own_province=True),
 }
 ANY_AUTHENTICATED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -92,7 +92,9 @@ class Authorizer:
             raise
         if self._is_revoked(identity):
             DENIALS.labels(method, "revoked").inc()
-            raise Unauthenticated(f"certificate of {identity} is revoked")
+            raise Unauthenticated(
+                f"certificate of {identity} is revoked (or its province is not onboarded)"
+            )
         self._check_rule(method, identity)
         self._limiter.take(identity)
         return identity
@@ -104,7 +106,8 @@ class Authorizer:
         if found is None or identity.role not in found.roles:
             DENIALS.labels(method, "role").inc()
             raise PermissionDenied(f"{identity.role.value} {identity} may not call {method}")
-        if found.own_province and identity.province != self._province:
+        national = identity.province is None
+        if found.own_province and not national and identity.province != self._province:
             DENIALS.labels(method, "province").inc()
             raise PermissionDenied(f"{identity} is not of province {self._province}")
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -36,6 +36,16 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
+    _cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def on_stop(self, cleanup: Callable[[], Awaitable[None]]) -> None:
+        """Run ``cleanup`` (e.g. stop a background task) when the server stops."""
+        self._cleanups.append(cleanup)
+
+    async def stop(self, grace: float | None) -> None:
+        await self.server.stop(grace)
+        for cleanup in reversed(self._cleanups):
+            await cleanup()
 
     async def set_serving(self, serving: bool) -> None:
         status = (

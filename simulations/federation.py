@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from healthcode.v1 import registry_pb2, registry_pb2_grpc
 from nodes.provincial.keys import ProvinceDir, init_province, new_signing_certificate, write_public
+from simulations.identities import LocalPki
 from simulations.processes import ServerProcess, Supervisor
 from simulations.provinces import all_provinces
 from trust import pki
@@ -63,6 +64,16 @@ class Federation:
     # Restarts during the run happen on this one long-lived thread: a child dies with the
     # thread that started it (PR_SET_PDEATHSIG), so never start one from a short-lived thread.
     worker: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
+    identities: LocalPki | None = None  # every process and client speaks mTLS
+
+    @property
+    def pki(self) -> LocalPki:
+        if self.identities is None:
+            self.identities = LocalPki(self.workdir)
+        return self.identities
+
+    def coordinator_channel(self, index: int = 0) -> grpc.Channel:
+        return self.pki.coordinator().sync_channel(self.gateways[index].address)
 
     @property
     def national(self) -> Path:
@@ -77,10 +88,8 @@ class Federation:
 
     def start(self) -> None:
         """Root CA, gateways, onboarding of every province, node replicas; waits for routes."""
-        self.national.mkdir(parents=True, exist_ok=True)
-        root = pki.create_root_ca()
-        pki.write_private_key(self.national / "root-key.pem", root.private_key)
-        write_public(self.national / "root.pem", root.certificate.public_bytes(Encoding.PEM))
+        self.pki.create()
+        self.supervisor.client = self.pki.coordinator()  # health checks over mTLS too
         for i in range(self.topology.gateways):
             self.gateways.append(
                 self.supervisor.start(f"gateway-{i}", self.gateway_args(i, "127.0.0.1:0"))
@@ -94,6 +103,7 @@ class Federation:
         args = ["gateway", "serve", "--registry", self.registry_url]
         args += ["--root-cert", str(self.national / "root.pem"), "--listen", listen]
         args += ["--relay-timeout", str(self.topology.relay_timeout)]
+        args += self.pki.gateway_flags(f"gw-{index + 1}")
         if index == 0:  # only the coordinators' gateway holds the root key (online onboarding)
             args += ["--root-key", str(self.national / "root-key.pem")]
         return args
@@ -101,9 +111,12 @@ class Federation:
     def node_args(self, province: str, replica: int) -> list[str]:
         """Replica r registers through gateway r mod G: a lost gateway costs only some leases."""
         gateway = self.gateways[replica % len(self.gateways)].address
+        node_id = f"{province}-{replica + 1}"
         return [
             "node",
             "serve",
+            "--tls-dir",
+            str(self.pki.provincial_tls(province, "node", node_id)),
             "--province",
             province,
             "--dir",
@@ -111,7 +124,7 @@ class Federation:
             "--gateway",
             gateway,
             "--node-id",
-            f"{province}-{replica + 1}",
+            node_id,
             "--token-lifetime",
             str(self.topology.token_lifetime),
         ]
@@ -129,7 +142,7 @@ class Federation:
     def _onboard(self, province: str) -> None:
         files = self.province_dir(province)
         csr = init_province(files, province=province)
-        with grpc.insecure_channel(self.gateways[0].address) as channel:
+        with self.coordinator_channel() as channel:
             registry = registry_pb2_grpc.RegistryStub(channel)
             reply = registry.OnboardProvince(
                 registry_pb2.OnboardProvinceRequest(
@@ -140,13 +153,15 @@ class Federation:
                 timeout=10,
             )
             write_public(files.ca_cert, reply.ca_certificate_pem)
+            write_public(files.root / "root.pem", reply.root_certificate_pem)
+            wait_listed(registry, province)  # the operator is known once the view has it
         self.new_key(province, "dsc-1")
 
     def new_key(self, province: str, name: str) -> SigningKey:
         """Make a DSC locally (signed by the province's CA) and upload it to the registry."""
         files = self.province_dir(province)
         certificate = new_signing_certificate(files, province=province, name=name)
-        with grpc.insecure_channel(self.gateways[0].address) as channel:
+        with self.pki.operator(province).sync_channel(self.gateways[0].address) as channel:
             registry_pb2_grpc.RegistryStub(channel).UploadSigningCertificate(
                 registry_pb2.UploadSigningCertificateRequest(
                     certificate_pem=certificate.public_bytes(Encoding.PEM)
@@ -172,7 +187,7 @@ class Federation:
 
     def revoke(self, kid: bytes, reason: str) -> None:
         """The coordinators revoke a signing certificate (Registry.RevokeCertificate)."""
-        with grpc.insecure_channel(self.gateways[0].address) as channel:
+        with self.coordinator_channel() as channel:
             registry_pb2_grpc.RegistryStub(channel).RevokeCertificate(
                 registry_pb2.RevokeCertificateRequest(kid=kid, reason=reason), timeout=10
             )
@@ -197,8 +212,8 @@ class Federation:
         expected = len(self.topology.provinces)
         keys = sum(len(v) for v in self.keys.values())
         deadline = time.monotonic() + timeout
-        for gateway in self.gateways:
-            with grpc.insecure_channel(gateway.address) as channel:
+        for index, gateway in enumerate(self.gateways):
+            with self.coordinator_channel(index) as channel:
                 registry = registry_pb2_grpc.RegistryStub(channel)
                 while True:
                     provinces = registry.ListProvinces(
@@ -215,3 +230,16 @@ class Federation:
                             f" and {len(certs.certificates)}/{keys} signing keys"
                         )
                     time.sleep(0.05)
+
+
+def wait_listed(
+    registry: registry_pb2_grpc.RegistryStub, province: str, timeout: float = 10
+) -> None:
+    """Wait until the gateway's verified view lists ``province``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = registry.ListProvinces(registry_pb2.ListProvincesRequest(), timeout=5)
+        if any(p.code == province for p in listed.provinces):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"province {province} not listed by the gateway")

@@ -19,6 +19,7 @@ import grpc
 
 from healthcode.v1 import common_pb2, node_pb2, node_pb2_grpc
 from nodes.provincial.issuance import with_check_character
+from nodes.tls import Transport
 from simulations.mobility import Traveller
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
@@ -73,15 +74,18 @@ def random_holder(rng: random.Random, province: str) -> tuple[str, str]:
 class NodePool:
     """Channels to node replicas by address; a call tries every live replica of the province."""
 
-    def __init__(self, addresses: Callable[[str], list[str]]) -> None:
+    def __init__(
+        self, addresses: Callable[[str], list[str]], operator: Callable[[str], Transport]
+    ) -> None:
         self._addresses = addresses  # looked up per call: a restarted replica has a new port
+        self._operator = operator  # the province's operator identity (mTLS)
         self._stubs: dict[str, node_pb2_grpc.ProvincialNodeStub] = {}
         self._channels: list[grpc.aio.Channel] = []
         self._turn = 0
 
-    def _stub(self, address: str) -> node_pb2_grpc.ProvincialNodeStub:
+    def _stub(self, province: str, address: str) -> node_pb2_grpc.ProvincialNodeStub:
         if address not in self._stubs:
-            channel = grpc.aio.insecure_channel(address)
+            channel = self._operator(province).aio_channel(address)
             self._channels.append(channel)
             self._stubs[address] = node_pb2_grpc.ProvincialNodeStub(channel)
         return self._stubs[address]
@@ -94,7 +98,7 @@ class NodePool:
         self._turn += 1
         last: grpc.aio.AioRpcError | None = None
         for i in range(len(addresses)):
-            stub = self._stub(addresses[(self._turn + i) % len(addresses)])
+            stub = self._stub(province, addresses[(self._turn + i) % len(addresses)])
             try:
                 return await getattr(stub, method)(request, timeout=timeout)
             except grpc.aio.AioRpcError as e:

@@ -17,6 +17,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from nodes.tls import Transport
+
 _PR_SET_PDEATHSIG = 1
 # setpriv (util-linux) sets the parent-death signal and execs: no Python code runs between fork
 # and exec. A preexec_fn does, and in a parent whose gRPC threads are busy that child can crash
@@ -46,9 +48,12 @@ class ServerProcess:
 class Supervisor:
     """Owns every child process it starts; ``stop_all`` (or leaving the ``with``) ends them."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, client: Transport | None = None) -> None:
         self.workdir = workdir
         self.children: list[ServerProcess] = []
+        # How health checks reach the children: an mTLS identity, or plain text (None) for
+        # children started with --insecure-dev-only.
+        self.client = client
 
     def __enter__(self) -> Supervisor:
         return self
@@ -96,7 +101,7 @@ class Supervisor:
 
     def _await_ready(self, child: ServerProcess, timeout: float) -> None:
         child.port = self._wait_port(child, self.workdir / f"{child.name}.port", timeout)
-        wait_serving(child.address, timeout=timeout, process=child.process)
+        wait_serving(child.address, timeout=timeout, process=child.process, client=self.client)
 
     def _wait_port(self, child: ServerProcess, port_file: Path, timeout: float) -> int:
         deadline = time.monotonic() + timeout
@@ -156,11 +161,16 @@ class Supervisor:
 
 
 def wait_serving(
-    address: str, *, timeout: float, process: subprocess.Popen[bytes] | None = None
+    address: str,
+    *,
+    timeout: float,
+    process: subprocess.Popen[bytes] | None = None,
+    client: Transport | None = None,
 ) -> None:
     """Poll grpc.health.v1 until the server says SERVING."""
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
+    transport = client or Transport.insecure_dev_only()
+    with transport.sync_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:

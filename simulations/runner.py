@@ -142,8 +142,15 @@ class Driver:
 
     async def run(self, setup_s: float) -> SimResult:
         self._start = time.monotonic()
-        self.pool = GatewayPool([g.address for g in self.federation.gateways], self.clock)
-        self.nodes = NodePool(lambda p: [c.address for c in self.federation.nodes[p]])
+        identities = self.federation.pki
+        self.pool = GatewayPool(
+            [g.address for g in self.federation.gateways],
+            self.clock,
+            transport=identities.checkpoint(self.codes[0]),  # a checkpoint, over mTLS
+        )
+        self.nodes = NodePool(
+            lambda p: [c.address for c in self.federation.nodes[p]], identities.operator
+        )
         self.ledger = StatusLedger()
         self.holders = Holders(
             self.nodes, self.codes, self.ledger, self.clock, self.rng,

@@ -114,6 +114,7 @@ class KeyRotation:
             "node", "keys", "rotate", "--province", province,
             "--dir", str(federation.province_dir(province).root), "--name", f"dsc-{number}",
             "--overlap", str(self.overlap_s), "--gateway", federation.gateways[0].address,
+            "--tls-dir", str(federation.pki.provincial_tls(province, "operator", "ops")),
         )  # fmt: skip
         new = federation.load_current_key(province, f"dsc-{number}")
         await offload(ctx, federation.wait_routable)

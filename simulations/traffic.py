@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from nodes.tls import Transport
 
 VERIFY_DEADLINE_S = 2.0
 FAILOVER_CODES = frozenset(
@@ -71,8 +72,10 @@ def gateway_methods() -> frozenset[str]:
 class GatewayPool:
     """One channel per gateway; a call goes to the preferred gateway, then the others."""
 
-    def __init__(self, addresses: Sequence[str], clock: Callable[[], float]) -> None:
-        self._channels = [grpc.aio.insecure_channel(a) for a in addresses]
+    def __init__(
+        self, addresses: Sequence[str], clock: Callable[[], float], *, transport: Transport
+    ) -> None:
+        self._channels = [transport.aio_channel(a) for a in addresses]
         self.stubs = [gateway_pb2_grpc.GatewayStub(c) for c in self._channels]
         self.clock = clock
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from cryptography import x509
 
 from healthcode.v1 import gateway_pb2_grpc, node_pb2, node_pb2_grpc
 from nodes.provincial.checkpoint import LocalVerifier, load_own_signers
@@ -22,6 +24,8 @@ from nodes.server import (
     listen_host,
     start_metrics,
 )
+from nodes.authz import Authorizer
+from nodes.provincial.revocations import RevocationFollower
 from nodes.tls import Transport
 from trust import pki
 
@@ -30,13 +34,15 @@ log = logging.getLogger(__name__)
 DEFAULT_DRAIN_S = 0.25  # gateways drop a deregistered node within ms (registry watch)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NodeConfig:
     """Everything a node replica needs; flags of ``hcx node serve`` map one to one."""
 
     province: str
     directory: Path
     gateway: str
+    # mTLS identity, or Transport.insecure_dev_only() (--insecure-dev-only) for development.
+    transport: Transport
     listen: str = "127.0.0.1:0"
     node_id: str = "node-1"
     advertise_host: str = "127.0.0.1"
@@ -49,12 +55,14 @@ class NodeConfig:
     store: str | None = None
     drain_seconds: float = DEFAULT_DRAIN_S
     register_wait: float = 10.0  # start-up waits this long for the first registration
-    # mTLS identity (or plain text, by the loudly named choice); ``hcx node serve`` always sets
-    # it from --tls-dir / --insecure-dev-only. The default serves in-process tests on loopback.
-    transport: Transport = field(default_factory=Transport.insecure_dev_only)
 
     def store_url(self) -> str:
         return self.store or str(ProvinceDir(self.directory).status_db)
+
+
+def _roots(config: NodeConfig) -> list[x509.Certificate]:
+    """The pinned national root, as the province received it at onboarding."""
+    return [pki.load_certificate_pem((config.directory / "root.pem").read_bytes())]
 
 
 def build_issuer(config: NodeConfig, store: StatusStore) -> Issuer:
@@ -96,7 +104,16 @@ async def start_node(
         build_servicer(config, store, gateway),
         node_pb2.DESCRIPTOR.services_by_name["ProvincialNode"].full_name,
     )
-    running = await build_server([binding], listen=config.listen, transport=config.transport)
+    revocations = RevocationFollower(gateway=gateway, roots=_roots(config))
+    running = await build_server(
+        [binding],
+        listen=config.listen,
+        transport=config.transport,
+        authorizer=Authorizer(local_province=config.province, is_revoked=revocations.is_revoked),
+    )
+    if config.transport.secure:  # callers are identified only over mTLS
+        await revocations.start()
+        running.on_stop(revocations.stop)
     await running.set_serving(False)  # NOT_SERVING until the gateway knows us
     registration = NodeRegistration(
         gateway=gateway,
@@ -122,7 +139,7 @@ async def shutdown(
     await running.set_serving(False)
     await registration.stop(close_channel=False)  # forwarded Verify calls still use it
     await asyncio.sleep(drain_seconds)
-    await running.server.stop(grace=max(drain_seconds, 0.5))
+    await running.stop(grace=max(drain_seconds, 0.5))
     await registration.close()
     store.close()
 

@@ -1,8 +1,10 @@
-"""Fixtures that start a real federation in this process: gRPC servers on 127.0.0.1:0.
+"""Fixtures that start a real federation in this process: gRPC servers on 127.0.0.1:0, mTLS.
 
 ``federation`` gives a national gateway (embedded registry in a temporary folder) and one node
 per province, each onboarded the way an operator would: CA from a CSR, DSC signed by the
-province's own CA and uploaded through the Registry API.
+province's own CA and uploaded by the province's operator through the Registry API. Every link
+is mutual TLS with identities from the federation's PKI (docs/security.md): the coordinator
+onboards, operators upload and issue, nodes register, checkpoints verify.
 """
 
 from __future__ import annotations
@@ -25,9 +27,16 @@ from healthcode.v1 import (
     registry_pb2,
     registry_pb2_grpc,
 )
+from nodes.credentials import issue_national_identity, issue_provincial_identity
 from nodes.provincial.issuance import with_check_character
-from nodes.provincial.keys import ProvinceDir, init_province, new_signing_certificate, write_public
-from nodes.provincial.main import NodeConfig, start_node
+from nodes.provincial.keys import (
+    ProvinceDir,
+    init_province,
+    load_ca,
+    new_signing_certificate,
+    write_public,
+)
+from nodes.provincial.main import NodeConfig, shutdown, start_node
 from nodes.tls import Transport
 from trust import pki
 
@@ -39,15 +48,16 @@ class RunningNode:
     province: str
     config: NodeConfig
     parts: tuple  # (RunningServer, NodeRegistration, store)
-    channel: grpc.aio.Channel
+    channel: grpc.aio.Channel  # the province's operator, connected to this node
     stub: node_pb2_grpc.ProvincialNodeStub
 
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.parts[0].port}"
+
     async def stop(self) -> None:
-        server, registration, store = self.parts
-        await registration.stop()
-        await server.server.stop(grace=0.5)
+        await shutdown(*self.parts, drain_seconds=0.0)
         await self.channel.close()
-        store.close()
 
 
 @dataclass
@@ -55,11 +65,63 @@ class Federation:
     workdir: Path
     root: pki.Authority
     gateway: RunningGateway
-    gateway_channel: grpc.aio.Channel
+    coordinator: Transport
     gateway_stub: gateway_pb2_grpc.GatewayStub
     registry_stub: registry_pb2_grpc.RegistryStub
     nodes: dict[str, RunningNode] = field(default_factory=dict)
     _holders: int = 0
+    _identities: dict[tuple[str, str, str], Transport] = field(default_factory=dict)
+    _channels: list[grpc.aio.Channel] = field(default_factory=list)
+    _checkpoints: dict[str, gateway_pb2_grpc.GatewayStub] = field(default_factory=dict)
+
+    @property
+    def gateway_address(self) -> str:
+        return f"127.0.0.1:{self.gateway.port}"
+
+    def tls_dir(self, kind: str, province: str, name: str) -> Path:
+        """The --tls-dir of an identity issued by the province's own CA (made once)."""
+        out = self.workdir / "tls" / province / f"{kind}-{name}"
+        if not (out / "cert.pem").exists():
+            issue_provincial_identity(
+                load_ca(ProvinceDir(self.workdir / province)),
+                self.root.certificate,
+                province=province,
+                kind=kind,
+                name=name,
+                out=out,
+            )
+        return out
+
+    def identity(self, kind: str, province: str, name: str) -> Transport:
+        """An mTLS identity issued by the province's own CA (made once, then reused)."""
+        key = (kind, province, name)
+        if key not in self._identities:
+            self._identities[key] = Transport.mtls(self.tls_dir(kind, province, name))
+        return self._identities[key]
+
+    def operator(self, province: str) -> Transport:
+        return self.identity("operator", province, "ops")
+
+    def checkpoint(self, province: str, name: str = "station") -> Transport:
+        return self.identity("checkpoint", province, name)
+
+    def channel(self, transport: Transport, address: str | None = None) -> grpc.aio.Channel:
+        """A channel (closed with the federation) to the gateway or to ``address``."""
+        channel = transport.aio_channel(address or self.gateway_address)
+        self._channels.append(channel)
+        return channel
+
+    def checkpoint_stub(self, province: str) -> gateway_pb2_grpc.GatewayStub:
+        """The gateway as a checkpoint of ``province`` sees it (one channel, reused)."""
+        if province not in self._checkpoints:
+            channel = self.channel(self.checkpoint(province))
+            self._checkpoints[province] = gateway_pb2_grpc.GatewayStub(channel)
+        return self._checkpoints[province]
+
+    def node_stub(self, province: str, transport: Transport) -> node_pb2_grpc.ProvincialNodeStub:
+        """The province's running node, called with ``transport``'s identity."""
+        channel = self.channel(transport, self.nodes[province].address)
+        return node_pb2_grpc.ProvincialNodeStub(channel)
 
     async def onboard(self, province: str, name: str = "测试省") -> ProvinceDir:
         files = ProvinceDir(self.workdir / province)
@@ -71,8 +133,11 @@ class Federation:
             timeout=5,
         )
         write_public(files.ca_cert, reply.ca_certificate_pem)
+        write_public(files.root / "root.pem", reply.root_certificate_pem)
+        await self.wait_province(province)
         dsc = new_signing_certificate(files, province=province, name="dsc-1")
-        await self.registry_stub.UploadSigningCertificate(
+        operator = registry_pb2_grpc.RegistryStub(self.channel(self.operator(province)))
+        await operator.UploadSigningCertificate(
             registry_pb2.UploadSigningCertificateRequest(
                 certificate_pem=dsc.public_bytes(Encoding.PEM)
             ),
@@ -80,22 +145,35 @@ class Federation:
         )
         return files
 
-    async def start_node(self, province: str, *, node_id: str = "n1") -> RunningNode:
-        config = NodeConfig(
+    def node_config(self, province: str, node_id: str) -> NodeConfig:
+        return NodeConfig(
             province=province,
             directory=self.workdir / province,
-            gateway=f"127.0.0.1:{self.gateway.port}",
+            gateway=self.gateway_address,
+            transport=self.identity("node", province, node_id),
             node_id=node_id,
             lease_ttl=3,
         )
+
+    async def start_node(self, province: str, *, node_id: str = "n1") -> RunningNode:
+        config = self.node_config(province, node_id)
         parts = await start_node(config)
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{parts[0].port}")
+        channel = self.operator(province).aio_channel(f"127.0.0.1:{parts[0].port}")
         node = RunningNode(
             province, config, parts, channel, node_pb2_grpc.ProvincialNodeStub(channel)
         )
         self.nodes[province] = node
         await self.wait_routable(province)
         return node
+
+    async def wait_province(self, province: str, timeout: float = 5.0) -> None:
+        """Wait until the gateway's view knows the province (its callers are unknown before)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.gateway.view.province(province) is None:
+            if loop.time() > deadline:
+                raise TimeoutError(f"province {province} not in the gateway's view")
+            await asyncio.sleep(0.02)
 
     async def wait_routable(self, province: str, timeout: float = 5.0) -> None:
         """Wait until the gateway's view has the province's signer and a node."""
@@ -119,44 +197,68 @@ class Federation:
             node_pb2.IssueCodeRequest(id_number=id_number, full_name=name), timeout=5
         )
 
+    async def close(self) -> None:
+        for node in self.nodes.values():
+            await node.stop()
+        for channel in self._channels:
+            await channel.close()
+        await self.gateway.stop()
+
+
+def make_national(directory: Path) -> pki.Authority:
+    """Root CA, trust-list signer and the gateway's and a coordinator's TLS identities."""
+    directory.mkdir(parents=True)
+    root = pki.create_root_ca()
+    pki.write_private_key(directory / "root-key.pem", root.private_key)
+    write_public(directory / "root.pem", root.certificate.public_bytes(Encoding.PEM))
+    signer_key = pki.generate_private_key()
+    signer = pki.sign_trust_list_signer(
+        root, pki.make_csr(signer_key, common_name="hcx national trust-list signer")
+    )
+    pki.write_private_key(directory / "trust-list-key.pem", signer_key)
+    write_public(directory / "trust-list.pem", pki.certificate_to_pem(signer))
+    issue_national_identity(root, kind="gateway", name="gw-1", out=directory / "gw-1")
+    issue_national_identity(root, kind="coordinator", name="alice", out=directory / "alice")
+    return root
+
 
 @pytest.fixture
 async def empty_federation(tmp_path: Path) -> AsyncIterator[Federation]:
-    """A national gateway with an embedded registry and no provinces yet."""
+    """A national gateway (mTLS) with an embedded registry and no provinces yet."""
     national = tmp_path / "national"
-    national.mkdir()
-    root = pki.create_root_ca()
-    pki.write_private_key(national / "root-key.pem", root.private_key)
-    write_public(national / "root.pem", root.certificate.public_bytes(Encoding.PEM))
+    root = make_national(national)
     gateway = await start_gateway(
         GatewayConfig(
             registry=f"sqlite:///{national}/registry.db",
             root_cert=national / "root.pem",
             root_key=national / "root-key.pem",
+            trust_list_cert=national / "trust-list.pem",
+            trust_list_key=national / "trust-list-key.pem",
             policy=VerifyPolicy(relay_timeout=0.5, max_offline_age=300),
-            transport=Transport.insecure_dev_only(),
+            transport=Transport.mtls(national / "gw-1"),
         )
     )
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}")
+    coordinator = Transport.mtls(national / "alice")
+    channel = coordinator.aio_channel(f"127.0.0.1:{gateway.port}")
     federation = Federation(
         workdir=tmp_path,
         root=root,
         gateway=gateway,
-        gateway_channel=channel,
+        coordinator=coordinator,
         gateway_stub=gateway_pb2_grpc.GatewayStub(channel),
         registry_stub=registry_pb2_grpc.RegistryStub(channel),
+        _channels=[channel],
     )
     yield federation
-    for node in federation.nodes.values():
-        await node.stop()
-    await channel.close()
-    await gateway.stop()
+    await federation.close()
 
 
 @pytest.fixture
 async def federation(empty_federation: Federation) -> Federation:
-    """Zhejiang (330000), Sichuan (510000) and Hainan (460000), each with one node."""
+    """Zhejiang (330000), Sichuan (510000) and Hainan (460000), each with one node; the
+    gateway stub is a checkpoint of Sichuan."""
     for province in ("330000", "510000", "460000"):
         await empty_federation.onboard(province)
         await empty_federation.start_node(province)
+    empty_federation.gateway_stub = empty_federation.checkpoint_stub("510000")
     return empty_federation

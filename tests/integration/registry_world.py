@@ -17,6 +17,7 @@ from cryptography import x509
 
 from gateway.main import GatewayConfig, RunningGateway, start_gateway
 from nodes.provincial.keys import write_public
+from nodes.tls import Transport
 from trust import pki, records
 from trust.codeformat import CodeClaims, issue_token
 from trust.errors import VerificationError
@@ -112,7 +113,13 @@ class World:
             }
         running = await start_gateway(
             GatewayConfig(
-                registry=self.url, root_cert=self.root_cert, view_file=view_file, **keys
+                registry=self.url,
+                root_cert=self.root_cert,
+                view_file=view_file,
+                # These tests are about the registry store and the view; mTLS and the
+                # authorization table are exercised in test_security.py.
+                transport=Transport.insecure_dev_only(),
+                **keys,
             )
         )
         self.gateways.append(running)

@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 
 from healthcode.v1 import common_pb2, gateway_pb2, node_pb2, node_pb2_grpc
@@ -45,15 +44,18 @@ def start_replica(
         "--dir", str(federation.workdir / PROVINCE),
         "--gateway", f"127.0.0.1:{federation.gateway.port}",
         "--node-id", node_id, "--lease-ttl", str(LEASE_TTL), "--drain-seconds", "0.2",
-        "--insecure-dev-only",
+        "--tls-dir", str(federation.tls_dir("node", PROVINCE, node_id)),
     ]  # fmt: skip
+    supervisor.client = federation.operator(PROVINCE)  # health checks over mTLS
     if store:
         args += ["--store", store]
     return supervisor.start(node_id, args)
 
 
-async def issue_codes(address: str, count: int) -> list[node_pb2.IssueCodeResponse]:
-    async with grpc.aio.insecure_channel(address) as channel:
+async def issue_codes(
+    federation: Federation, address: str, count: int
+) -> list[node_pb2.IssueCodeResponse]:
+    async with federation.operator(PROVINCE).aio_channel(address) as channel:
         stub = node_pb2_grpc.ProvincialNodeStub(channel)
         return [
             await stub.IssueCode(
@@ -77,7 +79,8 @@ async def test_killing_a_replica_mid_load_fails_only_calls_in_flight(
     await federation.wait_routable(PROVINCE)
     while len(view.nodes(PROVINCE)) < 2:
         await asyncio.sleep(0.05)
-    codes = await issue_codes(survivor.address, 20)
+    codes = await issue_codes(federation, survivor.address, 20)
+    gateway = federation.checkpoint_stub(PROVINCE)
     results: list[int] = []
     stop = asyncio.Event()
     workers = 4
@@ -85,7 +88,7 @@ async def test_killing_a_replica_mid_load_fails_only_calls_in_flight(
     async def checkpoint(n: int) -> None:
         i = n
         while not stop.is_set():
-            reply = await federation.gateway_stub.Verify(
+            reply = await gateway.Verify(
                 gateway_pb2.VerifyRequest(token=codes[i % len(codes)].token), timeout=5
             )
             results.append(reply.verdict)
@@ -119,9 +122,9 @@ async def test_acknowledged_colour_changes_survive_a_killed_node(
     await federation.onboard(PROVINCE)
     store_url = None if backend == "sqlite" else request.getfixturevalue("postgres_dsn")
     node = await asyncio.to_thread(start_replica, supervisor, federation, "hz-1", store_url)
-    codes = await issue_codes(node.address, 10)
+    codes = await issue_codes(federation, node.address, 10)
     acknowledged: dict[bytes, int] = {}
-    async with grpc.aio.insecure_channel(node.address) as channel:
+    async with federation.operator(PROVINCE).aio_channel(node.address) as channel:
         stub = node_pb2_grpc.ProvincialNodeStub(channel)
         for round_ in range(5):
             for code in codes:

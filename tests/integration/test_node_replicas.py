@@ -16,11 +16,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from healthcode.v1 import common_pb2, gateway_pb2, node_pb2, node_pb2_grpc
+from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, node_pb2, node_pb2_grpc
 from nodes.provincial.main import NodeConfig, shutdown, start_node
 from nodes.provincial.stores import StatusStore
 from nodes.registration import NodeRegistration
 from nodes.server import RunningServer
+from nodes.tls import Transport
 from tests.integration.conftest import Federation
 from tests.integration.postgres import postgres_dsn, postgres_server  # noqa: F401
 
@@ -33,11 +34,14 @@ class Replica:
     """One node replica started in this process, with a client channel to it."""
 
     def __init__(
-        self, parts: tuple[RunningServer, NodeRegistration, StatusStore], config: NodeConfig
+        self,
+        parts: tuple[RunningServer, NodeRegistration, StatusStore],
+        config: NodeConfig,
+        client: Transport,
     ) -> None:
         self.running, self.registration, self.store = parts
         self.config = config
-        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.running.port}")
+        self.channel = client.aio_channel(f"127.0.0.1:{self.running.port}")
         self.stub = node_pb2_grpc.ProvincialNodeStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
         self.stopped = False
@@ -58,6 +62,7 @@ def node_config(federation: Federation, node_id: str, store: str | None) -> Node
         province=PROVINCE,
         directory=federation.workdir / PROVINCE,
         gateway=f"127.0.0.1:{federation.gateway.port}",
+        transport=federation.identity("node", PROVINCE, node_id),
         node_id=node_id,
         lease_ttl=3,
         store=store,
@@ -86,7 +91,9 @@ async def replicas(
     started = []
     for node_id in ("hz-1", "hz-2"):
         config = node_config(empty_federation, node_id, store)
-        started.append(Replica(await start_node(config), config))
+        started.append(
+            Replica(await start_node(config), config, empty_federation.operator(PROVINCE))
+        )
     view = empty_federation.gateway.view
     await wait_for(lambda: len(view.nodes(PROVINCE)) == 2 and bool(view.signers()))
     yield empty_federation, started
@@ -106,7 +113,8 @@ async def issue(replica: Replica, n: int) -> node_pb2.IssueCodeResponse:
 
 
 async def verify(federation: Federation, token: str) -> gateway_pb2.VerifyResponse:
-    return await federation.gateway_stub.Verify(gateway_pb2.VerifyRequest(token=token), timeout=5)
+    gateway = federation.checkpoint_stub(PROVINCE)
+    return await gateway.Verify(gateway_pb2.VerifyRequest(token=token), timeout=5)
 
 
 async def test_a_colour_set_through_one_replica_is_what_every_replica_answers(
@@ -175,7 +183,8 @@ async def test_lost_lease_means_not_serving_then_registering_again(
 
     one.registration._on_change = record
     # The gateway forgets the lease (as after a gateway-side expiry).
-    await federation.gateway_stub.DeregisterNode(
+    as_node = gateway_pb2_grpc.GatewayStub(federation.channel(one.config.transport))
+    await as_node.DeregisterNode(
         gateway_pb2.DeregisterNodeRequest(lease_id=one.registration.lease or 0), timeout=5
     )
     await wait_for(lambda: one.registration.registrations == 2)
@@ -195,7 +204,7 @@ async def test_not_serving_until_registered(empty_federation: Federation) -> Non
         register_wait=0.2,
     )
     parts = await asyncio.wait_for(start_node(config), timeout=5)
-    replica = Replica(parts, config)
+    replica = Replica(parts, config, empty_federation.operator(PROVINCE))
     try:
         assert not await replica.serving()
         assert not replica.registration.registered

@@ -27,7 +27,7 @@ def verify_request(token: str) -> gateway_pb2.VerifyRequest:
 async def test_node_verifies_own_codes_and_forwards_foreign_ones(federation: Federation) -> None:
     own = await federation.issue("330000")
     foreign = await federation.issue("510000")
-    node = federation.nodes["330000"].stub
+    node = federation.node_stub("330000", federation.checkpoint("330000"))
     local = await node.Verify(verify_request(own.token), timeout=5)
     assert (local.verdict, local.issuer, local.colour) == (common_pb2.VALID, "330000", 1)
     assert "own store" in local.message
@@ -49,7 +49,8 @@ async def test_own_codes_verify_without_the_national_tier(federation: Federation
         register_wait=0.1,
     )
     parts = await start_node(config)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{parts[0].port}") as channel:
+    checkpoint = federation.checkpoint("330000")
+    async with checkpoint.aio_channel(f"127.0.0.1:{parts[0].port}") as channel:
         stub = node_pb2_grpc.ProvincialNodeStub(channel)
         reply = await stub.Verify(verify_request(own.token), timeout=5)
         assert reply.verdict == common_pb2.VALID
@@ -62,8 +63,10 @@ async def test_own_codes_verify_without_the_national_tier(federation: Federation
     await shutdown(*parts, drain_seconds=0)
 
 
-async def run_cli(*argv: str) -> int:
-    return await asyncio.to_thread(hcx, [*argv, "--insecure-dev-only"])
+async def run_cli(federation: Federation, *argv: str) -> int:
+    """An ``hcx node`` command run by the province's operator (its mTLS identity)."""
+    tls_dir = federation.tls_dir("operator", "330000", "ops")
+    return await asyncio.to_thread(hcx, [*argv, "--tls-dir", str(tls_dir)])
 
 
 async def test_cli_issue_with_qr_then_set_status_and_status(
@@ -72,7 +75,7 @@ async def test_cli_issue_with_qr_then_set_status_and_status(
     address = f"127.0.0.1:{federation.nodes['330000'].parts[0].port}"
     png = tmp_path / "code.png"
     assert (
-        await run_cli("node", "issue", "--node", address, "--id-number", ID_NUMBER,
+        await run_cli(federation, "node", "issue", "--node", address, "--id-number", ID_NUMBER,
                       "--name", "张三明", "--png", str(png))
         == 0
     )  # fmt: skip
@@ -81,11 +84,11 @@ async def test_cli_issue_with_qr_then_set_status_and_status(
     assert lines[1].startswith("HCX1:")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert await run_cli(
-        "node", "set-status", "--node", address, "--code-id", code_id,
+        federation, "node", "set-status", "--node", address, "--code-id", code_id,
         "--colour", "red", "--reason", "confirmed case",
     ) == 0  # fmt: skip
     assert "RED version 2" in capsys.readouterr().out
-    assert await run_cli("node", "status", "--node", address, "--code-id", code_id) == 0
+    assert await run_cli(federation, "node", "status", "--node", address, "--code-id", code_id) == 0
     assert "RED version 2" in capsys.readouterr().out
     verdict = await federation.gateway_stub.Verify(verify_request(lines[1]), timeout=5)
     assert verdict.colour == common_pb2.RED
@@ -94,7 +97,7 @@ async def test_cli_issue_with_qr_then_set_status_and_status(
 async def test_cli_refuses_a_bad_code_id(federation: Federation) -> None:
     address = f"127.0.0.1:{federation.nodes['330000'].parts[0].port}"
     with pytest.raises(SystemExit) as caught:
-        await run_cli("node", "status", "--node", address, "--code-id", "abc")
+        await run_cli(federation, "node", "status", "--node", address, "--code-id", "abc")
     assert caught.value.code == 2
     unknown = "00" * 16
-    assert await run_cli("node", "status", "--node", address, "--code-id", unknown) == 1
+    assert await run_cli(federation, "node", "status", "--node", address, "--code-id", unknown) == 1
