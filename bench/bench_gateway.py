@@ -26,6 +26,7 @@ from pathlib import Path
 import grpc
 
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from nodes.tls import Transport
 from simulations.gateway_federation import GatewayFederation, pin
 from simulations.processes import Supervisor, wait_serving
 from trust.codeformat import decode_token, verify_token_signature
@@ -55,19 +56,19 @@ def _identity(b: bytes) -> bytes:
     return b
 
 
-async def _serve(handler: grpc.GenericRpcHandler, port_file: Path) -> None:
+async def _serve(handler: grpc.GenericRpcHandler, port_file: Path, tls: Transport) -> None:
     from grpc_health.v1 import health, health_pb2_grpc
 
     server = grpc.aio.server()
     server.add_generic_rpc_handlers([handler])
     health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = tls.add_port(server, "127.0.0.1:0")  # mTLS, like the gateway
     await server.start()
     port_file.write_text(str(port))
     await server.wait_for_termination()
 
 
-def serve_echo(reply: bytes, port_file: Path) -> None:
+def serve_echo(reply: bytes, tls: Transport, port_file: Path) -> None:
     """The backend: answers every call with a VerifyResponse-sized message."""
 
     async def call(request: bytes, context: object) -> bytes:
@@ -77,14 +78,14 @@ def serve_echo(reply: bytes, port_file: Path) -> None:
         "bench.Echo",
         {"Call": grpc.unary_unary_rpc_method_handler(call, _identity, _identity)},
     )
-    asyncio.run(_serve(handler, port_file))
+    asyncio.run(_serve(handler, port_file, tls))
 
 
-def serve_relay(backend: str, port_file: Path) -> None:
+def serve_relay(backend: str, tls: Transport, port_file: Path) -> None:
     """The baseline: one backend call per request, bytes passed through, deadline propagated."""
 
     async def main() -> None:
-        channel = grpc.aio.insecure_channel(backend)
+        channel = tls.aio_channel(backend)
         forward = channel.unary_unary(ECHO_METHOD, _identity, _identity)
 
         async def call(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -94,13 +95,13 @@ def serve_relay(backend: str, port_file: Path) -> None:
             "bench.Echo",
             {"Call": grpc.unary_unary_rpc_method_handler(call, _identity, _identity)},
         )
-        await _serve(handler, port_file)
+        await _serve(handler, port_file, tls)
 
     asyncio.run(main())
 
 
 def spawn(
-    args: list[str], workdir: Path, name: str, cpus: set[int]
+    args: list[str], workdir: Path, name: str, cpus: set[int], client: Transport
 ) -> tuple[subprocess.Popen, str]:
     port_file = workdir / f"{name}.port"
     process = subprocess.Popen(
@@ -115,7 +116,7 @@ def spawn(
             raise RuntimeError(f"{name} did not start")
         time.sleep(0.05)
     address = f"127.0.0.1:{port_file.read_text()}"
-    wait_serving(address, timeout=10)
+    wait_serving(address, timeout=10, client=client)
     return process, address
 
 
@@ -156,8 +157,10 @@ async def closed_loop(
     }
 
 
-async def run_baseline(address: str, request: bytes, conc: int, secs: float) -> dict[str, float]:
-    async with grpc.aio.insecure_channel(address) as channel:
+async def run_baseline(
+    client: Transport, address: str, request: bytes, conc: int, secs: float
+) -> dict[str, float]:
+    async with client.aio_channel(address) as channel:
         call = channel.unary_unary(ECHO_METHOD, _identity, _identity)
 
         async def one(i: int) -> int:
@@ -167,8 +170,10 @@ async def run_baseline(address: str, request: bytes, conc: int, secs: float) -> 
         return await closed_loop(one, concurrency=conc, seconds=secs)
 
 
-async def run_unary(address: str, tokens: list[str], conc: int, secs: float) -> dict[str, float]:
-    async with grpc.aio.insecure_channel(address) as channel:
+async def run_unary(
+    client: Transport, address: str, tokens: list[str], conc: int, secs: float
+) -> dict[str, float]:
+    async with client.aio_channel(address) as channel:
         stub = gateway_pb2_grpc.GatewayStub(channel)
         requests = [
             gateway_pb2.VerifyRequest(token=t, checkpoint_province="510000") for t in tokens
@@ -187,9 +192,9 @@ async def run_unary(address: str, tokens: list[str], conc: int, secs: float) -> 
 
 
 async def run_batch(
-    address: str, tokens: list[str], conc: int, secs: float, size: int
+    client: Transport, address: str, tokens: list[str], conc: int, secs: float, size: int
 ) -> dict[str, float]:
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with client.aio_channel(address) as channel:
         stub = gateway_pb2_grpc.GatewayStub(channel)
         batches = [
             gateway_pb2.VerifyBatchRequest(tokens=tokens[i : i + size])
@@ -204,7 +209,7 @@ async def run_batch(
 
 
 async def run_stream(
-    address: str, tokens: list[str], conc: int, secs: float, window: int = 100
+    client: Transport, address: str, tokens: list[str], conc: int, secs: float, window: int = 100
 ) -> dict[str, float]:
     """``conc`` streams, each keeping ``window`` requests outstanding."""
     answered = 0
@@ -223,7 +228,7 @@ async def run_stream(
                 )
                 i += conc
 
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with client.aio_channel(address) as channel:
             call = gateway_pb2_grpc.GatewayStub(channel).VerifyStream(requests(), timeout=secs + 10)
             async for _ in call:
                 answered += 1
@@ -284,20 +289,32 @@ def main(argv: list[str]) -> dict[str, object]:
     conc = int(_opt(argv, "concurrency", 32))
     with tempfile.TemporaryDirectory() as tmp, Supervisor(Path(tmp)) as supervisor:
         workdir = Path(tmp)
-        federation = GatewayFederation(workdir, [PROVINCE], supervisor)
+        # Checkpoints here are a load generator: lift their per-caller rate limit.
+        federation = GatewayFederation(
+            workdir, [PROVINCE], supervisor, gateway_args=["--rate-limit=checkpoint=1000000"]
+        )
         federation.start()
         assert federation.gateway is not None
         pin(federation.gateway, GATEWAY_CPU)
         pin(federation.nodes[PROVINCE], BACKEND_CPU)
         os.sched_setaffinity(0, BACKEND_CPU)
         tokens = federation.issue(PROVINCE, 2000)
-        sample = asyncio.run(_sample_reply(federation.gateway.address, tokens[0]))
+        # Every hop is mTLS in both set-ups: the bench compares relaying, not TLS against none.
+        client = federation.pki.checkpoint(PROVINCE, "bench")
+        server_tls = str(federation.pki.national_tls("gateway", "bench-relay"))
+        sample = asyncio.run(_sample_reply(client, federation.gateway.address, tokens[0]))
         request = gateway_pb2.VerifyRequest(token=tokens[0], checkpoint_province="510000")
-        echo, echo_addr = spawn(["echo", sample.hex()], workdir, "echo", BACKEND_CPU)
-        relay, relay_addr = spawn(["relay", echo_addr], workdir, "relay", GATEWAY_CPU)
+        echo, echo_addr = spawn(
+            ["echo", sample.hex(), server_tls], workdir, "echo", BACKEND_CPU, client
+        )
+        relay, relay_addr = spawn(
+            ["relay", echo_addr, server_tls], workdir, "relay", GATEWAY_CPU, client
+        )
         try:
             results = asyncio.run(
-                _measure(relay_addr, federation.gateway.address, request, tokens, conc, seconds)
+                _measure(
+                    client, relay_addr, federation.gateway.address, request, tokens, conc, seconds
+                )
             )
         finally:
             for p in (relay, echo):
@@ -314,8 +331,8 @@ def main(argv: list[str]) -> dict[str, object]:
     )
 
 
-async def _sample_reply(address: str, token: str) -> bytes:
-    async with grpc.aio.insecure_channel(address) as channel:
+async def _sample_reply(client: Transport, address: str, token: str) -> bytes:
+    async with client.aio_channel(address) as channel:
         stub = gateway_pb2_grpc.GatewayStub(channel)
         for _ in range(100):
             reply = await stub.Verify(gateway_pb2.VerifyRequest(token=token), timeout=5)
@@ -326,6 +343,7 @@ async def _sample_reply(address: str, token: str) -> bytes:
 
 
 async def _measure(
+    client: Transport,
     relay: str,
     gateway: str,
     request: gateway_pb2.VerifyRequest,
@@ -333,10 +351,10 @@ async def _measure(
     conc: int,
     secs: float,
 ) -> dict[str, dict[str, float]]:
-    out = {"baseline": await run_baseline(relay, request.SerializeToString(), conc, secs)}
-    out["unary"] = await run_unary(gateway, tokens, conc, secs)
-    out["batch"] = await run_batch(gateway, tokens, conc, secs, size=100)
-    out["stream"] = await run_stream(gateway, tokens, conc, secs)
+    out = {"baseline": await run_baseline(client, relay, request.SerializeToString(), conc, secs)}
+    out["unary"] = await run_unary(client, gateway, tokens, conc, secs)
+    out["batch"] = await run_batch(client, gateway, tokens, conc, secs, size=100)
+    out["stream"] = await run_stream(client, gateway, tokens, conc, secs)
     return out
 
 
@@ -350,6 +368,7 @@ def summarise(
         "request_bytes": request_bytes,
         "reply_bytes": reply_bytes,
         "placement": "gateway/relay pinned to CPU 1; load generator + node/echo on CPU 0",
+        "transport": "mutual TLS on every hop, in the baseline and through the gateway",
         "baseline_relay_rps": round(base["items_per_s"]),
         "baseline_relay_p99_ms": round(base["p99_ms"], 2),
         "verify_unary_rps": round(unary["items_per_s"]),
@@ -390,7 +409,8 @@ def _print_table(result: dict[str, object]) -> None:
 
 if __name__ == "__main__":
     role = sys.argv[1]
+    tls = Transport.mtls(Path(sys.argv[3]))
     if role == "echo":
-        serve_echo(bytes.fromhex(sys.argv[2]), Path(sys.argv[3]))
+        serve_echo(bytes.fromhex(sys.argv[2]), tls, Path(sys.argv[4]))
     elif role == "relay":
-        serve_relay(sys.argv[2], Path(sys.argv[3]))
+        serve_relay(sys.argv[2], tls, Path(sys.argv[4]))

@@ -20,6 +20,7 @@ import grpc
 
 from bench.bench_gateway import PROVINCE, _opt, percentile, run_unary
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from nodes.tls import Transport
 from simulations.gateway_federation import GatewayFederation
 from simulations.processes import Supervisor
 
@@ -34,14 +35,14 @@ def rss_kib(pid: int) -> int:
 
 
 async def open_loop(
-    address: str, tokens: list[str], *, rate: float, seconds: float, pid: int
+    client: Transport, address: str, tokens: list[str], *, rate: float, seconds: float, pid: int
 ) -> dict[str, object]:
     """``rate`` calls/s for ``seconds``; RSS sampled every 5 s; errors counted by status."""
     errors: dict[str, int] = {}
     latencies: list[float] = []
     not_valid = 0
     samples: list[tuple[float, int]] = []
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with client.aio_channel(address) as channel:
         stub = gateway_pb2_grpc.GatewayStub(channel)
         requests = [gateway_pb2.VerifyRequest(token=t) for t in tokens]
         outstanding = asyncio.Semaphore(2000)  # the generator's own memory stays bounded
@@ -107,16 +108,21 @@ def main(argv: list[str]) -> dict[str, object]:
     seconds = _opt(argv, "duration", 600.0)
     fraction = _opt(argv, "fraction", 0.8)
     with tempfile.TemporaryDirectory() as tmp, Supervisor(Path(tmp)) as supervisor:
-        federation = GatewayFederation(Path(tmp), [PROVINCE], supervisor)
+        federation = GatewayFederation(
+            Path(tmp), [PROVINCE], supervisor, gateway_args=["--rate-limit=checkpoint=1000000"]
+        )
         federation.start()
         assert federation.gateway is not None
         tokens = federation.issue(PROVINCE, 1000)
         address = federation.gateway.address
-        capacity = asyncio.run(run_unary(address, tokens, 32, 5.0))["items_per_s"]
+        client = federation.pki.checkpoint(PROVINCE, "soak")
+        capacity = asyncio.run(run_unary(client, address, tokens, 32, 5.0))["items_per_s"]
         rate = capacity * fraction
         print(f"capacity {capacity:.0f}/s; soaking at {rate:.0f}/s for {seconds:.0f} s")
         pid = federation.gateway.process.pid
-        result = asyncio.run(open_loop(address, tokens, rate=rate, seconds=seconds, pid=pid))
+        result = asyncio.run(
+            open_loop(client, address, tokens, rate=rate, seconds=seconds, pid=pid)
+        )
     result.update(
         {"capacity_rps": round(capacity), "target_rps": round(rate), "duration_s": seconds}
     )

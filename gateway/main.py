@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +21,10 @@ from gateway.trustlist_service import attach as attach_trust_list
 from gateway.verification import VerifyPolicy
 from healthcode.v1 import gateway_pb2, gateway_pb2_grpc, registry_pb2, registry_pb2_grpc
 from nodes.authz import Authorizer
+from nodes.identity import Role
 from nodes.logging import RequestIdInterceptor
 from nodes.provincial.main import write_port_file
+from nodes.ratelimit import DEFAULT_LIMITS, Limit, RateLimiter
 from nodes.server import (
     RunningServer,
     ServiceBinding,
@@ -56,6 +59,7 @@ class GatewayConfig:
     view_file: Path | None = None  # last good registry view, served while the store is down
     trust_list_cert: Path | None = None  # national trust-list signer (GetTrustList)
     trust_list_key: Path | None = None
+    rate_limits: Mapping[Role, Limit] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
 
 
 @dataclass
@@ -126,7 +130,8 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     authorizer = Authorizer(
         is_revoked=lambda caller: view.certificate_revoked(
             issuer_province=caller.issuer_province, serial=caller.serial
-        )
+        ),
+        limiter=RateLimiter(config.rate_limits),
     )
     server = await build_server(
         bindings,

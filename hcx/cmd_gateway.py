@@ -11,6 +11,7 @@ from gateway.main import GatewayConfig, serve
 from gateway.relay import RelayPolicy
 from gateway.verification import VerifyPolicy
 from hcx.cli import run_async, subcommand, transport_from
+from nodes.ratelimit import parse_limits
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +87,14 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="trust-list signing certificate (enables GetTrustList/WatchTrustList)",
     )
     p.add_argument("--trust-list-key", type=Path, default=None, help="its private key (0600)")
+    p.add_argument(
+        "--rate-limit",
+        action="append",
+        default=[],
+        metavar="ROLE=RATE[/BURST]",
+        help="per-caller rate limit of a role, e.g. checkpoint=5000/10000 (repeatable; "
+        "defaults in docs/security.md)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -101,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         view_file=args.view_file,
         trust_list_cert=args.trust_list_cert,
         trust_list_key=args.trust_list_key,
+        rate_limits=parse_limits(args.rate_limit),
         policy=VerifyPolicy(relay_timeout=args.relay_timeout, max_offline_age=args.max_offline_age),
         relay=RelayPolicy(hedge_after=args.hedge_after),
         coalescing=CoalescerPolicy(

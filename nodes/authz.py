@@ -49,11 +49,11 @@ RULES: Mapping[str, Rule] = {
     "/healthcode.v1.Gateway/DeregisterNode": rule(N),
     # Registry: coordinators govern provinces; operators manage their own province's DSCs.
     "/healthcode.v1.Registry/OnboardProvince": rule(C),
-    "/healthcode.v1.Registry/SuspendProvince": rule(C),
-    "/healthcode.v1.Registry/ResumeProvince": rule(C),
+    "/healthcode.v1.Registry/SuspendProvince": rule(C),  # suspend and resume
     "/healthcode.v1.Registry/UploadSigningCertificate": rule(OP),
     "/healthcode.v1.Registry/RetireSigningCertificate": rule(OP),
     "/healthcode.v1.Registry/RevokeCertificate": rule(OP, C),
+    "/healthcode.v1.Registry/UploadCrl": rule(OP),
     "/healthcode.v1.Registry/ListProvinces": rule(C, OP),
     "/healthcode.v1.Registry/ListCertificates": rule(C, OP),
     "/healthcode.v1.Registry/AuditLog": rule(C),
@@ -84,7 +84,11 @@ class Authorizer:
         self._is_revoked = is_revoked
         self._limiter = limiter or RateLimiter()
 
-    def check(self, method: str, context: Any) -> Identity:
+    def charge(self, caller: Identity, cost: float) -> None:
+        """Spend ``cost`` more of the caller's rate (each code of a batch or stream counts)."""
+        self._limiter.take(caller, cost)
+
+    def check(self, method: str, context: Any, *, cost: float = 1.0) -> Identity:
         try:
             identity = peer_identity(context)
         except Unauthenticated:
@@ -96,7 +100,7 @@ class Authorizer:
                 f"certificate of {identity} is revoked (or its province is not onboarded)"
             )
         self._check_rule(method, identity)
-        self._limiter.take(identity)
+        self._limiter.take(identity, cost)
         return identity
 
     def _check_rule(self, method: str, identity: Identity) -> None:
@@ -136,15 +140,36 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
         if streaming:
 
             async def guarded_stream(request: Any, context: Any) -> AsyncIterator[Any]:
-                CALLER.set(authorizer.check(method, context))
-                async for response in behaviour(request, context):
+                caller = authorizer.check(method, context, cost=_cost(request))
+                CALLER.set(caller)
+                async for response in behaviour(_charged(request, authorizer, caller), context):
                     yield response
 
             return guarded_stream
 
         async def guarded(request: Any, context: Any) -> Any:
-            CALLER.set(authorizer.check(method, context))
-            return await behaviour(request, context)
+            caller = authorizer.check(method, context, cost=_cost(request))
+            CALLER.set(caller)
+            return await behaviour(_charged(request, authorizer, caller), context)
 
         return guarded
+
+
+def _cost(request: Any) -> float:
+    """Rate cost of opening a call: one per code of a batch, else one."""
+    tokens = getattr(request, "tokens", None)
+    return float(max(1, len(tokens))) if tokens is not None else 1.0
+
+
+def _charged(request: Any, authorizer: Authorizer, caller: Identity) -> Any:
+    """A request stream whose every message is charged to the caller's rate."""
+    if not hasattr(request, "__aiter__"):
+        return request
+
+    async def messages() -> AsyncIterator[Any]:
+        async for message in request:
+            authorizer.charge(caller, 1.0)
+            yield message
+
+    return messages()
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from nodes.identity import Identity, Role
-from trust.errors import ResourceExhausted
+from trust.errors import InvalidRequest, ResourceExhausted
 
 
 @dataclass(frozen=True)
@@ -72,3 +72,21 @@ class RateLimiter:
                 f"rate limit of {caller.spiffe_id} exceeded ({limit.rate:g}/s)", retry_after=wait
             )
         bucket.tokens -= cost
+
+
+def parse_limits(specs: Sequence[str]) -> dict[Role, Limit]:
+    """The default limits with overrides like ``checkpoint=5000`` or ``checkpoint=5000/10000``
+    (rate per second / burst; the burst defaults to twice the rate)."""
+    limits = dict(DEFAULT_LIMITS)
+    for spec in specs:
+        role, _, value = spec.partition("=")
+        rate, _, burst = value.partition("/")
+        try:
+            parsed = Limit(rate=float(rate), burst=float(burst) if burst else 2 * float(rate))
+            limits[Role(role.strip())] = parsed
+        except ValueError as e:
+            raise InvalidRequest(
+                f"bad rate limit {spec!r}: expected ROLE=RATE[/BURST], ROLE one of "
+                f"{', '.join(r.value for r in Role)}"
+            ) from e
+    return limits

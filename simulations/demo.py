@@ -7,14 +7,15 @@ gateway, and prints what each checkpoint saw.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 import uuid
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from healthcode.v1 import (
@@ -28,9 +29,11 @@ from healthcode.v1 import (
 )
 from nodes.provincial.issuance import with_check_character
 from nodes.provincial.keys import ProvinceDir, init_province, new_signing_certificate, write_public
+from simulations.federation import wait_listed
+from simulations.identities import LocalPki
 from simulations.processes import ServerProcess, Supervisor
 from simulations.provinces import all_provinces
-from trust import pki
+from trust.base45 import b45decode, b45encode
 
 DEFAULT_PROVINCES = ("330000", "510000", "460000")
 SURNAMES = "王李张刘陈杨黄赵吴周"
@@ -64,52 +67,50 @@ class Federation:
         self.supervisor = supervisor
         self.gateway: ServerProcess | None = None
         self.nodes: dict[str, ServerProcess] = {}
+        self.pki = LocalPki(workdir)
+
+    def gateway_args(self) -> list[str]:
+        """The national gateway: it holds the root key (onboarding happens online here)."""
+        national = self.pki.national
+        return [
+            "gateway", "serve", "--registry", f"sqlite:///{national}/registry.db",
+            "--root-cert", str(national / "root.pem"),
+            "--root-key", str(national / "root-key.pem"),
+            "--listen", "127.0.0.1:0", *self.pki.gateway_flags("gw-1"),
+        ]  # fmt: skip
+
+    def node_args(self, province: str, node_id: str) -> list[str]:
+        assert self.gateway is not None
+        return [
+            "node", "serve", "--province", province, "--dir", str(self.workdir / province),
+            "--gateway", self.gateway.address, "--node-id", node_id,
+            "--tls-dir", str(self.pki.provincial_tls(province, "node", node_id)),
+        ]  # fmt: skip
 
     def start(self) -> None:
-        national = self.workdir / "national"
-        national.mkdir(parents=True)
-        root = pki.create_root_ca()
-        pki.write_private_key(national / "root-key.pem", root.private_key)
-        write_public(national / "root.pem", root.certificate.public_bytes(Encoding.PEM))
-        self.gateway = self.supervisor.start(
-            "gateway",
-            [
-                "gateway",
-                "serve",
-                "--registry",
-                f"sqlite:///{national}/registry.db",
-                "--root-cert",
-                str(national / "root.pem"),
-                "--root-key",
-                str(national / "root-key.pem"),
-                "--listen",
-                "127.0.0.1:0",
-            ],
-        )
+        self.pki.create()
+        self.supervisor.client = self.pki.coordinator()  # health checks over mTLS
+        self.gateway = self.supervisor.start("gateway", self.gateway_args())
         for province in self.provinces:
             self._onboard(province)
-            self.nodes[province] = self.supervisor.start(
-                f"node-{province}",
-                [
-                    "node",
-                    "serve",
-                    "--province",
-                    province,
-                    "--dir",
-                    str(self.workdir / province),
-                    "--gateway",
-                    self.gateway.address,
-                    "--node-id",
-                    f"{province}-1",
-                ],
-            )
+            self.start_node(province)
+
+    def start_node(self, province: str, *, node_id: str | None = None) -> ServerProcess:
+        """Start (or restart) a replica of ``province``."""
+        node_id = node_id or f"{province}-1"
+        child = self.supervisor.start(
+            f"node-{province}-{node_id}", self.node_args(province, node_id)
+        )
+        self.nodes[province] = child
+        return child
 
     def _onboard(self, province: str) -> None:
+        """CA from the province's CSR (coordinator), DSC uploaded by the province's operator."""
         assert self.gateway is not None
         files = ProvinceDir(self.workdir / province)
         csr = init_province(files, province=province)
         info = all_provinces()[province]
-        with grpc.insecure_channel(self.gateway.address) as channel:
+        with self.pki.coordinator().sync_channel(self.gateway.address) as channel:
             registry = registry_pb2_grpc.RegistryStub(channel)
             reply = registry.OnboardProvince(
                 registry_pb2.OnboardProvinceRequest(
@@ -118,8 +119,11 @@ class Federation:
                 timeout=10,
             )
             write_public(files.ca_cert, reply.ca_certificate_pem)
-            dsc = new_signing_certificate(files, province=province, name="dsc-1")
-            registry.UploadSigningCertificate(
+            write_public(files.root / "root.pem", reply.root_certificate_pem)
+            wait_listed(registry, province)
+        dsc = new_signing_certificate(files, province=province, name="dsc-1")
+        with self.pki.operator(province).sync_channel(self.gateway.address) as channel:
+            registry_pb2_grpc.RegistryStub(channel).UploadSigningCertificate(
                 registry_pb2.UploadSigningCertificateRequest(
                     certificate_pem=dsc.public_bytes(Encoding.PEM)
                 ),
@@ -150,37 +154,60 @@ def exercise(federation: Federation, rng: random.Random) -> list[Row]:
     assert federation.gateway is not None
     rows: list[Row] = []
     colours = [common_pb2.GREEN, common_pb2.YELLOW, common_pb2.RED]
-    with grpc.insecure_channel(federation.gateway.address) as gateway_channel:
-        gateway = gateway_pb2_grpc.GatewayStub(gateway_channel)
-        wait_routable(gateway, federation)
-        for i, issuer in enumerate(federation.provinces):
-            with grpc.insecure_channel(federation.nodes[issuer].address) as node_channel:
-                node = node_pb2_grpc.ProvincialNodeStub(node_channel)
-                id_number, name = random_holder(rng, issuer)
-                issued = node.IssueCode(
-                    node_pb2.IssueCodeRequest(id_number=id_number, full_name=name), timeout=5
+    with contextlib.ExitStack() as channels:
+        # Each province's checkpoint verifies with its own identity (mTLS).
+        checkpoints = {
+            p: gateway_pb2_grpc.GatewayStub(
+                channels.enter_context(
+                    federation.pki.checkpoint(p).sync_channel(federation.gateway.address)
                 )
-                target = colours[i % len(colours)]
-                if target != common_pb2.GREEN:  # the colour changes after the token was issued
-                    node.SetStatus(
-                        node_pb2.SetStatusRequest(
-                            code_id=issued.code_id,
-                            colour=target,
-                            reason="exposure event",
-                            request_id=str(uuid.uuid4()),
-                        ),
-                        timeout=5,
-                    )
+            )
+            for p in federation.provinces
+        }
+        wait_routable(federation)
+        for i, issuer in enumerate(federation.provinces):
+            target = colours[i % len(colours)]
+            issued = issue_and_colour(federation, issuer, target, rng)
             for checkpoint in federation.provinces:
                 if checkpoint != issuer:
-                    rows.append(verify_row(gateway, issued.token, issuer, checkpoint, target))
-            rows.append(tampered_row(gateway, issued.token, issuer, federation.provinces))
+                    rows.append(
+                        verify_row(
+                            checkpoints[checkpoint], issued.token, issuer, checkpoint, target
+                        )
+                    )
+            foreign = next(p for p in federation.provinces if p != issuer)
+            rows.append(tampered_row(checkpoints[foreign], issued.token, issuer, foreign))
     return rows
 
 
-def wait_routable(gateway: gateway_pb2_grpc.GatewayStub, federation: Federation) -> None:
-    """Wait until the gateway's view routes to every province's node."""
-    with grpc.insecure_channel(federation.gateway.address) as channel:  # type: ignore[union-attr]
+def issue_and_colour(
+    federation: Federation, issuer: str, target: int, rng: random.Random
+) -> node_pb2.IssueCodeResponse:
+    """The province's operator issues a code, then changes its colour after issuance."""
+    address = federation.nodes[issuer].address
+    with federation.pki.operator(issuer).sync_channel(address) as node_channel:
+        node = node_pb2_grpc.ProvincialNodeStub(node_channel)
+        id_number, name = random_holder(rng, issuer)
+        issued = node.IssueCode(
+            node_pb2.IssueCodeRequest(id_number=id_number, full_name=name), timeout=5
+        )
+        if target != common_pb2.GREEN:
+            node.SetStatus(
+                node_pb2.SetStatusRequest(
+                    code_id=issued.code_id,
+                    colour=target,
+                    reason="exposure event",
+                    request_id=str(uuid.uuid4()),
+                ),
+                timeout=5,
+            )
+    return issued
+
+
+def wait_routable(federation: Federation) -> None:
+    """Wait until the gateway's view lists every province."""
+    assert federation.gateway is not None
+    with federation.pki.coordinator().sync_channel(federation.gateway.address) as channel:
         registry = registry_pb2_grpc.RegistryStub(channel)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -211,17 +238,12 @@ def verify_row(
 
 
 def tampered_row(
-    gateway: gateway_pb2_grpc.GatewayStub, token: str, issuer: str, provinces: Sequence[str]
+    gateway: gateway_pb2_grpc.GatewayStub, token: str, issuer: str, checkpoint: str
 ) -> Row:
     """A screenshot edited to another colour: the signature no longer verifies."""
-    import zlib
-
-    from trust.base45 import b45decode, b45encode
-
     raw = bytearray(zlib.decompress(b45decode(token.removeprefix("HCX1:"))))
     raw[-10] ^= 0x01
     forged = "HCX1:" + b45encode(zlib.compress(bytes(raw)))
-    checkpoint = next(p for p in provinces if p != issuer)
     reply = gateway.Verify(
         gateway_pb2.VerifyRequest(token=forged, checkpoint_province=checkpoint), timeout=2
     )

@@ -9,15 +9,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import grpc
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from healthcode.v1 import node_pb2, node_pb2_grpc
 from nodes.provincial.issuance import with_check_character
-from nodes.provincial.keys import write_public
 from simulations.demo import Federation
 from simulations.processes import ServerProcess, Supervisor
-from trust import pki
 
 
 def free_port() -> int:
@@ -34,7 +29,8 @@ def pin(child: ServerProcess, cpus: set[int]) -> None:
 
 
 class GatewayFederation(Federation):
-    """Like the demo's federation, with gateway flags, a metrics port and restartable nodes."""
+    """Like the demo's federation (mTLS everywhere), with extra gateway flags and a metrics
+    port; nodes restart with ``start_node``."""
 
     def __init__(
         self,
@@ -45,55 +41,17 @@ class GatewayFederation(Federation):
         gateway_args: Sequence[str] = (),
     ) -> None:
         super().__init__(workdir, provinces, supervisor)
-        self.gateway_args = list(gateway_args)
+        self.gateway_args_ = list(gateway_args)
         self.metrics_port = free_port()
         self._holders = 0
 
-    def start(self) -> None:
-        national = self.workdir / "national"
-        national.mkdir(parents=True, exist_ok=True)
-        root = pki.create_root_ca()
-        pki.write_private_key(national / "root-key.pem", root.private_key)
-        write_public(national / "root.pem", root.certificate.public_bytes(Encoding.PEM))
-        self.gateway = self.supervisor.start(
-            "gateway",
-            [
-                "gateway",
-                "serve",
-                f"--registry=sqlite:///{national}/registry.db",
-                f"--root-cert={national / 'root.pem'}",
-                f"--root-key={national / 'root-key.pem'}",
-                "--listen=127.0.0.1:0",
-                f"--metrics-port={self.metrics_port}",
-                *self.gateway_args,
-            ],
-        )
-        for province in self.provinces:
-            self._onboard(province)
-            self.start_node(province)
-
-    def start_node(self, province: str, *, node_id: str | None = None) -> ServerProcess:
-        """Start (or restart) a replica of ``province``; waits until the gateway routes to it."""
-        assert self.gateway is not None
-        node_id = node_id or f"{province}-1"
-        child = self.supervisor.start(
-            f"node-{province}-{node_id}",
-            [
-                "node",
-                "serve",
-                f"--province={province}",
-                f"--dir={self.workdir / province}",
-                f"--gateway={self.gateway.address}",
-                f"--node-id={node_id}",
-            ],
-        )
-        self.nodes[province] = child
-        return child
+    def gateway_args(self) -> list[str]:
+        return [*super().gateway_args(), f"--metrics-port={self.metrics_port}", *self.gateway_args_]
 
     def issue(self, province: str, count: int) -> list[str]:
         """Issue ``count`` codes at the province's node; returns their tokens."""
         tokens = []
-        with grpc.insecure_channel(self.nodes[province].address) as channel:
+        with self.pki.operator(province).sync_channel(self.nodes[province].address) as channel:
             stub = node_pb2_grpc.ProvincialNodeStub(channel)
             for _ in range(count):
                 self._holders += 1

@@ -11,9 +11,11 @@ from pathlib import Path
 from cryptography import x509
 
 from healthcode.v1 import gateway_pb2_grpc, node_pb2, node_pb2_grpc
+from nodes.authz import Authorizer
 from nodes.provincial.checkpoint import LocalVerifier, load_own_signers
 from nodes.provincial.issuance import DEFAULT_TOKEN_LIFETIME_S, Issuer
 from nodes.provincial.keys import ProvinceDir
+from nodes.provincial.revocations import RevocationFollower
 from nodes.provincial.service import ProvincialNodeServicer
 from nodes.provincial.stores import StatusStore, open_store
 from nodes.registration import NodeRegistration
@@ -24,8 +26,6 @@ from nodes.server import (
     listen_host,
     start_metrics,
 )
-from nodes.authz import Authorizer
-from nodes.provincial.revocations import RevocationFollower
 from nodes.tls import Transport
 from trust import pki
 

@@ -99,7 +99,7 @@ class Load:
 
 async def with_load(federation: GatewayFederation, tokens: list[str]) -> tuple[Load, list]:
     assert federation.gateway is not None
-    channel = grpc.aio.insecure_channel(federation.gateway.address)
+    channel = federation.pki.checkpoint(PROVINCE).aio_channel(federation.gateway.address)
     load = Load(gateway_pb2_grpc.GatewayStub(channel), tokens)
     tasks = [asyncio.create_task(load.worker(i)) for i in range(8)]
     return load, [channel, tasks]

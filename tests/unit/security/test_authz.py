@@ -155,3 +155,17 @@ def test_one_noisy_caller_does_not_drain_another():
     limiter.take(quiet)  # its own bucket is full
     now[0] += 0.1
     limiter.take(noisy)  # refilled at 10/s
+
+
+def test_every_rpc_of_the_contract_has_exactly_one_rule():
+    """A new RPC cannot slip through: unknown methods are denied, and the table lists them all."""
+    from healthcode.v1 import gateway_pb2, node_pb2, registry_pb2
+    from nodes.authz import RULES
+
+    methods = {
+        f"/{service.full_name}/{method.name}"
+        for module in (gateway_pb2, node_pb2, registry_pb2)
+        for service in module.DESCRIPTOR.services_by_name.values()
+        for method in service.methods
+    }
+    assert set(RULES) == methods
