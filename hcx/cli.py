@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    parser.add_argument("--config", type=Path, default=None,
-                        help="TOML file with option values (also HCX_CONFIG)")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="TOML file with option values (also HCX_CONFIG)"
+    )
     sub = parser.add_subparsers(dest="role", required=True, metavar="ROLE")
     cmd_registry.register(
         _parser(
@@ -84,9 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
     _add_transport_to_network_commands(parser)
-    reference = _parser(sub, "config-reference",
-                        "Print the reference of every option, its variable and default.",
-                        "hcx config-reference > docs/configuration.md")
+    reference = _parser(
+        sub,
+        "config-reference",
+        "Print the reference of every option, its variable and default.",
+        "hcx config-reference > docs/configuration.md",
+    )
     reference.set_defaults(handler=lambda args: print(config.reference(build_parser())) or 0)
     return parser
 
@@ -175,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         reason = reason_of(e)
         label = f" [{reason.name}]" if reason else ""
-        print(f"hcx: {e.code().name}{label}: {e.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        print(f"hcx: {e.code().name}{label}: {e.details()}", file=sys.stderr)
         return 3
     except FileNotFoundError as e:
         print(f"hcx: file not found: {e.filename}", file=sys.stderr)

@@ -40,8 +40,10 @@ def options(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
     """The long options of one parser that configuration may set."""
     for action in parser._actions:
         long = [o for o in action.option_strings if o.startswith("--")]
-        if long and action.dest not in ("help", "config") and not isinstance(
-            action, argparse._SubParsersAction
+        if (
+            long
+            and action.dest not in ("help", "config")
+            and not isinstance(action, argparse._SubParsersAction)
         ):
             yield action
 
@@ -97,7 +99,7 @@ def _convert_one(action: argparse.Action, raw: Any) -> Any:
         return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
     if action.type is not None and not isinstance(raw, bool):
         try:
-            return action.type(raw)  # type: ignore[misc,operator]
+            return action.type(raw)  # type: ignore[operator]
         except (TypeError, ValueError) as e:
             raise InvalidRequest(f"bad value {raw!r} for {_long(action)}: {e}") from e
     return raw

@@ -72,7 +72,7 @@ def to_status(
 
 def reason_of(error: grpc.RpcError) -> Reason | None:
     """The hcx reason in a failed call's status details, if any (client side)."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     if status is None:
         return None
     for detail in status.details:

@@ -30,7 +30,9 @@ class Role(enum.Enum):
     CHECKPOINT = "checkpoint"
 
 
-_NATIONAL = re.compile(r"spiffe://hcx/national/(?P<kind>coordinator|gateway)/(?P<name>[\w.-]{1,63})")
+_NATIONAL = re.compile(
+    r"spiffe://hcx/national/(?P<kind>coordinator|gateway)/(?P<name>[\w.-]{1,63})"
+)
 _PROVINCIAL = re.compile(
     r"spiffe://hcx/province/(?P<province>[1-8][0-9]0000)/"
     r"(?P<kind>node|operator|checkpoint)/(?P<name>[\w.-]{1,63})"
@@ -109,6 +111,4 @@ def require_province(province: str, *, action: str) -> None:
     if who is None or who.role is Role.COORDINATOR:
         return
     if who.province != province:
-        raise PermissionDenied(
-            f"{who.spiffe_id} may not {action} for province {province}"
-        )
+        raise PermissionDenied(f"{who.spiffe_id} may not {action} for province {province}")

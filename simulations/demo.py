@@ -195,7 +195,7 @@ def issue_and_colour(
             node.SetStatus(
                 node_pb2.SetStatusRequest(
                     code_id=issued.code_id,
-                    colour=target,
+                    colour=common_pb2.Colour.Name(target),
                     reason="exposure event",
                     request_id=str(uuid.uuid4()),
                 ),

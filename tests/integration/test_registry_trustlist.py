@@ -80,7 +80,10 @@ async def test_watch_trust_list_streams_signed_deltas_and_offline_checkpoint_ver
 
 
 async def test_coordinator_cli_revoke_audit_and_export(
-    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str], etcd: EtcdCluster  # noqa: F811
+    world: World,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    etcd: EtcdCluster,  # noqa: F811
 ) -> None:
     zj = await world.province("330000")
     sc = await world.province("510000")

@@ -25,7 +25,9 @@ def test_the_roles_of_the_brief_exist():
     assert {"registry", "node", "gateway", "checkpoint", "sim"} <= roles
 
 
-@pytest.mark.parametrize(("path", "parser"), COMMANDS, ids=[" ".join(p) or "hcx" for p, _ in COMMANDS])
+@pytest.mark.parametrize(
+    ("path", "parser"), COMMANDS, ids=[" ".join(p) or "hcx" for p, _ in COMMANDS]
+)
 def test_help_describes_and_shows_an_example(path, parser, capsys):
     with pytest.raises(SystemExit) as done:
         build_parser().parse_args([*path, "--help"])

@@ -27,8 +27,11 @@ def test_environment_supplies_a_required_option_and_converts_types():
 
 def test_command_line_beats_environment_beats_file():
     file_values = {"gateway": {"listen": "0.0.0.0:1", "root-cert": "/file.pem"}}
-    args = parse([*ARGV, "--listen", "127.0.0.1:3"], environ={"HCX_LISTEN": "127.0.0.1:2"},
-                 file_values=file_values)
+    args = parse(
+        [*ARGV, "--listen", "127.0.0.1:3"],
+        environ={"HCX_LISTEN": "127.0.0.1:2"},
+        file_values=file_values,
+    )
     assert args.listen == "127.0.0.1:3"
     args = parse(ARGV, environ={"HCX_LISTEN": "127.0.0.1:2"}, file_values=file_values)
     assert (args.listen, args.root_cert) == ("127.0.0.1:2", Path("/file.pem"))

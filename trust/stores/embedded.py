@@ -179,7 +179,11 @@ class EmbeddedStore:
         return self._write(action)
 
     async def revoke_lease(self, lease: int) -> None:
-        self._write(lambda: self._drop_lease(lease) or 0)
+        def action() -> int:
+            self._drop_lease(lease)
+            return 0
+
+        self._write(action)
 
     async def watch(self, prefix: str, *, start_revision: int) -> AsyncIterator[KvEvent]:
         next_revision = start_revision

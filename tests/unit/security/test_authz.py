@@ -20,14 +20,16 @@ def pems():
 
     def leaf(ca, province, kind, name):
         key = pki.generate_private_key()
-        cert = pki.sign_leaf(ca, pki.make_csr(key, common_name=name), province=province,
-                             kind=kind, name=name)
+        cert = pki.sign_leaf(
+            ca, pki.make_csr(key, common_name=name), province=province, kind=kind, name=name
+        )
         return cert.public_bytes(Encoding.PEM)
 
     def national(kind, name):
         key = pki.generate_private_key()
-        cert = pki.sign_national_leaf(root, pki.make_csr(key, common_name=name), kind=kind,
-                                      name=name)
+        cert = pki.sign_national_leaf(
+            root, pki.make_csr(key, common_name=name), kind=kind, name=name
+        )
         return cert.public_bytes(Encoding.PEM)
 
     return {
@@ -53,40 +55,120 @@ class FakeContext:
     ("name", "caller", "method", "province", "allowed"),
     [
         ("checkpoint verifies", "sc-checkpoint", "/healthcode.v1.Gateway/Verify", None, True),
-        ("checkpoint calls the Registry", "sc-checkpoint",
-         "/healthcode.v1.Registry/OnboardProvince", None, False),
-        ("checkpoint reads the trust list", "sc-checkpoint",
-         "/healthcode.v1.Gateway/GetTrustList", None, True),
-        ("checkpoint registers a node", "sc-checkpoint",
-         "/healthcode.v1.Gateway/RegisterNode", None, False),
+        (
+            "checkpoint calls the Registry",
+            "sc-checkpoint",
+            "/healthcode.v1.Registry/OnboardProvince",
+            None,
+            False,
+        ),
+        (
+            "checkpoint reads the trust list",
+            "sc-checkpoint",
+            "/healthcode.v1.Gateway/GetTrustList",
+            None,
+            True,
+        ),
+        (
+            "checkpoint registers a node",
+            "sc-checkpoint",
+            "/healthcode.v1.Gateway/RegisterNode",
+            None,
+            False,
+        ),
         ("node registers", "zj-node", "/healthcode.v1.Gateway/RegisterNode", None, True),
-        ("node onboards a province", "zj-node", "/healthcode.v1.Registry/OnboardProvince",
-         None, False),
-        ("coordinator onboards", "coordinator", "/healthcode.v1.Registry/OnboardProvince",
-         None, True),
-        ("operator onboards", "zj-operator", "/healthcode.v1.Registry/OnboardProvince",
-         None, False),
-        ("operator uploads a DSC", "zj-operator",
-         "/healthcode.v1.Registry/UploadSigningCertificate", None, True),
-        ("coordinator suspends", "coordinator", "/healthcode.v1.Registry/SuspendProvince",
-         None, True),
-        ("gateway reads status batch at a node", "gateway",
-         "/healthcode.v1.ProvincialNode/GetStatusBatch", "330000", True),
-        ("checkpoint reads status batch", "sc-checkpoint",
-         "/healthcode.v1.ProvincialNode/GetStatusBatch", "330000", False),
-        ("own operator reads status batch", "zj-operator",
-         "/healthcode.v1.ProvincialNode/GetStatusBatch", "330000", True),
-        ("foreign operator reads status batch", "sc-operator",
-         "/healthcode.v1.ProvincialNode/GetStatusBatch", "330000", False),
-        ("own operator issues", "zj-operator", "/healthcode.v1.ProvincialNode/IssueCode",
-         "330000", True),
-        ("foreign operator issues", "sc-operator", "/healthcode.v1.ProvincialNode/IssueCode",
-         "330000", False),
-        ("foreign checkpoint at a node's Verify", "sc-checkpoint",
-         "/healthcode.v1.ProvincialNode/Verify", "330000", False),
+        (
+            "node onboards a province",
+            "zj-node",
+            "/healthcode.v1.Registry/OnboardProvince",
+            None,
+            False,
+        ),
+        (
+            "coordinator onboards",
+            "coordinator",
+            "/healthcode.v1.Registry/OnboardProvince",
+            None,
+            True,
+        ),
+        (
+            "operator onboards",
+            "zj-operator",
+            "/healthcode.v1.Registry/OnboardProvince",
+            None,
+            False,
+        ),
+        (
+            "operator uploads a DSC",
+            "zj-operator",
+            "/healthcode.v1.Registry/UploadSigningCertificate",
+            None,
+            True,
+        ),
+        (
+            "coordinator suspends",
+            "coordinator",
+            "/healthcode.v1.Registry/SuspendProvince",
+            None,
+            True,
+        ),
+        (
+            "gateway reads status batch at a node",
+            "gateway",
+            "/healthcode.v1.ProvincialNode/GetStatusBatch",
+            "330000",
+            True,
+        ),
+        (
+            "checkpoint reads status batch",
+            "sc-checkpoint",
+            "/healthcode.v1.ProvincialNode/GetStatusBatch",
+            "330000",
+            False,
+        ),
+        (
+            "own operator reads status batch",
+            "zj-operator",
+            "/healthcode.v1.ProvincialNode/GetStatusBatch",
+            "330000",
+            True,
+        ),
+        (
+            "foreign operator reads status batch",
+            "sc-operator",
+            "/healthcode.v1.ProvincialNode/GetStatusBatch",
+            "330000",
+            False,
+        ),
+        (
+            "own operator issues",
+            "zj-operator",
+            "/healthcode.v1.ProvincialNode/IssueCode",
+            "330000",
+            True,
+        ),
+        (
+            "foreign operator issues",
+            "sc-operator",
+            "/healthcode.v1.ProvincialNode/IssueCode",
+            "330000",
+            False,
+        ),
+        (
+            "foreign checkpoint at a node's Verify",
+            "sc-checkpoint",
+            "/healthcode.v1.ProvincialNode/Verify",
+            "330000",
+            False,
+        ),
         ("unknown method", "coordinator", "/healthcode.v1.Gateway/Shutdown", None, False),
-        ("health for anyone authenticated", "sc-checkpoint", "/grpc.health.v1.Health/Check",
-         None, True),
+        (
+            "health for anyone authenticated",
+            "sc-checkpoint",
+            "/grpc.health.v1.Health/Check",
+            None,
+            True,
+        ),
     ],
 )
 def test_authorization_table(pems, name, caller, method, province, allowed):
