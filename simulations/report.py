@@ -89,6 +89,7 @@ def summarise(result: SimResult) -> dict[str, Any]:
             "unacknowledged_at_end": result.ledger.abandoned,
         },
         "shed_by_load_generator": result.shed,
+        "cross_province": cross_province(result),
         "notes": result.notes,
         "steps": [
             {
@@ -117,6 +118,45 @@ def summarise(result: SimResult) -> dict[str, Any]:
     }
 
 
+COLOUR_NAMES = {1: "GREEN", 2: "YELLOW", 3: "RED"}
+CROSS_ROWS = 8
+
+
+def cross_province(result: SimResult) -> list[dict[str, Any]]:
+    """Genuine codes verified in another province: per (issuer, checkpoint province), the
+    verdicts and the colours the VALID ones carried, busiest pairs first."""
+    codes = list(result.config.provinces)
+    pairs: dict[tuple[str, str], Counter[str]] = {}
+    for v in result.verifications:
+        scan = v.scan
+        if scan.kind != "genuine" or scan.issuer == scan.destination:
+            continue
+        tally = pairs.setdefault((codes[scan.issuer], codes[scan.destination]), Counter())
+        tally[v.verdict] += 1
+        if v.verdict == "VALID":
+            tally[COLOUR_NAMES.get(v.colour, "?")] += 1
+    rows = [{"issuer": i, "checkpoint": c, "counts": dict(t)} for (i, c), t in pairs.items()]
+    verdicts = ("VALID", "VALID_OFFLINE", "INVALID", "ERROR")
+    return sorted(rows, key=lambda r: -sum(r["counts"].get(k, 0) for k in verdicts))
+
+
+def _cross_lines(rows: list[dict[str, Any]]) -> list[str]:
+    names = all_provinces()
+    lines = ["  cross-province verifications (code issuer -> checkpoint province):"]
+    for row in rows[:CROSS_ROWS]:
+        n = row["counts"]
+        colours = ", ".join(f"{c} {n[c]}" for c in COLOUR_NAMES.values() if n.get(c))
+        others = "  ".join(f"{k} {n[k]}" for k in ("VALID_OFFLINE", "INVALID", "ERROR") if n.get(k))
+        lines.append(
+            f"    {row['issuer']} {names[row['issuer']].name_en:<10} -> "
+            f"{row['checkpoint']} {names[row['checkpoint']].name_en:<10}  "
+            f"VALID {n.get('VALID', 0)} ({colours})  {others}".rstrip()
+        )
+    if len(rows) > CROSS_ROWS:
+        lines.append(f"    ... {len(rows) - CROSS_ROWS} more pairs in the HTML report")
+    return lines
+
+
 def terminal_summary(summary: dict[str, Any], html: Path) -> str:
     inv = summary["invariants"]
     lat = summary["latency_ms"]
@@ -130,6 +170,7 @@ def terminal_summary(summary: dict[str, Any], html: Path) -> str:
         f"  latency ms: p50 {lat['p50']}  p95 {lat['p95']}  p99 {lat['p99']}   "
         f"gateway failovers {summary['failovers']}   shed {summary['shed_by_load_generator']}",
         "  modes: " + "; ".join(f"{k}: {v}" for k, v in summary["mode_availability"].items()),
+        *_cross_lines(summary["cross_province"]),
         "  scenario:",
     ]
     for s in summary["steps"]:

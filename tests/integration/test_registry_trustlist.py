@@ -28,8 +28,12 @@ async def world(tmp_path: Path, etcd: EtcdCluster) -> AsyncIterator[World]:  # n
 
 
 async def run_cli(*argv: str) -> int:
-    """``hcx ...`` in a thread (its gRPC client is blocking; the servers run on this loop)."""
-    return await asyncio.to_thread(hcx, list(argv))
+    """``hcx ...`` in a thread (its gRPC client is blocking; the servers run on this loop).
+
+    The world's gateways serve plain text (these tests are about the registry; mTLS is
+    covered by test_security.py), so commands that reach one say --insecure-dev-only."""
+    network = ["--insecure-dev-only"] if "--gateway" in argv else []
+    return await asyncio.to_thread(hcx, [*argv, *network])
 
 
 async def test_watch_trust_list_streams_signed_deltas_and_offline_checkpoint_verifies(
