@@ -14,6 +14,7 @@ concurrency. ``python -m bench gateway [--seconds=S] [--concurrency=C]``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -22,12 +23,13 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from nodes.tls import Transport
-from simulations.gateway_federation import GatewayFederation, pin
+from simulations.gateway_federation import GatewayFederation
 from simulations.processes import Supervisor, wait_serving
 from trust.codeformat import decode_token, verify_token_signature
 from trust.stores import open_store
@@ -49,6 +51,20 @@ def _opt(argv: list[str], name: str, default: float) -> float:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def pin_process(pid: int, cpus: set[int]) -> None:
+    """Pin every thread of a running process to ``cpus``.
+
+    ``sched_setaffinity(pid)`` moves only the main thread: gRPC's event-engine threads (socket
+    and TLS work), already started in the gateway, the node and this process, would float to
+    the other core, while the relay and echo, pinned before they start any thread, stay
+    confined. Pinning every thread keeps the placement the same for baseline and gateway.
+    """
+    for _ in range(2):  # a thread started meanwhile inherits from its creator: go over twice
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):  # the thread may have ended
+                os.sched_setaffinity(int(tid), cpus)
 
 
 # -- baseline servers (run as separate processes: python -m bench.bench_gateway echo|relay) ----
@@ -295,9 +311,9 @@ def main(argv: list[str]) -> dict[str, object]:
         )
         federation.start()
         assert federation.gateway is not None
-        pin(federation.gateway, GATEWAY_CPU)
-        pin(federation.nodes[PROVINCE], BACKEND_CPU)
-        os.sched_setaffinity(0, BACKEND_CPU)
+        pin_process(federation.gateway.process.pid, GATEWAY_CPU)
+        pin_process(federation.nodes[PROVINCE].process.pid, BACKEND_CPU)
+        pin_process(os.getpid(), BACKEND_CPU)
         tokens = federation.issue(PROVINCE, 2000)
         # Every hop is mTLS in both set-ups: the bench compares relaying, not TLS against none.
         client = federation.pki.checkpoint(PROVINCE, "bench")
@@ -320,7 +336,7 @@ def main(argv: list[str]) -> dict[str, object]:
             for p in (relay, echo):
                 p.terminate()
                 p.wait(5)
-        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+        pin_process(os.getpid(), set(range(os.cpu_count() or 1)))
         results.update(offline_rates(load_view(workdir), tokens, min(seconds, 3.0)))
     return summarise(
         results,
@@ -350,8 +366,9 @@ async def _measure(
     tokens: list[str],
     conc: int,
     secs: float,
-) -> dict[str, dict[str, float]]:
-    out = {"baseline": await run_baseline(client, relay, request.SerializeToString(), conc, secs)}
+) -> dict[str, Any]:
+    baseline = await run_baseline(client, relay, request.SerializeToString(), conc, secs)
+    out: dict[str, Any] = {"baseline": baseline}
     out["unary"] = await run_unary(client, gateway, tokens, conc, secs)
     out["batch"] = await run_batch(client, gateway, tokens, conc, secs, size=100)
     out["stream"] = await run_stream(client, gateway, tokens, conc, secs)

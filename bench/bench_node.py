@@ -32,6 +32,7 @@ from nodes.provincial.stores import BulkRow, SqliteStatusStore
 from nodes.server import ServiceBinding, build_server
 from nodes.tls import Transport
 from trust import pki
+from trust.codeformat import decode_token
 
 DEFAULT_CODES = 10_000_000
 PREFIX_BUCKETS = 65_536  # ids are generated bucket by bucket so inserts append to the B-tree
@@ -119,28 +120,36 @@ def holders(count: int, start: int) -> list[Holder]:
     ]
 
 
-def measure_issuance(issuer: Issuer, count: int) -> tuple[float, float]:
-    """Median codes/s over ROUNDS rounds, in batches of ISSUE_BATCH; and one commit per code."""
+def measure_issuance(issuer: Issuer, count: int) -> tuple[float, float, int]:
+    """Median codes/s over ROUNDS rounds, in batches of ISSUE_BATCH; one commit per code;
+    and the longest token issued (characters), checked to decode."""
     people = holders(count, start=random.randrange(10**8))
     per_round = count // ROUNDS
-    rates = []
+    rates, longest = [], 0
     for r in range(ROUNDS):
         began = time.perf_counter()
         for i in range(r * per_round, (r + 1) * per_round, ISSUE_BATCH):
-            issuer.issue_batch(people[i : min(i + ISSUE_BATCH, (r + 1) * per_round)])
+            issued = issuer.issue_batch(people[i : min(i + ISSUE_BATCH, (r + 1) * per_round)])
+            longest = max(longest, *(len(code.token) for code in issued))
         rates.append(per_round / (time.perf_counter() - began))
+        decode_token(issued[-1].token)  # outside the timing: the tokens are real codes
     singles = holders(min(2_000, count), start=500_000_000 + random.randrange(10**8))
     began = time.perf_counter()
     for holder in singles:
         issuer.issue(id_number=holder.id_number, full_name=holder.full_name)
-    return statistics.median(rates), len(singles) / (time.perf_counter() - began)
+    return statistics.median(rates), len(singles) / (time.perf_counter() - began), longest
 
 
 def measure_lookups(store: SqliteStatusStore, sample: list[bytes], count: int) -> float:
-    """Median over ROUNDS rounds of single look-ups by random known ids (this machine is shared)."""
+    """Median over ROUNDS rounds of single look-ups by random known ids (this machine is shared).
+
+    Each id is looked up at most once (drawn without replacement), so no answer can come
+    from a page the same id brought into the cache earlier.
+    """
+    draws = random.sample(sample, min(count, len(sample)))
     rates = []
-    for _ in range(ROUNDS):
-        picks = [random.choice(sample) for _ in range(count // ROUNDS)]
+    for r in range(ROUNDS):
+        picks = draws[r * len(draws) // ROUNDS : (r + 1) * len(draws) // ROUNDS]
         began = time.perf_counter()
         for code_id in picks:
             if store.get(code_id) is None:
@@ -186,7 +195,7 @@ def main(argv: list[str]) -> dict[str, object]:
     args = parse(argv)
     store, sample, filled, fill_s = prepare_store(args)
     issuer = make_issuer(store)
-    issue_per_s, issue_single_per_s = measure_issuance(issuer, args.issue)
+    issue_per_s, issue_single_per_s, token_chars = measure_issuance(issuer, args.issue)
     lookup_per_s = measure_lookups(store, sample, args.lookups)
     batch_per_s = asyncio.run(measure_status_batch(store, issuer, sample, args.batch_calls))
     result: dict[str, object] = {
@@ -196,6 +205,7 @@ def main(argv: list[str]) -> dict[str, object]:
         "issue_per_s": round(issue_per_s),
         "issue_batch_size": ISSUE_BATCH,
         "issue_single_commit_per_s": round(issue_single_per_s),
+        "token_chars_max": token_chars,
         "lookup_per_s": round(lookup_per_s),
         "status_batch_items_per_s": round(batch_per_s),
         "db_bytes": store.size_bytes(),

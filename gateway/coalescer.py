@@ -71,12 +71,22 @@ class ProvinceLane:
         if self._queued >= self._policy.max_queued:
             OVERLOAD_REJECTIONS.labels(self.province).inc()
             raise Overloaded(f"too many look-ups waiting for province {self.province}")
-        future: asyncio.Future[LiveStatus] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[LiveStatus] = loop.create_future()
         self._join(code_id, future, deadline)
+        # One timer on the loop's monotonic clock: cheaper per look-up than asyncio.wait_for,
+        # which wraps the future in another and adds callbacks.
+        timer = loop.call_at(deadline, self._expire, future)
         try:
-            return await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
-        except TimeoutError as e:
-            raise IssuerUnavailable(f"province {self.province} did not answer in time") from e
+            return await future
+        finally:
+            timer.cancel()
+
+    def _expire(self, future: asyncio.Future[LiveStatus]) -> None:
+        if not future.done():
+            future.set_exception(
+                IssuerUnavailable(f"province {self.province} did not answer in time")
+            )
 
     def _join(self, code_id: bytes, future: asyncio.Future[LiveStatus], deadline: float) -> None:
         batch = self._open

@@ -10,6 +10,7 @@ NOT_SERVING, until the store answers and a fresh full read replaces it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -151,7 +152,9 @@ class ViewFeed:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            # Bounded: a store client stuck in its own shutdown must not hold the gateway up.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(self._task, return_exceptions=True), 3.0)
 
 
 VIEW_HEALTH_SERVICE = "hcx.registry-view"

@@ -22,7 +22,6 @@ from gateway.verification import VerifyPolicy
 from healthcode.v1 import gateway_pb2, gateway_pb2_grpc, registry_pb2, registry_pb2_grpc
 from nodes.authz import Authorizer
 from nodes.identity import Role
-from nodes.logging import RequestIdInterceptor
 from nodes.provincial.main import write_port_file
 from nodes.ratelimit import DEFAULT_LIMITS, Limit, RateLimiter
 from nodes.server import (
@@ -138,7 +137,7 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         listen=config.listen,
         transport=config.transport,
         authorizer=authorizer,
-        interceptors=[RequestIdInterceptor()],
+        request_ids=True,  # JSON logs carry each call's x-request-id
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
     await report_view_health(server, feed)

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -49,6 +50,23 @@ class RelayPolicy:
     hedge_after: float = 0.05  # seconds before a second replica is asked the same batch
 
 
+@dataclass(frozen=True)
+class _ProvinceMetrics:
+    """A province's metric children, looked up once: ``labels()`` costs on every call."""
+
+    batch_size: Any
+    ok_seconds: Any
+    error_seconds: Any
+
+    @classmethod
+    def of(cls, province: str) -> _ProvinceMetrics:
+        return cls(
+            RELAY_BATCH_SIZE.labels(province),
+            RELAY_SECONDS.labels(province, "ok"),
+            RELAY_SECONDS.labels(province, "error"),
+        )
+
+
 class StatusRelay:
     """Holds one channel per node endpoint and spreads look-ups over a province's replicas."""
 
@@ -61,6 +79,13 @@ class StatusRelay:
         self._stubs: dict[str, node_pb2_grpc.ProvincialNodeStub] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._turn = itertools.count()
+        self._by_province: dict[str, _ProvinceMetrics] = {}
+
+    def _metrics(self, province: str) -> _ProvinceMetrics:
+        found = self._by_province.get(province)
+        if found is None:
+            found = self._by_province[province] = _ProvinceMetrics.of(province)
+        return found
 
     def _stub(self, endpoint: str) -> node_pb2_grpc.ProvincialNodeStub:
         stub = self._stubs.get(endpoint)
@@ -83,17 +108,35 @@ class StatusRelay:
         nodes = self._view.nodes(province)
         if not nodes:
             raise IssuerUnavailable(f"no live node registered for province {province}")
-        RELAY_BATCH_SIZE.labels(province).observe(len(code_ids))
+        self._metrics(province).batch_size.observe(len(code_ids))
         request = node_pb2.GetStatusBatchRequest(code_ids=code_ids)
-        start = next(self._turn)
-        order = [nodes[(start + i) % len(nodes)] for i in range(len(nodes))]
-        reply = await self._hedged(province, order, request, deadline)
+        if len(nodes) == 1:
+            reply = await self._only(province, nodes[0], request, deadline)
+        else:
+            start = next(self._turn)
+            order = [nodes[(start + i) % len(nodes)] for i in range(len(nodes))]
+            reply = await self._hedged(province, order, request, deadline)
         return {
             s.code_id: LiveStatus(
                 s.found, Colour(s.colour) if s.found else None, s.status_version, s.updated_at
             )
             for s in reply.statuses
         }
+
+    async def _only(
+        self,
+        province: str,
+        node: NodeRecord,
+        request: node_pb2.GetStatusBatchRequest,
+        deadline: float,
+    ) -> node_pb2.GetStatusBatchResponse:
+        """A province with a single replica: nothing to hedge to, so no task to race."""
+        if deadline <= time.monotonic():
+            raise IssuerUnavailable(f"province {province} did not answer in time")
+        try:
+            return await self._call(province, node, request, deadline)
+        except Exception as e:  # as in _hedged: any failed try means the issuer did not answer
+            raise IssuerUnavailable(f"province {province} did not answer in time") from e
 
     async def _hedged(
         self,
@@ -140,13 +183,13 @@ class StatusRelay:
                 request, timeout=max(0.001, deadline - time.monotonic())
             )
         except grpc.aio.AioRpcError as e:
-            RELAY_SECONDS.labels(province, "error").observe(time.perf_counter() - began)
+            self._metrics(province).error_seconds.observe(time.perf_counter() - began)
             log.warning(
                 "status look-up failed",
                 extra={"province": province, "node": node.node_id, "code": e.code().name},
             )
             raise
-        RELAY_SECONDS.labels(province, "ok").observe(time.perf_counter() - began)
+        self._metrics(province).ok_seconds.observe(time.perf_counter() - began)
         return reply
 
     async def close(self) -> None:

@@ -35,7 +35,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--province", required=True, help="GB/T 2260 code")
     p.add_argument("--dir", type=Path, required=True, help="the province's key directory")
-    p.add_argument("--gateway", default="127.0.0.1:50051", help="national gateway address")
+    p.add_argument(
+        "--gateway",
+        default="127.0.0.1:50051",
+        help="national gateway address, or a gRPC target naming several for fail-over, e.g. ipv4:10.0.0.1:50051,10.0.0.2:50051",
+    )
     p.add_argument("--listen", default="127.0.0.1:0", help="host:port to serve on")
     p.add_argument("--node-id", default="node-1", help="replica name within the province")
     p.add_argument("--metrics-port", type=int, default=None, help="Prometheus port (0: any)")

@@ -1,22 +1,21 @@
-"""The authorization table (docs/security.md) and the interceptor that enforces it.
+"""The authorization table (docs/security.md) and the Authorizer that enforces it.
 
 Every call is authenticated by mTLS (the client certificate's SPIFFE id), checked against the
 revocation lists, rate limited per caller, and matched against ``RULES``: a method not in the
 table is denied. Rules that depend on the request (a node registering for a province, a
 province uploading a DSC) are checked in the handler with nodes.identity.require_province.
+The Authorizer runs before every handler, in the edge wrapper of each method (nodes.handlers).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 from prometheus_client import Counter
 
-from nodes.handlers import rewrap
-from nodes.identity import CALLER, Identity, PermissionDenied, Role, Unauthenticated
+from nodes.identity import Identity, PermissionDenied, Role, Unauthenticated
 from nodes.ratelimit import RateLimiter
 from nodes.tls import peer_identity
 
@@ -116,52 +115,13 @@ class Authorizer:
             raise PermissionDenied(f"{identity} is not of province {self._province}")
 
 
-class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
-    """Runs the Authorizer before every handler and exposes the caller to it (CALLER)."""
-
-    def __init__(self, authorizer: Authorizer) -> None:
-        self._authorizer = authorizer
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
-        return rewrap(handler, lambda behaviour, streams: self._guard(behaviour, method, streams))
-
-    def _guard(
-        self, behaviour: Callable[..., Any], method: str, streaming: bool
-    ) -> Callable[..., Any]:
-        authorizer = self._authorizer
-        if streaming:
-
-            async def guarded_stream(request: Any, context: Any) -> AsyncIterator[Any]:
-                caller = authorizer.check(method, context, cost=_cost(request))
-                CALLER.set(caller)
-                async for response in behaviour(_charged(request, authorizer, caller), context):
-                    yield response
-
-            return guarded_stream
-
-        async def guarded(request: Any, context: Any) -> Any:
-            caller = authorizer.check(method, context, cost=_cost(request))
-            CALLER.set(caller)
-            return await behaviour(_charged(request, authorizer, caller), context)
-
-        return guarded
-
-
-def _cost(request: Any) -> float:
+def opening_cost(request: Any) -> float:
     """Rate cost of opening a call: one per code of a batch, else one."""
     tokens = getattr(request, "tokens", None)
     return float(max(1, len(tokens))) if tokens is not None else 1.0
 
 
-def _charged(request: Any, authorizer: Authorizer, caller: Identity) -> Any:
+def charged(request: Any, authorizer: Authorizer, caller: Identity) -> Any:
     """A request stream whose every message is charged to the caller's rate."""
     if not hasattr(request, "__aiter__"):
         return request

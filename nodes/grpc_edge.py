@@ -1,21 +1,20 @@
 """The edge between the domain and gRPC: one table from hcx errors to status codes.
 
-Handlers raise hcx errors; ``ErrorMappingInterceptor`` turns them into a gRPC status with a
-``google.rpc.ErrorInfo`` detail whose ``reason`` is the stable hcx reason name. An unexpected
-exception is logged and answered as INTERNAL, never leaked as UNKNOWN.
+Handlers raise hcx errors; the edge wrapper of every served method (nodes.handlers) calls
+``abort_with_error``, which turns them into a gRPC status with a ``google.rpc.ErrorInfo`` detail
+whose ``reason`` is the stable hcx reason name. An unexpected exception is logged and answered as
+INTERNAL, never leaked as UNKNOWN.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from nodes.handlers import rewrap
 from nodes.identity import PermissionDenied, Unauthenticated
 from trust.errors import (
     Conflict,
@@ -86,9 +85,10 @@ def reason_of(error: grpc.RpcError) -> Reason | None:
     return None
 
 
-async def _abort(
+async def abort_with_error(
     context: grpc.aio.ServicerContext[Any, Any], error: Exception, method: str
 ) -> None:
+    """Abort the call with the status of ``error`` (see STATUS_OF); INTERNAL if unexpected."""
     if isinstance(error, HcxError):
         retry_after = error.retry_after if isinstance(error, ResourceExhausted) else None
         await context.abort_with_status(
@@ -98,48 +98,3 @@ async def _abort(
     await context.abort_with_status(
         to_status(grpc.StatusCode.INTERNAL, "internal error (logged by the server)", Reason.NONE)
     )
-
-
-def _wrap_unary(behaviour: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Any]:
-    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        try:
-            return await behaviour(request, context)
-        except (grpc.aio.AbortError, grpc.RpcError):
-            raise
-        except Exception as error:  # the edge: map, never leak
-            await _abort(context, error, method)
-
-    return wrapped
-
-
-def _wrap_stream(behaviour: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., Any]:
-    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        try:
-            async for response in behaviour(request, context):
-                yield response
-        except (grpc.aio.AbortError, grpc.RpcError):
-            raise
-        except Exception as error:
-            await _abort(context, error, method)
-
-    return wrapped
-
-
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
-    """Maps hcx errors raised by any handler to rich gRPC statuses (see STATUS_OF)."""
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
-        return rewrap(
-            handler,
-            lambda behaviour, streaming: (_wrap_stream if streaming else _wrap_unary)(
-                behaviour, method
-            ),
-        )

@@ -2,8 +2,8 @@
 
 - ``JsonFormatter``: one JSON object per line with time, level, logger, message, the request id
   of the call being served and any ``extra={...}`` fields.
-- ``RequestIdInterceptor``: takes ``x-request-id`` from the call's metadata (or makes one) and
-  puts it in a context variable for the handler's logs.
+- ``request_id_of``: the ``x-request-id`` of a call's metadata (or a new one); the edge wrapper
+  of every method (nodes.handlers) puts it in ``REQUEST_ID`` for the handler's logs.
 - ``code_ref``: what a log may say about a code: a short hash of its code id, never the
   masked name or the ID tail.
 """
@@ -14,10 +14,9 @@ import contextvars
 import hashlib
 import json
 import logging
+import secrets
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -69,52 +68,13 @@ def configure_logging(*, verbose: bool, json_format: bool | None = None) -> None
     root.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
-def _request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+def request_id_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    """The call's ``x-request-id`` (1 to 64 characters), or a new random one."""
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_HEADER and isinstance(value, str) and 0 < len(value) <= 64:
             return value
-    return uuid.uuid4().hex[:16]
-
-
-def _unary(behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        REQUEST_ID.set(_request_id(context))
-        return await behaviour(request, context)
-
-    return wrapped
-
-
-def _streaming(behaviour: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        REQUEST_ID.set(_request_id(context))
-        async for response in behaviour(request, context):
-            yield response
-
-    return wrapped
-
-
-class RequestIdInterceptor(grpc.aio.ServerInterceptor):
-    """Gives every served call a request id (from ``x-request-id`` or new) for its logs."""
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        common = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary), **common)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(_unary(handler.stream_unary), **common)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(_streaming(handler.unary_stream), **common)
-        return grpc.stream_stream_rpc_method_handler(_streaming(handler.stream_stream), **common)
+    # 16 hex digits as before (uuid4().hex[:16]), at a fraction of the cost of a UUID per call.
+    return secrets.token_hex(8)
 
 
 def elapsed_ms(began: float) -> float:

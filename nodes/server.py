@@ -1,4 +1,5 @@
-"""Server assembly shared by every hcx process: servicers, health, reflection, error mapping."""
+"""Server assembly shared by every hcx process: servicers, health, reflection, and the edge
+(error mapping, authorization, request ids) wrapped once around every method."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from nodes.authz import AuthorizationInterceptor, Authorizer
-from nodes.grpc_edge import ErrorMappingInterceptor
+from nodes.authz import Authorizer
+from nodes.handlers import EdgePolicy, GuardedRegistrar
 from nodes.tls import Transport
 
 log = logging.getLogger(__name__)
@@ -64,17 +65,21 @@ async def build_server(
     authorizer: Authorizer | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     maximum_concurrent_rpcs: int | None = None,
+    request_ids: bool = False,
 ) -> RunningServer:
     """Create, bind and start a grpc.aio server with health, reflection and error mapping.
 
     With mTLS every call passes the ``authorizer`` (authentication, revocation, the
-    authorization table, rate limits) before its handler runs.
+    authorization table, rate limits) before its handler runs; with ``request_ids`` its logs
+    carry the call's request id. Both are wrapped around each method once, here (see
+    nodes.handlers), not by interceptors on every call. Any ``interceptors`` run before the edge.
     """
-    guards: list[grpc.aio.ServerInterceptor] = []
-    if transport.secure:
-        guards.append(AuthorizationInterceptor(authorizer or Authorizer()))
+    edge = EdgePolicy(
+        authorizer=(authorizer or Authorizer()) if transport.secure else None,
+        request_ids=request_ids,
+    )
     server = grpc.aio.server(
-        interceptors=[ErrorMappingInterceptor(), *guards, *interceptors],
+        interceptors=list(interceptors),
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -83,18 +88,19 @@ async def build_server(
         # Past this many calls in progress gRPC answers RESOURCE_EXHAUSTED: bounded memory.
         maximum_concurrent_rpcs=maximum_concurrent_rpcs,
     )
+    registrar: Any = GuardedRegistrar(server, edge)  # stands in for the server: guards methods
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
     names = [b.service_name for b in bindings]
     for binding in bindings:
-        binding.add_to_server(binding.servicer, server)
+        binding.add_to_server(binding.servicer, registrar)
     reflection.enable_server_reflection(
         [
             *names,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ],
-        server,
+        registrar,
     )
     port = transport.add_port(server, listen)
     if port == 0:

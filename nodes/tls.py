@@ -72,12 +72,26 @@ def channel_credentials(tls: TlsIdentity) -> grpc.ChannelCredentials:
     )
 
 
+def _name_options(target: str) -> list[tuple[str, str]]:
+    """For a target naming several servers ("ipv4:10.0.0.1:50051,10.0.0.2:50051"), verify
+    each server's certificate against the host of the first address (gRPC would otherwise
+    check the whole target string)."""
+    scheme, _, addresses = target.partition(":")
+    if scheme not in ("ipv4", "ipv6", "dns") or "," not in addresses:
+        return []
+    first = addresses.split(",")[0].removeprefix("//")
+    host = first.rsplit(":", 1)[0].strip("[]")  # "10.0.0.1:50051" / "[::1]:50051" -> host
+    return [("grpc.ssl_target_name_override", host)]
+
+
 def aio_channel(
     target: str, tls: TlsIdentity | None, *, allow_insecure_dev_only: bool = False
 ) -> grpc.aio.Channel:
     """A grpc.aio channel: mTLS, or plain text only when explicitly allowed for development."""
     if tls is not None:
-        return grpc.aio.secure_channel(target, channel_credentials(tls))
+        return grpc.aio.secure_channel(
+            target, channel_credentials(tls), options=_name_options(target)
+        )
     if not allow_insecure_dev_only:
         raise ValueError("no TLS identity given and plain text not allowed")
     return grpc.aio.insecure_channel(target)
@@ -88,7 +102,7 @@ def sync_channel(
 ) -> grpc.Channel:
     """A blocking channel (CLI), with the same rules as ``aio_channel``."""
     if tls is not None:
-        return grpc.secure_channel(target, channel_credentials(tls))
+        return grpc.secure_channel(target, channel_credentials(tls), options=_name_options(target))
     if not allow_insecure_dev_only:
         raise ValueError("no TLS identity given and plain text not allowed")
     return grpc.insecure_channel(target)

@@ -104,13 +104,17 @@ class Federation:
         args += ["--root-cert", str(self.national / "root.pem"), "--listen", listen]
         args += ["--relay-timeout", str(self.topology.relay_timeout)]
         args += self.pki.gateway_flags(f"gw-{index + 1}")
+        args += ["--view-file", str(self.national / f"view-gw-{index + 1}.cbor")]
         if index == 0:  # only the coordinators' gateway holds the root key (online onboarding)
             args += ["--root-key", str(self.national / "root-key.pem")]
         return args
 
     def node_args(self, province: str, replica: int) -> list[str]:
-        """Replica r registers through gateway r mod G: a lost gateway costs only some leases."""
-        gateway = self.gateways[replica % len(self.gateways)].address
+        """Replica r prefers gateway r mod G and fails over to the others (one gRPC target
+        naming every gateway, pick-first): a lost gateway costs no registration."""
+        count = len(self.gateways)
+        order = [self.gateways[(replica + i) % count].address for i in range(count)]
+        gateway = "ipv4:" + ",".join(order)
         node_id = f"{province}-{replica + 1}"
         return [
             "node",

@@ -242,8 +242,9 @@ class EtcdStore:
             raise self._unavailable(e, f"keep watching {prefix}*") from e
         finally:
             # The stream may already be gone; cancelling then is a no-op worth ignoring.
-            with contextlib.suppress(ClientError, rpc.AioRpcError, RuntimeError):
-                await watch.cancel()
+            # Bounded: aetcd's cancel can wait on a stream to a member that is gone.
+            with contextlib.suppress(ClientError, rpc.AioRpcError, RuntimeError, TimeoutError):
+                await asyncio.wait_for(watch.cancel(), CLOSE_TIMEOUT_S)
         raise self._unavailable(RuntimeError("watch stream ended"), f"keep watching {prefix}*")
 
     async def close(self) -> None:

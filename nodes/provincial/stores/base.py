@@ -8,7 +8,6 @@ where the rows live (one SQLite file, or a PostgreSQL database shared by hosts).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from trust.errors import InvalidRequest
@@ -44,8 +43,7 @@ class CodeRecord(NamedTuple):
     id_tail: str
 
 
-@dataclass(frozen=True)
-class NewCode:
+class NewCode(NamedTuple):
     """What issuance asks the store to create (or find, when the holder already has a code)."""
 
     code_id: bytes

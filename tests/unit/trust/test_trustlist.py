@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -10,19 +10,22 @@ from trust import pki, records, trustlist
 from trust.kv import KvEntry, Snapshot
 from trust.view import TrustView
 
-NOW = time.time() + 300  # after every certificate the tests make (they start "now")
+# Every certificate here starts at START, and the tests judge lists at NOW, a day later: fixed
+# instants, so a slow test run cannot move "now" outside a certificate's validity.
+START = datetime.now(UTC) - timedelta(days=2)
+NOW = (START + timedelta(days=1)).timestamp()
 
 
 def _signer(root: pki.Authority) -> pki.Authority:
     key = pki.generate_private_key()
     csr = pki.make_csr(key, common_name="tl")
-    return pki.Authority(pki.sign_trust_list_signer(root, csr), key)
+    return pki.Authority(pki.sign_trust_list_signer(root, csr, not_before=START), key)
 
 
 @pytest.fixture
 def setup() -> tuple[pki.Authority, pki.Authority, TrustView]:
-    root = pki.create_root_ca()
-    ca = pki.create_provincial_ca(root, province="330000", name="浙江省")
+    root = pki.create_root_ca(now=START)
+    ca = pki.create_provincial_ca(root, province="330000", name="浙江省", now=START)
     key = records.province_key("330000")
     sealed = records.seal(
         key,
