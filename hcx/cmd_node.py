@@ -38,7 +38,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--gateway",
         default="127.0.0.1:50051",
-        help="national gateway address, or a gRPC target naming several for fail-over, e.g. ipv4:10.0.0.1:50051,10.0.0.2:50051",
+        help="national gateway address, or a gRPC target naming several for fail-over, "
+        "e.g. ipv4:10.0.0.1:50051,10.0.0.2:50051",
     )
     p.add_argument("--listen", default="127.0.0.1:0", help="host:port to serve on")
     p.add_argument("--node-id", default="node-1", help="replica name within the province")
