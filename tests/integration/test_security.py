@@ -233,3 +233,14 @@ def retry_delay(error: grpc.aio.AioRpcError) -> float:
         if detail.Unpack(info):
             return info.retry_delay.ToNanoseconds() / 1e9
     return 0.0
+
+
+async def test_the_audit_log_records_who_made_each_change(federation: Federation):
+    log = await federation.registry_stub.AuditLog(registry_pb2.AuditLogRequest(), timeout=5)
+    actors = {(e.action, e.subject): e.actor for e in log.entries}
+    assert log.intact
+    assert actors[("onboard-province", "330000")] == "spiffe://hcx/national/coordinator/alice"
+    uploads = [e for e in log.entries if e.action.startswith("upload") and "330000" in e.subject]
+    assert uploads and all(
+        e.actor == "spiffe://hcx/province/330000/operator/ops" for e in uploads
+    ), [(e.action, e.subject, e.actor) for e in log.entries]
