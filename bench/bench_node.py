@@ -21,6 +21,7 @@ import sqlite3
 import statistics
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -120,24 +121,38 @@ def holders(count: int, start: int) -> list[Holder]:
     ]
 
 
-def measure_issuance(issuer: Issuer, count: int) -> tuple[float, float, int]:
-    """Median codes/s over ROUNDS rounds, in batches of ISSUE_BATCH; one commit per code;
-    and the longest token issued (characters), checked to decode."""
+@dataclass
+class Issuance:
+    """Batched issuance: median codes/s and CPU µs per code (all threads), longest token."""
+
+    per_s: float = 0.0
+    cpu_us: float = 0.0
+    token_chars: int = 0
+
+
+def measure_issuance(issuer: Issuer, count: int) -> Issuance:
+    """Median over ROUNDS rounds, in batches of ISSUE_BATCH (each token checked to decode)."""
     people = holders(count, start=random.randrange(10**8))
     per_round = count // ROUNDS
-    rates, longest = [], 0
+    rates, cpus, longest = [], [], 0
     for r in range(ROUNDS):
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.process_time()
         for i in range(r * per_round, (r + 1) * per_round, ISSUE_BATCH):
             issued = issuer.issue_batch(people[i : min(i + ISSUE_BATCH, (r + 1) * per_round)])
             longest = max(longest, *(len(code.token) for code in issued))
         rates.append(per_round / (time.perf_counter() - began))
+        cpus.append((time.process_time() - cpu_began) / per_round * 1e6)
         decode_token(issued[-1].token)  # outside the timing: the tokens are real codes
+    return Issuance(statistics.median(rates), statistics.median(cpus), longest)
+
+
+def measure_single_issuance(issuer: Issuer, count: int) -> float:
+    """Codes/s when every code is its own durable commit (IssueCode)."""
     singles = holders(min(2_000, count), start=500_000_000 + random.randrange(10**8))
     began = time.perf_counter()
     for holder in singles:
         issuer.issue(id_number=holder.id_number, full_name=holder.full_name)
-    return statistics.median(rates), len(singles) / (time.perf_counter() - began), longest
+    return len(singles) / (time.perf_counter() - began)
 
 
 def measure_lookups(store: SqliteStatusStore, sample: list[bytes], count: int) -> float:
@@ -195,22 +210,29 @@ def main(argv: list[str]) -> dict[str, object]:
     args = parse(argv)
     store, sample, filled, fill_s = prepare_store(args)
     issuer = make_issuer(store)
-    issue_per_s, issue_single_per_s, token_chars = measure_issuance(issuer, args.issue)
+    load_before = os.getloadavg()[0]
+    issuance = measure_issuance(issuer, args.issue)
+    issue_single_per_s = measure_single_issuance(issuer, args.issue)
     lookup_per_s = measure_lookups(store, sample, args.lookups)
     batch_per_s = asyncio.run(measure_status_batch(store, issuer, sample, args.batch_calls))
     result: dict[str, object] = {
         "codes": store.count(),
         "filled": filled,
         "fill_seconds": round(fill_s, 1),
-        "issue_per_s": round(issue_per_s),
+        "issue_per_s": round(issuance.per_s),
+        "issue_cpu_us_per_code": round(issuance.cpu_us),
         "issue_batch_size": ISSUE_BATCH,
         "issue_single_commit_per_s": round(issue_single_per_s),
-        "token_chars_max": token_chars,
+        "token_chars_max": issuance.token_chars,
         "lookup_per_s": round(lookup_per_s),
         "status_batch_items_per_s": round(batch_per_s),
         "db_bytes": store.size_bytes(),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "cpu_count": os.cpu_count(),
+        # The machine is shared: the 1-minute load average before and after the run says
+        # how much of its 2 cores the benchmark could have had.
+        "load_avg_before": round(load_before, 2),
+        "load_avg_after": round(os.getloadavg()[0], 2),
     }
     store.close()
     print_table(result)

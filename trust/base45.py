@@ -48,6 +48,32 @@ def b45decode(text: str) -> bytes:
         raise DecodeError("base45 input must be text", reason=Reason.BAD_ENCODING)
     if len(text) % 3 == 1:
         raise DecodeError("base45 text ends with a dangling character", reason=Reason.BAD_ENCODING)
+    whole = len(text) - len(text) % 3
+    table = _triplet_table()
+    try:
+        # Every valid triplet is a key; anything else (bad character, out of range) is not.
+        values = [table[text[i : i + 3]] for i in range(0, whole, 3)]
+    except KeyError:
+        return _decode_checked(text)  # says exactly what is wrong
+    out = struct.pack(f">{len(values)}H", *values)
+    if whole < len(text):
+        low, middle = _digit(text[whole]), _digit(text[whole + 1])
+        value = low + middle * _BASE
+        if value > 0xFF:
+            raise DecodeError("base45 pair out of range", reason=Reason.BAD_ENCODING)
+        out += bytes((value,))
+    return out
+
+
+@functools.cache
+def _triplet_table() -> dict[str, int]:
+    """Triplet text -> 2-byte value for the 65,536 canonical triplets, built once: decoding
+    every verified code a character at a time cost more than its ES256 check (measured)."""
+    return {triplet: value for value, triplet in enumerate(_pair_table())}
+
+
+def _decode_checked(text: str) -> bytes:
+    """Digit-by-digit decoding, used to name the first error precisely."""
     digits = [_digit(char) for char in text]
     out = bytearray()
     for start in range(0, len(digits), 3):
