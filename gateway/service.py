@@ -26,6 +26,7 @@ from gateway.verification import (
     verify_tokens,
 )
 from healthcode.v1 import gateway_pb2, gateway_pb2_grpc
+from nodes.convert import outcome_to_proto
 from nodes.identity import PermissionDenied, caller, require_province
 from nodes.logging import code_ref
 from trust.errors import InvalidRequest
@@ -49,27 +50,6 @@ class ServingLimits:
     max_in_flight_codes: int = 50_000  # codes being verified at once, all calls together
     stream_window: int = 256  # unanswered requests per VerifyStream before it stops reading
     check_workers: int = 2  # threads for batch signature checks (one per core)
-
-
-def outcome_to_proto(outcome: Outcome) -> gateway_pb2.VerifyResponse:
-    # The generated stubs type enum fields as their enum wrappers; the ints are the same values.
-    fields: dict[str, Any] = {
-        "verdict": int(outcome.verdict),
-        "reason": int(outcome.reason),
-        "message": outcome.message,
-        "kid": outcome.kid,
-        "status_version": outcome.status_version,
-        "colour_age_seconds": outcome.colour_age,
-    }
-    if outcome.colour is not None:
-        fields["colour"] = int(outcome.colour)
-    response = gateway_pb2.VerifyResponse(**fields)
-    if outcome.claims is not None:
-        response.issuer = outcome.claims.issuer
-        response.masked_name = outcome.claims.masked_name
-        response.id_tail = outcome.claims.id_tail
-        response.expires_at = outcome.claims.expires_at
-    return response
 
 
 def validate_checkpoint(province: str) -> None:

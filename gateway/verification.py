@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.relay import IssuerUnavailable, LiveStatus
-from trust.codeformat import CodeClaims
 from trust.errors import HcxError
-from trust.model import Colour, Reason, Verdict
-from trust.verify import CodeCheck, check_code
+from trust.model import Reason, Verdict
+from trust.verify import CodeCheck, Outcome, check_code
 from trust.view import TrustView
 
 DEFAULT_RELAY_TIMEOUT_S = 0.5
@@ -33,20 +32,6 @@ class VerifyPolicy:
     relay_timeout: float = DEFAULT_RELAY_TIMEOUT_S  # longest wait for the issuer's live status
     max_offline_age: int = DEFAULT_MAX_OFFLINE_AGE_S  # oldest token still VALID_OFFLINE
     allow_offline: bool = True  # False: ISSUER_UNAVAILABLE instead of VALID_OFFLINE
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A verdict and what it rests on (claims are present once the code decoded)."""
-
-    verdict: Verdict
-    reason: Reason
-    message: str
-    claims: CodeClaims | None = None
-    kid: bytes = b""
-    colour: Colour | None = None
-    status_version: int = 0
-    colour_age: int = 0
 
 
 class StatusSource(Protocol):

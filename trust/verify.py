@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from trust.codeformat import CodeClaims, decode_token, verify_token_signature
 from trust.errors import VerificationError
-from trust.model import Reason
+from trust.model import Colour, Reason, Verdict
 from trust.view import TrustedSigner, TrustView
 
 DEFAULT_CLOCK_SKEW_S = 60
@@ -71,19 +71,47 @@ def check_code(
 
 
 def _check_times(claims: CodeClaims, signer: TrustedSigner, *, now: float, clock_skew: int) -> None:
+    check_validity(
+        claims,
+        not_before=signer.not_before,
+        not_after=signer.not_after,
+        now=now,
+        clock_skew=clock_skew,
+    )
+    if signer.retired_at is not None and claims.issued_at > signer.retired_at:
+        raise VerificationError(
+            f"code issued after its signing key {signer.kid.hex()} was retired",
+            reason=Reason.KEY_RETIRED,
+        )
+
+
+def check_validity(
+    claims: CodeClaims, *, not_before: float, not_after: float, now: float, clock_skew: int
+) -> None:
+    """The code's own lifetime at ``now``, and its key's validity when it was issued."""
     if claims.expires_at <= now:
         raise VerificationError(
             f"code expired {int(now - claims.expires_at)} s ago", reason=Reason.EXPIRED
         )
     if claims.issued_at > now + clock_skew:
         raise VerificationError("code issued in the future", reason=Reason.NOT_YET_VALID)
-    if not signer.not_before - clock_skew <= claims.issued_at <= signer.not_after:
+    if not not_before - clock_skew <= claims.issued_at <= not_after:
         raise VerificationError(
             "the signing certificate was not valid when the code was issued",
             reason=Reason.KEY_NOT_VALID_AT_ISSUANCE,
         )
-    if signer.retired_at is not None and claims.issued_at > signer.retired_at:
-        raise VerificationError(
-            f"code issued after its signing key {signer.kid.hex()} was retired",
-            reason=Reason.KEY_RETIRED,
-        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A verdict and what it rests on (claims are present once the code decoded); what both
+    the gateway and a node's local verification answer."""
+
+    verdict: Verdict
+    reason: Reason
+    message: str
+    claims: CodeClaims | None = None
+    kid: bytes = b""
+    colour: Colour | None = None
+    status_version: int = 0
+    colour_age: int = 0

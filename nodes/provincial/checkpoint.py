@@ -23,9 +23,9 @@ from nodes.provincial.stores import StatusStore
 from trust import pki
 from trust.codeformat import CodeClaims, DecodedCode, decode_token, verify_token_signature
 from trust.cose import VerifyingKey
-from trust.errors import HcxError, PkiError, VerificationError
-from trust.model import Colour, Reason, Verdict
-from trust.verify import DEFAULT_CLOCK_SKEW_S
+from trust.errors import HcxError, PkiError
+from trust.model import Reason, Verdict
+from trust.verify import DEFAULT_CLOCK_SKEW_S, Outcome, check_validity
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +40,6 @@ class OwnSigner:
     not_after: float
 
 
-@dataclass(frozen=True)
-class LocalVerdict:
-    """A verdict reached on the node (``forward`` True: ask the national gateway instead)."""
-
-    verdict: Verdict
-    reason: Reason
-    message: str
-    claims: CodeClaims | None = None
-    kid: bytes = b""
-    colour: Colour | None = None
-    status_version: int = 0
-    forward: bool = False
-
-
-FORWARD = LocalVerdict(Verdict.INVALID, Reason.NONE, "", forward=True)
 
 
 def load_own_signers(directory: Path, *, province: str) -> dict[bytes, OwnSigner]:
@@ -104,49 +89,44 @@ class LocalVerifier:
         self._clock = clock
         self._skew = clock_skew
 
-    def check(self, token: str) -> LocalVerdict:
-        """A local verdict, or FORWARD when only the national gateway can decide."""
+    def check(self, token: str) -> Outcome | None:
+        """A local verdict, or None when only the national gateway can decide."""
         try:
             decoded = decode_token(token)
         except HcxError as e:
-            return LocalVerdict(Verdict.INVALID, e.reason, e.message)
+            return Outcome(Verdict.INVALID, e.reason, e.message)
         signer = self._signers.get(decoded.kid)
         if decoded.claims.issuer != self.province or signer is None:
-            return FORWARD
+            return None
         try:
             self._verify(decoded, signer)
         except HcxError as e:
-            return LocalVerdict(
+            return Outcome(
                 Verdict.INVALID, e.reason, e.message, claims=decoded.claims, kid=signer.kid
             )
         return self._live(decoded.claims, signer.kid)
 
     def _verify(self, decoded: DecodedCode, signer: OwnSigner) -> None:
         verify_token_signature(decoded, signer.public_key)
-        claims, now = decoded.claims, self._clock()
-        if claims.expires_at <= now:
-            raise VerificationError(
-                f"code expired {int(now - claims.expires_at)} s ago", reason=Reason.EXPIRED
-            )
-        if claims.issued_at > now + self._skew:
-            raise VerificationError("code issued in the future", reason=Reason.NOT_YET_VALID)
-        if not signer.not_before - self._skew <= claims.issued_at <= signer.not_after:
-            raise VerificationError(
-                "the signing certificate was not valid when the code was issued",
-                reason=Reason.KEY_NOT_VALID_AT_ISSUANCE,
-            )
+        check_validity(
+            decoded.claims,
+            not_before=signer.not_before,
+            not_after=signer.not_after,
+            now=self._clock(),
+            clock_skew=self._skew,
+        )
 
-    def _live(self, claims: CodeClaims, kid: bytes) -> LocalVerdict:
+    def _live(self, claims: CodeClaims, kid: bytes) -> Outcome:
         record = self._store.get(claims.code_id)
         if record is None:
-            return LocalVerdict(
+            return Outcome(
                 Verdict.INVALID,
                 Reason.UNKNOWN_CODE,
                 f"province {self.province} does not know this code",
                 claims=claims,
                 kid=kid,
             )
-        return LocalVerdict(
+        return Outcome(
             Verdict.VALID,
             Reason.NONE,
             "live colour from the province's own store",

@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 import grpc
 
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, node_pb2, node_pb2_grpc
-from nodes.provincial.checkpoint import LocalVerdict, LocalVerifier
+from nodes.convert import outcome_to_proto
+from nodes.provincial.checkpoint import LocalVerifier
 from nodes.provincial.issuance import IssuedCode, Issuer
 from nodes.provincial.stores import CodeRecord, StatusStore
 from trust.errors import InvalidRequest
@@ -61,24 +62,6 @@ def issued_to_proto(issued: IssuedCode) -> node_pb2.IssueCodeResponse:
         colour=_wire(issued.record.colour),
         status_version=issued.record.status_version,
     )
-
-
-def verdict_to_proto(local: LocalVerdict) -> gateway_pb2.VerifyResponse:
-    response = gateway_pb2.VerifyResponse(
-        verdict=_wire(local.verdict),
-        reason=_wire(local.reason),
-        message=local.message,
-        kid=local.kid,
-        status_version=local.status_version,
-    )
-    if local.colour is not None:
-        response.colour = _wire(local.colour)
-    if local.claims is not None:
-        response.issuer = local.claims.issuer
-        response.masked_name = local.claims.masked_name
-        response.id_tail = local.claims.id_tail
-        response.expires_at = local.claims.expires_at
-    return response
 
 
 class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
@@ -156,8 +139,8 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
             raise InvalidRequest("token is required")
         if self._verifier is not None:
             local = await self._run(self._verifier.check, request.token)
-            if not local.forward:
-                return verdict_to_proto(local)
+            if local is not None:  # None: only the national gateway can decide
+                return outcome_to_proto(local)
         return await self._forward(request, context)
 
     async def _forward(self, request: Any, context: Any) -> gateway_pb2.VerifyResponse:
