@@ -132,4 +132,3 @@ def charged(request: Any, authorizer: Authorizer, caller: Identity) -> Any:
             yield message
 
     return messages()
-

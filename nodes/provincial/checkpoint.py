@@ -40,8 +40,6 @@ class OwnSigner:
     not_after: float
 
 
-
-
 def load_own_signers(directory: Path, *, province: str) -> dict[bytes, OwnSigner]:
     """Signing certificates (``dsc*.pem``) in the province directory issued by its own CA."""
     ca = pki.load_certificate_pem((directory / "ca.pem").read_bytes())
