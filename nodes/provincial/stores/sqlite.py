@@ -49,10 +49,10 @@ CREATE TABLE IF NOT EXISTS status_requests (
 """
 
 BULK_CHUNK = 200_000
-# Page cache per connection. B-tree interior pages of 10 M codes take ~31 MB; the rest holds
-# leaves, so a share of random look-ups and inserts needs no read (192 MiB: ~20 % of the leaves
-# at 10 M codes, peak RSS ~300 MB in bench/bench_node.py, target < 500 MB).
-CACHE_MIB = 192
+# Page cache per connection: holds the B-tree interior pages (~31 MB at 10 M codes), so a
+# random look-up reads one leaf. 192 MiB (a fifth of the leaves as well) measured no faster
+# for random look-ups at 10 M codes and doubled peak RSS (bench/bench_node.py).
+CACHE_MIB = 64
 WAL_FALLBACK_CHECKPOINT_PAGES = 25_000
 INSERT_ROWS = 500  # rows per INSERT statement: 6 variables each, far below SQLite's 32,766
 _NEW_ROW = f"(?,?,?,1,?,'{ISSUED_REASON}',?,?)"  # status version 1, reason "issued"
