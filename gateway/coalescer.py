@@ -64,16 +64,22 @@ class ProvinceLane:
         gauge.set(BreakerState.CLOSED)
         self.breaker = CircuitBreaker(policy.breaker, on_change=lambda s: gauge.set(int(s)))
 
-    async def lookup(self, code_id: bytes, deadline: float) -> LiveStatus:
-        """The live status of ``code_id`` by ``deadline`` (monotonic), or IssuerUnavailable."""
+    def submit(self, code_id: bytes, deadline: float) -> asyncio.Future[LiveStatus]:
+        """Join the open batch; the future gets the live status (no deadline timer of its own:
+        a batch of a caller's codes waits for all of them together, see verify_tokens)."""
         if self.breaker.state is BreakerState.OPEN:
             raise IssuerUnavailable(f"province {self.province}: circuit open")
         if self._queued >= self._policy.max_queued:
             OVERLOAD_REJECTIONS.labels(self.province).inc()
             raise Overloaded(f"too many look-ups waiting for province {self.province}")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[LiveStatus] = loop.create_future()
+        future: asyncio.Future[LiveStatus] = asyncio.get_running_loop().create_future()
         self._join(code_id, future, deadline)
+        return future
+
+    async def lookup(self, code_id: bytes, deadline: float) -> LiveStatus:
+        """The live status of ``code_id`` by ``deadline`` (monotonic), or IssuerUnavailable."""
+        future = self.submit(code_id, deadline)
+        loop = asyncio.get_running_loop()
         # One timer on the loop's monotonic clock: cheaper per look-up than asyncio.wait_for,
         # which wraps the future in another and adds callbacks.
         timer = loop.call_at(deadline, self._expire, future)
@@ -179,6 +185,11 @@ class StatusCoalescer:
 
     async def lookup(self, province: str, code_id: bytes, *, deadline: float) -> LiveStatus:
         return await self.lane(province).lookup(code_id, deadline)
+
+    def submit(
+        self, province: str, code_id: bytes, *, deadline: float
+    ) -> asyncio.Future[LiveStatus]:
+        return self.lane(province).submit(code_id, deadline)
 
     async def close(self) -> None:
         for lane in self._lanes.values():

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.relay import IssuerUnavailable, LiveStatus
-from trust.errors import HcxError
+from trust.errors import HcxError, ResourceExhausted
 from trust.model import Reason, Verdict
 from trust.verify import CodeCheck, Outcome, check_code
 from trust.view import TrustView
@@ -38,6 +38,10 @@ class StatusSource(Protocol):
     """Where live statuses come from (the coalescer in production)."""
 
     async def lookup(self, province: str, code_id: bytes, *, deadline: float) -> LiveStatus: ...
+
+    def submit(
+        self, province: str, code_id: bytes, *, deadline: float
+    ) -> asyncio.Future[LiveStatus]: ...
 
 
 def invalid(error: HcxError, check: CodeCheck | None = None) -> Outcome:
@@ -119,14 +123,51 @@ async def verify_tokens(
     now = clock()
     checked = await check_in_slices(tokens, view, now, executor=executor, workers=workers)
     until = relay_deadline(policy, deadline)
-    return list(
-        await asyncio.gather(
-            *(
-                resolve(c, statuses=statuses, policy=policy, now=now, deadline=until)
-                for c in checked
-            )
-        )
+    # One future per code joins the coalescer's batches; the whole call waits once, by the
+    # deadline (no task or timer per code: at 100 codes a call those dominated the CPU).
+    asked: dict[int, asyncio.Future[LiveStatus] | IssuerUnavailable] = {}
+    try:
+        for i, c in enumerate(checked):
+            if isinstance(c, CodeCheck):
+                try:
+                    asked[i] = statuses.submit(c.claims.issuer, c.claims.code_id, deadline=until)
+                except IssuerUnavailable as e:  # circuit open: answered offline at once
+                    asked[i] = e
+    except ResourceExhausted:  # the call is refused (queue full); nobody waits for the asked
+        for answer in asked.values():
+            if isinstance(answer, asyncio.Future):
+                answer.cancel()
+        raise
+    waiting = [f for f in asked.values() if isinstance(f, asyncio.Future)]
+    if waiting:
+        await asyncio.wait(waiting, timeout=max(0.0, until - time.monotonic()))
+    return [settle(c, asked.get(i), now=now, policy=policy) for i, c in enumerate(checked)]
+
+
+def settle(
+    checked: CodeCheck | Outcome,
+    answer: asyncio.Future[LiveStatus] | IssuerUnavailable | None,
+    *,
+    now: float,
+    policy: VerifyPolicy,
+) -> Outcome:
+    """The verdict of one batched code once the call's wait is over."""
+    if isinstance(checked, Outcome):
+        return checked
+    if isinstance(answer, asyncio.Future) and answer.done() and not answer.cancelled():
+        error = answer.exception()
+        if error is None:
+            return live_outcome(checked, answer.result())
+        answer = error if isinstance(error, IssuerUnavailable) else None
+    elif isinstance(answer, asyncio.Future):
+        answer.cancel()  # the issuer missed the deadline; its late answer is dropped
+        answer = None
+    why = (
+        answer.message
+        if isinstance(answer, IssuerUnavailable)
+        else (f"province {checked.claims.issuer} did not answer in time")
     )
+    return offline(checked, now=now, policy=policy, why=why)
 
 
 async def check_in_slices(
