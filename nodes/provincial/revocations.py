@@ -25,7 +25,7 @@ from trust.view import TrustView
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PULL_INTERVAL_S = 2.0
+DEFAULT_PULL_INTERVAL_S = 2.0  # a pull of an unchanged list is a small signed delta
 
 
 class RevocationFollower:
@@ -44,7 +44,7 @@ class RevocationFollower:
         self._interval = interval
         self._clock = clock
         self._view: TrustView | None = None
-        self._revision = 0
+        self._list: trustlist.TrustList | None = None
         self._task: asyncio.Task[None] | None = None
 
     def is_revoked(self, caller: Identity) -> bool:
@@ -57,19 +57,24 @@ class RevocationFollower:
         )
 
     async def pull(self) -> bool:
-        """Fetch and verify one full trust list; False (and the old one kept) on failure."""
+        """Fetch and verify the changes since the list held (the whole list the first time);
+        False, and the old list kept, on failure. An unchanged list costs no rebuild."""
+        since = self._list.revision if self._list is not None else 0
         try:
             reply = await self._gateway.GetTrustList(
-                trustlist_pb2.GetTrustListRequest(since_revision=0), timeout=5.0
+                trustlist_pb2.GetTrustListRequest(since_revision=since), timeout=5.0
             )
             checked = trustlist.verify(
-                reply.signed_list, self._roots, now=self._clock(), held_revision=self._revision
+                reply.signed_list, self._roots, now=self._clock(), held_revision=since
             )
+            if self._list is not None and checked.revision == self._list.revision:
+                return True
+            merged = checked if checked.since == 0 else trustlist.merge(self._list, checked)  # type: ignore[arg-type]
         except (grpc.aio.AioRpcError, HcxError) as e:
             log.warning("trust list not updated: %s", getattr(e, "message", e))
             return False
-        self._view = checked.view(self._roots)
-        self._revision = checked.revision
+        self._list = merged
+        self._view = merged.view(self._roots)
         return True
 
     async def start(self) -> None:

@@ -244,3 +244,29 @@ async def test_the_audit_log_records_who_made_each_change(federation: Federation
     assert uploads and all(
         e.actor == "spiffe://hcx/province/330000/operator/ops" for e in uploads
     ), [(e.action, e.subject, e.actor) for e in log.entries]
+
+
+async def test_a_revoked_checkpoint_is_refused_by_its_provinces_node(federation: Federation):
+    """Nodes learn revocations from the signed trust list they pull from the gateway."""
+    checkpoint = federation.identity("checkpoint", "330000", "gate-3")
+    node = federation.node_stub("330000", checkpoint)
+    issued = await federation.issue("330000")
+    request = gateway_pb2.VerifyRequest(token=issued.token, checkpoint_province="330000")
+    assert (await node.Verify(request, timeout=5)).verdict == 1  # VALID, answered by the node
+    serial = pki.load_certificate_pem(checkpoint.tls.certificate_chain).serial_number  # type: ignore[union-attr]
+    crl = province_crl(
+        ProvinceDir(federation.workdir / "330000"), revoke_serial=serial, reason="key_compromise"
+    )
+    operator = registry_pb2_grpc.RegistryStub(federation.channel(federation.operator("330000")))
+    await operator.UploadCrl(
+        registry_pb2.UploadCrlRequest(province="330000", crl_der=crl), timeout=5
+    )
+    deadline = asyncio.get_running_loop().time() + 10  # the node pulls every 2 s
+    while True:
+        try:
+            await node.Verify(request, timeout=5)
+        except grpc.aio.AioRpcError as e:
+            assert e.code() == grpc.StatusCode.UNAUTHENTICATED and "revoked" in e.details()
+            break
+        assert asyncio.get_running_loop().time() < deadline, "the node never refused it"
+        await asyncio.sleep(0.2)
