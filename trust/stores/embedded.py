@@ -7,6 +7,7 @@ write by one process reaches the watchers of another within the poll interval.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -158,11 +159,14 @@ class EmbeddedStore:
 
     async def grant_lease(self, ttl_seconds: int) -> int:
         def action() -> int:
-            cursor = self._db.execute(
-                "INSERT INTO leases(ttl, expires_at) VALUES (?, ?)",
-                (ttl_seconds, self._clock() + ttl_seconds),
+            # Random ids, as etcd's are not guessable either: holding a lease id is what lets
+            # a node keep its registration alive or drop it.
+            lease = secrets.randbits(62) or 1
+            self._db.execute(
+                "INSERT INTO leases(id, ttl, expires_at) VALUES (?, ?, ?)",
+                (lease, ttl_seconds, self._clock() + ttl_seconds),
             )
-            return int(cursor.lastrowid or 0)
+            return lease
 
         return self._write(action)
 
