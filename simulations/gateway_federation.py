@@ -39,14 +39,19 @@ class GatewayFederation(Federation):
         supervisor: Supervisor,
         *,
         gateway_args: Sequence[str] = (),
+        node_args: Sequence[str] = (),
     ) -> None:
         super().__init__(workdir, provinces, supervisor)
         self.gateway_args_ = list(gateway_args)
+        self.node_args_ = list(node_args)
         self.metrics_port = free_port()
         self._holders = 0
 
     def gateway_args(self) -> list[str]:
         return [*super().gateway_args(), f"--metrics-port={self.metrics_port}", *self.gateway_args_]
+
+    def node_args(self, province: str, node_id: str) -> list[str]:
+        return [*super().node_args(province, node_id), *self.node_args_]
 
     def issue(self, province: str, count: int) -> list[str]:
         """Issue ``count`` codes at the province's node; returns their tokens."""
