@@ -399,19 +399,16 @@ def sign_leaf(
     ca_province = province_of(provincial_ca.certificate)
     if ca_province != province:
         raise PkiError(f"CA of province {ca_province} cannot issue for province {province}")
-    public_key = _checked_csr(csr, expected_uri=uri)
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"hcx province {province} {kind} {name}"),
-        ]
+    return _issue_end_entity(
+        provincial_ca,
+        _checked_csr(csr, expected_uri=uri),
+        common_name=f"hcx province {province} {kind} {name}",
+        profile=profile,
+        uri=uri,
+        dns_names=dns_names,
+        not_before=not_before,
+        validity=validity,
     )
-    start, end = _validity(provincial_ca.certificate, not_before, validity)
-    builder = _builder(subject, provincial_ca.certificate.subject, public_key, start, end)
-    builder = _add_end_entity_extensions(
-        builder, usages=profile.usages, names=_leaf_names(uri, profile, dns_names)
-    )
-    return _sign(builder, provincial_ca)
 
 
 def sign_dsc(
@@ -482,19 +479,42 @@ def sign_national_leaf(
     if profile is None:
         raise PkiError(f"unknown national certificate kind {kind!r}")
     uri = national_spiffe_id(kind=kind, name=name)
-    public_key = _checked_csr(csr, expected_uri=uri)
+    return _issue_end_entity(
+        root,
+        _checked_csr(csr, expected_uri=uri),
+        common_name=f"hcx national {kind} {name}",
+        profile=profile,
+        uri=uri,
+        dns_names=dns_names,
+        not_before=not_before,
+        validity=validity,
+    )
+
+
+def _issue_end_entity(
+    issuer: Authority,
+    public_key: ec.EllipticCurvePublicKey,
+    *,
+    common_name: str,
+    profile: _LeafProfile,
+    uri: str,
+    dns_names: Sequence[str],
+    not_before: datetime | None,
+    validity: timedelta,
+) -> x509.Certificate:
+    """An end-entity certificate of ``profile`` for an already checked CSR key."""
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"hcx national {kind} {name}"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
-    start, end = _validity(root.certificate, not_before, validity)
-    builder = _builder(subject, root.certificate.subject, public_key, start, end)
+    start, end = _validity(issuer.certificate, not_before, validity)
+    builder = _builder(subject, issuer.certificate.subject, public_key, start, end)
     builder = _add_end_entity_extensions(
         builder, usages=profile.usages, names=_leaf_names(uri, profile, dns_names)
     )
-    return _sign(builder, root)
+    return _sign(builder, issuer)
 
 
 _DNS_RE = re.compile(
