@@ -123,10 +123,10 @@ def unanswered(scan: Scan, mode: str, latency: float, error: grpc.aio.AioRpcErro
     return Verification(scan, mode, -1, True, latency, "ERROR", error.code().name, 0, 0, b"")
 
 
-class UnaryMode:
-    """One ``Verify`` call per scan (a roadside checkpoint with a phone)."""
-
-    name = "unary"
+class _PerScanMode:
+    """A mode that verifies each scan in its own task, at most ``limit`` at a time; scans
+    arriving while every slot is busy are shed (counted), so the generator's memory stays
+    bounded."""
 
     def __init__(self, pool: GatewayPool, codes: Sequence[str], record: Record, *, limit: int):
         self._pool = pool
@@ -136,15 +136,6 @@ class UnaryMode:
         self.tasks: set[asyncio.Task[None]] = set()
         self.shed = 0  # scans the load generator dropped because every slot was busy
 
-    def unavailable(self) -> str | None:
-        return None if "Verify" in gateway_methods() else "Gateway.Verify is missing"
-
-    def flush(self) -> None:
-        """Nothing is held back in this mode."""
-
-    def close(self) -> None:
-        """Nothing long-lived to close in this mode."""
-
     def submit(self, scans: Sequence[Scan], preferred: int) -> None:
         for scan in scans:
             if self._slots.locked():
@@ -153,6 +144,24 @@ class UnaryMode:
             task = asyncio.create_task(self._one(scan, preferred))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+
+    async def _one(self, scan: Scan, preferred: int) -> None:
+        raise NotImplementedError
+
+
+class UnaryMode(_PerScanMode):
+    """One ``Verify`` call per scan (a roadside checkpoint with a phone)."""
+
+    name = "unary"
+
+    def unavailable(self) -> str | None:
+        return None if "Verify" in gateway_methods() else "Gateway.Verify is missing"
+
+    def flush(self) -> None:
+        """Nothing is held back in this mode."""
+
+    def close(self) -> None:
+        """Nothing long-lived to close in this mode."""
 
     async def _one(self, scan: Scan, preferred: int) -> None:
         async with self._slots:
@@ -282,19 +291,14 @@ class _StreamSession:
         self.reader.cancel()
 
 
-class StreamMode:
+class StreamMode(_PerScanMode):
     """An airport gate: one ``VerifyStream`` per gateway, re-opened after a failure."""
 
     name = "stream"
 
     def __init__(self, pool: GatewayPool, codes: Sequence[str], record: Record, *, limit: int):
-        self._pool = pool
-        self._codes = codes
-        self._record = record
-        self._slots = asyncio.Semaphore(limit)
+        super().__init__(pool, codes, record, limit=limit)
         self._sessions: dict[int, _StreamSession] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.shed = 0
 
     def unavailable(self) -> str | None:
         if "VerifyStream" not in gateway_methods():
@@ -303,15 +307,6 @@ class StreamMode:
 
     def flush(self) -> None:
         """Scans go out as they come."""
-
-    def submit(self, scans: Sequence[Scan], preferred: int) -> None:
-        for scan in scans:
-            if self._slots.locked():
-                self.shed += 1
-                continue
-            task = asyncio.create_task(self._one(scan, preferred))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
 
     def _session(self, index: int) -> _StreamSession:
         session = self._sessions.get(index)
