@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import cbor2
 
+from trust import cbor
 from trust.base45 import b45decode, b45encode
 from trust.cose import (
     HEADER_ALG,
@@ -25,7 +26,6 @@ from trust.cose import (
     Sign1,
     SigningKey,
     VerifyingKey,
-    decode_cbor_strict,
     decode_sign1,
     sign1,
     verify_sign1,
@@ -134,7 +134,7 @@ def decode_token(token: str) -> DecodedCode:
     """Parse an ``HCX1:`` token down to its claims; raise only DecodeError; no signature check."""
     msg = decode_sign1(_inflate(_unwrap_text(token)))
     kid, alg = _check_code_headers(msg)
-    claims = _claims_from_cwt(decode_cbor_strict(msg.payload, what="CWT claims"))
+    claims = _claims_from_cwt(cbor.decode(msg.payload, what="CWT claims"))
     return DecodedCode(claims=claims, kid=kid, alg=alg, sign1=msg)
 
 

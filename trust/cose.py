@@ -6,7 +6,6 @@ verification raises :class:`~trust.errors.VerificationError` with a stable reaso
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from trust import cbor
 from trust.errors import DecodeError, PkiError, VerificationError
 from trust.model import Reason
 
@@ -31,8 +31,9 @@ HEADER_KID = 4
 COSE_SIGN1_TAG = 18
 ES256_SIGNATURE_LENGTH = 64
 _P256_COORDINATE_LENGTH = 32
-# Deep enough for any COSE/CWT structure hcx uses, shallow enough that nesting bombs stop early.
-MAX_CBOR_DEPTH = 16
+# Order of the P-256 group: (r, s) and (r, n - s) are both valid ECDSA signatures of the same
+# message, so hcx signs with the low s and refuses the other (one signed object, one form).
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 SigningKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 VerifyingKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -64,45 +65,36 @@ class Sign1:
         return None
 
 
-def decode_cbor_strict(data: bytes, *, what: str) -> object:
-    """Decode exactly one CBOR item: no trailing bytes, no duplicate keys, bounded nesting.
-
-    Raises DecodeError (BAD_ENCODING) for anything that is not such an item.
-    """
-    stream = io.BytesIO(data)
-    decoder = cbor2.CBORDecoder(
-        stream,
-        max_depth=MAX_CBOR_DEPTH,
-        allow_indefinite=False,
-        allow_duplicate_keys=False,
-    )
-    try:
-        item = decoder.decode()
-    except Exception as e:  # cbor2 raises many types on hostile input; none may escape
-        raise DecodeError(f"{what} is not valid CBOR", reason=Reason.BAD_ENCODING) from e
-    if stream.tell() != len(data):
-        raise DecodeError(
-            f"{what} has trailing bytes after the CBOR item", reason=Reason.BAD_ENCODING
-        )
-    return item
-
-
-def sign1(*, payload: bytes, private_key: SigningKey, kid: bytes) -> bytes:
-    """Sign payload as a tagged COSE_Sign1 with protected header {alg, kid}."""
+def sign1(
+    *,
+    payload: bytes,
+    private_key: SigningKey,
+    kid: bytes | None = None,
+    headers: Mapping[int, object] | None = None,
+    external_aad: bytes = b"",
+) -> bytes:
+    """Sign payload as a tagged COSE_Sign1 with protected header {alg, kid, **headers},
+    in deterministic CBOR, with a low-S signature for ES256."""
     alg = _alg_for_private_key(private_key)
-    protected_bytes = cbor2.dumps({HEADER_ALG: alg, HEADER_KID: bytes(kid)})
-    to_be_signed = sig_structure(protected_bytes, b"", payload)
+    protected: dict[int, object] = {HEADER_ALG: alg}
+    if kid is not None:
+        protected[HEADER_KID] = bytes(kid)
+    protected.update(headers or {})
+    protected_bytes = cbor2.dumps(protected, canonical=True)
+    to_be_signed = sig_structure(protected_bytes, external_aad, payload)
     if isinstance(private_key, ec.EllipticCurvePrivateKey):
         der = private_key.sign(to_be_signed, ec.ECDSA(hashes.SHA256()))
         signature = _der_to_raw(der)
     else:
         signature = private_key.sign(to_be_signed)
-    return cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, [protected_bytes, {}, payload, signature]))
+    return cbor2.dumps(
+        cbor2.CBORTag(COSE_SIGN1_TAG, [protected_bytes, {}, payload, signature]), canonical=True
+    )
 
 
 def decode_sign1(data: bytes) -> Sign1:
     """Parse a tagged (18) or untagged COSE_Sign1; the signature is not checked."""
-    item = decode_cbor_strict(data, what="COSE_Sign1")
+    item = cbor.decode(data, what="COSE_Sign1", tags=(COSE_SIGN1_TAG,))
     if isinstance(item, cbor2.CBORTag):
         if item.tag != COSE_SIGN1_TAG:
             raise _malformed(f"CBOR tag {item.tag} is not COSE_Sign1 (18)")
@@ -129,13 +121,23 @@ def decode_sign1(data: bytes) -> Sign1:
     )
 
 
-def verify_sign1(msg: Sign1, public_key: VerifyingKey, *, external_aad: bytes = b"") -> None:
-    """Check the signature of msg with public_key; raise VerificationError if it fails."""
+def verify_sign1(
+    msg: Sign1,
+    public_key: VerifyingKey,
+    *,
+    external_aad: bytes = b"",
+    low_s_only: bool = False,
+) -> None:
+    """Check the signature of msg with public_key; raise VerificationError if it fails.
+
+    ``low_s_only``: refuse an ES256 signature whose s is in the upper half of the group order
+    (Reason.NON_CANONICAL): hcx signs low-S, so a high-S twin is a malleated copy. Off for
+    foreign COSE messages (the cose-wg examples include high-S signatures)."""
     _check_alg_matches_key(msg.alg, public_key)
     to_be_signed = sig_structure(msg.protected_bytes, external_aad, msg.payload)
     try:
         if isinstance(public_key, ec.EllipticCurvePublicKey):
-            der = _raw_to_der(msg.signature)
+            der = _raw_to_der(msg.signature, low_s_only=low_s_only)
             public_key.verify(der, to_be_signed, ec.ECDSA(hashes.SHA256()))
         else:
             public_key.verify(msg.signature, to_be_signed)
@@ -153,7 +155,7 @@ def _decode_protected(protected_bytes: bytes) -> Mapping[int, object]:
     if not protected_bytes:
         return {}
     try:
-        protected = decode_cbor_strict(protected_bytes, what="protected header")
+        protected = cbor.decode(protected_bytes, what="protected header")
     except DecodeError as e:
         raise _malformed("protected header is not a CBOR-encoded map") from e
     if not isinstance(protected, Mapping):
@@ -204,10 +206,12 @@ def _alg_for_private_key(private_key: object) -> int:
 
 def _der_to_raw(der: bytes) -> bytes:
     r, s = decode_dss_signature(der)
+    if s > P256_ORDER // 2:
+        s = P256_ORDER - s  # the low-S twin: equally valid, and the only form hcx emits
     return r.to_bytes(_P256_COORDINATE_LENGTH, "big") + s.to_bytes(_P256_COORDINATE_LENGTH, "big")
 
 
-def _raw_to_der(raw: bytes) -> bytes:
+def _raw_to_der(raw: bytes, *, low_s_only: bool = False) -> bytes:
     # COSE carries r||s with fixed-width halves (RFC 9053 §2.1); anything else is not ES256.
     if len(raw) != ES256_SIGNATURE_LENGTH:
         raise VerificationError(
@@ -215,9 +219,13 @@ def _raw_to_der(raw: bytes) -> bytes:
             reason=Reason.BAD_SIGNATURE,
         )
     half = _P256_COORDINATE_LENGTH
-    return encode_dss_signature(
-        int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
-    )
+    r, s = int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
+    if low_s_only and s > P256_ORDER // 2:
+        raise VerificationError(
+            "ES256 signature has a high s (a malleated copy of a low-S signature)",
+            reason=Reason.NON_CANONICAL,
+        )
+    return encode_dss_signature(r, s)
 
 
 def _malformed(message: str) -> DecodeError:

@@ -50,6 +50,29 @@ class Reason(enum.IntEnum):
     ISSUER_UNAVAILABLE = 16  # issuer unreachable and no offline verdict allowed
     UNKNOWN_PROVINCE = 17
     WRONG_PURPOSE = 18  # certificate not marked for signing health codes
+    NON_CANONICAL = 19  # not the code's one text form (high-S, untagged, other zlib, CBOR form)
+    LIFETIME_TOO_LONG = 20  # exp - iat exceeds the maximum token lifetime
+    INVALID_REQUEST = 21  # a field of the request itself is wrong (per item in batches)
+    INTERNAL_ERROR = 22  # the server failed; logged and counted, never answered as offline
+    # Refusals of callers and registry statements (docs/verdicts.md, docs/security.md).
+    UNAUTHENTICATED = 23  # no verified client certificate with an hcx identity
+    WRONG_ROLE = 24  # the caller's or signer's role may not do this
+    WRONG_PROVINCE = 25  # the caller or signer belongs to another province
+    CALLER_REVOKED = 26  # the caller's certificate is revoked
+    RATE_LIMITED = 27  # the caller's rate limit is spent; retry after RetryInfo
+    OVERLOADED = 28  # the server's bounded queues are full; retry after RetryInfo
+    LEASE_NOT_YOURS = 29  # the node registration belongs to another identity
+    UNKNOWN_LEASE = 30  # no such node registration (expired, replaced or never made)
+    REPLAYED = 31  # this exact signed statement was already accepted
+    BAD_TIME = 32  # a statement's signing time is outside the allowed clock skew
+    UNKNOWN_SIGNER = 33  # the statement's signer is not an authority the registry knows
+    SIGNER_REVOKED = 34  # the statement's signer certificate is revoked or expired
+    STALE_PROPOSAL = 35  # the proposal's base version is no longer current
+    PROPOSAL_CLOSED = 36  # the proposal expired, was applied or was rejected
+    ALREADY_EXISTS = 37  # e.g. a kid collision or a province onboarded twice
+    NOT_FOUND = 38  # the subject of a request does not exist
+    LOG_INCONSISTENT = 39  # the registry log failed verification; the view stays where it was
+    STORE_UNAVAILABLE = 40  # the registry or status store cannot be reached
 
 
 def is_province_code(value: str) -> bool:
