@@ -9,14 +9,9 @@ verifies what it reads (trust.view).
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
-
-# Key layout (docs/registry.md): every key lives under one prefix per deployment.
-PROVINCES = "provinces/"
-SIGNING_CERTS = "dsc/"
-NODES = "nodes/"
 
 
 class EventKind(enum.Enum):
@@ -44,6 +39,16 @@ class KvEvent:
 
 
 @dataclass(frozen=True)
+class Write:
+    """One put of a transaction; ``expect_revision`` as in :meth:`KvStore.put`."""
+
+    key: str
+    value: bytes
+    expect_revision: int | None = None
+    lease: int = 0
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Entries under a prefix, read at one store revision (watch from ``revision + 1``)."""
 
@@ -66,15 +71,26 @@ class KvStore(Protocol):
         Returns the new store revision."""
         ...
 
-    async def delete(self, key: str) -> bool: ...
-
-    async def grant_lease(self, ttl_seconds: int) -> int: ...
-
-    async def keep_alive(self, lease: int) -> int:
-        """Refresh a lease; returns its TTL, raises trust.errors.NotFound once it expired."""
+    async def transact(self, writes: Sequence[Write]) -> int:
+        """All ``writes`` at one revision, or none: Conflict when any expectation fails
+        (this is how two gateways appending to the registry log at once cannot fork it).
+        Returns the new store revision."""
         ...
 
-    async def revoke_lease(self, lease: int) -> None: ...
+    async def delete(self, key: str) -> bool: ...
+
+    async def grant_lease(self, ttl_seconds: int) -> int:
+        """A new lease (id > 0) expiring after ``ttl_seconds`` without a keep-alive."""
+        ...
+
+    async def keep_alive(self, lease: int) -> int:
+        """Refresh a lease; returns its TTL, raises trust.errors.NotFound once it expired
+        (and for 0 or any id that was never granted)."""
+        ...
+
+    async def revoke_lease(self, lease: int) -> None:
+        """Drop a lease and its keys; NotFound for 0 or an unknown id (nothing changes)."""
+        ...
 
     def watch(self, prefix: str, *, start_revision: int) -> AsyncIterator[KvEvent]:
         """Every change under ``prefix`` from ``start_revision`` on, in revision order."""

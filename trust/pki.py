@@ -54,11 +54,16 @@ HCX_OID_UUID = uuid.UUID("f6efd4c9-be21-4357-918c-ec02c6c12897")
 HCX_OID_ARC = f"2.25.{HCX_OID_UUID.int}"
 HEALTH_CODE_SIGNING_OID = x509.ObjectIdentifier(f"{HCX_OID_ARC}.1")
 TRUST_LIST_SIGNING_OID = x509.ObjectIdentifier(f"{HCX_OID_ARC}.2")
+# A coordinator signs registry statements with the key of its certificate (trust.authority).
+STATEMENT_SIGNING_OID = x509.ObjectIdentifier(f"{HCX_OID_ARC}.3")
+# The registry log's signed tree heads (trust.log): a key that attests order, not content.
+LOG_SIGNING_OID = x509.ObjectIdentifier(f"{HCX_OID_ARC}.4")
 
 # --- Identities and defaults ----------------------------------------------------------------
 SPIFFE_PREFIX = "spiffe://hcx/"
 NATIONAL_SPIFFE_ID = "spiffe://hcx/national"
 TRUST_LIST_SPIFFE_ID = "spiffe://hcx/national/trust-list"
+LOG_SPIFFE_ID = "spiffe://hcx/national/log"
 ORGANIZATION = "hcx"
 ROOT_COMMON_NAME = "hcx national root CA"
 
@@ -128,7 +133,10 @@ _NATIONAL_PROFILES: dict[str, _LeafProfile] = {
         "gateway certificate",
     ),
     "coordinator": _LeafProfile(
-        "coordinator", (ExtendedKeyUsageOID.CLIENT_AUTH,), False, "coordinator certificate"
+        "coordinator",
+        (ExtendedKeyUsageOID.CLIENT_AUTH, STATEMENT_SIGNING_OID),
+        False,
+        "coordinator certificate",
     ),
 }
 NATIONAL_KINDS = tuple(_NATIONAL_PROFILES)
@@ -396,6 +404,8 @@ def sign_leaf(
     """
     profile = _leaf_profile(kind)
     uri = leaf_spiffe_id(province, kind=kind, name=name)
+    if kind == "node":  # the name the national gateway dials this node by (its identity)
+        dns_names = [*dns_names, node_dns_name(province, name)]
     ca_province = province_of(provincial_ca.certificate)
     if ca_province != province:
         raise PkiError(f"CA of province {ca_province} cannot issue for province {province}")
@@ -409,6 +419,20 @@ def sign_leaf(
         not_before=not_before,
         validity=validity,
     )
+
+
+_DNS_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+IDENTITY_DNS_SUFFIX = "hcx.internal"
+
+
+def node_dns_name(province: str, name: str) -> str:
+    """The DNS name in a node certificate that stands for its identity:
+    ``<name>.node.<province>.hcx.internal``. Gateways verify a node's server certificate
+    against this name (and against the province's own CA only), so the endpoint answering
+    is that node of that province, whatever address it was reached at."""
+    if not _DNS_LABEL_RE.fullmatch(name):
+        raise PkiError(f"node name {name!r} must be a DNS label (letters, digits, hyphens)")
+    return f"{name}.node.{_checked_province(province)}.{IDENTITY_DNS_SUFFIX}"
 
 
 def sign_dsc(
@@ -432,6 +456,21 @@ def sign_dsc(
     )
 
 
+@dataclass(frozen=True)
+class _ServiceSigner:
+    """A national key with one narrow purpose, held online by gateways (it signs no trust)."""
+
+    uri: str
+    usage: x509.ObjectIdentifier
+    label: str
+
+
+_SERVICE_SIGNERS = {
+    "trust-list": _ServiceSigner(TRUST_LIST_SPIFFE_ID, TRUST_LIST_SIGNING_OID, "trust-list signer"),
+    "log": _ServiceSigner(LOG_SPIFFE_ID, LOG_SIGNING_OID, "log signer"),
+}
+
+
 def sign_trust_list_signer(
     root: Authority,
     csr: x509.CertificateSigningRequest,
@@ -440,19 +479,43 @@ def sign_trust_list_signer(
     validity: timedelta = TRUST_LIST_SIGNER_VALIDITY,
 ) -> x509.Certificate:
     """Issue the national trust-list signing certificate from a CSR."""
-    public_key = _checked_csr(csr, expected_uri=TRUST_LIST_SPIFFE_ID)
+    return _sign_service_signer(
+        root, csr, _SERVICE_SIGNERS["trust-list"], not_before=not_before, validity=validity
+    )
+
+
+def sign_log_signer(
+    root: Authority,
+    csr: x509.CertificateSigningRequest,
+    *,
+    not_before: datetime | None = None,
+    validity: timedelta = TRUST_LIST_SIGNER_VALIDITY,
+) -> x509.Certificate:
+    """Issue the registry log's tree-head signing certificate from a CSR."""
+    return _sign_service_signer(
+        root, csr, _SERVICE_SIGNERS["log"], not_before=not_before, validity=validity
+    )
+
+
+def _sign_service_signer(
+    root: Authority,
+    csr: x509.CertificateSigningRequest,
+    signer: _ServiceSigner,
+    *,
+    not_before: datetime | None,
+    validity: timedelta,
+) -> x509.Certificate:
+    public_key = _checked_csr(csr, expected_uri=signer.uri)
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
-            x509.NameAttribute(NameOID.COMMON_NAME, "hcx national trust-list signer"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"hcx national {signer.label}"),
         ]
     )
     start, end = _validity(root.certificate, not_before, validity)
     builder = _builder(subject, root.certificate.subject, public_key, start, end)
     builder = _add_end_entity_extensions(
-        builder,
-        usages=(TRUST_LIST_SIGNING_OID,),
-        names=[x509.UniformResourceIdentifier(TRUST_LIST_SPIFFE_ID)],
+        builder, usages=(signer.usage,), names=[x509.UniformResourceIdentifier(signer.uri)]
     )
     return _sign(builder, root)
 
@@ -613,12 +676,29 @@ def verify_trust_list_signer(
     cert: x509.Certificate, roots: Sequence[x509.Certificate], *, at: datetime
 ) -> None:
     """Check the trust-list signing certificate against the pinned roots at time ``at``."""
+    _verify_service_signer(cert, roots, _SERVICE_SIGNERS["trust-list"], at=at)
+
+
+def verify_log_signer(
+    cert: x509.Certificate, roots: Sequence[x509.Certificate], *, at: datetime
+) -> None:
+    """Check a tree-head signing certificate against the pinned roots at time ``at``."""
+    _verify_service_signer(cert, roots, _SERVICE_SIGNERS["log"], at=at)
+
+
+def _verify_service_signer(
+    cert: x509.Certificate,
+    roots: Sequence[x509.Certificate],
+    signer: _ServiceSigner,
+    *,
+    at: datetime,
+) -> None:
     at = _aware(at)
-    what = "trust-list signer"
+    what = signer.label
     _check_certificate_basics(cert, at, what=what)
-    _check_end_entity(cert, what=what, usages=(TRUST_LIST_SIGNING_OID,))
-    if spiffe_id(cert) != TRUST_LIST_SPIFFE_ID:
-        raise PkiError(f"{what} has SPIFFE id {spiffe_id(cert)!r}, not {TRUST_LIST_SPIFFE_ID}")
+    _check_end_entity(cert, what=what, usages=(signer.usage,))
+    if spiffe_id(cert) != signer.uri:
+        raise PkiError(f"{what} has SPIFFE id {spiffe_id(cert)!r}, not {signer.uri}")
     _check_root_for(cert, roots, at, intermediates=0, what=what)
 
 

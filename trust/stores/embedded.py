@@ -10,11 +10,11 @@ import asyncio
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 from trust.errors import Conflict, NotFound, StoreUnavailable
-from trust.kv import EventKind, KvEntry, KvEvent, Snapshot
+from trust.kv import EventKind, KvEntry, KvEvent, Snapshot, Write
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -23,12 +23,14 @@ CREATE TABLE IF NOT EXISTS kv (
     mod_revision INTEGER NOT NULL,
     lease INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS changes (
-    revision INTEGER PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS changelog (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    revision INTEGER NOT NULL,
     kind TEXT NOT NULL,
     key TEXT NOT NULL,
     value BLOB NOT NULL
 );
+CREATE INDEX IF NOT EXISTS changelog_revision ON changelog(revision);
 CREATE TABLE IF NOT EXISTS leases (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     ttl REAL NOT NULL,
@@ -60,13 +62,13 @@ class EmbeddedStore:
             raise StoreUnavailable(f"cannot open registry store {self._path}: {e}") from e
 
     def _revision(self) -> int:
-        row = self._db.execute("SELECT COALESCE(MAX(revision), 0) FROM changes").fetchone()
+        row = self._db.execute("SELECT COALESCE(MAX(revision), 0) FROM changelog").fetchone()
         return int(row[0])
 
     def _append(self, kind: EventKind, key: str, value: bytes) -> int:
         revision = self._revision() + 1
         self._db.execute(
-            "INSERT INTO changes(revision, kind, key, value) VALUES (?,?,?,?)",
+            "INSERT INTO changelog(revision, kind, key, value) VALUES (?,?,?,?)",
             (revision, kind.value, key, value),
         )
         return revision
@@ -125,28 +127,46 @@ class EmbeddedStore:
     async def put(
         self, key: str, value: bytes, *, expect_revision: int | None = None, lease: int = 0
     ) -> int:
+        return await self.transact([Write(key, value, expect_revision, lease)])
+
+    async def transact(self, writes: Sequence[Write]) -> int:
         def action() -> int:
-            row = self._db.execute("SELECT mod_revision FROM kv WHERE key = ?", (key,)).fetchone()
-            current = row[0] if row else 0
-            if expect_revision is not None and current != expect_revision:
-                raise Conflict(
-                    f"{key} changed concurrently (revision {current}, expected {expect_revision})"
+            for write in writes:
+                self._check(write)
+            # One revision for the whole transaction, as in etcd: watchers see it at once.
+            revision = self._revision() + 1
+            for write in writes:
+                self._db.execute(
+                    "INSERT INTO changelog(revision, kind, key, value) VALUES (?,?,?,?)",
+                    (revision, EventKind.PUT.value, write.key, write.value),
                 )
-            if (
-                lease
-                and not self._db.execute("SELECT 1 FROM leases WHERE id = ?", (lease,)).fetchone()
-            ):
-                raise NotFound(f"lease {lease} does not exist or expired")
-            revision = self._append(EventKind.PUT, key, value)
-            self._db.execute(
-                "INSERT INTO kv(key, value, mod_revision, lease) VALUES (?,?,?,?) "
-                "ON CONFLICT(key) DO UPDATE SET value=excluded.value, "
-                "mod_revision=excluded.mod_revision, lease=excluded.lease",
-                (key, value, revision, lease),
-            )
+                self._db.execute(
+                    "INSERT INTO kv(key, value, mod_revision, lease) VALUES (?,?,?,?) "
+                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value, "
+                    "mod_revision=excluded.mod_revision, lease=excluded.lease",
+                    (write.key, write.value, revision, write.lease),
+                )
             return revision
 
+        if not writes:
+            raise ValueError("a transaction needs at least one write")
         return self._write(action)
+
+    def _check(self, write: Write) -> None:
+        row = self._db.execute("SELECT mod_revision FROM kv WHERE key = ?", (write.key,)).fetchone()
+        current = row[0] if row else 0
+        if write.expect_revision is not None and current != write.expect_revision:
+            raise Conflict(
+                f"{write.key} changed concurrently "
+                f"(revision {current}, expected {write.expect_revision})"
+            )
+        if write.lease and not self._lease_exists(write.lease):
+            raise NotFound(f"lease {write.lease} does not exist or expired")
+
+    def _lease_exists(self, lease: int) -> bool:
+        return lease > 0 and bool(
+            self._db.execute("SELECT 1 FROM leases WHERE id = ?", (lease,)).fetchone()
+        )
 
     async def delete(self, key: str) -> bool:
         def action() -> int:
@@ -173,7 +193,7 @@ class EmbeddedStore:
     async def keep_alive(self, lease: int) -> int:
         def action() -> int:
             row = self._db.execute("SELECT ttl FROM leases WHERE id = ?", (lease,)).fetchone()
-            if row is None:
+            if row is None or lease <= 0:
                 raise NotFound(f"lease {lease} expired or unknown")
             self._db.execute(
                 "UPDATE leases SET expires_at = ? WHERE id = ?", (self._clock() + row[0], lease)
@@ -184,6 +204,9 @@ class EmbeddedStore:
 
     async def revoke_lease(self, lease: int) -> None:
         def action() -> int:
+            # Lease 0 means "no lease" on every key without one: never a lease to drop.
+            if not self._lease_exists(lease):
+                raise NotFound(f"lease {lease} expired or unknown")
             self._drop_lease(lease)
             return 0
 
@@ -194,8 +217,8 @@ class EmbeddedStore:
         while True:
             self._write(lambda: 0)  # lease expiry produces delete events even when idle
             rows = self._db.execute(
-                "SELECT revision, kind, key, value FROM changes WHERE revision >= ? "
-                "AND substr(key, 1, ?) = ? ORDER BY revision",
+                "SELECT revision, kind, key, value FROM changelog WHERE revision >= ? "
+                "AND substr(key, 1, ?) = ? ORDER BY seq",
                 (next_revision, len(prefix), prefix),
             ).fetchall()
             for revision, kind, key, value in rows:

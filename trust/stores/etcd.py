@@ -25,7 +25,7 @@ from aetcd import rpc
 from aetcd.exceptions import ClientError
 
 from trust.errors import Conflict, InvalidRequest, NotFound, StoreUnavailable
-from trust.kv import EventKind, KvEntry, KvEvent, Snapshot
+from trust.kv import EventKind, KvEntry, KvEvent, Snapshot, Write
 
 DEFAULT_PREFIX = "hcx/"
 DEFAULT_TIMEOUT_S = 3
@@ -166,27 +166,39 @@ class EtcdStore:
     async def put(
         self, key: str, value: bytes, *, expect_revision: int | None = None, lease: int = 0
     ) -> int:
-        raw = self._key(key)
-        put = rpc.RequestOp(request_put=rpc.PutRequest(key=raw, value=value, lease=lease))
-        compare = []
-        if expect_revision is not None:
-            compare.append(
-                rpc.Compare(
-                    key=raw,
-                    target=rpc.Compare.MOD,
-                    result=rpc.Compare.EQUAL,
-                    mod_revision=expect_revision,
+        return await self.transact([Write(key, value, expect_revision, lease)])
+
+    async def transact(self, writes: Sequence[Write]) -> int:
+        """One etcd transaction: every compare on the keys' mod revisions, then every put."""
+        if not writes:
+            raise ValueError("a transaction needs at least one write")
+        compare, success = [], []
+        for write in writes:
+            raw = self._key(write.key)
+            success.append(
+                rpc.RequestOp(
+                    request_put=rpc.PutRequest(key=raw, value=write.value, lease=write.lease)
                 )
             )
-        request = rpc.TxnRequest(compare=compare, success=[put])
+            if write.expect_revision is not None:
+                compare.append(
+                    rpc.Compare(
+                        key=raw,
+                        target=rpc.Compare.MOD,
+                        result=rpc.Compare.EQUAL,
+                        mod_revision=write.expect_revision,
+                    )
+                )
+        keys = ", ".join(w.key for w in writes)
+        request = rpc.TxnRequest(compare=compare, success=success)
         try:
-            reply = await self._call(f"write {key}", "kvstub", "Txn", request)
+            reply = await self._call(f"write {keys}", "kvstub", "Txn", request)
         except StoreUnavailable as e:
             if "requested lease not found" in e.message:
-                raise NotFound(f"lease {lease} does not exist or expired") from e
+                raise NotFound("lease does not exist or expired") from e
             raise
         if not reply.succeeded:
-            raise Conflict(f"{key} changed concurrently (expected revision {expect_revision})")
+            raise Conflict(f"{keys} changed concurrently")
         return int(reply.header.revision)
 
     async def delete(self, key: str) -> bool:
@@ -201,6 +213,8 @@ class EtcdStore:
         return int(reply.ID)
 
     async def keep_alive(self, lease: int) -> int:
+        if lease <= 0:
+            raise NotFound(f"lease {lease} expired or unknown")
         try:
             await self._client.connect()
             reply = await self._client.refresh_lease(lease)
@@ -211,6 +225,8 @@ class EtcdStore:
         return int(reply.TTL)
 
     async def revoke_lease(self, lease: int) -> None:
+        if lease <= 0:  # etcd's "no lease": never a lease to drop
+            raise NotFound(f"lease {lease} expired or unknown")
         try:
             await self._call(
                 f"revoke lease {lease}",
@@ -219,8 +235,9 @@ class EtcdStore:
                 rpc.LeaseRevokeRequest(ID=lease),
             )
         except StoreUnavailable as e:
-            if "requested lease not found" not in e.message:
-                raise
+            if "requested lease not found" in e.message:
+                raise NotFound(f"lease {lease} expired or unknown") from e
+            raise
 
     async def watch(self, prefix: str, *, start_revision: int) -> AsyncIterator[KvEvent]:
         """Events under ``prefix`` from ``start_revision``; StoreUnavailable when the stream

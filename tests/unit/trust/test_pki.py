@@ -392,7 +392,8 @@ def test_node_certificate_serves_loopback_tls(fed: Federation) -> None:
     cert, _ = _issue(fed.zj, kind="node", name="hz-1")
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert san.get_values_for_type(x509.DNSName) == ["localhost"]
+    # localhost for loopback TLS, and the identity name gateways dial the node by.
+    assert san.get_values_for_type(x509.DNSName) == ["localhost", "hz-1.node.330000.hcx.internal"]
     assert san.get_values_for_type(x509.IPAddress) == [ipaddress.IPv4Address("127.0.0.1")]
     assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
 
