@@ -621,6 +621,17 @@ def verify_national_leaf(
 # --- Verifying chains -----------------------------------------------------------------------
 
 
+def verify_root(root: x509.Certificate, *, at: datetime) -> None:
+    """A national root as the profile makes it: self-signed CA, valid at ``at``."""
+    _check_root(root, _aware(at), intermediates=1)
+
+
+def fingerprint(cert: x509.Certificate) -> bytes:
+    """SHA-256 of the certificate's DER: how the registry names a coordinator's certificate."""
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
+
+
+
 def verify_provincial_ca(
     ca: x509.Certificate, roots: Sequence[x509.Certificate], *, at: datetime
 ) -> str:
