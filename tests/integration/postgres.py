@@ -3,7 +3,7 @@
 ``postgres_server`` (session) runs initdb in a temporary directory and starts the server; each
 test asks ``postgres_dsn`` for a fresh database. PostgreSQL refuses to run as root, so as root
 the server runs as the ``postgres`` system user in a directory that user owns. Without
-PostgreSQL the tests are skipped, except in CI (``CI=true``), where that is a failure.
+PostgreSQL the tests are skipped, except in CI, where that is a failure (tests.support.require).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from tests.support import missing, wait_until
 
 START_TIMEOUT_S = 30.0
 
@@ -49,12 +50,6 @@ def find_bin_dir() -> Path | None:
     return Path(found).parent if found else None
 
 
-def _missing(why: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"PostgreSQL is required in CI: {why}")
-    pytest.skip(f"PostgreSQL not available: {why}")
-
-
 def _as_server_user(argv: list[str]) -> list[str]:
     """Prefix a command so it runs as ``postgres`` when we are root."""
     if os.geteuid() != 0:
@@ -77,15 +72,21 @@ def _make_datadir() -> Path:
 
 
 def _wait_ready(server: PostgresServer, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
+    def accepts_connections() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"postgres exited: {log.read_text(errors='replace')[-2000:]}")
-        with contextlib.suppress(psycopg.OperationalError):
+        try:
             psycopg.connect(server.dsn(), connect_timeout=1).close()
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"postgres not ready in {START_TIMEOUT_S} s: see {log}")
+        except psycopg.OperationalError:
+            return False
+        return True
+
+    wait_until(
+        accepts_connections,
+        timeout=START_TIMEOUT_S,
+        interval=0.1,
+        what=f"postgres on port {server.port} to accept connections (log: {log})",
+    )
 
 
 @contextlib.contextmanager
@@ -124,8 +125,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     """One PostgreSQL server for the whole test session."""
     bin_dir = find_bin_dir()
     if bin_dir is None:
-        _missing("no initdb found (install Debian's postgresql package)")
-    assert bin_dir is not None
+        missing(what="PostgreSQL (initdb)", install="apt-get install postgresql")
     with run_postgres(bin_dir) as server:
         yield server
 

@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
+import json
+import logging
 import subprocess
+import time
+from datetime import UTC, datetime
 
 import grpc
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 
-from healthcode.v1 import common_pb2, gateway_pb2
+from gateway.verification import DEFAULT_MAX_OFFLINE_AGE_S
+from healthcode.v1 import common_pb2, gateway_pb2, node_pb2, registry_pb2, registry_pb2_grpc
 from nodes.grpc_edge import reason_of
+from nodes.logging import JsonFormatter, code_ref
+from nodes.provincial.issuance import Issuer
+from nodes.provincial.keys import ProvinceDir, load_ca
+from tests.support import require_tool, wait_for
+from trust import pki
+from trust.codeformat import id_tail, mask_name
 
-from .conftest import Federation
+from .conftest import Federation, RunningNode
 
 pytestmark = pytest.mark.integration
+
+PROVINCE = "330000"
+HOLDER_NAME = "欧阳晓东"
+HOLDER_ID = "33010619780923009X"  # a Hangzhou ID number whose tail, 009X, is easy to spot
 
 
 def sample(name: str, **labels: str) -> float:
@@ -88,28 +101,99 @@ async def test_concurrent_lookups_for_one_province_are_coalesced(federation: Fed
     assert calls < 40  # several travellers shared a GetStatusBatch call
 
 
-async def test_request_id_from_metadata_reaches_the_servers_logs(
+class WrittenLines(logging.Filter):
+    """Every record as the servers would write it: the JSON line (formatted as it is emitted,
+    while the call's request id is set) and the plain message of a console handler."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self._json = JsonFormatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.lines.append(self._json.format(record) + "\n" + record.getMessage())
+        return True
+
+    def json_entries(self, message: str) -> list[dict[str, object]]:
+        entries = [json.loads(line.split("\n", 1)[0]) for line in self.lines]
+        return [e for e in entries if e["msg"] == message]
+
+
+async def test_logs_name_a_code_by_its_hash_never_by_its_holder(
     federation: Federation, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from nodes.logging import REQUEST_ID, JsonFormatter
+    """A real holder's code is issued and then refused with a logged verdict (TOKEN_TOO_OLD:
+    its issuer is down and the code is older than the offline limit). No record of any server,
+    at any level, carries the holder's name, masked name, ID number or ID tail; the verdict's
+    record names the code by its hashed reference and carries the call's request id."""
+    written = WrittenLines()
+    caplog.set_level(logging.DEBUG)
+    caplog.handler.addFilter(written)
+    node = federation.nodes[PROVINCE]
+    issued = await node.stub.IssueCode(
+        node_pb2.IssueCodeRequest(id_number=HOLDER_ID, full_name=HOLDER_NAME), timeout=5
+    )
+    # The same holder's code (same code id), as the province signed it 10 minutes ago with a
+    # DSC valid since an hour ago.
+    issuer = await aged_issuer(federation, node, seconds=2 * DEFAULT_MAX_OFFLINE_AGE_S)
+    aged = issuer.issue(id_number=HOLDER_ID, full_name=HOLDER_NAME)
+    assert aged.record.code_id == issued.code_id
+    await federation.nodes.pop(PROVINCE).stop()
 
-    seen: list[str] = []
-
-    class Spy:
-        def __call__(self, record: object) -> bool:
-            seen.append(REQUEST_ID.get())
-            return True
-
-    caplog.set_level("INFO", logger="gateway.service")
-    caplog.handler.addFilter(Spy())
-    await federation.gateway_stub.Verify(
-        gateway_pb2.VerifyRequest(token="HCX1:xyz"),
+    reply = await federation.gateway_stub.Verify(
+        gateway_pb2.VerifyRequest(token=aged.token),
         metadata=(("x-request-id", "req-abc-123"),),
         timeout=5,
     )
-    assert "req-abc-123" in seen
-    line = JsonFormatter().format(caplog.records[-1])
-    assert "张" not in line and "masked_name" not in line
+
+    assert (reply.verdict, reply.reason) == (common_pb2.INVALID, common_pb2.TOKEN_TOO_OLD)
+    assert reply.masked_name == mask_name(HOLDER_NAME)  # the checkpoint is told; logs are not
+    [logged] = written.json_entries("invalid code")
+    assert logged["code"] == code_ref(issued.code_id)
+    assert (logged["reason"], logged["request_id"]) == ("TOKEN_TOO_OLD", "req-abc-123")
+    personal = {
+        "full name": HOLDER_NAME,
+        "given name": HOLDER_NAME[2:],
+        "masked name": mask_name(HOLDER_NAME),
+        "ID number": HOLDER_ID,
+        "ID tail": id_tail(HOLDER_ID),
+    }
+    assert len(written.lines) > 1  # the issuance and the refusal were both logged about
+    for what, value in personal.items():
+        leaks = [line for line in written.lines if value in line]
+        assert leaks == [], f"the holder's {what} is in the logs"
+
+
+async def aged_issuer(federation: Federation, node: RunningNode, *, seconds: int) -> Issuer:
+    """The province's issuer (holder key, store) with a clock ``seconds`` back, signing with a
+    new DSC valid since before then, uploaded by the province's operator."""
+    files = ProvinceDir(federation.workdir / PROVINCE)
+    signed_at = time.time() - seconds
+    key = pki.generate_private_key()
+    dsc = pki.sign_dsc(
+        load_ca(files),
+        pki.make_csr(key, common_name=f"hcx province {PROVINCE} DSC aged"),
+        province=PROVINCE,
+        name="dsc-aged",
+        not_before=datetime.fromtimestamp(signed_at - 3600, UTC),
+    )
+    operator = registry_pb2_grpc.RegistryStub(federation.channel(federation.operator(PROVINCE)))
+    await operator.UploadSigningCertificate(
+        registry_pb2.UploadSigningCertificateRequest(certificate_pem=pki.certificate_to_pem(dsc)),
+        timeout=5,
+    )
+    kid = pki.kid(dsc)
+    view = federation.gateway.view
+    await wait_for(lambda: view.signer(kid), timeout=30, what=f"the gateway trusting {kid.hex()}")
+    return Issuer(
+        province=PROVINCE,
+        signing_key=key,
+        kid=kid,
+        holder_key=files.holder_key.read_bytes(),
+        store=node.parts[2],
+        clock=lambda: signed_at,
+        token_lifetime=2 * seconds,  # still unexpired: only its age is in question
+    )
 
 
 async def test_metrics_pass_promtool(federation: Federation) -> None:
@@ -127,11 +211,7 @@ async def test_metrics_pass_promtool(federation: Federation) -> None:
         b"hcx_gateway_registry_age_seconds",
     ):
         assert name in text
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is missing (Debian package prometheus); CI must install it")
-        pytest.skip("promtool not installed (apt-get install prometheus)")
+    promtool = require_tool("promtool", install="apt-get install prometheus")
     result = subprocess.run(
         [promtool, "check", "metrics"], input=text, capture_output=True, timeout=30
     )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.support import require_tool
 from tests.unit.deploy import deployment as d
 
 PROMETHEUS_FILE = d.ROOT / "deploy" / "prometheus" / "prometheus.yml"
@@ -56,11 +55,7 @@ def test_compose_mounts_this_prometheus_config() -> None:
 
 
 def test_promtool_accepts_the_config() -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool not found (install prometheus' promtool)")
-        pytest.skip("promtool not found")
+    promtool = require_tool("promtool", install="apt-get install prometheus")
     done = subprocess.run(
         [promtool, "check", "config", str(PROMETHEUS_FILE)],
         capture_output=True,
