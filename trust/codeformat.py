@@ -6,6 +6,12 @@ Layers, outermost first (docs/code-format.md documents every key and limit)::
 
 :func:`decode_token` parses and checks the shape only; it never raises anything but
 :class:`~trust.errors.DecodeError`. Signature, trust chain and validity are checked later.
+
+A code has exactly one text form: :func:`issue_token` makes it, and :func:`decode_token`
+refuses a well-formed code in any other form (another zlib level, an untagged or
+non-deterministic COSE message or claims map, a high-S signature) with Reason.NON_CANONICAL.
+The signature covers the purpose ``hcx/v1/health-code`` as COSE external_aad, so no other
+hcx signature (a registry statement, a trust list) can ever pass for a code, nor the reverse.
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ from trust.cose import (
     Sign1,
     SigningKey,
     VerifyingKey,
+    check_canonical,
     decode_sign1,
     sign1,
     verify_sign1,
 )
+from trust.envelope import Purpose
 from trust.errors import DecodeError, InvalidRequest
 from trust.model import Colour, Reason, is_province_code
 
@@ -46,8 +54,11 @@ MAX_STATUS_VERSION = 2**63 - 1  # fits a signed 64-bit column and a proto int64
 # zlib level 0 (stored blocks): a signed code is mostly random bytes (code id, kid, signature)
 # and does not compress; every level gives the same mean size (171 bytes; tokens stay <= 265
 # characters, bench/bench_node.py), but levels 1-9 cost ~20 µs per code and level 0 ~2.5 µs.
-# Decoding accepts any level.
+# It is the only level: decoding refuses a stream that is not byte for byte this level's
+# output for the same payload (one text form per code; the check is a ~1 µs re-compression).
 ISSUE_ZLIB_LEVEL = 0
+# COSE external_aad of every code signature (domain separation, trust/envelope.py).
+HEALTH_CODE_AAD = Purpose.HEALTH_CODE.value
 
 # CWT claim keys (RFC 8392 §4) and the private-use hcx claim (< -65536).
 CLAIM_ISS = 1
@@ -123,7 +134,12 @@ def issue_token(claims: CodeClaims, *, signing_key: SigningKey, kid: bytes) -> s
     """Sign claims and return the ``HCX1:`` text that goes into the QR code."""
     if not isinstance(kid, bytes) or len(kid) != KID_LENGTH:
         raise DecodeError(f"kid must be {KID_LENGTH} bytes", reason=Reason.MALFORMED)
-    signed = sign1(payload=cbor2.dumps(_claims_to_cwt(claims)), private_key=signing_key, kid=kid)
+    signed = sign1(
+        payload=encode_claims(claims),
+        private_key=signing_key,
+        kid=kid,
+        external_aad=HEALTH_CODE_AAD,
+    )
     token = PREFIX + b45encode(zlib.compress(signed, ISSUE_ZLIB_LEVEL))
     if len(token) > MAX_TOKEN_CHARS:
         raise DecodeError("token would exceed the size limit", reason=Reason.BAD_ENCODING)
@@ -131,16 +147,31 @@ def issue_token(claims: CodeClaims, *, signing_key: SigningKey, kid: bytes) -> s
 
 
 def decode_token(token: str) -> DecodedCode:
-    """Parse an ``HCX1:`` token down to its claims; raise only DecodeError; no signature check."""
-    msg = decode_sign1(_inflate(_unwrap_text(token)))
+    """Parse an ``HCX1:`` token down to its claims; raise only DecodeError; no signature check.
+
+    Layer by layer, outermost first (BAD_ENCODING, MALFORMED); a code that passes them all
+    but is not in its one form is refused last, with NON_CANONICAL."""
+    compressed = _unwrap_text(token)
+    cose = _inflate(compressed)
+    msg = decode_sign1(cose)
     kid, alg = _check_code_headers(msg)
     claims = _claims_from_cwt(cbor.decode(msg.payload, what="CWT claims"))
+    _check_canonical(compressed, cose, msg, claims)
     return DecodedCode(claims=claims, kid=kid, alg=alg, sign1=msg)
 
 
 def verify_token_signature(decoded: DecodedCode, public_key: VerifyingKey) -> None:
-    """Check the code's signature with the signing certificate's key (VerificationError)."""
-    verify_sign1(decoded.sign1, public_key)
+    """Check the code's signature with the signing certificate's key (VerificationError):
+    over the purpose ``hcx/v1/health-code``, and low-S only for ES256 (NON_CANONICAL)."""
+    verify_sign1(decoded.sign1, public_key, external_aad=HEALTH_CODE_AAD, low_s_only=True)
+
+
+def encode_claims(claims: CodeClaims) -> bytes:
+    """The claims' one encoding: deterministic CBOR (RFC 8949 §4.2.1) of the CWT map."""
+    # cbor2 always writes the shortest integer and length forms, and _claims_to_cwt builds
+    # the maps in sorted key order, so plain dumps is the deterministic encoding at a fifth
+    # of the cost of canonical=True (a test checks both agree).
+    return cbor2.dumps(_claims_to_cwt(claims))
 
 
 def mask_name(full_name: str) -> str:
@@ -166,6 +197,7 @@ def id_tail(id_number: str) -> str:
 
 
 def _claims_to_cwt(claims: CodeClaims) -> dict[int, object]:
+    # Keys in deterministic order (by their encoded bytes: 01 04 06 07 3a..., then 01 ... 05).
     return {
         CLAIM_ISS: claims.issuer,
         CLAIM_EXP: claims.expires_at,
@@ -179,6 +211,20 @@ def _claims_to_cwt(claims: CodeClaims) -> dict[int, object]:
             HCX_PURPOSE: PURPOSE,
         },
     }
+
+
+def _check_canonical(compressed: bytes, cose: bytes, msg: Sign1, claims: CodeClaims) -> None:
+    # base45 needs no check: it has one text form per byte string (trust/base45.py).
+    if zlib.compress(cose, ISSUE_ZLIB_LEVEL) != compressed:
+        raise DecodeError(
+            f"zlib stream is not the level-{ISSUE_ZLIB_LEVEL} compression of the code",
+            reason=Reason.NON_CANONICAL,
+        )
+    check_canonical(msg, cose)
+    if encode_claims(claims) != msg.payload:
+        raise DecodeError(
+            "CWT claims are not in deterministic CBOR form", reason=Reason.NON_CANONICAL
+        )
 
 
 def _unwrap_text(token: str) -> bytes:

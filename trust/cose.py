@@ -2,10 +2,17 @@
 
 Decoding never raises anything but :class:`~trust.errors.DecodeError`, whatever the bytes;
 verification raises :class:`~trust.errors.VerificationError` with a stable reason.
+
+What hcx signs has exactly one byte form (tagged, deterministic CBOR, low-S ES256):
+:func:`sign1` makes it and ``decode_sign1(data, canonical=True)`` refuses any other form with
+Reason.NON_CANONICAL. Plain :func:`decode_sign1` also reads foreign messages (the RFC 9052 and
+cose-wg examples are untagged or high-S in places).
 """
 
 from __future__ import annotations
 
+import functools
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +41,10 @@ _P256_COORDINATE_LENGTH = 32
 # Order of the P-256 group: (r, s) and (r, n - s) are both valid ECDSA signatures of the same
 # message, so hcx signs with the low s and refuses the other (one signed object, one form).
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+P256_HALF_ORDER = P256_ORDER // 2
+# Decoded protected headers, by their exact bytes: a verifier sees the same few (one per
+# signing key) over and over, and decoding one costs as much as the rest of a code.
+_PROTECTED_CACHE_SIZE = 1024
 
 SigningKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 VerifyingKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -48,6 +59,7 @@ class Sign1:
     unprotected: Mapping[int, object]
     payload: bytes
     signature: bytes
+    tagged: bool = True  # carried tag 18 (hcx always sends it; RFC 9052 makes it optional)
 
     @property
     def alg(self) -> int | None:
@@ -80,25 +92,44 @@ def sign1(
     if kid is not None:
         protected[HEADER_KID] = bytes(kid)
     protected.update(headers or {})
-    protected_bytes = cbor2.dumps(protected, canonical=True)
+    protected_bytes = cbor.encode(protected)
     to_be_signed = sig_structure(protected_bytes, external_aad, payload)
     if isinstance(private_key, ec.EllipticCurvePrivateKey):
         der = private_key.sign(to_be_signed, ec.ECDSA(hashes.SHA256()))
         signature = _der_to_raw(der)
     else:
         signature = private_key.sign(to_be_signed)
-    return cbor2.dumps(
-        cbor2.CBORTag(COSE_SIGN1_TAG, [protected_bytes, {}, payload, signature]), canonical=True
-    )
+    return encode_sign1(protected_bytes, {}, payload, signature)
 
 
-def decode_sign1(data: bytes) -> Sign1:
-    """Parse a tagged (18) or untagged COSE_Sign1; the signature is not checked."""
+def encode_sign1(
+    protected_bytes: bytes, unprotected: Mapping[int, object], payload: bytes, signature: bytes
+) -> bytes:
+    """The one byte form of a COSE_Sign1: tag 18 and deterministic CBOR."""
+    item = [protected_bytes, dict(unprotected), payload, signature]
+    return cbor.encode(cbor2.CBORTag(COSE_SIGN1_TAG, item))
+
+
+def decode_sign1(data: bytes, *, canonical: bool = False) -> Sign1:
+    """Parse a COSE_Sign1; the signature is not checked.
+
+    ``canonical=False``: tagged (18) or untagged, any well-formed encoding (foreign messages).
+    ``canonical=True``: only the form :func:`sign1` makes; an untagged message, another CBOR
+    encoding of the message or of its protected header, or a high-S ES256 signature is
+    refused with Reason.NON_CANONICAL (after the shape checks, which say MALFORMED)."""
     item = cbor.decode(data, what="COSE_Sign1", tags=(COSE_SIGN1_TAG,))
+    tagged = isinstance(item, cbor2.CBORTag)
     if isinstance(item, cbor2.CBORTag):
         if item.tag != COSE_SIGN1_TAG:
             raise _malformed(f"CBOR tag {item.tag} is not COSE_Sign1 (18)")
         item = item.value
+    msg = _sign1_from_item(item, tagged=tagged)
+    if canonical:
+        check_canonical(msg, data)
+    return msg
+
+
+def _sign1_from_item(item: object, *, tagged: bool) -> Sign1:
     if not isinstance(item, list | tuple) or len(item) != 4:
         raise _malformed("COSE_Sign1 must be an array of four items")
     protected_bytes, unprotected, payload, signature = item
@@ -110,7 +141,7 @@ def decode_sign1(data: bytes) -> Sign1:
         raise _malformed("payload must be an attached byte string")
     if not isinstance(signature, bytes):
         raise _malformed("signature must be a byte string")
-    protected = _decode_protected(protected_bytes)
+    protected, _ = _decode_protected(protected_bytes)
     _check_headers(protected, unprotected)
     return Sign1(
         protected_bytes=protected_bytes,
@@ -118,7 +149,21 @@ def decode_sign1(data: bytes) -> Sign1:
         unprotected=unprotected,
         payload=payload,
         signature=signature,
+        tagged=tagged,
     )
+
+
+def check_canonical(msg: Sign1, data: bytes) -> None:
+    """Refuse (DecodeError, NON_CANONICAL) a message ``data`` that is not in the one form
+    :func:`sign1` makes: tag 18, deterministic CBOR throughout, a low-S ES256 signature."""
+    if not msg.tagged:
+        raise _non_canonical("COSE_Sign1 must carry tag 18")
+    if not _decode_protected(msg.protected_bytes)[1]:
+        raise _non_canonical("protected header is not in deterministic CBOR form")
+    if encode_sign1(msg.protected_bytes, msg.unprotected, msg.payload, msg.signature) != data:
+        raise _non_canonical("COSE_Sign1 is not in deterministic CBOR form")
+    if msg.alg == ALG_ES256 and is_high_s(msg.signature):
+        raise _non_canonical("ES256 signature has a high s (a malleated copy of a low-S one)")
 
 
 def verify_sign1(
@@ -150,17 +195,30 @@ def sig_structure(protected_bytes: bytes, external_aad: bytes, payload: bytes) -
     return cbor2.dumps(["Signature1", protected_bytes, external_aad, payload])
 
 
-def _decode_protected(protected_bytes: bytes) -> Mapping[int, object]:
-    # RFC 9052 §3: an empty protected header may be sent as a zero-length byte string.
+def is_high_s(signature: bytes) -> bool:
+    """True for a 64-byte ES256 ``r || s`` whose s is in the upper half of the group order."""
+    half = _P256_COORDINATE_LENGTH
+    return (
+        len(signature) == ES256_SIGNATURE_LENGTH
+        and int.from_bytes(signature[half:], "big") > P256_HALF_ORDER
+    )
+
+
+@functools.lru_cache(maxsize=_PROTECTED_CACHE_SIZE)
+def _decode_protected(protected_bytes: bytes) -> tuple[Mapping[int, object], bool]:
+    """The header map (a read-only view: cached values must not change) and whether the bytes
+    are its deterministic encoding. Cached: a pure function of the bytes."""
+    # RFC 9052 §3: an empty protected header may be sent as a zero-length byte string; hcx
+    # never does (alg is always protected), so that form is not canonical here.
     if not protected_bytes:
-        return {}
+        return types.MappingProxyType({}), False
     try:
         protected = cbor.decode(protected_bytes, what="protected header")
     except DecodeError as e:
         raise _malformed("protected header is not a CBOR-encoded map") from e
     if not isinstance(protected, Mapping):
         raise _malformed("protected header must be a bstr-wrapped map")
-    return protected
+    return types.MappingProxyType(protected), cbor.encode(protected) == protected_bytes
 
 
 def _check_headers(protected: Mapping[Any, object], unprotected: Mapping[Any, object]) -> None:
@@ -206,7 +264,7 @@ def _alg_for_private_key(private_key: object) -> int:
 
 def _der_to_raw(der: bytes) -> bytes:
     r, s = decode_dss_signature(der)
-    if s > P256_ORDER // 2:
+    if s > P256_HALF_ORDER:
         s = P256_ORDER - s  # the low-S twin: equally valid, and the only form hcx emits
     return r.to_bytes(_P256_COORDINATE_LENGTH, "big") + s.to_bytes(_P256_COORDINATE_LENGTH, "big")
 
@@ -220,7 +278,7 @@ def _raw_to_der(raw: bytes, *, low_s_only: bool = False) -> bytes:
         )
     half = _P256_COORDINATE_LENGTH
     r, s = int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
-    if low_s_only and s > P256_ORDER // 2:
+    if low_s_only and s > P256_HALF_ORDER:
         raise VerificationError(
             "ES256 signature has a high s (a malleated copy of a low-S signature)",
             reason=Reason.NON_CANONICAL,
@@ -230,6 +288,10 @@ def _raw_to_der(raw: bytes, *, low_s_only: bool = False) -> bytes:
 
 def _malformed(message: str) -> DecodeError:
     return DecodeError(message, reason=Reason.MALFORMED)
+
+
+def _non_canonical(message: str) -> DecodeError:
+    return DecodeError(message, reason=Reason.NON_CANONICAL)
 
 
 def _unsupported(message: str) -> VerificationError:

@@ -48,8 +48,22 @@ class Conflict(HcxError):
     """The request conflicts with stored state (already exists, changed concurrently)."""
 
 
+class Unauthenticated(HcxError):
+    """No verified client certificate, or one without an hcx identity."""
+
+    reason = Reason.UNAUTHENTICATED
+
+
+class PermissionDenied(HcxError):
+    """The caller's identity (or a statement's signer) may not do this (docs/security.md)."""
+
+    reason = Reason.WRONG_ROLE
+
+
 class StoreUnavailable(HcxError):
     """A backing store (registry or status store) cannot be reached; nothing was written."""
+
+    reason = Reason.STORE_UNAVAILABLE
 
 
 class ResourceExhausted(HcxError):

@@ -631,7 +631,6 @@ def fingerprint(cert: x509.Certificate) -> bytes:
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
 
 
-
 def verify_provincial_ca(
     ca: x509.Certificate, roots: Sequence[x509.Certificate], *, at: datetime
 ) -> str:

@@ -1,330 +1,248 @@
-"""Coordinator and provincial operations on the trust registry, over any KvStore.
+"""What a gateway does with registry writes: check signed statements, append them, route nodes.
 
-Every write is a compare-and-put, so two coordinators acting at once cannot lose an update.
-Every certificate is checked against the pinned roots before it is written, national values
-are sealed with the root key (trust.records.seal) and every change is appended to the signed,
-hash-chained audit log (trust.audit) naming the caller (``actor``).
+No server holds an authority of its own. A gateway receives a statement somebody signed on
+their own station, checks that the submitter may submit it (the authority table's writers),
+tries it on a copy of the current state (trust.authority: who signed, how many, which wins),
+and appends it to the log (trust.log) with its log key, which attests order, never content.
+The audit record is the leaf itself: the statement, its signer, the verified submitter, the
+time. Node routes are the only thing written without a signed statement: they are bound to the
+verified mTLS identity that made them, live under a store lease, and are never trusted (the
+relay checks the server's certificate).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import secrets
 import time
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-from cryptography import x509
-
-from trust import audit, pki, records
-from trust.errors import Conflict, InvalidRequest, NotFound, PkiError
-from trust.kv import KvStore
+from trust import pki
+from trust.authority import AUTHORITY, Decision
+from trust.errors import (
+    Conflict,
+    HcxError,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    StoreUnavailable,
+)
+from trust.kv import KvStore, Write
+from trust.log import LogInconsistent, LogWriter
 from trust.model import Reason, is_province_code
+from trust.reader import LogReader
+from trust.routes import (
+    HANDLE_BYTES,
+    MAX_ENDPOINT_CHARS,
+    NodeRoute,
+    decode_handle,
+    decode_route,
+    encode_handle,
+    encode_route,
+    handle_key,
+    is_node_id,
+    route_key,
+)
+from trust.statements import (
+    CrlUpload,
+    DscUpload,
+    Retirement,
+    SignedStatement,
+    open_statement,
+)
+from trust.view import TrustView
 
 log = logging.getLogger(__name__)
 
 MIN_NODE_TTL_S = 2
 MAX_NODE_TTL_S = 60
-COORDINATOR_CLI = "coordinator-cli"
-REVOCATION_REASONS = {
-    "unspecified": x509.ReasonFlags.unspecified,
-    "key_compromise": x509.ReasonFlags.key_compromise,
-    "ca_compromise": x509.ReasonFlags.ca_compromise,
-    "superseded": x509.ReasonFlags.superseded,
-    "cessation_of_operation": x509.ReasonFlags.cessation_of_operation,
-}
-ROOT_CRL_VALIDITY_S = 7 * 24 * 3600
+MAX_APPEND_ATTEMPTS = 10
 
 
-class RegistryOperations:
-    """What the Registry API does; the gRPC servicer only translates messages."""
+@dataclass(frozen=True)
+class Submitter:
+    """Who submits (the verified mTLS identity): the audit actor and the writers check."""
+
+    spiffe_id: str
+    role: str  # coordinator, operator, node, gateway, checkpoint
+    province: str | None = None
+
+    @classmethod
+    def development(cls, peer: str) -> Submitter:
+        """A plain-text development caller: no identity, so it may submit nothing."""
+        return cls(spiffe_id=f"insecure-dev peer {peer}", role="none")
+
+
+class RefusedStatement(HcxError):
+    """The registry refused a statement; ``reason`` is the authority table's verdict."""
+
+
+class Registry:
+    """Registry writes over one store, checked against one gateway's verified view."""
 
     def __init__(
         self,
         *,
         store: KvStore,
-        roots: Sequence[x509.Certificate],
-        root_authority: pki.Authority | None,
+        view: TrustView,
+        reader: LogReader,
+        writer: LogWriter | None,
+        refresh: Callable[[], Awaitable[None]],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
-        self._roots = tuple(roots)
-        self._root = root_authority
+        self._view = view
+        self._reader = reader
+        self._writer = writer
+        self._refresh = refresh  # a full read of the store into the view
         self._clock = clock
+        self._lock = asyncio.Lock()
 
-    def _now(self) -> datetime:
-        return datetime.fromtimestamp(self._clock(), tz=UTC)
+    # -- statements ---------------------------------------------------------------------------
+    async def submit(self, statement: bytes, *, submitter: Submitter) -> Decision:
+        """Append ``statement`` if the authority table allows it; the decision says what it did."""
+        signed = open_statement(statement)
+        self._check_writer(signed, submitter)
+        if self._writer is None:
+            raise InvalidRequest("this gateway holds no log key: submit to a gateway that has one")
+        async with self._lock:
+            for _ in range(MAX_APPEND_ATTEMPTS):
+                if self._reader.inconsistent is not None:
+                    raise LogInconsistent(
+                        f"registry writes are refused: {self._reader.inconsistent.message}"
+                    )
+                leaf = self._writer.leaf(statement, actor=submitter.spiffe_id)
+                decision = self._view.state.copy().apply(leaf)
+                if not decision.accepted:
+                    raise RefusedStatement(decision.effect, reason=decision.reason)
+                try:
+                    appended = await self._writer.append(self._view.log, leaf)
+                except Conflict:
+                    await self._refresh()  # another gateway appended first: catch up, retry
+                    continue
+                self._reader.install_appended(appended)
+                log.info(
+                    "registry change",
+                    extra={"index": decision.index, "kind": decision.kind,
+                           "actor": submitter.spiffe_id},
+                )  # fmt: skip
+                return decision
+        raise StoreUnavailable("the registry log is too contended to append; try again")
 
-    def _coordinator(self) -> pki.Authority:
-        if self._root is None:
-            raise InvalidRequest(
-                "this registry holds no coordinator (root) key: national changes happen "
-                "on a coordinator's registry"
+    def _check_writer(self, signed: SignedStatement, submitter: Submitter) -> None:
+        """The authority table's writers: who may submit this kind, for which province."""
+        body = signed.statement.body
+        kind = signed.statement.kind
+        rule = AUTHORITY[kind]
+        if submitter.role not in rule.writers:
+            raise PermissionDenied(
+                f"a {submitter.role} may not submit {kind} statements", reason=Reason.WRONG_ROLE
             )
-        return self._root
+        if submitter.role == "operator":
+            province = self._province_of(body)
+            if province != submitter.province:
+                raise PermissionDenied(
+                    f"{submitter.spiffe_id} may not submit for province {province}",
+                    reason=Reason.WRONG_PROVINCE,
+                )
 
-    async def _audit(self, actor: str, action: str, subject: str, detail: str = "") -> None:
-        if self._root is None:
-            # A keyless gateway still accepts provinces' own signed uploads (their values carry
-            # their own signatures); it cannot seal an audit entry. Known gap: an online audit
-            # key for gateways (docs/registry.md, "Known limits").
-            log.warning("audit entry not written (no coordinator key): %s %s", action, subject)
-            return
-        await audit.append(
-            self._store,
-            self._coordinator().private_key,
-            actor=actor,
-            action=action,
-            subject=subject,
-            detail=detail,
-            at=self._clock(),
-        )
-
-    async def _put_province(self, record: records.ProvinceRecord, *, expect_revision: int) -> None:
-        key = records.province_key(record.code)
-        sealed = records.seal(key, records.encode_province(record), self._coordinator().private_key)
-        await self._store.put(key, sealed, expect_revision=expect_revision)
-
-    async def onboard_province(
-        self, *, province: str, name: str, csr_pem: bytes, actor: str = COORDINATOR_CLI
-    ) -> x509.Certificate:
-        """Sign the province's CA from its CSR and record the province."""
-        root = self._coordinator()
-        if not is_province_code(province):
-            raise InvalidRequest(f"not a GB/T 2260 province code: {province!r}")
-        if not name.strip():
-            raise InvalidRequest("province name is empty")
-        if await self._store.get(records.province_key(province)) is not None:
-            raise Conflict(f"province {province} is already onboarded")
-        csr = pki.load_csr_pem(csr_pem)
-        ca = pki.sign_provincial_ca(root, csr, province=province, name=name, now=self._now())
-        record = records.ProvinceRecord(code=province, name=name, ca_certificate=ca, seq=1)
-        await self._put_province(record, expect_revision=0)
-        await self._audit(actor, "onboard-province", province, f"CA serial {ca.serial_number}")
-        return ca
-
-    async def set_suspended(
-        self, province: str, suspended: bool, *, actor: str = COORDINATOR_CLI, why: str = ""
-    ) -> records.ProvinceRecord:
-        """Suspend (codes of the province become INVALID) or resume a province."""
-        entry = await self._store.get(records.province_key(province))
-        if entry is None:
-            raise NotFound(f"province {province} is not onboarded", reason=Reason.UNKNOWN_PROVINCE)
-        current = await self.province(province)
-        record = records.ProvinceRecord(
-            code=current.code,
-            name=current.name,
-            ca_certificate=current.ca_certificate,
-            suspended=suspended,
-            seq=current.seq + 1,
-        )
-        await self._put_province(record, expect_revision=entry.mod_revision)
-        await self._audit(actor, "suspend" if suspended else "resume", province, why)
-        return record
-
-    async def province(self, code: str) -> records.ProvinceRecord:
-        """The province record, with its CA re-verified against the roots."""
-        entry = await self._store.get(records.province_key(code))
-        if entry is None:
-            raise NotFound(f"province {code} is not onboarded", reason=Reason.UNKNOWN_PROVINCE)
-        record = records.decode_province(records.unseal(entry.key, entry.value, self._roots[0]))
-        if pki.verify_provincial_ca(record.ca_certificate, self._roots, at=self._now()) != code:
-            raise PkiError(f"stored CA of province {code} does not verify")
-        return record
-
-    async def upload_signing_certificate(
-        self,
-        certificate_pem: bytes,
-        *,
-        actor: str = "province-operator",
-        uploader_province: str | None = None,
-    ) -> records.SigningCertRecord:
-        """Check chain, province match, validity and kid uniqueness, then store the DSC."""
-        certificate = pki.load_certificate_pem(certificate_pem)
-        province = pki.province_of(certificate)
-        if province is None:
-            raise PkiError("signing certificate names no province in its SAN")
-        if uploader_province is not None and uploader_province != province:
-            raise PkiError(
-                f"province {uploader_province} cannot upload a signing certificate of {province}"
-            )
-        ca = (await self.province(province)).ca_certificate
-        now = self._now()
-        if certificate.not_valid_after_utc <= now:
-            raise PkiError("signing certificate has already expired")
-        pki.verify_dsc_chain(
-            certificate, ca, self._roots, at=max(now, certificate.not_valid_before_utc)
-        )
-        record = records.SigningCertRecord(
-            kid=pki.kid(certificate), province=province, certificate=certificate
-        )
-        key = records.signing_cert_key(record.kid)
-        existing = await self._store.get(key)
-        if existing is not None:
-            if records.decode_signing_cert(existing.value).certificate == certificate:
-                return record  # the same upload again changes nothing
-            raise Conflict(f"kid {record.kid.hex()} collides with another certificate")
-        await self._store.put(key, records.encode_signing_cert(record), expect_revision=0)
-        await self._audit(actor, "upload-dsc", province, f"kid {record.kid.hex()}")
-        return record
-
-    async def register_node(
-        self, *, province: str, node_id: str, endpoint: str, ttl_seconds: int
-    ) -> tuple[int, int]:
-        """Record a node replica under a fresh lease; returns (lease id, granted TTL)."""
-        await self.province(province)
-        if not node_id or "/" in node_id or len(node_id) > 64:
-            raise InvalidRequest(f"bad node id {node_id!r}")
-        if not endpoint or len(endpoint) > 255:
-            raise InvalidRequest("bad endpoint")
-        ttl = min(max(ttl_seconds or 10, MIN_NODE_TTL_S), MAX_NODE_TTL_S)
-        lease = await self._store.grant_lease(ttl)
-        record = records.NodeRecord(province=province, node_id=node_id, endpoint=endpoint)
-        await self._store.put(
-            records.node_key(province, node_id), records.encode_node(record), lease=lease
-        )
-        return lease, ttl
-
-    # -- revocation, retirement, CRLs, audit ------------------------------------------------------
-    async def upload_crl(
-        self, province: str, crl_der: bytes, *, actor: str = "province-operator"
-    ) -> int:
-        """Store a CRL the province signed with its own CA; its CRL number must increase."""
-        ca = (await self.province(province)).ca_certificate
-        crl = records.decode_crl(crl_der)
-        pki.verify_crl(crl, ca)
-        key = records.crl_key(province)
-        existing = await self._store.get(key)
-        number = _crl_number(crl)
-        if existing is not None and number <= _crl_number(records.decode_crl(existing.value)):
-            raise Conflict(f"CRL number {number} of {province} does not increase")
-        await self._store.put(
-            key, crl_der, expect_revision=0 if existing is None else existing.mod_revision
-        )
-        serials = ",".join(str(r.serial_number) for r in crl)
-        await self._audit(actor, "upload-crl", province, f"CRL {number} revokes [{serials}]")
-        return number
-
-    async def retire(self, sealed_retirement: bytes, kid: bytes, *, actor: str) -> float:
-        """Store a retirement the province sealed with its CA key; returns the retirement time."""
-        signer = await self._signing_cert(kid)
-        ca = (await self.province(signer.province)).ca_certificate
-        key = records.retired_key(kid)
-        retirement = records.decode_retirement(records.unseal(key, sealed_retirement, ca))
-        if retirement.kid != kid:
-            raise InvalidRequest("retirement names another kid")
-        existing = await self._store.get(key)
-        if existing is not None:
-            raise Conflict(f"signing certificate {kid.hex()} is already retired")
-        await self._store.put(key, sealed_retirement, expect_revision=0)
-        await self._audit(actor, "retire-dsc", signer.province, f"kid {kid.hex()}")
-        return retirement.retired_at
-
-    async def _signing_cert(self, kid: bytes) -> records.SigningCertRecord:
-        entry = await self._store.get(records.signing_cert_key(kid))
-        if entry is None:
-            raise NotFound(
-                f"no signing certificate with kid {kid.hex()}", reason=Reason.UNKNOWN_KID
-            )
-        return records.decode_signing_cert(entry.value)
-
-    async def revoke(
-        self,
-        *,
-        kid: bytes | None = None,
-        serial: int | None = None,
-        reason: str = "unspecified",
-        at: float | None = None,
-        actor: str = COORDINATOR_CLI,
-    ) -> str:
-        """Revoke a DSC (by kid or serial: a root-sealed revocation order) or a provincial CA
-        (by serial: the root CRL). Returns what was revoked."""
-        if reason not in REVOCATION_REASONS:
-            raise InvalidRequest(f"unknown revocation reason {reason!r}")
-        when = self._clock() if at is None else at
-        if kid is None and serial is not None:
-            province = await self._province_with_ca_serial(serial)
-            if province is not None:
-                await self._revoke_provincial_ca(province, serial, reason, when)
-                await self._audit(actor, "revoke-ca", province.code, f"serial {serial} {reason}")
-                return f"provincial CA of {province.code}"
-            kid = await self._kid_of_serial(serial)
-        if kid is None:
-            raise InvalidRequest("revoke needs a kid or a serial")
-        dsc = await self._signing_cert(kid)
-        order = records.Revocation(kid=kid, province=dsc.province, revoked_at=when, reason=reason)
-        key = records.revoked_key(kid)
-        body = records.encode_revocation(order)
-        sealed = records.seal(key, body, self._coordinator().private_key)
-        try:
-            await self._store.put(key, sealed, expect_revision=0)
-        except Conflict as e:
-            raise Conflict(f"signing certificate {kid.hex()} is already revoked") from e
-        await self._audit(actor, "revoke-dsc", dsc.province, f"kid {kid.hex()} {reason}")
-        return f"signing certificate {kid.hex()} of {dsc.province}"
-
-    async def _province_with_ca_serial(self, serial: int) -> records.ProvinceRecord | None:
-        snapshot = await self._store.read_prefix(records.PROVINCES)
-        for entry in snapshot.entries:
-            code = entry.key.removeprefix(records.PROVINCES)
-            record = await self.province(code)
-            if record.ca_certificate.serial_number == serial:
-                return record
+    def _province_of(self, body: object) -> str | None:
+        if isinstance(body, DscUpload):
+            return pki.province_of(body.certificate)
+        if isinstance(body, Retirement):
+            return self._view.state.province_of_kid(body.kid)
+        if isinstance(body, CrlUpload):
+            for code, province in self._view.state.provinces.items():
+                if body.crl.issuer == province.ca.subject:
+                    return code
         return None
 
-    async def _kid_of_serial(self, serial: int) -> bytes:
-        snapshot = await self._store.read_prefix(records.DSCS)
-        for entry in snapshot.entries:
-            record = records.decode_signing_cert(entry.value)
-            if record.certificate.serial_number == serial:
-                return record.kid
-        raise NotFound(f"no certificate with serial {serial}")
-
-    async def _revoke_provincial_ca(
-        self, province: records.ProvinceRecord, serial: int, reason: str, when: float
-    ) -> None:
-        root = self._coordinator()
-        existing = await self._store.get(records.ROOT_CRL)
-        previous = None if existing is None else records.decode_crl(existing.value)
-        entries = (
-            []
-            if previous is None
-            else [
-                pki.RevokedEntry(
-                    r.serial_number, r.revocation_date_utc, x509.ReasonFlags.unspecified
-                )
-                for r in previous
+    # -- node routes --------------------------------------------------------------------------
+    async def register_node(
+        self, *, owner: str, province: str, node_id: str, endpoint: str, ttl_seconds: int
+    ) -> tuple[bytes, int]:
+        """Route ``province``/``node_id`` to ``endpoint`` under a fresh lease, replacing any
+        older registration of that node atomically; returns (handle, granted TTL)."""
+        self._check_route(owner=owner, province=province, node_id=node_id, endpoint=endpoint)
+        ttl = min(max(ttl_seconds or 10, MIN_NODE_TTL_S), MAX_NODE_TTL_S)
+        key = route_key(province, node_id)
+        previous = await self._store.get(key)
+        lease = await self._store.grant_lease(ttl)
+        handle = secrets.token_bytes(HANDLE_BYTES)
+        route = NodeRoute(province, node_id, endpoint, owner, lease)
+        await self._store.transact(
+            [
+                Write(key, encode_route(route), lease=lease),
+                Write(
+                    handle_key(handle), encode_handle(key, lease), expect_revision=0, lease=lease
+                ),
             ]
         )
-        if any(e.serial == serial for e in entries):
-            raise Conflict(f"provincial CA of {province.code} is already revoked")
-        entries.append(
-            pki.RevokedEntry(
-                serial, datetime.fromtimestamp(when, tz=UTC), REVOCATION_REASONS[reason]
+        if previous is not None:
+            await self._drop_previous(key, previous.value)
+        return handle, ttl
+
+    async def _drop_previous(self, key: str, value: bytes) -> None:
+        """Revoke the replaced registration's lease (its handle dies with it)."""
+        try:
+            old = decode_route(key, value)
+        except HcxError:
+            return  # not a route we wrote: nothing of ours to drop
+        with contextlib.suppress(NotFound):  # already expired
+            await self._store.revoke_lease(old.lease)
+
+    def _check_route(self, *, owner: str, province: str, node_id: str, endpoint: str) -> None:
+        if not is_province_code(province) or self._view.province(province) is None:
+            raise NotFound(
+                f"province {province!r} is not onboarded", reason=Reason.UNKNOWN_PROVINCE
             )
-        )
-        now = self._now()
-        crl = pki.make_crl(
-            root.certificate,
-            root.private_key,
-            entries,
-            this_update=now,
-            next_update=datetime.fromtimestamp(self._clock() + ROOT_CRL_VALIDITY_S, tz=UTC),
-            crl_number=0 if previous is None else _crl_number(previous) + 1,
-        )
-        await self._store.put(
-            records.ROOT_CRL,
-            pki.crl_to_der(crl),
-            expect_revision=0 if existing is None else existing.mod_revision,
-        )
+        if not is_node_id(node_id):
+            raise InvalidRequest(f"bad node id {node_id!r} (a DNS label)")
+        if not endpoint or len(endpoint) > MAX_ENDPOINT_CHARS or not endpoint.isprintable():
+            raise InvalidRequest("bad endpoint")
+        if owner != f"spiffe://hcx/province/{province}/node/{node_id}":
+            raise PermissionDenied(
+                f"{owner} may register only as itself", reason=Reason.LEASE_NOT_YOURS
+            )
 
-    async def audit_log(self) -> audit.AuditReport:
-        """The whole audit log, each entry's signature and hash link checked."""
-        snapshot = await self._store.read_prefix(records.AUDIT)
-        return audit.verify_log(snapshot.entries, self._roots)
+    async def keep_alive(self, *, owner: str, handle: bytes) -> int:
+        """Refresh the registration behind ``handle``; its TTL."""
+        route = await self._owned(owner, handle)
+        try:
+            return await self._store.keep_alive(route.lease)
+        except NotFound as e:
+            raise NotFound("the registration expired", reason=Reason.UNKNOWN_LEASE) from e
 
+    async def deregister(self, *, owner: str, handle: bytes) -> None:
+        route = await self._owned(owner, handle)
+        try:
+            await self._store.revoke_lease(route.lease)
+        except NotFound as e:
+            raise NotFound("the registration expired", reason=Reason.UNKNOWN_LEASE) from e
 
-def _crl_number(crl: x509.CertificateRevocationList) -> int:
-    try:
-        return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
-    except x509.ExtensionNotFound:
-        return 0
+    async def _owned(self, owner: str, handle: bytes) -> NodeRoute:
+        """The live registration ``handle`` refers to, if ``owner`` made it."""
+        unknown = NotFound(
+            "no such registration (expired or replaced)", reason=Reason.UNKNOWN_LEASE
+        )
+        if len(handle) != HANDLE_BYTES:
+            raise unknown
+        entry = await self._store.get(handle_key(handle))
+        if entry is None:
+            raise unknown
+        try:
+            key, lease = decode_handle(entry.value)
+            current = await self._store.get(key)
+            route = decode_route(key, current.value) if current is not None else None
+        except HcxError as e:
+            raise unknown from e
+        if route is None or route.lease != lease:
+            raise unknown  # replaced by a newer registration of the node
+        if route.owner != owner:
+            raise PermissionDenied(
+                f"the registration belongs to {route.owner}", reason=Reason.LEASE_NOT_YOURS
+            )
+        return route
