@@ -18,8 +18,8 @@ from nodes.provincial.stores import CodeRecord, NewCode, StatusStore
 from trust.codeformat import CodeClaims, id_tail, issue_token, mask_name
 from trust.errors import InvalidRequest, NotFound
 from trust.model import Colour
+from trust.verify import DEFAULT_MAX_LIFETIME_S, DEFAULT_TOKEN_LIFETIME_S
 
-DEFAULT_TOKEN_LIFETIME_S = 300
 COMMIT_CHUNK = 500  # codes per durable commit in issue_batch
 _ID_RE = re.compile(r"^[0-9]{17}[0-9X]$")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -98,9 +98,17 @@ class Issuer:
         store: StatusStore,
         clock: Callable[[], float] = time.time,
         token_lifetime: int = DEFAULT_TOKEN_LIFETIME_S,
+        max_lifetime: int = DEFAULT_MAX_LIFETIME_S,
     ) -> None:
         if len(holder_key) < 32:
             raise ValueError("the holder key must be at least 32 bytes")
+        # Verifiers refuse a code living longer than their maximum (LIFETIME_TOO_LONG): an
+        # issuer configured above it would only make codes that nobody accepts.
+        if not 0 < token_lifetime <= max_lifetime:
+            raise ValueError(
+                f"token lifetime must be 1 to {max_lifetime} s (the verifiers' maximum), "
+                f"not {token_lifetime}"
+            )
         self.province = province
         self._signing_key = signing_key
         self._kid = kid

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trust.base45 import ALPHABET, b45decode, b45encode
+from trust.base45 import ALPHABET, _decode_checked, _decode_fast, b45decode, b45encode
 from trust.errors import DecodeError
 from trust.model import Reason
 
@@ -74,3 +74,26 @@ def test_any_text_decodes_or_raises_decode_error(text: str) -> None:
         b45decode(text)
     except DecodeError as e:
         assert e.reason is Reason.BAD_ENCODING
+
+
+# One text form: base45 is a bijection between the texts it accepts and all byte strings, so
+# the code's text layer needs no separate canonical check (docs/code-format.md).
+base45_text = st.text(alphabet=ALPHABET, max_size=64)
+
+
+@given(base45_text)
+def test_accepted_text_is_the_encoding_of_its_bytes(text: str) -> None:
+    try:
+        raw = b45decode(text)
+    except DecodeError:
+        return
+    assert b45encode(raw) == text
+
+
+@given(base45_text.filter(lambda text: len(text) % 3 != 1))
+def test_fast_path_agrees_with_the_digit_by_digit_decoder(text: str) -> None:
+    try:
+        expected: bytes | None = _decode_checked(text)
+    except DecodeError:
+        expected = None
+    assert _decode_fast(text) == expected

@@ -12,20 +12,34 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from trust import cbor
 from trust.base45 import ALPHABET, b45decode, b45encode
 from trust.codeformat import (
+    HEALTH_CODE_AAD,
+    ISSUE_ZLIB_LEVEL,
     MAX_PAYLOAD_BYTES,
     MAX_TOKEN_CHARS,
     PREFIX,
     CodeClaims,
     DecodedCode,
+    _claims_to_cwt,
     decode_token,
+    encode_claims,
     id_tail,
     issue_token,
     mask_name,
     verify_token_signature,
 )
-from trust.cose import ALG_EDDSA, ALG_ES256
+from trust.cose import (
+    ALG_EDDSA,
+    ALG_ES256,
+    P256_HALF_ORDER,
+    P256_ORDER,
+    Sign1,
+    sign1,
+    verify_sign1,
+)
+from trust.envelope import Purpose
 from trust.errors import DecodeError, InvalidRequest, VerificationError
 from trust.model import Colour, Reason
 
@@ -69,8 +83,8 @@ _DROP = object()
 _KEYS = {"iss": 1, "exp": 4, "iat": 6, "cti": 7, "hcx": -70000}
 
 
-def wrap(cose: bytes) -> str:
-    return PREFIX + b45encode(zlib.compress(cose, 9))
+def wrap(cose: bytes, *, level: int = ISSUE_ZLIB_LEVEL) -> str:
+    return PREFIX + b45encode(zlib.compress(cose, level))
 
 
 def cose_token(
@@ -84,6 +98,44 @@ def cose_token(
     raw_payload = payload if isinstance(payload, bytes) else cbor2.dumps(payload)
     item = [cbor2.dumps(header), unprotected or {}, raw_payload, b"\x00" * 64]
     return wrap(cbor2.dumps(cbor2.CBORTag(18, item)))
+
+
+def head(major: int, length: int, *, size: int) -> bytes:
+    """A CBOR item head with ``length`` written in ``size`` bytes (0: in the initial byte),
+    so tests can write the non-shortest forms no encoder makes."""
+    if size == 0:
+        return bytes([major << 5 | length])
+    extra = {1: 24, 2: 25, 4: 26, 8: 27}[size]
+    return bytes([major << 5 | extra]) + length.to_bytes(size, "big")
+
+
+def bstr(data: bytes, *, size: int | None = None) -> bytes:
+    """A CBOR byte string, its length in the shortest form unless ``size`` says otherwise."""
+    if size is None:
+        size = 0 if len(data) < 24 else 1 if len(data) < 256 else 2
+    return head(2, len(data), size=size) + data
+
+
+def cose_bytes(
+    protected: bytes,
+    payload: bytes,
+    signature: bytes,
+    *,
+    tag: bytes = b"\xd2",
+    array: bytes = b"\x84",
+    unprotected: bytes = b"\xa0",
+    sizes: tuple[int | None, int | None, int | None] = (None, None, None),
+) -> bytes:
+    """COSE_Sign1 bytes assembled by hand, each part replaceable by a non-canonical form."""
+    p, q, r = sizes
+    return (
+        tag
+        + array
+        + bstr(protected, size=p)
+        + unprotected
+        + bstr(payload, size=q)
+        + bstr(signature, size=r)
+    )
 
 
 # --- round trips ---------------------------------------------------------------------------
@@ -302,6 +354,161 @@ def test_the_well_formed_reference_token_decodes() -> None:
     assert decode_token(cose_token(cwt())).claims == make_claims()
 
 
+# --- one text form: issuance makes it, decoding refuses every other ----------------------------
+
+SIGNED_TOKEN = issue_token(make_claims(), signing_key=P256_KEY, kid=KID)
+SIGNED = decode_token(SIGNED_TOKEN).sign1
+SIGNED_PROTECTED = SIGNED.protected_bytes
+SIGNED_PAYLOAD = SIGNED.payload
+R, S = SIGNED.signature[:32], int.from_bytes(SIGNED.signature[32:], "big")
+HIGH_S = R + (P256_ORDER - S).to_bytes(32, "big")  # the malleated twin: as valid for ECDSA
+
+
+def signed_token(**parts: Any) -> str:
+    """The real signed code with some of its COSE parts replaced (see cose_bytes)."""
+    protected = parts.pop("protected", SIGNED_PROTECTED)
+    payload = parts.pop("payload", SIGNED_PAYLOAD)
+    signature = parts.pop("signature", SIGNED.signature)
+    return wrap(cose_bytes(protected, payload, signature, **parts))
+
+
+def test_issued_codes_are_in_their_one_form() -> None:
+    for key in (P256_KEY, ED_KEY):
+        for n in range(20):
+            claims = make_claims(status_version=n)
+            token = issue_token(claims, signing_key=key, kid=KID)
+            compressed = b45decode(token[len(PREFIX) :])
+            cose = zlib.decompress(compressed)
+            assert compressed == zlib.compress(cose, 0)
+            assert cose == cbor.encode(cbor2.loads(cose)) and cose[0] == 0xD2  # tag 18
+            msg = decode_token(token).sign1
+            assert msg.protected_bytes == cbor.encode({1: msg.alg, 4: KID})
+            assert msg.payload == cbor.encode(cwt(hcx_2=n))
+            if key is P256_KEY:
+                assert int.from_bytes(msg.signature[32:], "big") <= P256_HALF_ORDER
+
+
+def test_the_hand_assembled_signed_code_is_the_issued_one() -> None:
+    # Guards the table below: each row changes one thing in exactly the issued bytes.
+    assert signed_token() == SIGNED_TOKEN
+    verify_token_signature(decode_token(signed_token()), P256_KEY.public_key())
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param(
+            wrap(cose_bytes(SIGNED_PROTECTED, SIGNED_PAYLOAD, SIGNED.signature), level=9),
+            id="zlib level 9",
+        ),
+        pytest.param(
+            wrap(cose_bytes(SIGNED_PROTECTED, SIGNED_PAYLOAD, SIGNED.signature), level=1),
+            id="zlib level 1",
+        ),
+        pytest.param(signed_token(tag=b""), id="untagged COSE_Sign1"),
+        pytest.param(signed_token(tag=b"\xd8\x12"), id="tag 18 in a two-byte head"),
+        pytest.param(signed_token(array=b"\x98\x04"), id="array length in a two-byte head"),
+        pytest.param(signed_token(unprotected=b"\xb8\x00"), id="empty map in a two-byte head"),
+        pytest.param(signed_token(sizes=(1, None, None)), id="protected bstr length 1-byte head"),
+        pytest.param(signed_token(sizes=(None, 2, None)), id="payload bstr length 2-byte head"),
+        pytest.param(signed_token(sizes=(None, None, 8)), id="signature length 8-byte head"),
+        pytest.param(signed_token(signature=HIGH_S), id="high-S signature"),
+        pytest.param(
+            signed_token(protected=b"\xa2\x04\x48" + KID + b"\x01\x26"),
+            id="protected keys unsorted",
+        ),
+        pytest.param(
+            signed_token(protected=b"\xa2\x01\x38\x06\x04\x48" + KID), id="alg -7 in two bytes"
+        ),
+        pytest.param(
+            signed_token(protected=b"\xa2\x01\x26\x04\x58\x08" + KID), id="kid length 1-byte head"
+        ),
+        pytest.param(
+            signed_token(payload=cbor2.dumps(dict(reversed(list(cwt().items()))))),
+            id="claims keys unsorted",
+        ),
+        pytest.param(
+            signed_token(
+                payload=SIGNED_PAYLOAD.replace(b"\x06\x1a", b"\x06\x1b\x00\x00\x00\x00", 1)
+            ),
+            id="iat in an 8-byte head",
+        ),
+        pytest.param(
+            signed_token(payload=SIGNED_PAYLOAD.replace(b"\x07\x50", b"\x07\x58\x10", 1)),
+            id="cti length 1-byte head",
+        ),
+        pytest.param(
+            signed_token(payload=SIGNED_PAYLOAD.replace(b"\x03\x67", b"\x03\x78\x07", 1)),
+            id="masked name length 1-byte head",
+        ),
+        pytest.param(
+            signed_token(payload=SIGNED_PAYLOAD.replace(b"\xa5\x01\x01", b"\xb8\x05\x01\x01", 1)),
+            id="hcx map length 1-byte head",
+        ),
+    ],
+)
+def test_other_forms_of_a_well_formed_code_are_non_canonical(token: str) -> None:
+    with pytest.raises(DecodeError) as caught:
+        decode_token(token)
+    assert caught.value.reason is Reason.NON_CANONICAL
+
+
+def test_high_s_twin_verifies_as_ecdsa_but_not_as_a_code() -> None:
+    # The malleated signature is a valid ECDSA signature (so only a rule can refuse it) ...
+    twin = Sign1(
+        protected_bytes=SIGNED.protected_bytes,
+        protected=SIGNED.protected,
+        unprotected={},
+        payload=SIGNED.payload,
+        signature=HIGH_S,
+    )
+    verify_sign1(twin, P256_KEY.public_key(), external_aad=HEALTH_CODE_AAD)
+    # ... and the code's verification refuses it even if it got past decoding.
+    decoded = dataclasses.replace(VALID, sign1=twin)
+    with pytest.raises(VerificationError) as caught:
+        verify_token_signature(decoded, P256_KEY.public_key())
+    assert caught.value.reason is Reason.NON_CANONICAL
+
+
+@pytest.mark.parametrize(
+    "aad",
+    [
+        pytest.param(b"", id="no purpose"),
+        pytest.param(Purpose.STATEMENT.value, id="registry statement"),
+        pytest.param(Purpose.TRUST_LIST.value, id="trust list"),
+        pytest.param(Purpose.TREE_HEAD.value, id="tree head"),
+    ],
+)
+def test_a_signature_made_for_another_purpose_is_not_a_code_signature(aad: bytes) -> None:
+    signed = sign1(
+        payload=encode_claims(make_claims()), private_key=P256_KEY, kid=KID, external_aad=aad
+    )
+    decoded = decode_token(wrap(signed))  # the same bytes a code would have, but another purpose
+    with pytest.raises(VerificationError) as caught:
+        verify_token_signature(decoded, P256_KEY.public_key())
+    assert caught.value.reason is Reason.BAD_SIGNATURE
+
+
+def test_code_signature_covers_the_health_code_purpose() -> None:
+    assert HEALTH_CODE_AAD == b"hcx/v1/health-code"
+
+
+@settings(max_examples=50)
+@given(claims_strategy)
+def test_claims_encoding_is_the_deterministic_cbor_encoding(claims: CodeClaims) -> None:
+    assert encode_claims(claims) == cbor.encode(_claims_to_cwt(claims))
+
+
+@pytest.mark.parametrize("size", [0, 1, 170, 300, MAX_PAYLOAD_BYTES])
+def test_level_0_is_one_stored_block(size: int) -> None:
+    # docs/code-format.md spells out the canonical zlib stream; this is zlib's own output.
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    stream = zlib.compress(payload, ISSUE_ZLIB_LEVEL)
+    lengths = size.to_bytes(2, "little") + (size ^ 0xFFFF).to_bytes(2, "little")
+    adler = zlib.adler32(payload).to_bytes(4, "big")
+    assert stream == b"\x78\x01" + b"\x01" + lengths + payload + adler
+
+
 # --- property: hostile input never escapes as anything but DecodeError ----------------------
 
 VALID_TOKEN = issue_token(make_claims(), signing_key=P256_KEY, kid=KID)
@@ -314,7 +521,7 @@ def _decode_or_decode_error(token: str) -> DecodedCode | None:
     try:
         decoded = decode_token(token)
     except DecodeError as e:
-        assert e.reason in (Reason.BAD_ENCODING, Reason.MALFORMED)
+        assert e.reason in (Reason.BAD_ENCODING, Reason.MALFORMED, Reason.NON_CANONICAL)
         return None
     assert isinstance(decoded, DecodedCode)
     return decoded

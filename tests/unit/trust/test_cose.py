@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 
 import cbor2
 import pytest
@@ -13,8 +14,11 @@ from hypothesis import strategies as st
 from trust.cose import (
     ALG_EDDSA,
     ALG_ES256,
+    P256_ORDER,
     Sign1,
     decode_sign1,
+    encode_sign1,
+    is_high_s,
     sign1,
     verify_sign1,
 )
@@ -290,3 +294,88 @@ def test_random_bytes_decode_or_raise_decode_error(data: bytes) -> None:
         assert e.reason in (Reason.BAD_ENCODING, Reason.MALFORMED)
     else:
         assert isinstance(msg, Sign1)
+
+
+# --- one byte form (what hcx signs) --------------------------------------------------------
+
+
+def _high_s_twin(msg: Sign1) -> Sign1:
+    s = int.from_bytes(msg.signature[32:], "big")
+    signature = msg.signature[:32] + (P256_ORDER - s).to_bytes(32, "big")
+    return dataclasses.replace(msg, signature=signature)
+
+
+def test_es256_signatures_are_always_low_s(p256_key: ec.EllipticCurvePrivateKey) -> None:
+    for n in range(64):  # a random k gives a high s half the time before normalisation
+        msg = decode_sign1(sign1(payload=bytes([n]), private_key=p256_key, kid=b"k"))
+        assert not is_high_s(msg.signature)
+        assert is_high_s(_high_s_twin(msg).signature)
+
+
+def test_high_s_twin_is_refused_only_when_asked(p256_key: ec.EllipticCurvePrivateKey) -> None:
+    twin = _high_s_twin(decode_sign1(sign1(payload=b"x", private_key=p256_key, kid=b"k")))
+    verify_sign1(twin, p256_key.public_key())  # ECDSA itself accepts the malleated copy
+    with pytest.raises(VerificationError) as caught:
+        verify_sign1(twin, p256_key.public_key(), low_s_only=True)
+    assert caught.value.reason is Reason.NON_CANONICAL
+
+
+@pytest.mark.parametrize(("key_name", "alg"), [("p256_key", ALG_ES256), ("ed_key", ALG_EDDSA)])
+def test_signed_messages_are_canonical(
+    request: pytest.FixtureRequest, key_name: str, alg: int
+) -> None:
+    data = sign1(payload=b"claims", private_key=request.getfixturevalue(key_name), kid=b"k")
+    msg = decode_sign1(data, canonical=True)
+    assert msg.tagged and msg.alg == alg
+    assert data == encode_sign1(msg.protected_bytes, {}, msg.payload, msg.signature)
+
+
+def _encoded(protected: bytes, unprotected: bytes, signature: bytes, *, tag: bool = True) -> bytes:
+    body = b"\x84" + bytes([0x40 | len(protected)]) + protected + unprotected
+    body += b"\x41p" + b"\x58\x40" + signature
+    return (b"\xd2" if tag else b"") + body
+
+
+LOW_S = bytes(31) + b"\x01" + bytes(31) + b"\x01"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(_encoded(b"\xa1\x01\x26", b"\xa0", LOW_S, tag=False), id="untagged"),
+        pytest.param(SIGN_PASS_03, id="cose-wg sign-pass-03 (untagged)"),
+        pytest.param(_encoded(b"\xa1\x01\x38\x06", b"\xa0", LOW_S), id="alg in two bytes"),
+        pytest.param(_encoded(b"\xa1\x01\x26", b"\xb8\x00", LOW_S), id="empty map, long head"),
+        pytest.param(
+            _encoded(b"\xa2\x04\x41k\x01\x26", b"\xa0", LOW_S), id="protected keys unsorted"
+        ),
+        pytest.param(
+            _encoded(b"\xa1\x01\x26", b"\xa2\x05\x41x\x04\x41k", LOW_S),
+            id="unprotected keys unsorted",
+        ),
+        pytest.param(
+            _encoded(b"\xa1\x01\x26", b"\xa0", LOW_S[:32] + (P256_ORDER - 1).to_bytes(32, "big")),
+            id="high s",
+        ),
+        pytest.param(b"\xd2\x84\x40\xa1\x04\x41k\x41p\x40", id="empty protected header"),
+    ],
+)
+def test_canonical_decoding_refuses_other_forms(data: bytes) -> None:
+    decode_sign1(data)  # well-formed: the lenient decoder takes it
+    with pytest.raises(DecodeError) as caught:
+        decode_sign1(data, canonical=True)
+    assert caught.value.reason is Reason.NON_CANONICAL
+
+
+def test_canonical_form_accepts_the_hand_encoded_twin() -> None:
+    # Guards the table above: the same hand encoding, canonical, is accepted.
+    msg = decode_sign1(_encoded(b"\xa1\x01\x26", b"\xa0", LOW_S), canonical=True)
+    assert msg.alg == ALG_ES256 and msg.signature == LOW_S
+
+
+def test_decoded_protected_headers_are_read_only(p256_key: ec.EllipticCurvePrivateKey) -> None:
+    data = sign1(payload=b"x", private_key=p256_key, kid=b"k")
+    first, second = decode_sign1(data), decode_sign1(data)
+    assert first.protected is second.protected  # decoded once, by its bytes
+    with pytest.raises(TypeError):
+        first.protected[1] = ALG_EDDSA  # type: ignore[index]

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from trust.base45 import b45decode
 from trust.codeformat import PREFIX, CodeClaims, decode_token, verify_token_signature
+from trust.cose import is_high_s, verify_sign1
 from trust.errors import VerificationError
 from trust.model import Colour, Reason
 
@@ -98,3 +99,22 @@ def test_another_key_does_not_verify_the_vector(blocks: dict[str, str]) -> None:
     with pytest.raises(VerificationError) as caught:
         verify_token_signature(decoded, ec.generate_private_key(ec.SECP256R1()).public_key())
     assert caught.value.reason is Reason.BAD_SIGNATURE
+
+
+def test_vector_signature_covers_the_health_code_purpose(
+    blocks: dict[str, str], certificate: x509.Certificate
+) -> None:
+    decoded = decode_token(blocks["token"])
+    public_key = certificate.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    verify_sign1(decoded.sign1, public_key, external_aad=b"hcx/v1/health-code", low_s_only=True)
+    with pytest.raises(VerificationError) as caught:
+        verify_sign1(decoded.sign1, public_key)  # without the purpose: not the signed bytes
+    assert caught.value.reason is Reason.BAD_SIGNATURE
+
+
+def test_vector_is_in_the_one_form(blocks: dict[str, str]) -> None:
+    compressed = b45decode(blocks["token"][len(PREFIX) :])
+    cose = zlib.decompress(compressed)
+    assert compressed == zlib.compress(cose, 0)
+    assert not is_high_s(decode_token(blocks["token"]).sign1.signature)
