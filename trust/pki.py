@@ -72,6 +72,12 @@ PROVINCIAL_CA_VALIDITY = timedelta(days=5 * 365 + 1)
 DSC_VALIDITY = timedelta(days=730)
 LEAF_VALIDITY = timedelta(days=365)
 TRUST_LIST_SIGNER_VALIDITY = timedelta(days=730)
+# Clocks disagree: every certificate issued here is valid from CLOCK_SKEW before the moment
+# its issuer issues it (Let's Encrypt backdates by an hour), and every chain check accepts a
+# not-before up to CLOCK_SKEW after the time it checks at. A peer whose clock is behind then
+# accepts a certificate issued a moment ago (gRPC's TLS clock lags Python's by a few ms after
+# each second boundary, enough to refuse a certificate whose not-before is the issuing second).
+CLOCK_SKEW = timedelta(minutes=5)
 
 KID_LENGTH = 8
 
@@ -195,6 +201,17 @@ def load_certificate_pem(data: bytes) -> x509.Certificate:
         return x509.load_pem_x509_certificate(data)
     except (ValueError, TypeError) as e:
         raise PkiError(f"not a PEM certificate: {e}") from e
+
+
+def load_certificates_pem(data: bytes) -> list[x509.Certificate]:
+    """Parse a PEM bundle of one or more certificates (a root file during a root rotation)."""
+    try:
+        certificates = x509.load_pem_x509_certificates(data)
+    except (ValueError, TypeError) as e:
+        raise PkiError(f"not a PEM certificate bundle: {e}") from e
+    if not certificates:
+        raise PkiError("no certificate in the PEM bundle")
+    return certificates
 
 
 def load_certificate_der(data: bytes) -> x509.Certificate:
@@ -330,9 +347,15 @@ def leaf_spiffe_id(province: str, *, kind: str, name: str) -> str:
 
 
 def create_root_ca(
-    *, now: datetime | None = None, validity: timedelta = ROOT_VALIDITY
+    *,
+    now: datetime | None = None,
+    validity: timedelta = ROOT_VALIDITY,
+    backdate: timedelta = CLOCK_SKEW,
 ) -> Authority:
-    """A new self-signed national root CA (path length 1: provincial CAs below, then leaves)."""
+    """A new self-signed national root CA (path length 1: provincial CAs below, then leaves).
+
+    Like every issuing function here: ``now`` (or ``not_before``) is the issuer's clock,
+    default the current time, and the certificate is valid from ``backdate`` before it."""
     key = generate_private_key()
     name = x509.Name(
         [
@@ -340,7 +363,7 @@ def create_root_ca(
             x509.NameAttribute(NameOID.COMMON_NAME, ROOT_COMMON_NAME),
         ]
     )
-    start = _aware(now) if now is not None else _now()
+    start = _issuing_start(now, backdate)
     builder = _builder(name, name, key.public_key(), start, start + validity)
     builder = _add_ca_extensions(builder, path_length=1, uri=NATIONAL_SPIFFE_ID)
     return Authority(builder.sign(key, hashes.SHA256()), key)
@@ -354,6 +377,7 @@ def sign_provincial_ca(
     name: str,
     now: datetime | None = None,
     validity: timedelta = PROVINCIAL_CA_VALIDITY,
+    backdate: timedelta = CLOCK_SKEW,
 ) -> x509.Certificate:
     """Issue a province's CA certificate from the CSR the province made.
 
@@ -371,19 +395,27 @@ def sign_provincial_ca(
             x509.NameAttribute(NameOID.COMMON_NAME, f"hcx province {province} CA"),
         ]
     )
-    start, end = _validity(root.certificate, now, validity)
+    start, end = _validity(root.certificate, now, validity, backdate)
     builder = _builder(subject, root.certificate.subject, public_key, start, end)
     builder = _add_ca_extensions(builder, path_length=0, uri=uri)
     return _sign(builder, root)
 
 
 def create_provincial_ca(
-    root: Authority, *, province: str, name: str, now: datetime | None = None
+    root: Authority,
+    *,
+    province: str,
+    name: str,
+    now: datetime | None = None,
+    backdate: timedelta = CLOCK_SKEW,
 ) -> Authority:
     """Convenience for tests and the demo: key, CSR and root signature in one step."""
     key = generate_private_key()
     csr = make_csr(key, common_name=f"hcx province {province} CA")
-    return Authority(sign_provincial_ca(root, csr, province=province, name=name, now=now), key)
+    certificate = sign_provincial_ca(
+        root, csr, province=province, name=name, now=now, backdate=backdate
+    )
+    return Authority(certificate, key)
 
 
 def sign_leaf(
@@ -396,6 +428,7 @@ def sign_leaf(
     not_before: datetime | None = None,
     validity: timedelta = LEAF_VALIDITY,
     dns_names: Sequence[str] = (),
+    backdate: timedelta = CLOCK_SKEW,
 ) -> x509.Certificate:
     """Issue an end-entity certificate of ``kind`` ("dsc", "node", "checkpoint") from a CSR.
 
@@ -418,6 +451,7 @@ def sign_leaf(
         dns_names=dns_names,
         not_before=not_before,
         validity=validity,
+        backdate=backdate,
     )
 
 
@@ -443,6 +477,7 @@ def sign_dsc(
     name: str,
     not_before: datetime | None = None,
     validity: timedelta = DSC_VALIDITY,
+    backdate: timedelta = CLOCK_SKEW,
 ) -> x509.Certificate:
     """Issue a document signing certificate (signs health codes) from a CSR."""
     return sign_leaf(
@@ -453,6 +488,7 @@ def sign_dsc(
         name=name,
         not_before=not_before,
         validity=validity,
+        backdate=backdate,
     )
 
 
@@ -477,10 +513,12 @@ def sign_trust_list_signer(
     *,
     not_before: datetime | None = None,
     validity: timedelta = TRUST_LIST_SIGNER_VALIDITY,
+    backdate: timedelta = CLOCK_SKEW,
 ) -> x509.Certificate:
     """Issue the national trust-list signing certificate from a CSR."""
+    signer = _SERVICE_SIGNERS["trust-list"]
     return _sign_service_signer(
-        root, csr, _SERVICE_SIGNERS["trust-list"], not_before=not_before, validity=validity
+        root, csr, signer, not_before=not_before, validity=validity, backdate=backdate
     )
 
 
@@ -490,10 +528,12 @@ def sign_log_signer(
     *,
     not_before: datetime | None = None,
     validity: timedelta = TRUST_LIST_SIGNER_VALIDITY,
+    backdate: timedelta = CLOCK_SKEW,
 ) -> x509.Certificate:
     """Issue the registry log's tree-head signing certificate from a CSR."""
+    signer = _SERVICE_SIGNERS["log"]
     return _sign_service_signer(
-        root, csr, _SERVICE_SIGNERS["log"], not_before=not_before, validity=validity
+        root, csr, signer, not_before=not_before, validity=validity, backdate=backdate
     )
 
 
@@ -504,6 +544,7 @@ def _sign_service_signer(
     *,
     not_before: datetime | None,
     validity: timedelta,
+    backdate: timedelta,
 ) -> x509.Certificate:
     public_key = _checked_csr(csr, expected_uri=signer.uri)
     subject = x509.Name(
@@ -512,7 +553,7 @@ def _sign_service_signer(
             x509.NameAttribute(NameOID.COMMON_NAME, f"hcx national {signer.label}"),
         ]
     )
-    start, end = _validity(root.certificate, not_before, validity)
+    start, end = _validity(root.certificate, not_before, validity, backdate)
     builder = _builder(subject, root.certificate.subject, public_key, start, end)
     builder = _add_end_entity_extensions(
         builder, usages=(signer.usage,), names=[x509.UniformResourceIdentifier(signer.uri)]
@@ -536,6 +577,7 @@ def sign_national_leaf(
     not_before: datetime | None = None,
     validity: timedelta = LEAF_VALIDITY,
     dns_names: Sequence[str] = (),
+    backdate: timedelta = CLOCK_SKEW,
 ) -> x509.Certificate:
     """Issue a gateway (TLS server + client) or coordinator (TLS client) certificate."""
     profile = _NATIONAL_PROFILES.get(kind)
@@ -551,6 +593,7 @@ def sign_national_leaf(
         dns_names=dns_names,
         not_before=not_before,
         validity=validity,
+        backdate=backdate,
     )
 
 
@@ -564,6 +607,7 @@ def _issue_end_entity(
     dns_names: Sequence[str],
     not_before: datetime | None,
     validity: timedelta,
+    backdate: timedelta,
 ) -> x509.Certificate:
     """An end-entity certificate of ``profile`` for an already checked CSR key."""
     subject = x509.Name(
@@ -572,7 +616,7 @@ def _issue_end_entity(
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
-    start, end = _validity(issuer.certificate, not_before, validity)
+    start, end = _validity(issuer.certificate, not_before, validity, backdate)
     builder = _builder(subject, issuer.certificate.subject, public_key, start, end)
     builder = _add_end_entity_extensions(
         builder, usages=profile.usages, names=_leaf_names(uri, profile, dns_names)
@@ -603,27 +647,37 @@ def _leaf_names(
 
 
 def verify_national_leaf(
-    cert: x509.Certificate, roots: Sequence[x509.Certificate], *, at: datetime, kind: str
+    cert: x509.Certificate,
+    roots: Sequence[x509.Certificate],
+    *,
+    at: datetime,
+    kind: str,
+    clock_skew: timedelta = CLOCK_SKEW,
 ) -> None:
-    """Check a gateway or coordinator certificate issued directly by a pinned root."""
+    """Check a gateway or coordinator certificate issued directly by a pinned root.
+
+    Like every chain check here: a certificate whose not-before is up to ``clock_skew`` after
+    ``at`` is valid (its issuer's clock may be ahead); its not-after is exact."""
     profile = _NATIONAL_PROFILES.get(kind)
     if profile is None:
         raise PkiError(f"unknown national certificate kind {kind!r}")
-    at = _aware(at)
-    _check_certificate_basics(cert, at, what=profile.label)
+    moment = _Moment.of(at, clock_skew)
+    _check_certificate_basics(cert, moment, what=profile.label)
     _check_end_entity(cert, what=profile.label, usages=profile.usages)
     sid = spiffe_id(cert) or ""
     if not sid.startswith(f"{NATIONAL_SPIFFE_ID}/{kind}/"):
         raise PkiError(f"{profile.label} has SPIFFE id {sid!r}")
-    _check_root_for(cert, roots, at, intermediates=0, what=profile.label)
+    _check_root_for(cert, roots, moment, intermediates=0, what=profile.label)
 
 
 # --- Verifying chains -----------------------------------------------------------------------
 
 
-def verify_root(root: x509.Certificate, *, at: datetime) -> None:
+def verify_root(
+    root: x509.Certificate, *, at: datetime, clock_skew: timedelta = CLOCK_SKEW
+) -> None:
     """A national root as the profile makes it: self-signed CA, valid at ``at``."""
-    _check_root(root, _aware(at), intermediates=1)
+    _check_root(root, _Moment.of(at, clock_skew), intermediates=1)
 
 
 def fingerprint(cert: x509.Certificate) -> bytes:
@@ -632,16 +686,20 @@ def fingerprint(cert: x509.Certificate) -> bytes:
 
 
 def verify_provincial_ca(
-    ca: x509.Certificate, roots: Sequence[x509.Certificate], *, at: datetime
+    ca: x509.Certificate,
+    roots: Sequence[x509.Certificate],
+    *,
+    at: datetime,
+    clock_skew: timedelta = CLOCK_SKEW,
 ) -> str:
     """Check a provincial CA against the pinned roots at time ``at``; return its province."""
-    at = _aware(at)
-    _check_certificate_basics(ca, at, what="provincial CA")
+    moment = _Moment.of(at, clock_skew)
+    _check_certificate_basics(ca, moment, what="provincial CA")
     _check_ca(ca, what="provincial CA", path_length=0)
     province = province_of(ca)
     if province is None or spiffe_id(ca) != provincial_ca_spiffe_id(province):
         raise PkiError(f"provincial CA has no province SPIFFE id (got {spiffe_id(ca)!r})")
-    _check_root_for(ca, roots, at, intermediates=1, what="provincial CA")
+    _check_root_for(ca, roots, moment, intermediates=1, what="provincial CA")
     return province
 
 
@@ -652,12 +710,12 @@ def verify_leaf_chain(
     *,
     at: datetime,
     kind: str,
+    clock_skew: timedelta = CLOCK_SKEW,
 ) -> str:
     """Check leaf → provincial CA → pinned root at time ``at``; return the province code."""
     profile = _leaf_profile(kind)
-    at = _aware(at)
-    province = verify_provincial_ca(provincial_ca, roots, at=at)
-    _check_certificate_basics(leaf, at, what=profile.label)
+    province = verify_provincial_ca(provincial_ca, roots, at=at, clock_skew=clock_skew)
+    _check_certificate_basics(leaf, _Moment.of(at, clock_skew), what=profile.label)
     _check_end_entity(leaf, what=profile.label, usages=profile.usages)
     _check_issued_by(leaf, provincial_ca, what=profile.label, issuer_what="provincial CA")
     match = _PROVINCE_URI_RE.fullmatch(spiffe_id(leaf) or "")
@@ -677,23 +735,33 @@ def verify_dsc_chain(
     roots: Sequence[x509.Certificate],
     *,
     at: datetime,
+    clock_skew: timedelta = CLOCK_SKEW,
 ) -> str:
     """Check DSC → provincial CA → pinned root at time ``at``; return the province code."""
-    return verify_leaf_chain(dsc, provincial_ca, roots, at=at, kind="dsc")
+    return verify_leaf_chain(dsc, provincial_ca, roots, at=at, kind="dsc", clock_skew=clock_skew)
 
 
 def verify_trust_list_signer(
-    cert: x509.Certificate, roots: Sequence[x509.Certificate], *, at: datetime
+    cert: x509.Certificate,
+    roots: Sequence[x509.Certificate],
+    *,
+    at: datetime,
+    clock_skew: timedelta = CLOCK_SKEW,
 ) -> None:
     """Check the trust-list signing certificate against the pinned roots at time ``at``."""
-    _verify_service_signer(cert, roots, _SERVICE_SIGNERS["trust-list"], at=at)
+    signer = _SERVICE_SIGNERS["trust-list"]
+    _verify_service_signer(cert, roots, signer, at=_Moment.of(at, clock_skew))
 
 
 def verify_log_signer(
-    cert: x509.Certificate, roots: Sequence[x509.Certificate], *, at: datetime
+    cert: x509.Certificate,
+    roots: Sequence[x509.Certificate],
+    *,
+    at: datetime,
+    clock_skew: timedelta = CLOCK_SKEW,
 ) -> None:
     """Check a tree-head signing certificate against the pinned roots at time ``at``."""
-    _verify_service_signer(cert, roots, _SERVICE_SIGNERS["log"], at=at)
+    _verify_service_signer(cert, roots, _SERVICE_SIGNERS["log"], at=_Moment.of(at, clock_skew))
 
 
 def _verify_service_signer(
@@ -701,9 +769,8 @@ def _verify_service_signer(
     roots: Sequence[x509.Certificate],
     signer: _ServiceSigner,
     *,
-    at: datetime,
+    at: _Moment,
 ) -> None:
-    at = _aware(at)
     what = signer.label
     _check_certificate_basics(cert, at, what=what)
     _check_end_entity(cert, what=what, usages=(signer.usage,))
@@ -748,8 +815,10 @@ def verify_crl(
     issuer_cert: x509.Certificate,
     *,
     at: datetime | None = None,
+    clock_skew: timedelta = CLOCK_SKEW,
 ) -> None:
-    """Check a CRL's issuer name and signature; with ``at``, also that it is current then."""
+    """Check a CRL's issuer name and signature; with ``at``, also that it is current then
+    (a this-update up to ``clock_skew`` after ``at`` is current: the issuer's clock is ahead)."""
     if crl.issuer != issuer_cert.subject:
         raise PkiError(
             f"CRL issuer {crl.issuer.rfc4514_string()} is not "
@@ -763,7 +832,7 @@ def verify_crl(
     if at is not None:
         at = _aware(at)
         next_update = crl.next_update_utc
-        if at < crl.last_update_utc or next_update is None or at > next_update:
+        if at + clock_skew < crl.last_update_utc or next_update is None or at > next_update:
             raise PkiError(f"CRL is not current at {at.isoformat()}")
 
 
@@ -877,11 +946,21 @@ def _checked_csr(
     return _p256(csr.public_key())
 
 
+def _issuing_start(issued_at: datetime | None, backdate: timedelta) -> datetime:
+    """A certificate's not-before: ``backdate`` before the issuer's clock (CLOCK_SKEW)."""
+    if backdate < timedelta(0):
+        raise PkiError("a certificate is backdated, never postdated (backdate must be >= 0)")
+    return (_aware(issued_at) if issued_at is not None else _now()) - backdate
+
+
 def _validity(
-    issuer: x509.Certificate, not_before: datetime | None, validity: timedelta
+    issuer: x509.Certificate,
+    issued_at: datetime | None,
+    validity: timedelta,
+    backdate: timedelta,
 ) -> tuple[datetime, datetime]:
-    """Validity window, clipped so that no certificate outlives its issuer."""
-    start = _aware(not_before) if not_before is not None else _now()
+    """Validity window from the backdated start, clipped so no certificate outlives its issuer."""
+    start = _issuing_start(issued_at, backdate)
     end = min(start + validity, issuer.not_valid_after_utc)
     if end <= start:
         raise PkiError("issuer certificate expires before the requested validity starts")
@@ -891,7 +970,21 @@ def _validity(
 # --- Internals: checking --------------------------------------------------------------------
 
 
-def _check_certificate_basics(cert: x509.Certificate, at: datetime, *, what: str) -> None:
+@dataclass(frozen=True)
+class _Moment:
+    """When a chain is checked, and how far in that moment's future a not-before may be."""
+
+    time: datetime
+    skew: timedelta
+
+    @classmethod
+    def of(cls, at: datetime, skew: timedelta) -> _Moment:
+        if skew < timedelta(0):
+            raise ValueError("clock skew must not be negative")
+        return cls(_aware(at), skew)
+
+
+def _check_certificate_basics(cert: x509.Certificate, at: _Moment, *, what: str) -> None:
     """Algorithm, critical extensions and validity window: the same for every level."""
     if cert.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA256:
         raise PkiError(f"{what} is not signed with ECDSA-SHA256")
@@ -904,12 +997,13 @@ def _check_certificate_basics(cert: x509.Certificate, at: datetime, *, what: str
     _check_valid_at(cert, at, what=what)
 
 
-def _check_valid_at(cert: x509.Certificate, at: datetime, *, what: str) -> None:
+def _check_valid_at(cert: x509.Certificate, at: _Moment, *, what: str) -> None:
+    # The skew only ever moves the not-before: an expired certificate is expired.
     start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-    if at < start or at > end:
-        state = "not yet valid" if at < start else "expired"
+    if at.time + at.skew < start or at.time > end:
+        state = "not yet valid" if at.time < start else "expired"
         raise PkiError(
-            f"{what} is {state} at {at.isoformat()} "
+            f"{what} is {state} at {at.time.isoformat()} "
             f"(valid {start.isoformat()} to {end.isoformat()})",
             reason=Reason.KEY_NOT_VALID_AT_ISSUANCE,
         )
@@ -976,7 +1070,7 @@ def _check_issued_by(
 def _check_root_for(
     cert: x509.Certificate,
     roots: Sequence[x509.Certificate],
-    at: datetime,
+    at: _Moment,
     *,
     intermediates: int,
     what: str,
@@ -1002,7 +1096,7 @@ def _check_root_for(
     raise PkiError(f"{what} is not issued by any pinned root: {'; '.join(errors)}")
 
 
-def _check_root(root: x509.Certificate, at: datetime, *, intermediates: int) -> None:
+def _check_root(root: x509.Certificate, at: _Moment, *, intermediates: int) -> None:
     """A pinned root: self-signed CA, valid at ``at``, whose path length allows the chain."""
     _check_certificate_basics(root, at, what="national root")
     _check_ca(root, what="national root", path_length=None)

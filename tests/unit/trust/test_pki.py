@@ -688,3 +688,191 @@ def test_openssl_verifies_chain_and_sees_revocation(tmp_path: Path) -> None:
     assert "certificate revoked" in result.stdout + result.stderr
     result = _openssl("-purpose", "sslserver", *crls, *chain, tmp_path / "node.pem")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- Clock skew: certificates are backdated, chain checks allow the same skew -----------------
+
+
+def _csr_for(uri: str) -> x509.CertificateSigningRequest:
+    return pki.make_csr(pki.generate_private_key(), common_name=uri)
+
+
+def _issued_at(
+    fed: Federation, moment: datetime, backdate: timedelta = pki.CLOCK_SKEW
+) -> dict[str, x509.Certificate]:
+    """One certificate of every kind hcx issues, all issued (by the issuer's clock) at moment."""
+    root = pki.create_root_ca(now=moment, backdate=backdate)
+    ca = pki.create_provincial_ca(
+        fed.root, province=ZJ, name="Zhejiang", now=moment, backdate=backdate
+    )
+    issued = {"root": root.certificate, "provincial CA": ca.certificate}
+    for kind in pki.LEAF_KINDS:
+        issued[kind] = pki.sign_leaf(
+            fed.zj,
+            _csr_for(kind),
+            province=ZJ,
+            kind=kind,
+            name="n-1",
+            not_before=moment,
+            backdate=backdate,
+        )
+    for kind in pki.NATIONAL_KINDS:
+        issued[kind] = pki.sign_national_leaf(
+            fed.root, _csr_for(kind), kind=kind, name="n-1", not_before=moment, backdate=backdate
+        )
+    issued["dsc (sign_dsc)"] = pki.sign_dsc(
+        fed.zj, _csr_for("dsc"), province=ZJ, name="d-1", not_before=moment, backdate=backdate
+    )
+    issued["trust-list signer"] = pki.sign_trust_list_signer(
+        fed.root, _csr_for("tl"), not_before=moment, backdate=backdate
+    )
+    issued["log signer"] = pki.sign_log_signer(
+        fed.root, _csr_for("log"), not_before=moment, backdate=backdate
+    )
+    return issued
+
+
+def test_every_certificate_is_backdated_by_the_clock_skew(fed: Federation) -> None:
+    assert pki.CLOCK_SKEW.total_seconds() == 5 * 60
+    for what, cert in _issued_at(fed, NOW).items():
+        assert cert.not_valid_before_utc == NOW - pki.CLOCK_SKEW, what
+
+
+def test_a_certificate_issued_now_is_backdated_too(fed: Federation) -> None:
+    before = datetime.now(UTC).replace(microsecond=0)
+    dsc = pki.sign_dsc(fed.zj, _csr_for("dsc"), province=ZJ, name="d-0")
+    assert dsc.not_valid_before_utc <= before - pki.CLOCK_SKEW + timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    "backdate",
+    [timedelta(0), timedelta(seconds=2), timedelta(hours=1)],
+    ids=["none", "2 s", "1 h (Let's Encrypt)"],
+)
+def test_backdating_is_configurable(fed: Federation, backdate: timedelta) -> None:
+    for what, cert in _issued_at(fed, NOW, backdate=backdate).items():
+        assert cert.not_valid_before_utc == NOW - backdate, what
+
+
+def test_backdating_keeps_the_validity_period(fed: Federation) -> None:
+    dsc = pki.sign_dsc(fed.zj, _csr_for("dsc"), province=ZJ, name="d-2", not_before=NOW)
+    assert dsc.not_valid_after_utc == NOW - pki.CLOCK_SKEW + pki.DSC_VALIDITY
+
+
+def test_a_certificate_is_never_postdated(fed: Federation) -> None:
+    with pytest.raises(PkiError, match="backdated"):
+        pki.sign_dsc(
+            fed.zj, _csr_for("dsc"), province=ZJ, name="d-3", backdate=-timedelta(seconds=1)
+        )
+
+
+# The verifier's clock reads NOW; the issuer's clock was ahead by ``ahead`` when it issued.
+@pytest.mark.parametrize(
+    ("ahead", "backdate", "skew", "valid"),
+    [
+        pytest.param(timedelta(seconds=2), pki.CLOCK_SKEW, pki.CLOCK_SKEW, True, id="2 s ahead"),
+        pytest.param(timedelta(seconds=60), pki.CLOCK_SKEW, pki.CLOCK_SKEW, True, id="60 s ahead"),
+        pytest.param(
+            timedelta(seconds=2), timedelta(0), timedelta(0), False, id="2 s, no margin anywhere"
+        ),
+        pytest.param(
+            timedelta(seconds=60), timedelta(0), pki.CLOCK_SKEW, True, id="60 s, verifier skew only"
+        ),
+        pytest.param(
+            timedelta(seconds=60), pki.CLOCK_SKEW, timedelta(0), True, id="60 s, backdate only"
+        ),
+        pytest.param(
+            timedelta(minutes=10), pki.CLOCK_SKEW, pki.CLOCK_SKEW, True, id="10 min: both margins"
+        ),
+        pytest.param(
+            timedelta(minutes=10, seconds=1), pki.CLOCK_SKEW, pki.CLOCK_SKEW, False, id="beyond"
+        ),
+    ],
+)
+def test_chains_from_an_issuer_whose_clock_is_ahead(
+    ahead: timedelta, backdate: timedelta, skew: timedelta, valid: bool
+) -> None:
+    issued = NOW + ahead
+    root = pki.create_root_ca(now=issued, backdate=backdate)
+    ca = pki.create_provincial_ca(root, province=ZJ, name="Zhejiang", now=issued, backdate=backdate)
+    key = pki.generate_private_key()
+    csr = pki.make_csr(key, common_name="dsc")
+    dsc = pki.sign_dsc(ca, csr, province=ZJ, name="d", not_before=issued, backdate=backdate)
+    roots = [root.certificate]
+    if valid:
+        assert pki.verify_dsc_chain(dsc, ca.certificate, roots, at=NOW, clock_skew=skew) == ZJ
+    else:
+        with pytest.raises(PkiError, match="not yet valid") as caught:
+            pki.verify_dsc_chain(dsc, ca.certificate, roots, at=NOW, clock_skew=skew)
+        assert caught.value.reason is Reason.KEY_NOT_VALID_AT_ISSUANCE
+
+
+def test_the_skew_does_not_extend_a_certificate_past_its_not_after(fed: Federation) -> None:
+    dsc, _ = _issue(fed.zj, not_before=NOW - 30 * DAY, validity=30 * DAY)
+    end = dsc.not_valid_after_utc
+    roots = [fed.root.certificate]
+    pki.verify_dsc_chain(dsc, fed.zj.certificate, roots, at=end)
+    with pytest.raises(PkiError, match="expired"):
+        pki.verify_dsc_chain(dsc, fed.zj.certificate, roots, at=end + timedelta(seconds=1))
+
+
+Verify = Callable[[dict[str, x509.Certificate], list[x509.Certificate], timedelta], object]
+_CHECKS: dict[str, Verify] = {
+    "trust-list signer": lambda c, roots, skew: pki.verify_trust_list_signer(
+        c["trust-list signer"], roots, at=NOW, clock_skew=skew
+    ),
+    "log signer": lambda c, roots, skew: pki.verify_log_signer(
+        c["log signer"], roots, at=NOW, clock_skew=skew
+    ),
+    "gateway": lambda c, roots, skew: pki.verify_national_leaf(
+        c["gateway"], roots, at=NOW, kind="gateway", clock_skew=skew
+    ),
+    "provincial CA": lambda c, roots, skew: pki.verify_provincial_ca(
+        c["provincial CA"], roots, at=NOW, clock_skew=skew
+    ),
+    "node": lambda c, roots, skew: pki.verify_leaf_chain(
+        c["node"], c["provincial CA"], roots, at=NOW, kind="node", clock_skew=skew
+    ),
+    "root": lambda c, roots, skew: pki.verify_root(c["root"], at=NOW, clock_skew=skew),
+}
+
+
+@pytest.mark.parametrize("what", list(_CHECKS))
+def test_every_chain_check_takes_the_skew(fed: Federation, what: str) -> None:
+    # Issued 2 s after the reference time and not backdated: valid only with a skew.
+    issued = _issued_at(fed, NOW + timedelta(seconds=2), backdate=timedelta(0))
+    if what == "node":  # issued by a provincial CA of the same (2 s ahead) moment
+        ca = pki.create_provincial_ca(
+            fed.root,
+            province=ZJ,
+            name="Zhejiang",
+            now=NOW + timedelta(seconds=2),
+            backdate=timedelta(0),
+        )
+        issued["provincial CA"] = ca.certificate
+        issued["node"] = pki.sign_leaf(
+            ca,
+            _csr_for("node"),
+            province=ZJ,
+            kind="node",
+            name="n-2",
+            not_before=NOW + timedelta(seconds=2),
+            backdate=timedelta(0),
+        )
+    _CHECKS[what](issued, [fed.root.certificate], pki.CLOCK_SKEW)
+    with pytest.raises(PkiError, match="not yet valid"):
+        _CHECKS[what](issued, [fed.root.certificate], timedelta(0))
+
+
+def test_crl_issued_by_a_clock_ahead_is_current(fed: Federation) -> None:
+    crl = pki.make_crl(
+        fed.zj.certificate,
+        fed.zj.private_key,
+        [],
+        this_update=NOW + timedelta(seconds=60),
+        next_update=NOW + DAY,
+        crl_number=9,
+    )
+    pki.verify_crl(crl, fed.zj.certificate, at=NOW)
+    with pytest.raises(PkiError, match="not current"):
+        pki.verify_crl(crl, fed.zj.certificate, at=NOW, clock_skew=timedelta(0))
