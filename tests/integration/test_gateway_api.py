@@ -133,9 +133,9 @@ async def test_logs_name_a_code_by_its_hash_never_by_its_holder(
     issued = await node.stub.IssueCode(
         node_pb2.IssueCodeRequest(id_number=HOLDER_ID, full_name=HOLDER_NAME), timeout=5
     )
-    # The same holder's code (same code id), as the province signed it 10 minutes ago with a
-    # DSC valid since an hour ago.
-    issuer = await aged_issuer(federation, node, seconds=2 * DEFAULT_MAX_OFFLINE_AGE_S)
+    # The same holder's code (same code id), signed with a DSC valid since an hour ago, at a
+    # moment past the offline limit (300 s) and within its lifetime.
+    issuer = await aged_issuer(federation, node, seconds=DEFAULT_MAX_OFFLINE_AGE_S + 30)
     aged = issuer.issue(id_number=HOLDER_ID, full_name=HOLDER_NAME)
     assert aged.record.code_id == issued.code_id
     await federation.nodes.pop(PROVINCE).stop()
@@ -192,7 +192,8 @@ async def aged_issuer(federation: Federation, node: RunningNode, *, seconds: int
         holder_key=files.holder_key.read_bytes(),
         store=node.parts[2],
         clock=lambda: signed_at,
-        token_lifetime=2 * seconds,  # still unexpired: only its age is in question
+        # 360 s: still unexpired, and no longer than verifiers allow (300 s + 60 s of margin).
+        token_lifetime=DEFAULT_MAX_OFFLINE_AGE_S + 60,
     )
 
 

@@ -2,8 +2,10 @@
 
 The gateway and the node run as subprocesses (simulations.processes.Supervisor). A load of
 concurrent Verify calls runs while the node is killed (SIGKILL) or frozen (SIGSTOP); every call
-must be answered within its deadline, VALID_OFFLINE while the issuer is away, VALID once it is
-back, and the province's circuit breaker must open and close again.
+must be answered within its deadline, VALID_OFFLINE while the issuer is away (answered while
+it is still dead or frozen, so without waiting for it), VALID once it is back, and the
+province's circuit breaker must open and close again. What is asserted is which answers came
+and in what order, never how fast: latency belongs to bench/.
 """
 
 from __future__ import annotations
@@ -22,14 +24,18 @@ import pytest
 
 from gateway.breaker import BreakerState
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
-from simulations.gateway_federation import GatewayFederation, wait_until
+from simulations.gateway_federation import GatewayFederation
 from simulations.processes import Supervisor
+from tests.support import wait_for, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 PROVINCE = "330000"
 RELAY_TIMEOUT = 0.3
-CALL_DEADLINE = 1.0
+# Generous, so a loaded machine does not turn a slow answer into an error; a gateway that
+# waited for a frozen issuer would still miss it (the issuer never answers while frozen).
+CALL_DEADLINE = 5.0
+STAGE_TIMEOUT = 30.0  # how long a stage (a run of one verdict, a breaker state) may take
 GATEWAY_ARGS = [
     f"--relay-timeout={RELAY_TIMEOUT}",
     "--breaker-failures=3",
@@ -59,19 +65,18 @@ async def restart_node(federation: GatewayFederation) -> None:
 
 @dataclass
 class Load:
-    """Concurrent Verify calls until stopped; remembers every verdict, error and latency."""
+    """Concurrent Verify calls until stopped; remembers every verdict (in the order answered)
+    and every error."""
 
     stub: gateway_pb2_grpc.GatewayStub
     tokens: list[str]
-    verdicts: list[tuple[float, int]] = field(default_factory=list)  # (finished at, verdict)
+    verdicts: list[tuple[float, int]] = field(default_factory=list)  # (answered at, verdict)
     errors: list[str] = field(default_factory=list)
-    slowest: float = 0.0
     running: bool = True
 
     async def worker(self, offset: int) -> None:
         i = offset
         while self.running:
-            began = time.monotonic()
             try:
                 reply = await self.stub.Verify(
                     gateway_pb2.VerifyRequest(token=self.tokens[i % len(self.tokens)]),
@@ -80,21 +85,36 @@ class Load:
                 self.verdicts.append((time.monotonic(), reply.verdict))
             except grpc.aio.AioRpcError as e:
                 self.errors.append(e.code().name)
-            self.slowest = max(self.slowest, time.monotonic() - began)
             i += 7
 
     def since(self, moment: float) -> Counter[int]:
         return Counter(v for t, v in self.verdicts if t >= moment)
 
-    async def wait_for(self, verdict: int, *, after: float, timeout: float) -> float:
-        """Seconds from ``after`` until ``verdict`` was the answer 5 times in a row."""
-        loop_deadline = time.monotonic() + timeout
-        while time.monotonic() < loop_deadline:
-            recent = [v for t, v in self.verdicts if t >= after][-5:]
-            if len(recent) == 5 and all(v == verdict for v in recent):
-                return time.monotonic() - after
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"no run of {verdict} within {timeout} s: {self.since(after)}")
+    def between(self, start: float, end: float) -> Counter[int]:
+        return Counter(v for t, v in self.verdicts if start <= t < end)
+
+    async def run_of(self, verdict: int, *, after: float, count: int = 5) -> float:
+        """Wait until ``verdict`` was the answer ``count`` times in a row after ``after``;
+        the moment that run was seen."""
+
+        def seen() -> bool:
+            recent = [v for t, v in self.verdicts if t >= after][-count:]
+            return len(recent) == count and set(recent) == {verdict}
+
+        name = common_pb2.Verdict.Name(verdict)
+        await wait_for(
+            seen, timeout=STAGE_TIMEOUT, what=f"{count} {name} in a row: {self.since(after)}"
+        )
+        return time.monotonic()
+
+    async def answers(self, verdict: int, *, after: float, count: int) -> None:
+        """Wait until ``count`` answers ``verdict`` came after ``after``."""
+        name = common_pb2.Verdict.Name(verdict)
+        await wait_for(
+            lambda: self.since(after)[verdict] >= count,
+            timeout=STAGE_TIMEOUT,
+            what=f"{count} {name} answers",
+        )
 
 
 async def with_load(federation: GatewayFederation, tokens: list[str]) -> tuple[Load, list]:
@@ -122,20 +142,20 @@ async def test_killed_issuer_gives_valid_offline_then_valid_when_back(
     tokens = processes.issue(PROVINCE, 20)
     load, parts = await with_load(processes, tokens)
     try:
-        await load.wait_for(common_pb2.VALID, after=time.monotonic(), timeout=10)
+        await load.run_of(common_pb2.VALID, after=time.monotonic())
         killed_at = time.monotonic()
         processes.supervisor.stop(processes.nodes[PROVINCE], sig=signal.SIGKILL)
-        took = await load.wait_for(common_pb2.VALID_OFFLINE, after=killed_at, timeout=5)
-        assert took < 2.0
-        await asyncio.sleep(0.5)
+        offline_at = await load.run_of(common_pb2.VALID_OFFLINE, after=killed_at)
+        await load.answers(common_pb2.VALID_OFFLINE, after=offline_at, count=20)  # an outage
         restarted_at = time.monotonic()
         await restart_node(processes)
-        await load.wait_for(common_pb2.VALID, after=restarted_at, timeout=10)
+        await load.run_of(common_pb2.VALID, after=restarted_at)
     finally:
         await stop_load(load, parts)
     assert load.errors == []
-    assert load.slowest < CALL_DEADLINE
     assert set(load.since(killed_at)) <= {common_pb2.VALID, common_pb2.VALID_OFFLINE}
+    # Once offline answers began, the dead issuer gave no live colour until it was restarted.
+    assert set(load.between(offline_at, restarted_at)) == {common_pb2.VALID_OFFLINE}
 
 
 async def test_frozen_issuer_honours_deadline_opens_breaker_and_recovers(
@@ -145,26 +165,35 @@ async def test_frozen_issuer_honours_deadline_opens_breaker_and_recovers(
     node = processes.nodes[PROVINCE]
     load, parts = await with_load(processes, tokens)
     try:
-        await load.wait_for(common_pb2.VALID, after=time.monotonic(), timeout=10)
+        await load.run_of(common_pb2.VALID, after=time.monotonic())
         frozen_at = time.monotonic()
         node.process.send_signal(signal.SIGSTOP)
         try:
-            await load.wait_for(common_pb2.VALID_OFFLINE, after=frozen_at, timeout=5)
-            opened = await asyncio.to_thread(
-                wait_until, lambda: breaker(processes) == BreakerState.OPEN, timeout=3
-            )
-            assert opened, f"breaker state {breaker(processes)}"
+            offline_at = await load.run_of(common_pb2.VALID_OFFLINE, after=frozen_at)
+            await breaker_state(processes, BreakerState.OPEN)
+            opened_at = time.monotonic()
+            # With the circuit open the issuer is not asked: still answered, still offline.
+            await load.answers(common_pb2.VALID_OFFLINE, after=opened_at, count=20)
         finally:
+            thawing_at = time.monotonic()
             node.process.send_signal(signal.SIGCONT)
-        thawed_at = time.monotonic()
-        await load.wait_for(common_pb2.VALID, after=thawed_at, timeout=10)
-        closed = await asyncio.to_thread(
-            wait_until, lambda: breaker(processes) == BreakerState.CLOSED, timeout=3
-        )
-        assert closed, f"breaker state {breaker(processes)}"
+        await load.run_of(common_pb2.VALID, after=thawing_at)
+        await breaker_state(processes, BreakerState.CLOSED)
     finally:
         await stop_load(load, parts)
+    # Every call was answered within the checkpoint's deadline: a frozen issuer never answers,
+    # so each offline answer was given without waiting for it.
     assert load.errors == []
-    # A frozen issuer costs at most the relay timeout, inside the checkpoint's deadline.
-    assert load.slowest < CALL_DEADLINE
     assert set(load.since(frozen_at)) <= {common_pb2.VALID, common_pb2.VALID_OFFLINE}
+    assert set(load.between(offline_at, thawing_at)) == {common_pb2.VALID_OFFLINE}
+
+
+async def breaker_state(federation: GatewayFederation, state: BreakerState) -> None:
+    """Wait until the gateway's /metrics shows the province's breaker in ``state``."""
+
+    def reached() -> bool:
+        return breaker(federation) == state
+
+    await asyncio.to_thread(
+        wait_until, reached, timeout=STAGE_TIMEOUT, what=f"breaker {state.name}"
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -22,12 +23,14 @@ from nodes.provincial.stores import StatusStore
 from nodes.registration import NodeRegistration
 from nodes.server import RunningServer
 from nodes.tls import Transport
+from tests import support
 from tests.integration.conftest import Federation
 from tests.integration.postgres import postgres_dsn, postgres_server  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
 PROVINCE = "330000"
+DRAIN_S = 3.0  # a replica's drain; generous: leaving the routing table needs no timer
 
 
 class Replica:
@@ -70,15 +73,16 @@ def node_config(federation: Federation, node_id: str, store: str | None) -> Node
     )
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 8.0) -> float:
-    """Seconds until ``predicate()`` held; TimeoutError otherwise."""
-    loop = asyncio.get_running_loop()
-    began = loop.time()
-    while loop.time() - began < timeout:
-        if predicate():
-            return loop.time() - began
-        await asyncio.sleep(0.05)
-    raise TimeoutError("condition not reached")
+async def wait_for(predicate: Callable[[], object], timeout: float = 30.0) -> None:
+    """Until ``predicate()`` holds (tests.support.wait_for, named by the predicate's source)."""
+    await support.wait_for(predicate, timeout=timeout, interval=0.05, what=describe(predicate))
+
+
+def describe(predicate: Callable[[], object]) -> str:
+    try:
+        return inspect.getsource(predicate).strip()
+    except (OSError, TypeError):
+        return repr(predicate)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -158,13 +162,36 @@ async def test_refresh_gives_a_new_token_for_the_same_code(
 async def test_graceful_shutdown_leaves_the_routing_table_at_once_and_says_not_serving(
     replicas: tuple[Federation, list[Replica]],
 ) -> None:
+    """A replica that stops deregisters, then drains: gateways stop sending it work while it
+    still answers. Its lease is kept alive from outside meanwhile, so only the deregistration,
+    not the lease running out, can take it out of the routing table."""
     federation, (one, two) = replicas
     view = federation.gateway.view
     assert await one.serving()
-    stopping = asyncio.create_task(one.stop(drain=1.0))
-    await wait_for(lambda: [n.node_id for n in view.nodes(PROVINCE)] == ["hz-2"], timeout=1.0)
-    assert not await one.serving()  # draining: NOT_SERVING, still answering
-    await stopping
+    lease = one.registration.lease
+    assert lease is not None
+    as_node = gateway_pb2_grpc.GatewayStub(federation.channel(one.config.transport))
+
+    async def keep_lease_alive() -> grpc.StatusCode:
+        while True:
+            try:
+                await as_node.KeepAliveNode(
+                    gateway_pb2.KeepAliveNodeRequest(lease_id=lease), timeout=5
+                )
+            except grpc.aio.AioRpcError as e:
+                return e.code()
+            await asyncio.sleep(0.2)  # pacing, well inside the 3 s TTL
+
+    keeper = asyncio.create_task(keep_lease_alive())
+    stopping = asyncio.create_task(one.stop(drain=DRAIN_S))
+    try:
+        await wait_for(lambda: [n.node_id for n in view.nodes(PROVINCE)] == ["hz-2"])
+        assert not stopping.done(), "the replica left the routing table only after its drain"
+        assert not await one.serving()  # draining: NOT_SERVING, still answering
+        assert await asyncio.wait_for(keeper, timeout=30) == grpc.StatusCode.NOT_FOUND
+    finally:
+        keeper.cancel()
+        await stopping
     code = await issue(two, 3)
     assert (await verify(federation, code.token)).verdict == common_pb2.VALID
 

@@ -13,12 +13,16 @@ from healthcode.v1 import common_pb2, gateway_pb2, node_pb2
 from nodes.grpc_edge import reason_of
 from nodes.provincial.keys import ProvinceDir
 from trust import pki
-from trust.codeformat import CodeClaims, issue_token
+from trust.codeformat import CodeClaims, decode_token, issue_token
 from trust.model import Colour, Reason
 
 from .conftest import Federation
 
 pytestmark = pytest.mark.integration
+
+
+def issued_at(token: str) -> int:
+    return decode_token(token).claims.issued_at
 
 
 async def verify(federation: Federation, token: str, checkpoint: str = "510000"):
@@ -86,8 +90,6 @@ async def test_edited_colour_claim_is_invalid(federation: Federation):
     """A screenshot edited from red to green: any change to the payload breaks the signature."""
     files = ProvinceDir(federation.workdir / "330000")
     token = forge(files, colour=Colour.RED)
-    from trust.codeformat import decode_token
-
     decoded = decode_token(token)
     assert decoded.claims.colour is Colour.RED
     import zlib
@@ -180,12 +182,23 @@ async def test_bad_request_is_invalid_argument_with_reason(federation: Federatio
 
 async def test_issuer_down_gives_valid_offline_with_colour_at_issuance(federation: Federation):
     issued = await federation.issue("510000")
+    node = federation.nodes["510000"].stub
+    await node.SetStatus(
+        node_pb2.SetStatusRequest(
+            code_id=issued.code_id, colour=common_pb2.RED, reason="test", request_id="r-down"
+        ),
+        timeout=5,
+    )
     await federation.nodes.pop("510000").stop()
-    began = time.monotonic()
+    # The checkpoint's own deadline (5 s) bounds the wait; the answer is the colour the token
+    # carries (GREEN), not the issuer's live RED, which nobody could ask for.
     reply = await verify(federation, issued.token, "330000")
-    assert time.monotonic() - began < 2.0
-    assert (reply.verdict, reply.colour) == (common_pb2.VALID_OFFLINE, common_pb2.GREEN)
-    assert reply.colour_age_seconds >= 0
+    assert (reply.verdict, reply.reason) == (
+        common_pb2.VALID_OFFLINE,
+        common_pb2.REASON_UNSPECIFIED,
+    )
+    assert (reply.colour, reply.status_version) == (common_pb2.GREEN, 1)
+    assert 0 <= reply.colour_age_seconds <= int(time.time()) - issued_at(issued.token)
 
 
 async def test_node_rejects_bad_input_with_reason(federation: Federation):
@@ -199,7 +212,9 @@ async def test_node_rejects_bad_input_with_reason(federation: Federation):
             timeout=5,
         )
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-    assert reason_of(caught.value) is Reason.NONE or reason_of(caught.value) is not None
+    assert "unknown code id " + "00" * 16 in caught.value.details()
+    # NotFound carries no reason of its own yet: the ErrorInfo says NONE, the status NOT_FOUND.
+    assert reason_of(caught.value) is Reason.NONE
 
 
 async def test_set_status_is_idempotent_by_request_id(federation: Federation):
