@@ -1,118 +1,23 @@
-"""The Grafana dashboard queries only metrics that the running services really export.
+"""The Grafana dashboard: its PromQL, its jobs and its provisioning, read from the files.
 
-A real ``hcx gateway serve`` process and a real etcd are started on 127.0.0.1 and their
-/metrics pages read; every series name in the dashboard's PromQL must be served there
-(``foo_total`` by a counter ``foo``, ``_bucket``/``_sum``/``_count`` by a histogram).
+That every series it queries is really exported is checked against a running gateway and etcd
+in tests/integration/test_deploy_metrics.py.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import pytest
-
-from tests.integration.etcd import EtcdCluster, etcd, free_port  # noqa: F401
 from tests.unit.deploy import deployment as d
+from tests.unit.deploy.dashboard import (
+    DASHBOARD,
+    PROVISIONING,
+    dashboard,
+    expressions,
+    series_names,
+)
 from tests.unit.deploy.test_prometheus import jobs
-
-DASHBOARD = d.ROOT / "deploy" / "grafana" / "dashboards" / "hcx-federation.json"
-PROVISIONING = d.ROOT / "deploy" / "grafana" / "provisioning"
-# Series Prometheus makes itself for every target.
-PROMETHEUS_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
-PROMQL_WORDS = {
-    "by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool",
-    "and", "or", "unless", "inf", "nan",
-}  # fmt: skip
-SUFFIXES = {
-    "counter": ("_total", "_created"),
-    "histogram": ("_bucket", "_sum", "_count", "_created"),
-    "summary": ("", "_sum", "_count", "_created"),
-    "gauge": ("",),
-    "untyped": ("",),
-}
-
-
-def dashboard() -> dict[str, Any]:
-    return json.loads(DASHBOARD.read_text(encoding="utf-8"))
-
-
-def expressions() -> list[str]:
-    panels = dashboard()["panels"]
-    found = [t["expr"] for p in panels for t in p.get("targets", [])]
-    found += [v["query"]["query"] for v in dashboard()["templating"]["list"]]
-    return found
-
-
-def series_names(expr: str) -> set[str]:
-    """Metric names in a PromQL expression: identifiers that are not functions, keywords,
-    label names (inside {} or by/without lists) or durations."""
-    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # label values, legend text
-    expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
-    expr = re.sub(r"\[[^\]]*\]", "", expr)  # range selectors
-    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
-    expr = re.sub(r"label_values\(([^,)]+),[^)]*\)", r"(\1)", expr)  # Grafana variable query
-    names = set()
-    for match in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr):
-        rest = expr[match.end() :].lstrip()
-        word = match.group(0)
-        if rest.startswith("(") or word.lower() in PROMQL_WORDS or word.startswith("$"):
-            continue
-        if expr[max(0, match.start() - 1)] == "$":
-            continue  # a Grafana variable
-        names.add(word)
-    return names
-
-
-def exported_series(metrics_text: str) -> set[str]:
-    """Series names a /metrics page can produce, from its # TYPE lines."""
-    series = set()
-    for line in metrics_text.splitlines():
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split()
-            series |= {name + s for s in SUFFIXES[kind]}
-            if kind == "counter" and name.endswith("_total"):
-                series.add(name)  # exposition names the family foo_total
-    return series
-
-
-def scrape(port: int, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                return str(r.read().decode())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-@pytest.fixture(scope="module")
-def gateway_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """/metrics of a real ``hcx gateway serve`` (embedded registry, loopback)."""
-    tmp = tmp_path_factory.mktemp("gateway")
-    hcx = [sys.executable, "-m", "hcx"]
-    subprocess.run([*hcx, "registry", "init", "--dir", str(tmp)], check=True, timeout=60)
-    port = free_port()
-    process = subprocess.Popen(
-        [*hcx, "gateway", "serve", "--insecure-dev-only", "--registry",
-         f"sqlite:///{tmp / 'registry.db'}", "--root-cert", str(tmp / "root.pem"),
-         "--listen", "127.0.0.1:0", "--metrics-port", str(port)],
-        stderr=(tmp / "gateway.log").open("wb"),
-    )  # fmt: skip
-    try:
-        yield scrape(port)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_expression_parser_finds_metric_names() -> None:
@@ -136,24 +41,6 @@ def test_dashboard_shows_what_the_issue_asks_for() -> None:
     ):
         assert series in text
     assert "by (verdict)" in text and "by (issuer, verdict)" in text
-
-
-def test_dashboard_queries_only_metrics_the_gateway_exports(gateway_metrics: str) -> None:
-    exported = exported_series(gateway_metrics)
-    assert "hcx_gateway_verifications_total" in exported  # the scrape really is the gateway's
-    for expr in expressions():
-        for name in series_names(expr) - PROMETHEUS_SERIES:
-            if name.startswith("etcd_"):
-                continue  # checked against a real etcd below
-            assert name in exported, f"dashboard queries {name}, not exported: {expr}"
-
-
-@pytest.mark.integration
-def test_dashboard_etcd_queries_exist_in_a_real_etcd(etcd: EtcdCluster) -> None:  # noqa: F811
-    with urllib.request.urlopen(f"http://{etcd.members[0].endpoint}/metrics", timeout=10) as r:
-        exported = exported_series(r.read().decode())
-    wanted = {n for e in expressions() for n in series_names(e) if n.startswith("etcd_")}
-    assert wanted and wanted <= exported
 
 
 def test_up_queries_name_prometheus_jobs() -> None:

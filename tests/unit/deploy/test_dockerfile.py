@@ -27,7 +27,9 @@ def copied_sources() -> list[str]:
 
 
 def test_every_copied_path_exists_and_is_in_the_build_context() -> None:
-    for source in copied_sources():
+    sources = copied_sources()
+    assert "pyproject.toml" in sources and "deploy/init.sh" in sources, sources
+    for source in sources:
         assert (d.ROOT / source).exists(), f"COPY {source}: no such path"
         for pattern in IGNORED:
             assert not fnmatch.fnmatch(source, pattern), f"{source} is excluded by {pattern}"
@@ -45,7 +47,10 @@ def test_one_image_with_hcx_as_entrypoint_run_unprivileged() -> None:
     entrypoint = re.search(r"^ENTRYPOINT (.+)$", DOCKERFILE, re.M)
     assert entrypoint and json.loads(entrypoint.group(1)) == ["hcx"]
     assert re.search(r"^USER hcx$", DOCKERFILE, re.M)
-    for base in re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", DOCKERFILE, re.M):
-        assert re.fullmatch(r"python:3\.11[\w.-]*", base)
+    bases = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", DOCKERFILE, re.M)
+    assert len(bases) == 1, "one ARG PYTHON_IMAGE names the base of both stages"
+    assert re.fullmatch(r"python:3\.11[\w.-]*", bases[0])
+    stages = re.findall(r"^FROM (\S+)", DOCKERFILE, re.M)
+    assert stages == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
     images = {s.get("image") for s in d.hcx_services().values()}
     assert images == {d.HCX_IMAGE}
