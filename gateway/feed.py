@@ -1,10 +1,17 @@
 """Feeds the gateway's verified view: a full read, then a watch from that revision + 1.
 
-The last good view is persisted to disk (``view_file``) after every change of trust material.
-A gateway started while the registry store is unreachable loads that file, re-verifies every
-value in it against the pinned roots, serves it, and says so: ``from_disk`` is True, the
-``hcx_gateway_view_from_disk`` gauge is 1 and the health service ``hcx.registry-view`` reports
-NOT_SERVING, until the store answers and a fresh full read replaces it.
+Everything read goes through trust.reader.LogReader: the view only ever takes a log that
+verifies and extends the largest one it held. The last verified view is persisted to disk
+(``view_file``: the signed tree head, the leaves and the routes, re-verified on load). A
+gateway started while the store is unreachable serves that file and says so: ``from_disk`` is
+True, the ``hcx_gateway_view_from_disk`` gauge is 1 and the health service ``hcx.registry-view``
+is NOT_SERVING until a full read of the store verifies.
+
+When the store's log does not verify (an entry deleted, edited, reordered or rolled back, a
+value outside the log), the gateway keeps serving its last verified view, refuses registry
+writes, counts the event (``hcx_gateway_log_inconsistencies_total``), reports NOT_SERVING for
+``hcx.registry-view`` with the entry named in the log, and re-reads now and then: once a
+coordinator has restored the store (docs/operations.md), it recovers by itself.
 """
 
 from __future__ import annotations
@@ -17,12 +24,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import cbor2
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from gateway.metrics import LIVE_NODES, REGISTRY_REVISION
 from trust.errors import StoreUnavailable
-from trust.kv import KvEntry, KvEvent, KvStore, Snapshot
+from trust.kv import KvEvent, KvStore
+from trust.log import LogInconsistent
+from trust.reader import LogReader, NeedsFullRead, encode_saved, load_saved
 from trust.view import TrustView
 
 log = logging.getLogger(__name__)
@@ -31,17 +39,30 @@ VIEW_FROM_DISK = Gauge(
     "hcx_gateway_view_from_disk",
     "1 while the gateway serves the view persisted on disk because the registry is unreachable.",
 )
+LOG_INCONSISTENT = Gauge(
+    "hcx_gateway_log_inconsistent",
+    "1 while the registry log in the store fails verification (the last verified view serves).",
+)
+LOG_INCONSISTENCIES = Counter(
+    "hcx_gateway_log_inconsistencies",
+    "Times the registry log in the store failed verification (deleted, edited, reordered, "
+    "rolled back, or a value outside the log).",
+)
+TREE_SIZE = Gauge("hcx_gateway_log_tree_size", "Size of the registry log this gateway verified.")
+TREE_ROOT = Gauge(
+    "hcx_gateway_log_root_prefix",
+    "First 6 bytes of the verified log's root hash as an integer: equal on gateways that agree.",
+)
 RETRY_S = 0.5
+RECHECK_S = 2.0  # how often an inconsistent store is read again
 
 
 def save_view(path: Path, view: TrustView) -> None:
-    """Write the verified trust values atomically (tmp file + rename), mode 0600."""
-    data = cbor2.dumps(
-        {
-            "revision": view.revision,
-            "entries": [[k, v, r] for k, v, r in view.accepted_entries()],
-        }
-    )
+    """Write the verified view atomically (tmp file + fsync + rename), mode 0600."""
+    _write_file(path, encode_saved(view))
+
+
+def _write_file(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -51,15 +72,8 @@ def save_view(path: Path, view: TrustView) -> None:
     tmp.replace(path)
 
 
-def load_view_file(path: Path) -> Snapshot:
-    """The snapshot stored by :func:`save_view` (its values are re-verified by the view)."""
-    doc = cbor2.loads(path.read_bytes())
-    entries = tuple(KvEntry(str(k), bytes(v), int(r)) for k, v, r in doc["entries"])
-    return Snapshot(entries, int(doc["revision"]))
-
-
 class ViewFeed:
-    """Keeps ``view`` current from ``store``; survives store outages by re-reading."""
+    """Keeps ``view`` current from ``store``; survives outages and tampering, fails closed."""
 
     def __init__(
         self,
@@ -73,83 +87,148 @@ class ViewFeed:
         self._view = view
         self._view_file = view_file
         self._on_state = on_state
+        self.reader = LogReader(view, on_inconsistent=self._inconsistent)
         self._task: asyncio.Task[None] | None = None
-        self._saved_revision = -1
+        self._saved_size = -1
+        self._saved_routes: object = None
+        self._saving: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._revision = 0  # store revision of the last full read or event
         self.ready = asyncio.Event()
         self.from_disk = False
 
+    @property
+    def healthy(self) -> bool:
+        """Serving a view that is current with a store whose log verifies."""
+        return not self.from_disk and self.reader.inconsistent is None
+
     async def start(self) -> None:
-        """Full read; if the store is down, serve the persisted view (or fail without one)."""
+        """Persisted view first (so a store that shrank is seen as a rollback), then a full
+        read; if the store is down, serve the persisted view (or fail without one)."""
+        if self._view_file is not None and self._view_file.exists():
+            load_saved(self._view_file.read_bytes(), self.reader)
+            self.reader.inconsistent = None  # a bad file is logged; the store decides next
         try:
-            await self._load()
+            await self.refresh()
         except StoreUnavailable as e:
-            if self._view_file is None or not self._view_file.exists():
+            if self._view.log.head is None:
                 raise
-            self._view.load(load_view_file(self._view_file))
             await self._set_from_disk(True)
-            self._publish()
-            self.ready.set()
             log.warning(
-                "registry unreachable (%s): serving the view persisted at revision %d from %s",
+                "registry unreachable (%s): serving the view persisted at size %d from %s",
                 e.message,
                 self._view.revision,
                 self._view_file,
             )
-        self._task = asyncio.create_task(self._follow(needs_load=self.from_disk))
+        self.ready.set()
+        self._task = asyncio.create_task(self._follow())
+
+    async def refresh(self) -> None:
+        """A full read of the store into the view (StoreUnavailable when it cannot be read)."""
+        snapshot = await self._store.read_prefix("")
+        self._revision = snapshot.revision
+        if self.reader.load(snapshot):
+            if self.from_disk:
+                await self._set_from_disk(False)
+            else:
+                await self._notify()
+        self._after_change()
+
+    async def _follow(self) -> None:
+        needs_read = False
+        while True:
+            try:
+                if needs_read or self.from_disk or self.reader.inconsistent is not None:
+                    await self.refresh()
+                    needs_read = False
+                if self.reader.inconsistent is not None:
+                    await asyncio.sleep(RECHECK_S)
+                    continue
+                async for event in self._store.watch("", start_revision=self._revision + 1):
+                    self._take(event)
+            except StoreUnavailable as e:
+                log.warning("registry unreachable, serving the last verified view: %s", e.message)
+            except NeedsFullRead as e:
+                log.info("registry watch needs a full read: %s", e)
+            needs_read = True
+            await asyncio.sleep(RETRY_S)
+
+    def _take(self, event: KvEvent) -> None:
+        self._revision = max(self._revision, event.revision)
+        self.reader.apply(event)
+        self._after_change()
+
+    def _inconsistent(self, error: LogInconsistent) -> None:
+        LOG_INCONSISTENCIES.inc()
+        LOG_INCONSISTENT.set(1)
+        log.error(
+            "registry log inconsistent at %s: %s; serving the last verified view (size %d), "
+            "registry writes refused",
+            error.key or "?",
+            error.message,
+            self._view.revision,
+            extra={"key": error.key, "why": error.message},
+        )
+        task = asyncio.get_running_loop().create_task(self._notify())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _after_change(self) -> None:
+        if self.reader.inconsistent is None:
+            LOG_INCONSISTENT.set(0)
+        self._publish()
+        self._persist()
 
     async def _set_from_disk(self, value: bool) -> None:
         self.from_disk = value
         VIEW_FROM_DISK.set(1 if value else 0)
+        await self._notify()
+
+    async def _notify(self) -> None:
         if self._on_state is not None:
-            await self._on_state(value)
-
-    async def _load(self) -> None:
-        snapshot = await self._store.read_prefix("")
-        self._view.load(snapshot)
-        self._publish()
-        self._persist()
-        self.ready.set()
-        if self.from_disk:
-            await self._set_from_disk(False)
-
-    async def _follow(self, *, needs_load: bool) -> None:
-        while True:
-            try:
-                if needs_load:
-                    await self._load()
-                    needs_load = False
-                async for event in self._store.watch("", start_revision=self._view.revision + 1):
-                    self._apply(event)
-            except StoreUnavailable as e:
-                log.warning("registry unreachable, serving the last verified view: %s", e.message)
-            needs_load = True
-            await asyncio.sleep(RETRY_S)
-
-    def _apply(self, event: KvEvent) -> None:
-        self._view.apply([event])
-        self._publish()
-        if not event.key.startswith("nodes/"):
-            self._persist()
+            await self._on_state(self.healthy)
 
     def _persist(self) -> None:
-        if self._view_file is None or self._view.revision == self._saved_revision:
+        """Save the view in the background (a large log takes a while to write), coalesced:
+        at most one write in flight, and the latest view wins."""
+        routes = sorted(r.key for r in self._view.routes())
+        unchanged = self._view.revision == self._saved_size and routes == self._saved_routes
+        if self._view_file is None or unchanged or self._saving is not None:
             return
+        self._saving = asyncio.get_running_loop().create_task(self._save(routes))
+
+    async def _save(self, routes: list[str]) -> None:
+        assert self._view_file is not None
         try:
-            save_view(self._view_file, self._view)
-            self._saved_revision = self._view.revision
+            data = encode_saved(self._view)  # the view's log and routes are replaced, not edited
+            await asyncio.to_thread(_write_file, self._view_file, data)
+            self._saved_size, self._saved_routes = self._view.revision, routes
         except OSError as e:  # a full disk must not stop verification
             log.warning("could not persist the view to %s: %s", self._view_file, e)
+        finally:
+            self._saving = None
+        self._persist()  # something changed while writing: write again
+
+    async def flush(self) -> None:
+        """Wait for the view on disk to be current (tests, shutdown)."""
+        while self._saving is not None:
+            await asyncio.shield(self._saving)
 
     def _publish(self) -> None:
         REGISTRY_REVISION.set(self._view.revision)
+        TREE_SIZE.set(self._view.revision)
+        head = self._view.log.head
+        TREE_ROOT.set(int.from_bytes(head.root[:6], "big") if head is not None else 0)
         for province in self._view.provinces():
             LIVE_NODES.labels(province.code).set(len(self._view.nodes(province.code)))
 
     def set_state_listener(self, on_state: Callable[[bool], Awaitable[None]]) -> None:
-        """Called with ``from_disk`` whenever the gateway switches view source."""
+        """Called with ``healthy`` whenever it may have changed."""
         self._on_state = on_state
 
     async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.flush(), 5.0)
         if self._task is not None:
             self._task.cancel()
             # Bounded: a store client stuck in its own shutdown must not hold the gateway up.
@@ -161,16 +240,17 @@ VIEW_HEALTH_SERVICE = "hcx.registry-view"
 
 
 async def report_view_health(server: Any, feed: ViewFeed) -> None:
-    """Health service ``hcx.registry-view``: SERVING on a live view, NOT_SERVING from disk."""
+    """Health service ``hcx.registry-view``: SERVING on a current, verified view; NOT_SERVING
+    from disk or while the store's log fails verification."""
     from grpc_health.v1 import health_pb2
 
-    async def on_state(from_disk: bool) -> None:
+    async def on_state(healthy: bool) -> None:
         status = (
-            health_pb2.HealthCheckResponse.NOT_SERVING
-            if from_disk
-            else health_pb2.HealthCheckResponse.SERVING
+            health_pb2.HealthCheckResponse.SERVING
+            if healthy
+            else health_pb2.HealthCheckResponse.NOT_SERVING
         )
         await server.health.set(VIEW_HEALTH_SERVICE, status)
 
     feed.set_state_listener(on_state)
-    await on_state(feed.from_disk)
+    await on_state(feed.healthy)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from pathlib import Path
 from gateway.coalescer import CoalescerPolicy, StatusCoalescer
 from gateway.feed import ViewFeed, report_view_health
 from gateway.metrics import REGISTRY_REJECTED
-from gateway.registry_service import RegistryServicer, root_authority_or_none
+from gateway.registry_service import RegistryServicer
 from gateway.relay import RelayPolicy, StatusRelay
 from gateway.service import GatewayServicer, ServingLimits
 from gateway.trustlist_service import TrustListService, load_signer
@@ -34,7 +35,8 @@ from nodes.server import (
 from nodes.tls import Transport
 from trust import pki
 from trust.kv import KvStore
-from trust.registry import RegistryOperations
+from trust.log import LogWriter
+from trust.registry import Registry
 from trust.stores import open_store
 from trust.view import TrustView
 
@@ -44,9 +46,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, kw_only=True)
 class GatewayConfig:
     registry: str  # sqlite:///path/to/registry.db or etcd://h1:2379,h2:2379
-    root_cert: Path
+    root_cert: Path  # the pinned national root(s): PEM, one or more certificates
     transport: Transport  # mTLS identity of this gateway (or Transport.insecure_dev_only())
-    root_key: Path | None = None  # only a coordinator's embedded deployment holds it
     listen: str = "127.0.0.1:0"
     metrics_port: int | None = None
     port_file: Path | None = None
@@ -58,6 +59,8 @@ class GatewayConfig:
     view_file: Path | None = None  # last good registry view, served while the store is down
     trust_list_cert: Path | None = None  # national trust-list signer (GetTrustList)
     trust_list_key: Path | None = None
+    log_cert: Path | None = None  # the registry log's tree-head signer (registry writes)
+    log_key: Path | None = None
     rate_limits: Mapping[Role, Limit] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
 
 
@@ -70,6 +73,7 @@ class RunningGateway:
     view: TrustView
     coalescer: StatusCoalescer | None = None
     executor: ThreadPoolExecutor | None = None
+    registry: Registry | None = None
 
     @property
     def port(self) -> int:
@@ -89,25 +93,27 @@ class RunningGateway:
 
 async def start_gateway(config: GatewayConfig) -> RunningGateway:
     """Open the registry, build the verified view, start serving; used by serve and tests."""
-    roots = [pki.load_certificate_pem(config.root_cert.read_bytes())]
+    roots = pki.load_certificates_pem(config.root_cert.read_bytes())
     store = open_store(config.registry)
     view = TrustView(roots=roots, on_rejected=lambda key, why: REGISTRY_REJECTED.inc())
     feed = ViewFeed(store=store, view=view, view_file=config.view_file)
     await feed.start()
+    log_signer = load_signer(config.log_cert, config.log_key)
+    registry = Registry(
+        store=store,
+        view=view,
+        reader=feed.reader,
+        writer=LogWriter(store, log_signer, clock=time.time) if log_signer else None,
+        refresh=feed.refresh,
+    )
     relay = StatusRelay(view, config.relay, transport=config.transport)
     coalescer = StatusCoalescer(relay, config.coalescing)
     # Batch signature checks run here: cryptography releases the GIL during ECDSA verify.
     executor = ThreadPoolExecutor(config.limits.check_workers, thread_name_prefix="verify")
-    registry = RegistryOperations(
-        store=store,
-        roots=roots,
-        root_authority=root_authority_or_none(config.root_cert, config.root_key),
-    )
     gateway = GatewayServicer(
         view=view,
         statuses=coalescer,
         registry=registry,
-        store=store,
         policy=config.policy,
         executor=executor,
         limits=config.limits,
@@ -122,13 +128,15 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         ),
         ServiceBinding(
             registry_pb2_grpc.add_RegistryServicer_to_server,
-            RegistryServicer(registry=registry, view=view, roots=roots),
+            RegistryServicer(registry=registry, view=view, feed=feed),
             registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name,
         ),
     ]
     authorizer = Authorizer(
         is_revoked=lambda caller: view.certificate_revoked(
-            issuer_province=caller.issuer_province, serial=caller.serial
+            issuer_province=caller.issuer_province,
+            serial=caller.serial,
+            issuer_key_id=caller.issuer_key_id,
         ),
         limiter=RateLimiter(config.rate_limits),
     )
@@ -149,6 +157,7 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         view=view,
         coalescer=coalescer,
         executor=executor,
+        registry=registry,
     )
 
 

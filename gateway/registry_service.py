@@ -1,54 +1,56 @@
-"""Registry servicer: coordinator and provincial-operator operations, translated from protobuf."""
+"""Registry servicer: signed statements in, the verified registry and its log out."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from gateway.feed import ViewFeed
 from healthcode.v1 import registry_pb2, registry_pb2_grpc
-from nodes.identity import PermissionDenied, Role, caller, require_province
+from nodes.identity import caller
 from trust import pki
+from trust.authority import Decision, ProposalState
 from trust.errors import InvalidRequest
-from trust.registry import RegistryOperations
+from trust.registry import Registry, Submitter
+from trust.statements import ROOT_ISSUER, AddCoordinator, Change, Onboard, RemoveCoordinator
 from trust.view import TrustView
+
+MAX_LOG_PAGE = 10_000
 
 
 def _pem(certificate: Any) -> bytes:
     return bytes(certificate.public_bytes(Encoding.PEM))
 
 
-class RegistryServicer(registry_pb2_grpc.RegistryServicer):
-    """Coordinator and provincial-operator operations on the trust registry."""
+def submitter(context: Any) -> Submitter:
+    """The verified caller as the registry sees it (the audit actor)."""
+    who = caller()
+    if who is not None:
+        return Submitter(spiffe_id=who.spiffe_id, role=who.role.value, province=who.province)
+    peer = context.peer() if context is not None else ""
+    return Submitter.development(peer or "unknown")
 
-    def __init__(self, *, registry: RegistryOperations, view: TrustView, roots: list[Any]) -> None:
+
+class RegistryServicer(registry_pb2_grpc.RegistryServicer):
+    """Submissions are checked by trust.registry; reads come from the verified view."""
+
+    def __init__(self, *, registry: Registry, view: TrustView, feed: ViewFeed) -> None:
         self._registry = registry
         self._view = view
-        self._roots = roots
+        self._feed = feed
 
-    async def OnboardProvince(
-        self, request: Any, context: Any
-    ) -> registry_pb2.OnboardProvinceResponse:
-        ca = await self._registry.onboard_province(
-            province=request.province,
-            name=request.name,
-            csr_pem=request.csr_pem,
-            actor=_actor(context),
-        )
-        return registry_pb2.OnboardProvinceResponse(
-            ca_certificate_pem=_pem(ca), root_certificate_pem=_pem(self._roots[0])
-        )
-
-    async def UploadSigningCertificate(
-        self, request: Any, context: Any
-    ) -> registry_pb2.UploadSigningCertificateResponse:
-        uploaded = pki.load_certificate_pem(request.certificate_pem)
-        require_province(pki.province_of(uploaded) or "", action="upload a signing certificate")
-        record = await self._registry.upload_signing_certificate(
-            request.certificate_pem, actor=_actor(context)
-        )
-        return registry_pb2.UploadSigningCertificateResponse(
-            kid=record.kid, province=record.province
+    async def Submit(self, request: Any, context: Any) -> registry_pb2.SubmitResponse:
+        decision = await self._registry.submit(request.statement, submitter=submitter(context))
+        head = self._view.log.head
+        return registry_pb2.SubmitResponse(
+            index=decision.index,
+            tree_size=self._view.revision,
+            root_hash=head.root if head is not None else b"",
+            effect=decision.effect,
+            proposal_id=decision.proposal,
+            kind=decision.kind,
         )
 
     async def ListProvinces(self, request: Any, context: Any) -> registry_pb2.ListProvincesResponse:
@@ -59,6 +61,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
                     name=p.name,
                     suspended=p.suspended,
                     ca_certificate_pem=_pem(p.ca_certificate),
+                    version=p.version,
+                    ca_serial=f"{p.ca_certificate.serial_number:x}",
                 )
                 for p in self._view.provinces()
             ]
@@ -75,101 +79,119 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
                     certificate_pem=_pem(s.certificate),
                     not_before=int(s.not_before),
                     not_after=int(s.not_after),
+                    serial=f"{s.certificate.serial_number:x}",
+                    retired_at=int(s.retired_at or 0),
+                    revoked_at=int(s.revoked_at or 0),
+                    revocation_reason=s.revocation_reason,
                 )
                 for s in self._view.signers()
                 if not request.province or s.province == request.province
             ]
         )
 
-    async def SuspendProvince(
+    async def ListCoordinators(
         self, request: Any, context: Any
-    ) -> registry_pb2.SuspendProvinceResponse:
-        await self._registry.set_suspended(
-            request.province, request.suspended, actor=_actor(context), why=request.why
+    ) -> registry_pb2.ListCoordinatorsResponse:
+        state = self._view.state
+        now = time.time()
+        return registry_pb2.ListCoordinatorsResponse(
+            root_version=state.root_version,
+            threshold=state.threshold,
+            coordinators=[
+                registry_pb2.Coordinator(
+                    name=c.name,
+                    certificate_pem=_pem(c.certificate),
+                    serial=f"{c.certificate.serial_number:x}",
+                    revoked=state.caller_revoked(
+                        issuer=ROOT_ISSUER, serial=c.certificate.serial_number, now=now
+                    ),
+                )
+                for c in sorted(state.coordinators.values(), key=lambda c: c.name)
+            ],
+            root_certificates_pem=[_pem(r) for r in state.roots],
         )
-        return registry_pb2.SuspendProvinceResponse()
 
-    async def RevokeCertificate(
-        self, request: Any, context: Any
-    ) -> registry_pb2.RevokeCertificateResponse:
-        if request.serial and not request.serial.isdigit():
-            raise InvalidRequest("serial must be a decimal number")
-        self._check_operator_revocation(request.kid, request.serial)
-        revoked = await self._registry.revoke(
-            kid=request.kid or None,
-            serial=int(request.serial) if request.serial else None,
-            reason=request.reason or "unspecified",
-            at=float(request.revoked_at) if request.revoked_at else None,
-            actor=_actor(context),
+    async def ListProposals(self, request: Any, context: Any) -> registry_pb2.ListProposalsResponse:
+        state = self._view.state
+        now = time.time()
+        chosen = [
+            p
+            for p in sorted(state.proposals.values(), key=lambda p: p.index)
+            if request.all or state.proposal_status(p, now=now) == "pending"
+        ]
+        return registry_pb2.ListProposalsResponse(
+            proposals=[self._proposal(p, now) for p in chosen]
         )
-        return registry_pb2.RevokeCertificateResponse(revoked=revoked)
 
-    def _check_operator_revocation(self, kid: bytes, serial: str) -> None:
-        """An operator revokes only its own province's signing certificates."""
-        who = caller()
-        if who is None or who.role is not Role.OPERATOR:
-            return  # coordinators (or a development server without identities)
-        signer = next(
-            (
-                s
-                for s in self._view.signers()
-                if s.kid == kid or (serial and str(s.certificate.serial_number) == serial)
-            ),
-            None,
+    def _proposal(self, proposal: ProposalState, now: float) -> registry_pb2.ProposalInfo:
+        state = self._view.state
+        return registry_pb2.ProposalInfo(
+            id=proposal.id,
+            change=describe_change(proposal.change),
+            status=state.proposal_status(proposal, now=now),
+            approvals=[name for _, name in proposal.approvals],
+            threshold=state.threshold,
+            expires_at=proposal.expires_at,
+            proposer=proposal.proposer,
+            index=proposal.index,
         )
-        if signer is None:
-            raise PermissionDenied(f"{who} may revoke only signing certificates of its province")
-        require_province(signer.province, action="revoke a signing certificate")
-
-    async def RetireSigningCertificate(
-        self, request: Any, context: Any
-    ) -> registry_pb2.RetireSigningCertificateResponse:
-        signer = self._view.signer(request.kid)
-        require_province(signer.province if signer else "", action="retire a signing certificate")
-        retired_at = await self._registry.retire(
-            request.sealed_retirement, request.kid, actor=_actor(context)
-        )
-        return registry_pb2.RetireSigningCertificateResponse(retired_at=int(retired_at))
-
-    async def UploadCrl(self, request: Any, context: Any) -> registry_pb2.UploadCrlResponse:
-        require_province(request.province, action="upload a CRL")
-        number = await self._registry.upload_crl(
-            request.province, request.crl_der, actor=_actor(context)
-        )
-        return registry_pb2.UploadCrlResponse(crl_number=number)
 
     async def AuditLog(self, request: Any, context: Any) -> registry_pb2.AuditLogResponse:
-        report = await self._registry.audit_log()
+        decisions = self._view.decisions[max(0, request.from_index) :]
+        if request.limit > 0:
+            decisions = decisions[: request.limit]
+        problem = self._feed.reader.inconsistent
+        head = self._view.log.head
         return registry_pb2.AuditLogResponse(
-            entries=[
-                registry_pb2.AuditEntry(
-                    seq=e.seq,
-                    at=e.at,
-                    actor=e.actor,
-                    action=e.action,
-                    subject=e.subject,
-                    detail=e.detail,
-                )
-                for e in report.entries
-            ],
-            intact=report.intact,
-            problems=report.problems,
+            entries=[_entry(d) for d in decisions],
+            intact=problem is None,
+            problems=[f"{problem.key}: {problem.message}"] if problem is not None else [],
+            tree_size=self._view.revision,
+            root_hash=head.root if head is not None else b"",
+        )
+
+    async def GetLog(self, request: Any, context: Any) -> registry_pb2.GetLogResponse:
+        verified = self._view.log
+        start = request.from_index
+        limit = request.limit or MAX_LOG_PAGE
+        if start < 0 or not 0 < limit <= MAX_LOG_PAGE or request.proof_from < 0:
+            raise InvalidRequest(f"from_index >= 0, 0 < limit <= {MAX_LOG_PAGE}, proof_from >= 0")
+        proof: list[bytes] = []
+        if 0 < request.proof_from <= verified.size:
+            proof = verified.tree.consistency_proof(request.proof_from, verified.size)
+        problem = self._feed.reader.inconsistent
+        return registry_pb2.GetLogResponse(
+            tree_head=verified.head.raw if verified.head is not None else b"",
+            leaves=[leaf.raw for leaf in verified.leaves[start : start + limit]],
+            consistency_proof=proof,
+            intact=problem is None,
+            problem=f"{problem.key}: {problem.message}" if problem is not None else "",
         )
 
 
-def _actor(context: Any) -> str:
-    """Who did it, for the audit log: the verified mTLS identity, else the transport peer."""
-    who = caller()
-    if who is not None:
-        return who.spiffe_id
-    peer = context.peer() if context is not None else ""
-    return f"insecure-dev peer {peer}" if peer else "unknown-peer"
-
-
-def root_authority_or_none(cert_path: Any, key_path: Any) -> pki.Authority | None:
-    if key_path is None:
-        return None
-    return pki.Authority(
-        certificate=pki.load_certificate_pem(cert_path.read_bytes()),
-        private_key=pki.load_private_key_pem(key_path.read_bytes()),
+def _entry(decision: Decision) -> registry_pb2.AuditEntry:
+    return registry_pb2.AuditEntry(
+        index=decision.index,
+        logged_at=decision.logged_at,
+        actor=decision.actor,
+        signer=decision.signer,
+        kind=decision.kind,
+        province=decision.province,
+        effect=decision.effect,
+        accepted=decision.accepted,
     )
+
+
+def describe_change(change: Change) -> str:
+    """A proposal's change in words, for coordinators reviewing it before they approve."""
+    if isinstance(change, Onboard):
+        ca = change.ca
+        return (
+            f"onboard {change.province} {change.name} with CA serial {ca.serial_number:x} "
+            f"(SHA-256 {pki.fingerprint(ca).hex()[:16]}…)"
+        )
+    if isinstance(change, AddCoordinator):
+        return f"add coordinator {pki.spiffe_id(change.certificate)}"
+    if isinstance(change, RemoveCoordinator):
+        return f"remove coordinator {change.name}"
+    return f"resume {change.province}: {change.why}"

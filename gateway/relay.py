@@ -4,6 +4,15 @@ One call goes to the next live replica of the province. If it has not answered a
 ``hedge_after`` seconds and the province has another replica, the same batch is sent there too
 and the first good answer wins (the loser is cancelled). A replica that fails fast is replaced
 at once by the next one. Every call carries the caller's deadline as its gRPC timeout.
+
+The relay checks who answers: a route in the registry is only an address, so the channel to it
+trusts nothing but the province's own CA (from the verified view) and verifies the server's
+certificate against the node's identity name (``<node>.node.<province>.hcx.internal``, see
+trust.pki.node_dns_name). A server holding any other certificate — another province's node, a
+gateway, anything chained to the root — fails the handshake, is counted in
+``hcx_gateway_relay_refused_peers_total`` and is never asked. Only transport and deadline
+failures mean "issuer unavailable" (and may end as VALID_OFFLINE); any other failure, ours or the
+node's, is :class:`RelayError`: logged, counted, answered as an error.
 """
 
 from __future__ import annotations
@@ -17,13 +26,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from cryptography.hazmat.primitives.serialization import Encoding
+from prometheus_client import Counter
 
 from gateway.metrics import RELAY_BATCH_SIZE, RELAY_HEDGES, RELAY_SECONDS
 from healthcode.v1 import node_pb2, node_pb2_grpc
 from nodes.tls import Transport
-from trust.errors import HcxError
-from trust.model import Colour, Reason
-from trust.records import NodeRecord
+from trust import pki
+from trust.errors import HcxError, IssuerUnavailable, RelayError
+from trust.model import Colour
+from trust.routes import NodeRoute
 from trust.view import TrustView
 
 log = logging.getLogger(__name__)
@@ -31,10 +43,25 @@ log = logging.getLogger(__name__)
 MAX_STATUS_BATCH = 1000  # node.proto: GetStatusBatch takes 1 to 1000 ids
 
 
-class IssuerUnavailable(HcxError):
-    """No replica of the issuing province answered within the deadline."""
-
-    reason = Reason.ISSUER_UNAVAILABLE
+# Codes that mean "the issuer did not answer": transport trouble, deadline, its own overload.
+UNAVAILABLE_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+RELAY_REFUSED_PEERS = Counter(
+    "hcx_gateway_relay_refused_peers",
+    "Relay connections refused because the server there is not the registered node.",
+    ["province"],
+)
+RELAY_ERRORS = Counter(
+    "hcx_gateway_relay_errors",
+    "Status look-ups that failed for another reason than transport or deadline.",
+    ["province"],
+)
 
 
 @dataclass(frozen=True)
@@ -76,8 +103,8 @@ class StatusRelay:
         self._view = view
         self._transport = transport
         self._policy = policy or RelayPolicy()
-        self._stubs: dict[str, node_pb2_grpc.ProvincialNodeStub] = {}
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[tuple[str, str, str, bytes], node_pb2_grpc.ProvincialNodeStub] = {}
+        self._channels: dict[tuple[str, str, str, bytes], grpc.aio.Channel] = {}
         self._turn = itertools.count()
         self._by_province: dict[str, _ProvinceMetrics] = {}
 
@@ -87,12 +114,22 @@ class StatusRelay:
             found = self._by_province[province] = _ProvinceMetrics.of(province)
         return found
 
-    def _stub(self, endpoint: str) -> node_pb2_grpc.ProvincialNodeStub:
-        stub = self._stubs.get(endpoint)
+    def _stub(self, node: NodeRoute) -> node_pb2_grpc.ProvincialNodeStub:
+        """A stub to ``node`` over a channel that only the node's own certificate opens."""
+        province = self._view.province(node.province)
+        if province is None:
+            raise IssuerUnavailable(f"province {node.province} is not onboarded")
+        ca = province.ca_certificate
+        key = (node.endpoint, node.province, node.node_id, pki.fingerprint(ca))
+        stub = self._stubs.get(key)
         if stub is None:
-            channel = self._transport.aio_channel(endpoint)
-            self._channels[endpoint] = channel
-            stub = self._stubs[endpoint] = node_pb2_grpc.ProvincialNodeStub(channel)
+            channel = self._transport.node_channel(
+                node.endpoint,
+                anchor=ca.public_bytes(Encoding.PEM),
+                name=pki.node_dns_name(node.province, node.node_id),
+            )
+            self._channels[key] = channel
+            stub = self._stubs[key] = node_pb2_grpc.ProvincialNodeStub(channel)
         return stub
 
     async def status(self, province: str, code_id: bytes, *, deadline: float) -> LiveStatus:
@@ -126,22 +163,19 @@ class StatusRelay:
     async def _only(
         self,
         province: str,
-        node: NodeRecord,
+        node: NodeRoute,
         request: node_pb2.GetStatusBatchRequest,
         deadline: float,
     ) -> node_pb2.GetStatusBatchResponse:
         """A province with a single replica: nothing to hedge to, so no task to race."""
         if deadline <= time.monotonic():
             raise IssuerUnavailable(f"province {province} did not answer in time")
-        try:
-            return await self._call(province, node, request, deadline)
-        except Exception as e:  # as in _hedged: any failed try means the issuer did not answer
-            raise IssuerUnavailable(f"province {province} did not answer in time") from e
+        return await self._call(province, node, request, deadline)
 
     async def _hedged(
         self,
         province: str,
-        order: list[NodeRecord],
+        order: list[NodeRoute],
         request: node_pb2.GetStatusBatchRequest,
         deadline: float,
     ) -> node_pb2.GetStatusBatchResponse:
@@ -163,8 +197,11 @@ class StatusRelay:
                     pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED
                 )
                 for task in done:
-                    if task.exception() is None:
+                    error = task.exception()
+                    if error is None:
                         return task.result()
+                    if not isinstance(error, IssuerUnavailable):
+                        raise error  # a bug or a node's refusal: not a reason to try offline
         finally:
             for task in pending:
                 task.cancel()
@@ -173,25 +210,41 @@ class StatusRelay:
     async def _call(
         self,
         province: str,
-        node: NodeRecord,
+        node: NodeRoute,
         request: node_pb2.GetStatusBatchRequest,
         deadline: float,
     ) -> node_pb2.GetStatusBatchResponse:
         began = time.perf_counter()
         try:
-            reply: node_pb2.GetStatusBatchResponse = await self._stub(node.endpoint).GetStatusBatch(
+            reply: node_pb2.GetStatusBatchResponse = await self._stub(node).GetStatusBatch(
                 request, timeout=max(0.001, deadline - time.monotonic())
             )
         except grpc.aio.AioRpcError as e:
             self._metrics(province).error_seconds.observe(time.perf_counter() - began)
-            log.warning(
-                "status look-up failed",
-                extra={"province": province, "node": node.node_id, "code": e.code().name},
-            )
-            raise
+            raise self._failure(province, node, e) from e
         self._metrics(province).ok_seconds.observe(time.perf_counter() - began)
         return reply
+
+    def _failure(self, province: str, node: NodeRoute, error: grpc.aio.AioRpcError) -> HcxError:
+        """IssuerUnavailable for transport and deadline failures, RelayError for the rest."""
+        code, details = error.code(), (error.details() or "")
+        extra = {"province": province, "node": node.node_id, "code": code.name}
+        if code in UNAVAILABLE_CODES:
+            if _handshake_refused(details):
+                RELAY_REFUSED_PEERS.labels(province).inc()
+                log.warning("relay refused the server at a route (not that node)", extra=extra)
+            else:
+                log.warning("status look-up failed", extra=extra)
+            return IssuerUnavailable(f"province {province} did not answer ({code.name})")
+        RELAY_ERRORS.labels(province).inc()
+        log.error("status look-up refused by the node: %s", details, extra=extra)
+        return RelayError(f"province {province} refused the status look-up ({code.name})")
 
     async def close(self) -> None:
         for channel in self._channels.values():
             await channel.close()
+
+
+def _handshake_refused(details: str) -> bool:
+    text = details.lower()
+    return any(word in text for word in ("handshake", "certificate", "ssl", "tls"))

@@ -27,12 +27,11 @@ from gateway.verification import (
 )
 from healthcode.v1 import gateway_pb2, gateway_pb2_grpc
 from nodes.convert import outcome_to_proto
-from nodes.identity import PermissionDenied, caller, require_province
+from nodes.identity import caller, require_province
 from nodes.logging import code_ref
 from trust.errors import InvalidRequest
-from trust.kv import KvStore
 from trust.model import Reason, Verdict, is_province_code
-from trust.registry import RegistryOperations
+from trust.registry import Registry
 from trust.view import TrustView
 
 log = logging.getLogger(__name__)
@@ -237,34 +236,38 @@ async def verify_one(
 
 
 class NodeRegistrationRpcs:
-    """RegisterNode and its lease for provincial nodes."""
+    """RegisterNode and its lease for provincial nodes: registrations belong to the verified
+    identity that made them, and nodes only ever see a random handle, never a lease id."""
 
-    def __init__(self, *, registry: RegistryOperations, store: KvStore) -> None:
+    def __init__(self, *, registry: Registry) -> None:
         self._registry = registry
-        self._store = store
 
     async def RegisterNode(self, request: Any, context: Any) -> gateway_pb2.RegisterNodeResponse:
         require_province(request.province, action="register a node")
-        who = caller()
-        if who is not None and who.name != request.node_id:
-            raise PermissionDenied(f"{who} may register only as node {who.name}")
-        lease, ttl = await self._registry.register_node(
+        handle, ttl = await self._registry.register_node(
+            owner=_owner() or f"spiffe://hcx/province/{request.province}/node/{request.node_id}",
             province=request.province,
             node_id=request.node_id,
             endpoint=request.endpoint,
             ttl_seconds=request.ttl_seconds,
         )
-        return gateway_pb2.RegisterNodeResponse(lease_id=lease, ttl_seconds=ttl)
+        return gateway_pb2.RegisterNodeResponse(handle=handle, ttl_seconds=ttl)
 
     async def KeepAliveNode(self, request: Any, context: Any) -> gateway_pb2.KeepAliveNodeResponse:
-        ttl = await self._store.keep_alive(request.lease_id)
+        ttl = await self._registry.keep_alive(owner=_owner(), handle=request.handle)
         return gateway_pb2.KeepAliveNodeResponse(ttl_seconds=ttl)
 
     async def DeregisterNode(
         self, request: Any, context: Any
     ) -> gateway_pb2.DeregisterNodeResponse:
-        await self._store.revoke_lease(request.lease_id)
+        await self._registry.deregister(owner=_owner(), handle=request.handle)
         return gateway_pb2.DeregisterNodeResponse()
+
+
+def _owner() -> str | None:
+    """The caller's SPIFFE id; None on a development server without identities."""
+    who = caller()
+    return who.spiffe_id if who is not None else None
 
 
 class GatewayServicer(VerificationRpcs, NodeRegistrationRpcs, gateway_pb2_grpc.GatewayServicer):
@@ -275,8 +278,7 @@ class GatewayServicer(VerificationRpcs, NodeRegistrationRpcs, gateway_pb2_grpc.G
         *,
         view: TrustView,
         statuses: StatusCoalescer,
-        registry: RegistryOperations,
-        store: KvStore,
+        registry: Registry,
         policy: VerifyPolicy,
         executor: Executor | None = None,
         limits: ServingLimits | None = None,
@@ -289,4 +291,4 @@ class GatewayServicer(VerificationRpcs, NodeRegistrationRpcs, gateway_pb2_grpc.G
             executor=executor,
             limits=limits or ServingLimits(),
         )
-        NodeRegistrationRpcs.__init__(self, registry=registry, store=store)
+        NodeRegistrationRpcs.__init__(self, registry=registry)

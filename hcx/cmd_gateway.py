@@ -28,12 +28,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         default="sqlite:///var/national/registry.db",
         help="registry store URL (default: embedded SQLite file)",
     )
-    p.add_argument("--root-cert", type=Path, required=True, help="pinned national root (PEM)")
     p.add_argument(
-        "--root-key",
-        type=Path,
-        default=None,
-        help="root CA key: only where coordinators onboard provinces online",
+        "--root-cert", type=Path, required=True, help="pinned national root(s) (PEM bundle)"
     )
     p.add_argument("--listen", default="127.0.0.1:50051", help="host:port to serve on")
     p.add_argument("--metrics-port", type=int, default=None, help="Prometheus port (0: any)")
@@ -88,6 +84,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--trust-list-key", type=Path, default=None, help="its private key (0600)")
     p.add_argument(
+        "--log-cert",
+        type=Path,
+        default=None,
+        help="registry log signing certificate (enables registry writes: Submit, RegisterNode)",
+    )
+    p.add_argument("--log-key", type=Path, default=None, help="its private key (0600)")
+    p.add_argument(
         "--rate-limit",
         action="append",
         default=[],
@@ -102,7 +105,6 @@ def run(args: argparse.Namespace) -> int:
     config = GatewayConfig(
         registry=args.registry,
         root_cert=args.root_cert,
-        root_key=args.root_key,
         transport=transport_from(args),
         listen=args.listen,
         metrics_port=args.metrics_port,
@@ -110,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         view_file=args.view_file,
         trust_list_cert=args.trust_list_cert,
         trust_list_key=args.trust_list_key,
+        log_cert=args.log_cert,
+        log_key=args.log_key,
         rate_limits=parse_limits(args.rate_limit),
         policy=VerifyPolicy(relay_timeout=args.relay_timeout, max_offline_age=args.max_offline_age),
         relay=RelayPolicy(hedge_after=args.hedge_after),

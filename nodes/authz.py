@@ -18,6 +18,7 @@ from prometheus_client import Counter
 from nodes.identity import Identity, PermissionDenied, Role, Unauthenticated
 from nodes.ratelimit import RateLimiter
 from nodes.tls import peer_identity
+from trust.model import Reason
 
 DENIALS = Counter(
     "hcx_authz_denials", "Calls refused by authentication or authorization.", ["method", "why"]
@@ -46,16 +47,16 @@ RULES: Mapping[str, Rule] = {
     "/healthcode.v1.Gateway/RegisterNode": rule(N),
     "/healthcode.v1.Gateway/KeepAliveNode": rule(N),
     "/healthcode.v1.Gateway/DeregisterNode": rule(N),
-    # Registry: coordinators govern provinces; operators manage their own province's DSCs.
-    "/healthcode.v1.Registry/OnboardProvince": rule(C),
-    "/healthcode.v1.Registry/SuspendProvince": rule(C),  # suspend and resume
-    "/healthcode.v1.Registry/UploadSigningCertificate": rule(OP),
-    "/healthcode.v1.Registry/RetireSigningCertificate": rule(OP),
-    "/healthcode.v1.Registry/RevokeCertificate": rule(OP, C),
-    "/healthcode.v1.Registry/UploadCrl": rule(OP),
+    # Registry: coordinators and operators submit statements they signed themselves; which
+    # statement each may submit, and who must have signed it, is trust.authority.AUTHORITY.
+    "/healthcode.v1.Registry/Submit": rule(C, OP),
     "/healthcode.v1.Registry/ListProvinces": rule(C, OP),
     "/healthcode.v1.Registry/ListCertificates": rule(C, OP),
+    "/healthcode.v1.Registry/ListCoordinators": rule(C, OP),
+    "/healthcode.v1.Registry/ListProposals": rule(C),
     "/healthcode.v1.Registry/AuditLog": rule(C),
+    # The log itself is public to the federation: monitors and auditors check it.
+    "/healthcode.v1.Registry/GetLog": rule(C, OP, G, K),
     # ProvincialNode: the province's operators issue and colour; the gateway reads status.
     "/healthcode.v1.ProvincialNode/IssueCode": rule(OP, own_province=True),
     "/healthcode.v1.ProvincialNode/RefreshCode": rule(OP, own_province=True),
@@ -96,7 +97,8 @@ class Authorizer:
         if self._is_revoked(identity):
             DENIALS.labels(method, "revoked").inc()
             raise Unauthenticated(
-                f"certificate of {identity} is revoked (or its province is not onboarded)"
+                f"certificate of {identity} is revoked (or its province is not onboarded)",
+                reason=Reason.CALLER_REVOKED,
             )
         self._check_rule(method, identity)
         self._limiter.take(identity, cost)
@@ -108,11 +110,15 @@ class Authorizer:
         found = self._rules.get(method)
         if found is None or identity.role not in found.roles:
             DENIALS.labels(method, "role").inc()
-            raise PermissionDenied(f"{identity.role.value} {identity} may not call {method}")
+            raise PermissionDenied(
+                f"{identity.role.value} {identity} may not call {method}", reason=Reason.WRONG_ROLE
+            )
         national = identity.province is None
         if found.own_province and not national and identity.province != self._province:
             DENIALS.labels(method, "province").inc()
-            raise PermissionDenied(f"{identity} is not of province {self._province}")
+            raise PermissionDenied(
+                f"{identity} is not of province {self._province}", reason=Reason.WRONG_PROVINCE
+            )
 
 
 def opening_cost(request: Any) -> float:

@@ -15,19 +15,25 @@ import grpc
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from nodes.identity import PermissionDenied, Unauthenticated
 from trust.errors import (
     Conflict,
     DecodeError,
     HcxError,
     InvalidRequest,
+    IssuerUnavailable,
     NotFound,
+    PermissionDenied,
     PkiError,
+    RelayError,
     ResourceExhausted,
     StoreUnavailable,
+    Unauthenticated,
     VerificationError,
 )
+from trust.log import LogInconsistent
 from trust.model import Reason
+from trust.registry import RefusedStatement
+from trust.trustlist import TrustListError
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +41,10 @@ ERROR_DOMAIN = "hcx.healthcode.v1"
 
 # Most specific class first; the first match wins.
 STATUS_OF: tuple[tuple[type[HcxError], grpc.StatusCode], ...] = (
+    (RelayError, grpc.StatusCode.INTERNAL),
+    (IssuerUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (LogInconsistent, grpc.StatusCode.FAILED_PRECONDITION),
+    (TrustListError, grpc.StatusCode.FAILED_PRECONDITION),
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (DecodeError, grpc.StatusCode.INVALID_ARGUMENT),
     (PkiError, grpc.StatusCode.INVALID_ARGUMENT),
@@ -48,7 +58,25 @@ STATUS_OF: tuple[tuple[type[HcxError], grpc.StatusCode], ...] = (
 )
 
 
+# A statement the registry refused: the status follows the authority table's reason.
+REFUSAL_STATUS: dict[Reason, grpc.StatusCode] = {
+    Reason.WRONG_ROLE: grpc.StatusCode.PERMISSION_DENIED,
+    Reason.WRONG_PROVINCE: grpc.StatusCode.PERMISSION_DENIED,
+    Reason.UNKNOWN_SIGNER: grpc.StatusCode.PERMISSION_DENIED,
+    Reason.SIGNER_REVOKED: grpc.StatusCode.PERMISSION_DENIED,
+    Reason.REPLAYED: grpc.StatusCode.ALREADY_EXISTS,
+    Reason.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    Reason.STALE_PROPOSAL: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.PROPOSAL_CLOSED: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Reason.UNKNOWN_KID: grpc.StatusCode.NOT_FOUND,
+    Reason.UNKNOWN_PROVINCE: grpc.StatusCode.NOT_FOUND,
+}
+
+
 def status_code_of(error: HcxError) -> grpc.StatusCode:
+    if isinstance(error, RefusedStatement):
+        return REFUSAL_STATUS.get(error.reason, grpc.StatusCode.INVALID_ARGUMENT)
     for kind, code in STATUS_OF:
         if isinstance(error, kind):
             return code

@@ -19,7 +19,8 @@ from functools import lru_cache
 from cryptography import x509
 
 from trust import pki
-from trust.errors import HcxError
+from trust.errors import PermissionDenied, Unauthenticated
+from trust.model import Reason
 
 
 class Role(enum.Enum):
@@ -39,14 +40,6 @@ _PROVINCIAL = re.compile(
 )
 
 
-class Unauthenticated(HcxError):
-    """No verified client certificate, or one without an hcx identity."""
-
-
-class PermissionDenied(HcxError):
-    """The caller's identity may not do this (see docs/security.md)."""
-
-
 @dataclass(frozen=True)
 class Identity:
     """A verified caller."""
@@ -57,40 +50,48 @@ class Identity:
     province: str | None  # None for national identities
     serial: int  # certificate serial, for revocation checks
     issuer_province: str | None  # province whose CA issued the certificate; None: the root
+    issuer_key_id: bytes | None = None  # authority key id: which CA of the province issued it
 
     def __str__(self) -> str:
         return self.spiffe_id
 
 
-def parse_identity(spiffe_id: str, *, serial: int = 0) -> Identity:
+def parse_identity(
+    spiffe_id: str, *, serial: int = 0, issuer_key_id: bytes | None = None
+) -> Identity:
     """The identity named by a SPIFFE id; raises Unauthenticated for anything else."""
     national = _NATIONAL.fullmatch(spiffe_id)
     if national:
-        return Identity(spiffe_id, Role(national["kind"]), national["name"], None, serial, None)
+        kind, name = Role(national["kind"]), national["name"]
+        return Identity(spiffe_id, kind, name, None, serial, None, issuer_key_id)
     provincial = _PROVINCIAL.fullmatch(spiffe_id)
     if provincial:
-        province = provincial["province"]
-        return Identity(
-            spiffe_id, Role(provincial["kind"]), provincial["name"], province, serial, province
-        )
+        province, kind, name = provincial["province"], Role(provincial["kind"]), provincial["name"]
+        return Identity(spiffe_id, kind, name, province, serial, province, issuer_key_id)
     raise Unauthenticated(f"certificate identity {spiffe_id!r} is not an hcx identity")
 
 
 @lru_cache(maxsize=4096)
 def identity_from_pem(pem: bytes) -> Identity:
     """Identity of a peer certificate (cached: the same peer calls many times)."""
-    certificate = pki.load_certificate_pem(pem)
-    spiffe_id = pki.spiffe_id(certificate)
-    if spiffe_id is None:
-        raise Unauthenticated("client certificate has no SPIFFE URI SAN")
-    return parse_identity(spiffe_id, serial=certificate.serial_number)
+    return certificate_identity(pki.load_certificate_pem(pem))
 
 
 def certificate_identity(certificate: x509.Certificate) -> Identity:
     spiffe_id = pki.spiffe_id(certificate)
     if spiffe_id is None:
         raise Unauthenticated("certificate has no SPIFFE URI SAN")
-    return parse_identity(spiffe_id, serial=certificate.serial_number)
+    return parse_identity(
+        spiffe_id, serial=certificate.serial_number, issuer_key_id=_authority_key_id(certificate)
+    )
+
+
+def _authority_key_id(certificate: x509.Certificate) -> bytes | None:
+    try:
+        aki = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    except x509.ExtensionNotFound:
+        return None
+    return aki.value.key_identifier
 
 
 # The identity of the call being served; set by nodes.authz for the handler's task.
@@ -111,4 +112,7 @@ def require_province(province: str, *, action: str) -> None:
     if who is None or who.role is Role.COORDINATOR:
         return
     if who.province != province:
-        raise PermissionDenied(f"{who.spiffe_id} may not {action} for province {province}")
+        raise PermissionDenied(
+            f"{who.spiffe_id} may not {action} for province {province}",
+            reason=Reason.WRONG_PROVINCE,
+        )

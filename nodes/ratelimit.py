@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from nodes.identity import Identity, Role
 from trust.errors import InvalidRequest, ResourceExhausted
+from trust.model import Reason
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,9 @@ class RateLimiter:
         if bucket.tokens < cost:
             wait = (cost - bucket.tokens) / limit.rate
             raise ResourceExhausted(
-                f"rate limit of {caller.spiffe_id} exceeded ({limit.rate:g}/s)", retry_after=wait
+                f"rate limit of {caller.spiffe_id} exceeded ({limit.rate:g}/s)",
+                retry_after=wait,
+                reason=Reason.RATE_LIMITED,
             )
         bucket.tokens -= cost
 

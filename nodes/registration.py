@@ -41,7 +41,7 @@ class NodeRegistration:
             province=province, node_id=node_id, endpoint=endpoint, ttl_seconds=ttl_seconds
         )
         self._on_change = on_change
-        self._lease: int | None = None
+        self._lease: bytes | None = None  # the gateway's handle of our registration
         self._ttl = ttl_seconds
         self._last_renewal = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -52,7 +52,7 @@ class NodeRegistration:
         return self._lease is not None
 
     @property
-    def lease(self) -> int | None:
+    def lease(self) -> bytes | None:
         return self._lease
 
     async def start(self, *, wait: float = 10.0) -> None:
@@ -87,7 +87,7 @@ class NodeRegistration:
             await self._register()
             return
         await self._gateway.KeepAliveNode(
-            gateway_pb2.KeepAliveNodeRequest(lease_id=self._lease), timeout=CALL_TIMEOUT_S
+            gateway_pb2.KeepAliveNodeRequest(handle=self._lease), timeout=CALL_TIMEOUT_S
         )
         self._last_renewal = asyncio.get_running_loop().time()
 
@@ -104,10 +104,10 @@ class NodeRegistration:
         self._ttl = response.ttl_seconds
         self._last_renewal = asyncio.get_running_loop().time()
         self.registrations += 1
-        await self._set_lease(response.lease_id)
-        log.info("registered with the gateway (lease %d, ttl %d s)", response.lease_id, self._ttl)
+        await self._set_lease(response.handle)
+        log.info("registered with the gateway (ttl %d s)", self._ttl)
 
-    async def _set_lease(self, lease: int | None) -> None:
+    async def _set_lease(self, lease: bytes | None) -> None:
         self._lease = lease
         if self._on_change is not None:
             await self._on_change(lease is not None)
@@ -121,7 +121,7 @@ class NodeRegistration:
         if self._lease is not None:
             try:
                 await self._gateway.DeregisterNode(
-                    gateway_pb2.DeregisterNodeRequest(lease_id=self._lease),
+                    gateway_pb2.DeregisterNodeRequest(handle=self._lease),
                     timeout=CALL_TIMEOUT_S,
                 )
             except grpc.aio.AioRpcError as e:

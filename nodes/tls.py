@@ -143,6 +143,21 @@ class Transport:
     def sync_channel(self, target: str) -> grpc.Channel:
         return sync_channel(target, self.tls, allow_insecure_dev_only=self.allow_insecure_dev_only)
 
+    def node_channel(self, target: str, *, anchor: bytes, name: str) -> grpc.aio.Channel:
+        """A channel that opens only to one node: its certificate must chain to ``anchor``
+        (the province's own CA, not the national root) and name ``name`` (the node's identity
+        DNS name), whatever address ``target`` is. Plain text in development only."""
+        if self.tls is None:
+            return aio_channel(target, None, allow_insecure_dev_only=self.allow_insecure_dev_only)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=anchor,
+            private_key=self.tls.private_key,
+            certificate_chain=self.tls.certificate_chain,
+        )
+        return grpc.aio.secure_channel(
+            target, credentials, options=[("grpc.ssl_target_name_override", name)]
+        )
+
     def add_port(self, server: grpc.aio.Server, listen: str) -> int:
         if self.tls is None:
             return server.add_insecure_port(listen)

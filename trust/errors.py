@@ -39,13 +39,19 @@ class PkiError(HcxError):
 class InvalidRequest(HcxError):
     """The request itself is wrong (missing or badly formed field)."""
 
+    reason = Reason.INVALID_REQUEST
+
 
 class NotFound(HcxError):
     """The thing asked for does not exist."""
 
+    reason = Reason.NOT_FOUND
+
 
 class Conflict(HcxError):
     """The request conflicts with stored state (already exists, changed concurrently)."""
+
+    reason = Reason.ALREADY_EXISTS
 
 
 class Unauthenticated(HcxError):
@@ -69,6 +75,22 @@ class StoreUnavailable(HcxError):
 class ResourceExhausted(HcxError):
     """Too many requests: a rate limit or a bounded queue is full; retry after ``retry_after``."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    reason = Reason.OVERLOADED
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, reason: Reason | None = None
+    ) -> None:
+        super().__init__(message, reason=reason)
         self.retry_after = retry_after
+
+
+class IssuerUnavailable(HcxError):
+    """No replica of the issuing province answered within the deadline (transport trouble)."""
+
+    reason = Reason.ISSUER_UNAVAILABLE
+
+
+class RelayError(HcxError):
+    """A status look-up failed for another reason than transport or deadline: never offline."""
+
+    reason = Reason.INTERNAL_ERROR

@@ -208,7 +208,7 @@ class Registry:
                 f"{owner} may register only as itself", reason=Reason.LEASE_NOT_YOURS
             )
 
-    async def keep_alive(self, *, owner: str, handle: bytes) -> int:
+    async def keep_alive(self, *, owner: str | None, handle: bytes) -> int:
         """Refresh the registration behind ``handle``; its TTL."""
         route = await self._owned(owner, handle)
         try:
@@ -216,15 +216,16 @@ class Registry:
         except NotFound as e:
             raise NotFound("the registration expired", reason=Reason.UNKNOWN_LEASE) from e
 
-    async def deregister(self, *, owner: str, handle: bytes) -> None:
+    async def deregister(self, *, owner: str | None, handle: bytes) -> None:
         route = await self._owned(owner, handle)
         try:
             await self._store.revoke_lease(route.lease)
         except NotFound as e:
             raise NotFound("the registration expired", reason=Reason.UNKNOWN_LEASE) from e
 
-    async def _owned(self, owner: str, handle: bytes) -> NodeRoute:
-        """The live registration ``handle`` refers to, if ``owner`` made it."""
+    async def _owned(self, owner: str | None, handle: bytes) -> NodeRoute:
+        """The live registration ``handle`` refers to, if ``owner`` made it (None: a
+        development server without identities, where only the handle counts)."""
         unknown = NotFound(
             "no such registration (expired or replaced)", reason=Reason.UNKNOWN_LEASE
         )
@@ -241,7 +242,7 @@ class Registry:
             raise unknown from e
         if route is None or route.lease != lease:
             raise unknown  # replaced by a newer registration of the node
-        if route.owner != owner:
+        if owner is not None and route.owner != owner:
             raise PermissionDenied(
                 f"the registration belongs to {route.owner}", reason=Reason.LEASE_NOT_YOURS
             )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from trust import pki
+from trust import pki, statements
 
 
 @dataclass(frozen=True)
@@ -115,14 +116,26 @@ def archive_signing_key(directory: ProvinceDir) -> x509.Certificate:
     return certificate
 
 
-def sealed_retirement(directory: ProvinceDir, kid_: bytes, retired_at: float) -> bytes:
-    """A retirement of DSC ``kid_`` sealed with the province's CA key (trust.records)."""
-    from trust import records
+def province_statement(directory: ProvinceDir, body: statements.Body) -> bytes:
+    """A registry statement signed here, with the province's own CA key (trust.statements)."""
+    ca = load_ca(directory)
+    statement = statements.make(body, signed_at=int(time.time()))
+    return statements.sign(statement, ca.private_key, ca.certificate)
 
-    key = records.retired_key(kid_)
-    body = records.encode_retirement(records.Retirement(kid_, retired_at))
-    private_key = load_ca(directory).private_key
-    return records.seal(key, body, private_key)
+
+def upload_statement(directory: ProvinceDir, certificate: x509.Certificate) -> bytes:
+    """The province's statement that ``certificate`` is one of its signing certificates."""
+    return province_statement(directory, statements.DscUpload(certificate))
+
+
+def retirement_statement(directory: ProvinceDir, kid_: bytes, retired_at: float) -> bytes:
+    """The province's statement that DSC ``kid_`` signs no code issued after ``retired_at``."""
+    return province_statement(directory, statements.Retirement(kid_, int(retired_at)))
+
+
+def crl_statement(directory: ProvinceDir, crl_der: bytes) -> bytes:
+    """The province's CRL, wrapped in a statement signed by the same CA."""
+    return province_statement(directory, statements.CrlUpload(x509.load_der_x509_crl(crl_der)))
 
 
 def province_crl(

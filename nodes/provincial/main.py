@@ -12,12 +12,12 @@ from cryptography import x509
 
 from healthcode.v1 import gateway_pb2_grpc, node_pb2, node_pb2_grpc
 from nodes.authz import Authorizer
-from nodes.provincial.checkpoint import LocalVerifier, load_own_signers
+from nodes.provincial.checkpoint import LocalVerifier
 from nodes.provincial.issuance import DEFAULT_TOKEN_LIFETIME_S, Issuer
 from nodes.provincial.keys import ProvinceDir
-from nodes.provincial.revocations import RevocationFollower
 from nodes.provincial.service import ProvincialNodeServicer
 from nodes.provincial.stores import StatusStore, open_store
+from nodes.provincial.trustlist import TrustListFollower
 from nodes.registration import NodeRegistration
 from nodes.server import (
     RunningServer,
@@ -62,7 +62,7 @@ class NodeConfig:
 
 def _roots(config: NodeConfig) -> list[x509.Certificate]:
     """The pinned national root, as the province received it at onboarding."""
-    return [pki.load_certificate_pem((config.directory / "root.pem").read_bytes())]
+    return pki.load_certificates_pem((config.directory / "root.pem").read_bytes())
 
 
 def build_issuer(config: NodeConfig, store: StatusStore) -> Issuer:
@@ -80,13 +80,12 @@ def build_issuer(config: NodeConfig, store: StatusStore) -> Issuer:
 
 
 def build_servicer(
-    config: NodeConfig, store: StatusStore, gateway: gateway_pb2_grpc.GatewayStub
+    config: NodeConfig,
+    store: StatusStore,
+    gateway: gateway_pb2_grpc.GatewayStub,
+    trust: TrustListFollower,
 ) -> ProvincialNodeServicer:
-    verifier = LocalVerifier(
-        province=config.province,
-        signers=load_own_signers(config.directory, province=config.province),
-        store=store,
-    )
+    verifier = LocalVerifier(province=config.province, trust=trust, store=store)
     return ProvincialNodeServicer(
         issuer=build_issuer(config, store), store=store, verifier=verifier, gateway=gateway
     )
@@ -99,21 +98,20 @@ async def start_node(
     store = open_store(config.store_url())
     channel = config.transport.aio_channel(config.gateway)
     gateway = gateway_pb2_grpc.GatewayStub(channel)
+    trust = TrustListFollower(gateway=gateway, roots=_roots(config))
     binding = ServiceBinding(
         node_pb2_grpc.add_ProvincialNodeServicer_to_server,
-        build_servicer(config, store, gateway),
+        build_servicer(config, store, gateway, trust),
         node_pb2.DESCRIPTOR.services_by_name["ProvincialNode"].full_name,
     )
-    revocations = RevocationFollower(gateway=gateway, roots=_roots(config))
     running = await build_server(
         [binding],
         listen=config.listen,
         transport=config.transport,
-        authorizer=Authorizer(local_province=config.province, is_revoked=revocations.is_revoked),
+        authorizer=Authorizer(local_province=config.province, is_revoked=trust.is_revoked),
     )
-    if config.transport.secure:  # callers are identified only over mTLS
-        await revocations.start()
-        running.on_stop(revocations.stop)
+    await trust.start()  # the national view: caller revocations and local verification
+    running.on_stop(trust.stop)
     await running.set_serving(False)  # NOT_SERVING until the gateway knows us
     registration = NodeRegistration(
         gateway=gateway,
