@@ -12,7 +12,7 @@ from hcx.cli import subcommand, transport_from
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, trustlist_pb2
 from trust import pki, trustlist
 from trust.errors import DecodeError, InvalidRequest, VerificationError
-from trust.verify import check_code
+from trust.verify import DEFAULT_MAX_OFFLINE_AGE_S, check_code, check_offline_age
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +31,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--offline", action="store_true", help="no network: verify against --trust-list")
     p.add_argument("--trust-list", type=Path, help="signed trust list (hcx checkpoint fetch)")
     p.add_argument("--root", type=Path, help="pinned national root certificate (PEM)")
+    p.add_argument(
+        "--max-offline-age",
+        type=int,
+        default=DEFAULT_MAX_OFFLINE_AGE_S,
+        help="with --offline: oldest token (s) still VALID_OFFLINE, as at the gateway",
+    )
     p.add_argument(
         "--state",
         type=Path,
@@ -74,7 +80,8 @@ def _roots(args: argparse.Namespace) -> list[x509.Certificate]:
 
 def verify_offline(args: argparse.Namespace) -> int:
     """Verify with no network: trust list checked (signer, signature, not-after, rollback),
-    then the code's signature, chain, validity and revocation; colour at issuance."""
+    then the code's signature, chain, validity and revocation; colour at issuance, for a code
+    at most --max-offline-age old (TOKEN_TOO_OLD otherwise, as at the gateway)."""
     if args.trust_list is None:
         raise InvalidRequest("--offline needs --trust-list FILE")
     roots = _roots(args)
@@ -88,6 +95,7 @@ def verify_offline(args: argparse.Namespace) -> int:
         print(f"warning: trust list revision {trust_list.revision} is due for an update")
     try:
         check = check_code(args.token, trust_list.view(roots), now=now)
+        check_offline_age(check, max_offline_age=args.max_offline_age)
     except (DecodeError, VerificationError) as e:
         print(f"INVALID {e.reason.name}: {e.message}")
         return 1
