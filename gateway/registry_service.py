@@ -109,6 +109,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
                 for c in sorted(state.coordinators.values(), key=lambda c: c.name)
             ],
             root_certificates_pem=[_pem(r) for r in state.roots],
+            coordinator_version=state.coordinator_version,
         )
 
     async def ListProposals(self, request: Any, context: Any) -> registry_pb2.ListProposalsResponse:

@@ -17,6 +17,7 @@ from nodes.tls import Transport
 from trust.errors import HcxError, InvalidRequest
 
 Handler = Callable[[argparse.Namespace], int]
+DEFAULT_GATEWAY = "127.0.0.1:50051"  # where every command looks for the national gateway
 
 
 def _parser(sub: Any, name: str, summary: str, example: str) -> argparse.ArgumentParser:

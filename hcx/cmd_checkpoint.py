@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from hcx.cli import subcommand, transport_from
+from hcx.cli import DEFAULT_GATEWAY, subcommand, transport_from
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, trustlist_pb2
 from trust import pki, trustlist
 from trust.errors import DecodeError, InvalidRequest, VerificationError
@@ -24,13 +24,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         "hcx checkpoint verify --gateway 127.0.0.1:50051 --province 510000 'HCX1:...'",
     )
     p.add_argument("token", help="the QR code's text (HCX1:...)")
-    p.add_argument("--gateway", default="127.0.0.1:50051", help="national gateway address")
+    p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national gateway address")
     p.add_argument("--province", default="", help="the checkpoint's province code")
     p.add_argument("--checkpoint-id", default="cli", help="checkpoint name for logs")
     p.add_argument("--timeout", type=float, default=2.0, help="deadline in seconds")
     p.add_argument("--offline", action="store_true", help="no network: verify against --trust-list")
     p.add_argument("--trust-list", type=Path, help="signed trust list (hcx checkpoint fetch)")
-    p.add_argument("--root", type=Path, help="pinned national root certificate (PEM)")
+    p.add_argument("--root", type=Path, help="pinned national root (default: --tls-dir/root.pem)")
     p.add_argument(
         "--max-offline-age",
         type=int,
@@ -50,8 +50,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "Fetch and verify the signed trust list for offline use (refuses rollbacks).",
         "hcx checkpoint fetch --gateway 127.0.0.1:50051 --root root.pem --out trust-list.cbor",
     )
-    p.add_argument("--gateway", default="127.0.0.1:50051", help="national gateway address")
-    p.add_argument("--root", type=Path, required=True, help="pinned national root (PEM)")
+    p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national gateway address")
+    p.add_argument("--root", type=Path, help="pinned national root (default: --tls-dir/root.pem)")
     p.add_argument("--out", type=Path, required=True, help="where to store the list")
     p.set_defaults(handler=fetch)
 
@@ -73,28 +73,33 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def _roots(args: argparse.Namespace) -> list[x509.Certificate]:
-    if args.root is None:
-        raise InvalidRequest("--root (the pinned national root certificate) is required")
-    return [pki.load_certificate_pem(args.root.read_bytes())]
+    """The pinned national root(s): --root, else the root.pem of --tls-dir."""
+    path = args.root
+    if path is None and getattr(args, "tls_dir", None) is not None:
+        path = args.tls_dir / "root.pem"
+    if path is None:
+        raise InvalidRequest("give --root (the pinned national root) or --tls-dir")
+    return pki.load_certificates_pem(path.read_bytes())
 
 
 def verify_offline(args: argparse.Namespace) -> int:
-    """Verify with no network: trust list checked (signer, signature, not-after, rollback),
-    then the code's signature, chain, validity and revocation; colour at issuance, for a code
-    at most --max-offline-age old (TOKEN_TOO_OLD otherwise, as at the gateway)."""
+    """Verify with no network: trust list checked (signer, signature, not-after, rollback,
+    fork, its log verified like a gateway's), then the code's signature, chain, validity and
+    revocation; colour at issuance, for a code at most --max-offline-age old (TOKEN_TOO_OLD
+    otherwise, as at the gateway)."""
     if args.trust_list is None:
         raise InvalidRequest("--offline needs --trust-list FILE")
     roots = _roots(args)
-    held = trustlist.HeldRevision(args.state or args.trust_list.with_suffix(".state"))
+    held = trustlist.HeldHead(args.state or args.trust_list.with_suffix(".state"))
     now = time.time()
-    trust_list = trustlist.verify(
-        args.trust_list.read_bytes(), roots, now=now, held_revision=held.get()
-    )
-    held.raise_to(trust_list.revision)
+    trust_list = trustlist.verify(args.trust_list.read_bytes(), roots, now=now)
+    held.check(trust_list)
+    view = trust_list.view(roots)
+    held.raise_to(trust_list)
     if now > trust_list.next_update:
         print(f"warning: trust list revision {trust_list.revision} is due for an update")
     try:
-        check = check_code(args.token, trust_list.view(roots), now=now)
+        check = check_code(args.token, view, now=now)
         check_offline_age(check, max_offline_age=args.max_offline_age)
     except (DecodeError, VerificationError) as e:
         print(f"INVALID {e.reason.name}: {e.message}")
@@ -109,20 +114,24 @@ def verify_offline(args: argparse.Namespace) -> int:
 
 
 def fetch(args: argparse.Namespace) -> int:
+    """Fetch the full list, verify it (and that it extends the list held), then keep it."""
     roots = _roots(args)
-    held = trustlist.HeldRevision(args.out.with_suffix(".state"))
+    held = trustlist.HeldHead(args.out.with_suffix(".state"))
     with transport_from(args).sync_channel(args.gateway) as channel:
         reply = gateway_pb2_grpc.GatewayStub(channel).GetTrustList(
             trustlist_pb2.GetTrustListRequest(), timeout=10
         )
-    trust_list = trustlist.verify(
-        reply.signed_list, roots, now=time.time(), held_revision=held.get()
-    )
+    trust_list = trustlist.verify(reply.signed_list, roots, now=time.time())
+    held.check(trust_list)
+    view = trust_list.view(roots)  # refuses a list whose log does not verify
     tmp = args.out.with_suffix(".tmp")
     tmp.write_bytes(reply.signed_list)
     tmp.replace(args.out)
-    held.raise_to(trust_list.revision)
-    print(f"trust list revision {trust_list.revision} ({len(trust_list.entries)} entries) saved")
+    held.raise_to(trust_list)
+    print(
+        f"trust list revision {trust_list.revision} ({len(view.provinces())} provinces, "
+        f"{len(view.signers())} signing certificates) saved"
+    )
     return 0
 
 

@@ -1,5 +1,9 @@
 """``hcx node keys``: a province's own keys, made and kept locally; certificates uploaded.
 
+Every registry change a province makes is a statement signed here with the province's own CA
+key (trust.statements) and submitted through the Registry API with the operator's mTLS
+identity: the gateway checks and stores it, and could not have made it.
+
 Rotation with overlap: ``rotate`` archives the current DSC, makes and uploads a new one, and
 retires the old one ``--overlap`` seconds from now. A node reads dsc.pem/dsc-key.pem when it
 starts, so restart the node (or its replicas one by one) within the overlap: codes it signs
@@ -13,22 +17,22 @@ import argparse
 import time
 from pathlib import Path
 
-from hcx.cli import subcommand, transport_from
-from healthcode.v1 import registry_pb2, registry_pb2_grpc
+from hcx.cli import DEFAULT_GATEWAY, subcommand
+from hcx.registry_client import parse_serial, submit
 from nodes.credentials import issue_provincial_identity
 from nodes.provincial.keys import (
     ProvinceDir,
     archive_signing_key,
+    crl_statement,
     init_province,
     load_ca,
     new_signing_certificate,
     province_crl,
-    sealed_retirement,
+    retirement_statement,
+    upload_statement,
 )
 from trust import pki
 from trust.pki import kid
-
-DEFAULT_GATEWAY = "127.0.0.1:50051"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -98,7 +102,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--province", required=True, help="the province's GB/T 2260 code")
     p.add_argument("--dir", type=Path, required=True, help="the province's key directory")
-    p.add_argument("--serial", type=int, required=True, help="serial of the certificate")
+    p.add_argument(
+        "--serial", type=parse_serial, required=True, help="serial (hex 0x… as listed, or decimal)"
+    )
     p.add_argument("--reason", default="unspecified", help="CRL reason, e.g. key_compromise")
     p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national registry address")
     p.set_defaults(handler=keys_revoke)
@@ -165,20 +171,10 @@ def keys_new_dsc(args: argparse.Namespace) -> int:
 def keys_upload(args: argparse.Namespace) -> int:
     """Upload the current DSC and a fresh CRL (so every province has a current CRL)."""
     directory = ProvinceDir(args.dir)
-    pem = directory.dsc_cert.read_bytes()
-    with transport_from(args).sync_channel(args.gateway) as channel:
-        stub = registry_pb2_grpc.RegistryStub(channel)
-        reply = stub.UploadSigningCertificate(
-            registry_pb2.UploadSigningCertificateRequest(certificate_pem=pem), timeout=10
-        )
-        crl = stub.UploadCrl(
-            registry_pb2.UploadCrlRequest(province=reply.province, crl_der=province_crl(directory)),
-            timeout=10,
-        )
-    print(
-        f"uploaded signing certificate {reply.kid.hex()} of province {reply.province} "
-        f"and CRL number {crl.crl_number}"
-    )
+    certificate = pki.load_certificate_pem(directory.dsc_cert.read_bytes())
+    reply = submit(args, upload_statement(directory, certificate))
+    crl = submit(args, crl_statement(directory, province_crl(directory)))
+    print(f"{reply.effect}; {crl.effect}")
     return 0
 
 
@@ -187,23 +183,11 @@ def keys_rotate(args: argparse.Namespace) -> int:
     old = archive_signing_key(directory)
     new = new_signing_certificate(directory, province=args.province, name=args.name)
     retired_at = time.time() + args.overlap
-    with transport_from(args).sync_channel(args.gateway) as channel:
-        stub = registry_pb2_grpc.RegistryStub(channel)
-        stub.UploadSigningCertificate(
-            registry_pb2.UploadSigningCertificateRequest(
-                certificate_pem=pki.certificate_to_pem(new)
-            ),
-            timeout=10,
-        )
-        stub.RetireSigningCertificate(
-            registry_pb2.RetireSigningCertificateRequest(
-                kid=kid(old), sealed_retirement=sealed_retirement(directory, kid(old), retired_at)
-            ),
-            timeout=10,
-        )
+    submit(args, upload_statement(directory, new))
+    submit(args, retirement_statement(directory, kid(old), retired_at))
     print(
         f"new signing certificate {kid(new).hex()} uploaded; {kid(old).hex()} retires in "
-        f"{args.overlap} s: restart the node(s) before then to sign with the new key"
+        f"{args.overlap} s: nodes pick up the new key by themselves"
     )
     return 0
 
@@ -211,21 +195,14 @@ def keys_rotate(args: argparse.Namespace) -> int:
 def keys_retire(args: argparse.Namespace) -> int:
     key_id = bytes.fromhex(args.kid)
     at = time.time() if args.at is None else args.at
-    sealed = sealed_retirement(ProvinceDir(args.dir), key_id, at)
-    with transport_from(args).sync_channel(args.gateway) as channel:
-        reply = registry_pb2_grpc.RegistryStub(channel).RetireSigningCertificate(
-            registry_pb2.RetireSigningCertificateRequest(kid=key_id, sealed_retirement=sealed),
-            timeout=10,
-        )
-    print(f"signing certificate {args.kid} retired at {reply.retired_at}")
+    reply = submit(args, retirement_statement(ProvinceDir(args.dir), key_id, at))
+    print(reply.effect)
     return 0
 
 
 def keys_revoke(args: argparse.Namespace) -> int:
-    crl = province_crl(ProvinceDir(args.dir), revoke_serial=args.serial, reason=args.reason)
-    with transport_from(args).sync_channel(args.gateway) as channel:
-        reply = registry_pb2_grpc.RegistryStub(channel).UploadCrl(
-            registry_pb2.UploadCrlRequest(province=args.province, crl_der=crl), timeout=10
-        )
-    print(f"serial {args.serial} revoked; CRL number {reply.crl_number} uploaded")
+    directory = ProvinceDir(args.dir)
+    crl = province_crl(directory, revoke_serial=args.serial, reason=args.reason)
+    reply = submit(args, crl_statement(directory, crl))
+    print(f"serial 0x{args.serial:x} revoked: {reply.effect}")
     return 0

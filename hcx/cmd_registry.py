@@ -1,4 +1,12 @@
-"""``hcx registry``: national coordinators' commands."""
+"""``hcx registry``: national coordinators' commands, run on a coordinator's own station.
+
+Every change is a statement signed here with the coordinator's own key (``--tls-dir``, or
+``--key-dir`` when the signing identity lives elsewhere) and submitted through the Registry
+API. Removing trust (suspend, revoke) takes one coordinator; adding or restoring it (onboard,
+resume, add or remove a coordinator) is a proposal that M of N coordinators approve. The
+national root key is used only by ``init``, ``genesis``, ``sign-ca``, ``issue-cert`` and
+``rotate-root``, which run and exit on the offline station: no server ever holds it.
+"""
 
 from __future__ import annotations
 
@@ -10,113 +18,117 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from hcx.cli import subcommand, transport_from
+from hcx.cli import DEFAULT_GATEWAY, subcommand, transport_from
+from hcx.registry_client import coordinator, load_authority, parse_serial, sign, submit_and_print
 from healthcode.v1 import gateway_pb2_grpc, registry_pb2, registry_pb2_grpc, trustlist_pb2
-from nodes.credentials import issue_national_identity
-from nodes.provincial.keys import write_public
-from trust import pki, trustlist
+from nodes.credentials import issue_national_identity, issue_service_signer
+from nodes.files import write_public
+from trust import pki, statements, trustlist
+from trust.authority import MAX_PROPOSAL_S
+from trust.errors import Conflict, InvalidRequest, NotFound
 from trust.export import export_pem
-from trust.registry import REVOCATION_REASONS
 
-DEFAULT_GATEWAY = "127.0.0.1:50051"
+PROPOSAL_LIFETIME_S = 3 * 24 * 3600  # default; at most MAX_PROPOSAL_S
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _register_offline(sub)
+    _register_changes(sub)
+    _register_proposals(sub)
+    _register_reads(sub)
+
+
+def _gateway(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national registry address")
+
+
+def _key_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--key-dir",
+        type=Path,
+        default=None,
+        help="the coordinator's signing identity (key.pem, cert.pem); default: --tls-dir",
+    )
+
+
+def _register_offline(sub: argparse._SubParsersAction) -> None:
     p = subcommand(
         sub,
         "init",
-        "Create the national root CA and the trust-list signing key (key files 0600).",
-        "hcx registry init --dir var/national",
+        "Create the national root, the trust-list and log signers, coordinator identities and "
+        "the signed genesis root metadata (keys 0600; run on the offline station).",
+        "hcx registry init --dir var/national --coordinators alice,bob,carol --threshold 2",
     )
-    p.add_argument("--dir", type=Path, required=True, help="directory for root.pem, root-key.pem")
+    p.add_argument("--dir", type=Path, required=True, help="directory to create")
+    p.add_argument(
+        "--coordinators", default="alice,bob,carol", help="names of the first coordinators"
+    )
+    p.add_argument("--threshold", type=int, default=2, help="M: approvals to add trust")
     p.set_defaults(handler=init)
 
     p = subcommand(
         sub,
-        "onboard-province",
-        "Sign a province's CA from its CSR and record the province.",
-        "hcx registry onboard-province --province 330000 --name 浙江省 "
-        "--csr var/330000/ca.csr --out var/330000/ca.pem",
+        "genesis",
+        "Sign root metadata version 1 (roots, coordinators, threshold) with the root key.",
+        "hcx registry genesis --root-dir var/national --threshold 2 "
+        "--coordinator alice/cert.pem --coordinator bob/cert.pem --out genesis.cbor",
     )
-    p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national registry address")
-    p.add_argument("--province", required=True, help="GB/T 2260 code, e.g. 330000")
-    p.add_argument("--name", required=True, help="official name, e.g. 浙江省")
-    p.add_argument("--csr", type=Path, required=True, help="the province's CA CSR (PEM)")
-    p.add_argument("--out", type=Path, required=True, help="where to write the signed CA (PEM)")
-    p.set_defaults(handler=onboard)
-
-    p = subcommand(
-        sub,
-        "list",
-        "List provinces and their signing certificates.",
-        "hcx registry list --gateway 127.0.0.1:50051",
-    )
-    p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national registry address")
-    p.set_defaults(handler=list_registry)
-
-    for name, suspended in (("suspend", True), ("resume", False)):
-        p = subcommand(
-            sub,
-            name,
-            f"{name.capitalize()} a province (suspended: all its codes are INVALID).",
-            f"hcx registry {name} --province 330000 --why 'incident 42'",
-        )
-        p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national registry address")
-        p.add_argument("--province", required=True, help="GB/T 2260 code")
-        p.add_argument("--why", default="", help="recorded in the audit log")
-        p.set_defaults(handler=suspend, suspended=suspended)
-
-    p = subcommand(
-        sub,
-        "revoke",
-        "Revoke a DSC (by kid or serial) or a provincial CA (by serial) from a time on.",
-        "hcx registry revoke --kid 0123456789abcdef --reason key_compromise",
-    )
-    p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national registry address")
-    target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--kid", help="hex key id of a DSC")
-    target.add_argument("--serial", help="decimal serial of a DSC or provincial CA")
+    p.add_argument("--root-dir", type=Path, required=True, help="holds root.pem, root-key.pem")
+    p.add_argument("--threshold", type=int, required=True, help="M of the coordinators")
     p.add_argument(
-        "--reason",
-        default="unspecified",
-        choices=sorted(REVOCATION_REASONS),
-        help="CRL reason",
+        "--coordinator", type=Path, action="append", required=True, help="a coordinator's cert"
     )
-    p.add_argument("--at", type=int, default=0, help="unix time of the revocation (default now)")
-    p.set_defaults(handler=revoke)
+    p.add_argument("--out", type=Path, required=True, help="where to write the statement")
+    p.set_defaults(handler=genesis)
 
     p = subcommand(
         sub,
-        "audit",
-        "Print the audit log; --verify exits 1 when an entry was edited or deleted.",
-        "hcx registry audit --verify",
+        "rotate-root",
+        "Sign the next root metadata with the current root: name a successor root (cross-"
+        "signed by the old one), keep or change coordinators and threshold.",
+        "hcx registry rotate-root --root-dir var/national --new-root var/new-root/root.pem "
+        "--gateway 127.0.0.1:50051 --tls-dir var/national/coordinators/alice",
     )
-    p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national registry address")
-    p.add_argument("--verify", action="store_true", help="fail unless the chain is intact")
-    p.set_defaults(handler=audit_log)
+    p.add_argument("--root-dir", type=Path, required=True, help="the current root's directory")
+    p.add_argument(
+        "--new-root", type=Path, action="append", default=[], help="root certificate to list"
+    )
+    p.add_argument("--keep-old", action="store_true", help="keep listing the current root")
+    p.add_argument("--threshold", type=int, default=0, help="new threshold (default: same)")
+    _gateway(p)
+    p.set_defaults(handler=rotate_root)
 
     p = subcommand(
         sub,
-        "export",
-        "Write root, provincial CAs, DSCs and CRLs as PEM files for openssl verify -crl_check.",
-        "hcx registry export --root var/national/root.pem --out var/export",
+        "sign-ca",
+        "Sign a province's CA certificate from its CSR with the root key (offline; the "
+        "province is trusted only once M coordinators approve its onboarding).",
+        "hcx registry sign-ca --root-dir var/national --province 440000 --name 广东省 "
+        "--csr 440000-ca.csr --out 440000-ca.pem",
     )
-    p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="gateway serving GetTrustList")
-    p.add_argument("--trust-list", type=Path, help="export from this file instead")
-    p.add_argument("--root", type=Path, required=True, help="pinned national root (PEM)")
-    p.add_argument("--out", type=Path, required=True, help="directory for the PEM files")
-    p.set_defaults(handler=export)
+    p.add_argument("--root-dir", type=Path, required=True, help="holds root.pem, root-key.pem")
+    p.add_argument("--province", required=True, help="GB/T 2260 code, e.g. 440000")
+    p.add_argument("--name", required=True, help="official name, e.g. 广东省")
+    p.add_argument("--csr", type=Path, required=True, help="the province's CA CSR (PEM)")
+    p.add_argument("--out", type=Path, required=True, help="the CA certificate to write (new)")
+    p.set_defaults(handler=sign_ca)
 
     p = subcommand(
         sub,
         "issue-cert",
-        "Issue a gateway or coordinator mTLS identity signed by the national root.",
+        "Issue a national identity signed by the root: a gateway or coordinator (mTLS), the "
+        "log signer or the trust-list signer.",
         "hcx registry issue-cert --kind gateway --name gw-1 --root-dir var/national "
         "--out var/national/gw-1",
     )
-    p.add_argument("--kind", required=True, choices=pki.NATIONAL_KINDS, help="identity kind")
-    p.add_argument("--name", required=True, help="name in the SPIFFE id, e.g. gw-1 or alice")
+    p.add_argument(
+        "--kind",
+        required=True,
+        choices=(*pki.NATIONAL_KINDS, "log", "trust-list"),
+        help="identity kind",
+    )
+    p.add_argument("--name", default="", help="name in the SPIFFE id (gateway, coordinator)")
     p.add_argument("--root-dir", type=Path, required=True, help="holds root.pem, root-key.pem")
     p.add_argument(
         "--dns",
@@ -129,102 +141,419 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=issue_cert)
 
 
-def issue_cert(args: argparse.Namespace) -> int:
-    root = pki.Authority(
-        certificate=pki.load_certificate_pem((args.root_dir / "root.pem").read_bytes()),
-        private_key=pki.load_private_key_pem((args.root_dir / "root-key.pem").read_bytes()),
+def _register_changes(sub: argparse._SubParsersAction) -> None:
+    p = subcommand(
+        sub,
+        "submit",
+        "Submit a statement signed elsewhere (e.g. the genesis from init).",
+        "hcx registry submit --file var/national/genesis.cbor --tls-dir var/national/alice",
     )
+    p.add_argument("--file", type=Path, required=True, help="the signed statement")
+    _gateway(p)
+    p.set_defaults(handler=submit_file)
+
+    p = subcommand(
+        sub,
+        "onboard-province",
+        "Propose onboarding a province with its root-signed CA (M coordinators approve).",
+        "hcx registry onboard-province --province 440000 --name 广东省 --ca 440000-ca.pem "
+        "--gateway 127.0.0.1:50051 --tls-dir var/national/coordinators/alice",
+    )
+    p.add_argument("--province", required=True, help="GB/T 2260 code, e.g. 440000")
+    p.add_argument("--name", required=True, help="official name, e.g. 广东省")
+    p.add_argument("--ca", type=Path, required=True, help="the CA certificate from sign-ca")
+    _gateway(p)
+    _key_dir(p)
+    p.set_defaults(handler=propose, change="onboard")
+
+    p = subcommand(
+        sub,
+        "suspend",
+        "Suspend a province at once (one coordinator): all its codes are INVALID.",
+        "hcx registry suspend --province 330000 --why 'incident 42' "
+        "--tls-dir var/national/coordinators/alice",
+    )
+    p.add_argument("--province", required=True, help="GB/T 2260 code")
+    p.add_argument("--why", default="", help="recorded in the log")
+    _gateway(p)
+    _key_dir(p)
+    p.set_defaults(handler=suspend)
+
+    p = subcommand(
+        sub,
+        "resume",
+        "Propose resuming a suspended province (M coordinators approve).",
+        "hcx registry resume --province 330000 --why 'new CA onboarded' "
+        "--tls-dir var/national/coordinators/alice",
+    )
+    p.add_argument("--province", required=True, help="GB/T 2260 code")
+    p.add_argument("--why", default="", help="recorded in the log")
+    _gateway(p)
+    _key_dir(p)
+    p.set_defaults(handler=propose, change="resume")
+
+    p = subcommand(
+        sub,
+        "revoke",
+        "Revoke at once (one coordinator): a DSC by kid, a provincial CA or any other "
+        "certificate by serial (hex as listed, or decimal).",
+        "hcx registry revoke --kid 0123456789abcdef --reason key_compromise "
+        "--tls-dir var/national/coordinators/alice",
+    )
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--kid", help="hex key id of a DSC")
+    target.add_argument("--serial", help="serial of a provincial CA or another certificate")
+    p.add_argument(
+        "--issuer",
+        default="",
+        help="with --serial: 'root' or the issuing province's code (default: a provincial CA)",
+    )
+    p.add_argument(
+        "--reason",
+        default="unspecified",
+        choices=sorted(statements.REVOCATION_REASONS),
+        help="revocation reason",
+    )
+    p.add_argument(
+        "--at", type=int, default=0, help="unix time it takes effect (default now; may be past)"
+    )
+    _gateway(p)
+    _key_dir(p)
+    p.set_defaults(handler=revoke)
+
+
+def _register_proposals(sub: argparse._SubParsersAction) -> None:
+    p = subcommand(
+        sub,
+        "propose",
+        "Propose a change that adds or restores trust; it applies once M coordinators signed.",
+        "hcx registry propose --change add-coordinator --cert dave/cert.pem "
+        "--tls-dir var/national/coordinators/alice",
+    )
+    p.add_argument(
+        "--change",
+        required=True,
+        choices=("onboard", "resume", "add-coordinator", "remove-coordinator"),
+        help="what to change",
+    )
+    p.add_argument("--province", default="", help="onboard, resume: the province")
+    p.add_argument("--name", default="", help="onboard: its name; remove-coordinator: who")
+    p.add_argument("--ca", type=Path, default=None, help="onboard: the CA certificate")
+    p.add_argument("--cert", type=Path, default=None, help="add-coordinator: the certificate")
+    p.add_argument("--why", default="", help="resume: why")
+    p.add_argument(
+        "--expires-in", type=int, default=PROPOSAL_LIFETIME_S, help="seconds (at most 7 days)"
+    )
+    _gateway(p)
+    _key_dir(p)
+    p.set_defaults(handler=propose)
+
+    p = subcommand(
+        sub,
+        "approve",
+        "Approve a pending proposal (shown in full first); an id prefix is enough.",
+        "hcx registry approve --proposal 3fa9c1 --tls-dir var/national/coordinators/bob",
+    )
+    p.add_argument("--proposal", required=True, help="proposal id or a unique prefix")
+    _gateway(p)
+    _key_dir(p)
+    p.set_defaults(handler=approve)
+
+    p = subcommand(
+        sub,
+        "reject",
+        "Reject a pending proposal: one rejection closes it.",
+        "hcx registry reject --proposal 3fa9c1 --why 'CSR hash not confirmed' "
+        "--tls-dir var/national/coordinators/carol",
+    )
+    p.add_argument("--proposal", required=True, help="proposal id or a unique prefix")
+    p.add_argument("--why", default="", help="recorded in the log")
+    _gateway(p)
+    _key_dir(p)
+    p.set_defaults(handler=reject)
+
+    p = subcommand(
+        sub,
+        "pending",
+        "List pending proposals (--all: every proposal) with their approvals.",
+        "hcx registry pending --tls-dir var/national/coordinators/bob",
+    )
+    p.add_argument("--all", action="store_true", help="also applied, rejected, stale, expired")
+    _gateway(p)
+    p.set_defaults(handler=pending)
+
+
+def _register_reads(sub: argparse._SubParsersAction) -> None:
+    p = subcommand(
+        sub,
+        "list",
+        "List provinces, their CA serials and signing certificates with their status.",
+        "hcx registry list --gateway 127.0.0.1:50051",
+    )
+    _gateway(p)
+    p.set_defaults(handler=list_registry)
+
+    p = subcommand(
+        sub,
+        "list-certificates",
+        "List signing certificates with serials, validity, retirement and revocation.",
+        "hcx registry list-certificates --province 330000",
+    )
+    p.add_argument("--province", default="", help="only this province")
+    _gateway(p)
+    p.set_defaults(handler=list_certificates)
+
+    p = subcommand(
+        sub,
+        "coordinators",
+        "List the coordinators, the threshold and the root metadata version.",
+        "hcx registry coordinators --gateway 127.0.0.1:50051",
+    )
+    _gateway(p)
+    p.set_defaults(handler=coordinators)
+
+    p = subcommand(
+        sub,
+        "audit",
+        "Print the registry log in words; --verify exits 1 unless the log verifies.",
+        "hcx registry audit --verify",
+    )
+    p.add_argument("--verify", action="store_true", help="fail unless the log is intact")
+    _gateway(p)
+    p.set_defaults(handler=audit_log)
+
+    p = subcommand(
+        sub,
+        "export",
+        "Write root, provincial CAs, DSCs and CRLs as PEM files for openssl verify -crl_check.",
+        "hcx registry export --root var/national/root.pem --out var/export",
+    )
+    _gateway(p)
+    p.add_argument("--trust-list", type=Path, help="export from this file instead")
+    p.add_argument("--root", type=Path, required=True, help="pinned national root (PEM)")
+    p.add_argument("--out", type=Path, required=True, help="directory for the PEM files")
+    p.set_defaults(handler=export)
+
+
+# -- the offline station -------------------------------------------------------------------------
+def _refuse_existing(*paths: Path) -> None:
+    """Refuse before anything is written: a rerun must not overwrite keys or certificates."""
+    for path in paths:
+        if path.exists():
+            raise Conflict(f"{path} already exists: refusing to overwrite it")
+
+
+def init(args: argparse.Namespace) -> int:
+    names = [n for n in args.coordinators.split(",") if n]
+    if not 1 <= args.threshold <= len(names):
+        raise InvalidRequest("the threshold must be between 1 and the number of coordinators")
+    _refuse_existing(args.dir / "root-key.pem", args.dir / "genesis.cbor")
+    args.dir.mkdir(parents=True, exist_ok=True)
+    root = pki.create_root_ca()
+    pki.write_private_key(args.dir / "root-key.pem", root.private_key)
+    write_public(args.dir / "root.pem", root.certificate.public_bytes(Encoding.PEM))
+    issue_service_signer(root, kind="trust-list", out=args.dir / "trust-list")
+    issue_service_signer(root, kind="log", out=args.dir / "log")
+    certificates = []
+    for name in names:
+        identity = issue_national_identity(
+            root, kind="coordinator", name=name, out=args.dir / "coordinators" / name
+        )
+        certificates.append(pki.load_certificates_pem(identity.certificate_chain)[0])
+    metadata = statements.RootMetadata(1, (root.certificate,), args.threshold, tuple(certificates))
+    write_public(args.dir / "genesis.cbor", sign(metadata, root))
+    print(
+        f"national root, trust-list and log signers and {len(names)} coordinator identities "
+        f"written to {args.dir}; genesis (threshold {args.threshold} of {len(names)}) in "
+        f"{args.dir}/genesis.cbor: submit it with `hcx registry submit`"
+    )
+    return 0
+
+
+def genesis(args: argparse.Namespace) -> int:
+    _refuse_existing(args.out)
+    root = load_authority(args.root_dir, key="root-key.pem", cert="root.pem")
+    certificates = tuple(pki.load_certificate_pem(p.read_bytes()) for p in args.coordinator)
+    metadata = statements.RootMetadata(1, (root.certificate,), args.threshold, certificates)
+    write_public(args.out, sign(metadata, root))
+    print(f"genesis root metadata written to {args.out}")
+    return 0
+
+
+def rotate_root(args: argparse.Namespace) -> int:
+    root = load_authority(args.root_dir, key="root-key.pem", cert="root.pem")
+    with transport_from(args).sync_channel(args.gateway) as channel:
+        current = registry_pb2_grpc.RegistryStub(channel).ListCoordinators(
+            registry_pb2.ListCoordinatorsRequest(), timeout=10
+        )
+    roots = [pki.load_certificate_pem(p.read_bytes()) for p in args.new_root]
+    if args.keep_old or not roots:
+        roots.insert(0, root.certificate)
+    metadata = statements.RootMetadata(
+        version=current.root_version + 1,
+        roots=tuple(roots),
+        threshold=args.threshold or current.threshold,
+        coordinators=tuple(
+            pki.load_certificate_pem(c.certificate_pem)
+            for c in current.coordinators
+            if not c.revoked
+        ),
+    )
+    return submit_and_print(args, sign(metadata, root))
+
+
+def sign_ca(args: argparse.Namespace) -> int:
+    _refuse_existing(args.out)
+    root = load_authority(args.root_dir, key="root-key.pem", cert="root.pem")
+    csr = pki.load_csr_pem(args.csr.read_bytes())
+    ca = pki.sign_provincial_ca(root, csr, province=args.province, name=args.name)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_public(args.out, pki.certificate_to_pem(ca))
+    write_public(args.out.with_name("root.pem"), pki.certificate_to_pem(root.certificate))
+    print(
+        f"CA of {args.province} (serial 0x{ca.serial_number:x}, SHA-256 "
+        f"{pki.fingerprint(ca).hex()}) written to {args.out}; now propose its onboarding"
+    )
+    return 0
+
+
+def issue_cert(args: argparse.Namespace) -> int:
+    root = load_authority(args.root_dir, key="root-key.pem", cert="root.pem")
+    if args.kind in ("log", "trust-list"):
+        issue_service_signer(root, kind=args.kind, out=args.out)
+        print(f"{args.kind} signer written to {args.out} (cert.pem, key.pem)")
+        return 0
+    if not args.name:
+        raise InvalidRequest(f"a {args.kind} identity needs --name")
     issue_national_identity(root, kind=args.kind, name=args.name, out=args.out, dns_names=args.dns)
     print(f"{args.kind} identity {args.name} written to {args.out} (use it as --tls-dir)")
     return 0
 
 
-def init(args: argparse.Namespace) -> int:
-    args.dir.mkdir(parents=True, exist_ok=True)
-    root = pki.create_root_ca()
-    pki.write_private_key(args.dir / "root-key.pem", root.private_key)
-    write_public(args.dir / "root.pem", root.certificate.public_bytes(Encoding.PEM))
-    signer_key = pki.generate_private_key()
-    csr = pki.make_csr(signer_key, common_name="hcx national trust-list signer")
-    signer = pki.sign_trust_list_signer(root, csr)
-    pki.write_private_key(args.dir / "trust-list-key.pem", signer_key)
-    write_public(args.dir / "trust-list.pem", pki.certificate_to_pem(signer))
-    print(
-        f"national root CA written to {args.dir}/root.pem, trust-list signer to trust-list.pem "
-        "(keys: root-key.pem, trust-list-key.pem, mode 0600)"
-    )
-    return 0
+# -- changes -------------------------------------------------------------------------------------
+def submit_file(args: argparse.Namespace) -> int:
+    return submit_and_print(args, args.file.read_bytes())
 
 
 def suspend(args: argparse.Namespace) -> int:
-    with transport_from(args).sync_channel(args.gateway) as channel:
-        registry_pb2_grpc.RegistryStub(channel).SuspendProvince(
-            registry_pb2.SuspendProvinceRequest(
-                province=args.province, suspended=args.suspended, why=args.why
-            ),
-            timeout=10,
-        )
-    print(f"province {args.province} {'suspended' if args.suspended else 'resumed'}")
-    return 0
+    return submit_and_print(
+        args, sign(statements.Suspension(args.province, args.why), coordinator(args))
+    )
 
 
 def revoke(args: argparse.Namespace) -> int:
-    request = registry_pb2.RevokeCertificateRequest(
-        kid=bytes.fromhex(args.kid) if args.kid else b"",
-        serial=args.serial or "",
-        reason=args.reason,
-        revoked_at=args.at,
-    )
-    with transport_from(args).sync_channel(args.gateway) as channel:
-        reply = registry_pb2_grpc.RegistryStub(channel).RevokeCertificate(request, timeout=10)
-    print(f"revoked: {reply.revoked}")
-    return 0
-
-
-def audit_log(args: argparse.Namespace) -> int:
-    with transport_from(args).sync_channel(args.gateway) as channel:
-        reply = registry_pb2_grpc.RegistryStub(channel).AuditLog(
-            registry_pb2.AuditLogRequest(), timeout=10
-        )
-    for e in reply.entries:
-        when = datetime.fromtimestamp(e.at, tz=UTC).isoformat(timespec="seconds")
-        print(f"{e.seq:6d} {when} {e.actor:<30} {e.action:<18} {e.subject} {e.detail}")
-    for problem in reply.problems:
-        print(f"PROBLEM: {problem}", file=sys.stderr)
-    if args.verify:
-        print("audit log intact" if reply.intact else "audit log TAMPERED", file=sys.stderr)
-        return 0 if reply.intact else 1
-    return 0
-
-
-def export(args: argparse.Namespace) -> int:
-    root = pki.load_certificate_pem(args.root.read_bytes())
-    if args.trust_list is not None:
-        signed = args.trust_list.read_bytes()
+    at = args.at or int(time.time())
+    if args.kid:
+        body: statements.Body = statements.DscRevocation(bytes.fromhex(args.kid), at, args.reason)
     else:
-        with transport_from(args).sync_channel(args.gateway) as channel:
-            signed = (
-                gateway_pb2_grpc.GatewayStub(channel)
-                .GetTrustList(trustlist_pb2.GetTrustListRequest(), timeout=10)
-                .signed_list
-            )
-    view = trustlist.verify(signed, [root], now=time.time()).view([root])
-    written = export_pem(view, root, args.out)
-    print(f"{len(written)} PEM files written to {args.out}")
-    return 0
+        serial = parse_serial(args.serial)
+        province = _province_with_ca_serial(args, serial) if not args.issuer else None
+        if province is not None:
+            body = statements.CaRevocation(province, serial, at, args.reason)
+        elif args.issuer:
+            body = statements.CertRevocation(args.issuer, serial, at, args.reason)
+        else:
+            raise NotFound(f"no provincial CA with serial 0x{serial:x}; name its --issuer")
+    return submit_and_print(args, sign(body, coordinator(args)))
 
 
-def onboard(args: argparse.Namespace) -> int:
+def _province_with_ca_serial(args: argparse.Namespace, serial: int) -> str | None:
+    for province in _provinces(args):
+        if int(province.ca_serial, 16) == serial:
+            return str(province.code)
+    return None
+
+
+def _provinces(args: argparse.Namespace) -> list[registry_pb2.Province]:
     with transport_from(args).sync_channel(args.gateway) as channel:
-        reply = registry_pb2_grpc.RegistryStub(channel).OnboardProvince(
-            registry_pb2.OnboardProvinceRequest(
-                province=args.province, name=args.name, csr_pem=args.csr.read_bytes()
-            ),
-            timeout=10,
+        reply = registry_pb2_grpc.RegistryStub(channel).ListProvinces(
+            registry_pb2.ListProvincesRequest(), timeout=10
         )
-    write_public(args.out, reply.ca_certificate_pem)
-    write_public(args.out.with_name("root.pem"), reply.root_certificate_pem)
-    print(f"province {args.province} onboarded; CA certificate written to {args.out}")
+    return list(reply.provinces)
+
+
+def _change(args: argparse.Namespace) -> tuple[statements.Change, int]:
+    """The change asked for, and the base version of its subject (read from the registry)."""
+    if args.change in ("onboard", "resume"):
+        if not args.province:
+            raise InvalidRequest(f"--change {args.change} needs --province")
+        current = next((p for p in _provinces(args) if p.code == args.province), None)
+        base = int(current.version) if current is not None else 0
+        if args.change == "resume":
+            return statements.Resume(args.province, args.why), base
+        if args.ca is None or not args.name:
+            raise InvalidRequest("--change onboard needs --name and --ca")
+        ca = pki.load_certificate_pem(args.ca.read_bytes())
+        return statements.Onboard(args.province, args.name, ca), base
+    with transport_from(args).sync_channel(args.gateway) as channel:
+        version = registry_pb2_grpc.RegistryStub(channel).ListCoordinators(
+            registry_pb2.ListCoordinatorsRequest(), timeout=10
+        )
+    base = _coordinator_version(version)
+    if args.change == "add-coordinator":
+        if args.cert is None:
+            raise InvalidRequest("--change add-coordinator needs --cert")
+        return statements.AddCoordinator(pki.load_certificate_pem(args.cert.read_bytes())), base
+    if not args.name:
+        raise InvalidRequest("--change remove-coordinator needs --name")
+    return statements.RemoveCoordinator(args.name), base
+
+
+def _coordinator_version(reply: registry_pb2.ListCoordinatorsResponse) -> int:
+    return int(reply.coordinator_version)
+
+
+def propose(args: argparse.Namespace) -> int:
+    change, base = _change(args)
+    wanted = getattr(args, "expires_in", PROPOSAL_LIFETIME_S)  # not asked by the aliases
+    lifetime = min(max(60, wanted), MAX_PROPOSAL_S - 60)
+    body = statements.Proposal(change, base, int(time.time()) + lifetime)
+    return submit_and_print(args, sign(body, coordinator(args)))
+
+
+def _find_proposal(args: argparse.Namespace) -> registry_pb2.ProposalInfo:
+    prefix = args.proposal.strip().lower()
+    with transport_from(args).sync_channel(args.gateway) as channel:
+        reply = registry_pb2_grpc.RegistryStub(channel).ListProposals(
+            registry_pb2.ListProposalsRequest(all=True), timeout=10
+        )
+    found = [p for p in reply.proposals if p.id.hex().startswith(prefix)]
+    if len(prefix) < 6 or len(found) != 1:
+        raise InvalidRequest(f"{args.proposal!r} names {len(found)} proposals; give more of the id")
+    return found[0]
+
+
+def approve(args: argparse.Namespace) -> int:
+    proposal = _find_proposal(args)
+    print(f"approving: {proposal.change} (proposed by {proposal.proposer}, {proposal.status})")
+    return submit_and_print(args, sign(statements.Approval(proposal.id), coordinator(args)))
+
+
+def reject(args: argparse.Namespace) -> int:
+    proposal = _find_proposal(args)
+    print(f"rejecting: {proposal.change} (proposed by {proposal.proposer})")
+    return submit_and_print(
+        args, sign(statements.Rejection(proposal.id, args.why), coordinator(args))
+    )
+
+
+# -- reads ---------------------------------------------------------------------------------------
+def _when(ts: int) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds") if ts else "-"
+
+
+def pending(args: argparse.Namespace) -> int:
+    with transport_from(args).sync_channel(args.gateway) as channel:
+        reply = registry_pb2_grpc.RegistryStub(channel).ListProposals(
+            registry_pb2.ListProposalsRequest(all=args.all), timeout=10
+        )
+    for p in reply.proposals:
+        print(
+            f"{p.id.hex()[:16]}  {p.status:<8} {len(p.approvals)}/{p.threshold} "
+            f"({', '.join(p.approvals)})  expires {_when(p.expires_at)}  {p.change}"
+        )
+    if not reply.proposals:
+        print("no proposals" if args.all else "no pending proposals")
     return 0
 
 
@@ -235,8 +564,73 @@ def list_registry(args: argparse.Namespace) -> int:
         certificates = stub.ListCertificates(registry_pb2.ListCertificatesRequest(), timeout=10)
     for p in provinces.provinces:
         state = "SUSPENDED" if p.suspended else "active"
-        print(f"{p.code}  {p.name}  {state}")
+        print(f"{p.code}  {p.name}  {state}  CA serial 0x{p.ca_serial}")
         for c in certificates.certificates:
             if c.province == p.code:
-                print(f"    dsc {c.kid.hex()}  valid {c.not_before} .. {c.not_after}")
+                print(f"    dsc {c.kid.hex()}  serial 0x{c.serial}  {_status(c)}")
+    return 0
+
+
+def _status(c: registry_pb2.SigningCertificate) -> str:
+    text = f"valid {_when(c.not_before)} .. {_when(c.not_after)}"
+    if c.retired_at:
+        text += f"  retires {_when(c.retired_at)}"
+    if c.revoked_at:
+        text += f"  REVOKED from {_when(c.revoked_at)} ({c.revocation_reason})"
+    return text
+
+
+def list_certificates(args: argparse.Namespace) -> int:
+    with transport_from(args).sync_channel(args.gateway) as channel:
+        reply = registry_pb2_grpc.RegistryStub(channel).ListCertificates(
+            registry_pb2.ListCertificatesRequest(province=args.province), timeout=10
+        )
+    for c in reply.certificates:
+        print(f"{c.province}  dsc {c.kid.hex()}  serial 0x{c.serial}  {_status(c)}")
+    return 0
+
+
+def coordinators(args: argparse.Namespace) -> int:
+    with transport_from(args).sync_channel(args.gateway) as channel:
+        reply = registry_pb2_grpc.RegistryStub(channel).ListCoordinators(
+            registry_pb2.ListCoordinatorsRequest(), timeout=10
+        )
+    print(f"root metadata v{reply.root_version}: {reply.threshold} of {len(reply.coordinators)}")
+    for c in reply.coordinators:
+        print(f"    {c.name}  serial 0x{c.serial}{'  REVOKED' if c.revoked else ''}")
+    return 0
+
+
+def audit_log(args: argparse.Namespace) -> int:
+    with transport_from(args).sync_channel(args.gateway) as channel:
+        reply = registry_pb2_grpc.RegistryStub(channel).AuditLog(
+            registry_pb2.AuditLogRequest(), timeout=30
+        )
+    for e in reply.entries:
+        mark = "" if e.accepted else "REFUSED "
+        print(f"{e.index:6d} {_when(e.logged_at)} {e.actor:<45} {mark}{e.effect}")
+    for problem in reply.problems:
+        print(f"PROBLEM: {problem}", file=sys.stderr)
+    if args.verify:
+        print(
+            "registry log intact" if reply.intact else "registry log INCONSISTENT", file=sys.stderr
+        )
+        return 0 if reply.intact else 1
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    roots = pki.load_certificates_pem(args.root.read_bytes())
+    if args.trust_list is not None:
+        signed = args.trust_list.read_bytes()
+    else:
+        with transport_from(args).sync_channel(args.gateway) as channel:
+            signed = (
+                gateway_pb2_grpc.GatewayStub(channel)
+                .GetTrustList(trustlist_pb2.GetTrustListRequest(), timeout=10)
+                .signed_list
+            )
+    view = trustlist.verify(signed, roots, now=time.time()).view(roots)
+    written = export_pem(view, args.out)
+    print(f"{len(written)} PEM files written to {args.out}")
     return 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from nodes.files import write_public
 from nodes.tls import TlsIdentity, write_tls_identity
 from trust import pki
 
@@ -47,3 +48,19 @@ def issue_provincial_identity(
     return write_tls_identity(
         out, key=key, certificate=certificate, chain=(ca.certificate,), root=root
     )
+
+
+def issue_service_signer(root: pki.Authority, *, kind: str, out: Path) -> None:
+    """The log signer or the trust-list signer: cert.pem and key.pem (0600) in ``out``."""
+    key = pki.generate_private_key()
+    if kind == "log":
+        csr = pki.make_csr(key, common_name="hcx national log signer")
+        certificate = pki.sign_log_signer(root, csr)
+    elif kind == "trust-list":
+        csr = pki.make_csr(key, common_name="hcx national trust-list signer")
+        certificate = pki.sign_trust_list_signer(root, csr)
+    else:
+        raise ValueError(f"unknown signer kind {kind!r}")
+    out.mkdir(parents=True, exist_ok=True)
+    pki.write_private_key(out / "key.pem", key)
+    write_public(out / "cert.pem", pki.certificate_to_pem(certificate))

@@ -16,8 +16,8 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from nodes.files import write_public
 from nodes.identity import Identity, Unauthenticated, identity_from_pem
-from nodes.provincial.keys import write_public
 from trust import pki
 
 

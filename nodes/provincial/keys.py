@@ -15,6 +15,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from nodes.files import write_public
 from trust import pki, statements
 
 
@@ -58,12 +59,6 @@ def write_secret(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
-
-
-def write_public(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def init_province(directory: ProvinceDir, *, province: str) -> x509.CertificateSigningRequest:
