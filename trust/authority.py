@@ -737,6 +737,8 @@ class _Judge:
     def _crl(self, body: CrlUpload) -> str:
         crl = body.crl
         record = self._provincial_ca(pki.province_of(self.signed.signer) or "")
+        if crl.issuer != record.ca.subject:
+            raise _refuse(Reason.WRONG_PROVINCE, f"the CRL is not one of {record.code}'s CA")
         try:
             pki.verify_crl(crl, record.ca)
         except HcxError as e:

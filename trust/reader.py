@@ -83,6 +83,8 @@ class LogReader:
             return
         if self.inconsistent is not None:
             return  # nothing more is taken until a full read verifies again
+        if event.revision <= self.view.log.head_revision:
+            return  # already in the view: the echo of an append this process made itself
         try:
             self._log_event(event)
         except LogInconsistent as e:

@@ -234,6 +234,14 @@ def open_statement(data: bytes) -> SignedStatement:
 
 
 # -- encoding of bodies --------------------------------------------------------------------------
+def _serial_bytes(serial: int) -> bytes:
+    """A certificate serial as its minimal big-endian bytes: X.509 serials run to 159 bits,
+    past CBOR's 64-bit integers, and the strict decoder refuses bignum tags."""
+    if not 0 < serial < MAX_SERIAL:
+        raise ValueError(f"certificate serial out of range: {serial}")
+    return serial.to_bytes((serial.bit_length() + 7) // 8, "big")
+
+
 def _der(certificate: x509.Certificate) -> bytes:
     return certificate.public_bytes(Encoding.DER)
 
@@ -273,10 +281,10 @@ def _encode_body(body: Body) -> dict[str, Any]:
         case DscRevocation():
             return {"kid": body.kid, "revoked_at": body.revoked_at, "reason": body.reason}
         case CaRevocation():
-            return {"province": body.province, "serial": body.serial,
+            return {"province": body.province, "serial": _serial_bytes(body.serial),
                     "revoked_at": body.revoked_at, "reason": body.reason}  # fmt: skip
         case CertRevocation():
-            return {"issuer": body.issuer, "serial": body.serial,
+            return {"issuer": body.issuer, "serial": _serial_bytes(body.serial),
                     "revoked_at": body.revoked_at, "reason": body.reason}  # fmt: skip
     raise TypeError(f"not a statement body: {body!r}")
 
@@ -323,6 +331,13 @@ def _kid(doc: Mapping[str, Any]) -> bytes:
     if len(value) != KID_BYTES:
         raise _malformed(f"kid must be {KID_BYTES} bytes")
     return bytes(value)
+
+
+def _serial(doc: Mapping[str, Any]) -> int:
+    value = cbor.field(dict(doc), "serial", bytes, what="statement")
+    if not 0 < len(value) <= 20 or value[0] == 0:
+        raise _malformed("serial must be 1 to 20 big-endian bytes without leading zeros")
+    return int.from_bytes(value, "big")
 
 
 def _digest(doc: Mapping[str, Any], name: str) -> bytes:
@@ -405,8 +420,7 @@ def _decode_cert_revocation(doc: Mapping[str, Any]) -> CertRevocation:
     issuer = cbor.field(dict(doc), "issuer", str, what="statement")
     if issuer != ROOT_ISSUER:
         issuer = _province(doc, "issuer")
-    serial = _count(doc, "serial", low=1, high=MAX_SERIAL)
-    return CertRevocation(issuer, serial, _time(doc, "revoked_at"), _reason(doc))
+    return CertRevocation(issuer, _serial(doc), _time(doc, "revoked_at"), _reason(doc))
 
 
 def _decode_approval(doc: Mapping[str, Any]) -> Approval:
@@ -441,8 +455,7 @@ def _decode_dsc_revocation(doc: Mapping[str, Any]) -> DscRevocation:
 
 def _decode_ca_revocation(doc: Mapping[str, Any]) -> CaRevocation:
     _keys(doc, "province", "serial", "revoked_at", "reason")
-    serial = _count(doc, "serial", low=1, high=MAX_SERIAL)
-    return CaRevocation(_province(doc), serial, _time(doc, "revoked_at"), _reason(doc))
+    return CaRevocation(_province(doc), _serial(doc), _time(doc, "revoked_at"), _reason(doc))
 
 
 _DECODERS: dict[str, Callable[[Mapping[str, Any]], Body]] = {

@@ -1,25 +1,29 @@
 """Fixtures that start a real federation in this process: gRPC servers on 127.0.0.1:0, mTLS.
 
 ``federation`` gives a national gateway (embedded registry in a temporary folder) and one node
-per province, each onboarded the way an operator would: CA from a CSR, DSC signed by the
-province's own CA and uploaded by the province's operator through the Registry API. Every link
-is mutual TLS with identities from the federation's PKI (docs/security.md): the coordinator
-onboards, operators upload and issue, nodes register, checkpoints verify.
+per province, each onboarded the way operators do it: the province makes its CA key and CSR,
+the root signs the CA on the offline station, coordinator alice proposes the onboarding and bob
+approves it (2 of 3), and the province's operator submits its DSC, signed by its own CA. The
+gateway holds no root key: only the log and trust-list keys. Every link is mutual TLS with
+identities from the federation's PKI (docs/security.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.main import GatewayConfig, RunningGateway, start_gateway
 from gateway.verification import VerifyPolicy
+from hcx.registry_client import load_authority
 from healthcode.v1 import (
     gateway_pb2_grpc,
     node_pb2,
@@ -27,18 +31,23 @@ from healthcode.v1 import (
     registry_pb2,
     registry_pb2_grpc,
 )
-from nodes.credentials import issue_national_identity, issue_provincial_identity
+from nodes.credentials import (
+    issue_national_identity,
+    issue_provincial_identity,
+    issue_service_signer,
+)
+from nodes.files import write_public
 from nodes.provincial.issuance import with_check_character
 from nodes.provincial.keys import (
     ProvinceDir,
     init_province,
     load_ca,
     new_signing_certificate,
-    write_public,
+    upload_statement,
 )
 from nodes.provincial.main import NodeConfig, shutdown, start_node
 from nodes.tls import Transport
-from trust import pki
+from trust import pki, statements
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +77,7 @@ class Federation:
     coordinator: Transport
     gateway_stub: gateway_pb2_grpc.GatewayStub
     registry_stub: registry_pb2_grpc.RegistryStub
+    coordinators: dict[str, pki.Authority] = field(default_factory=dict)
     nodes: dict[str, RunningNode] = field(default_factory=dict)
     _holders: int = 0
     _identities: dict[tuple[str, str, str], Transport] = field(default_factory=dict)
@@ -123,27 +133,44 @@ class Federation:
         channel = self.channel(transport, self.nodes[province].address)
         return node_pb2_grpc.ProvincialNodeStub(channel)
 
+    def signed(self, body: statements.Body, signer: str | pki.Authority = "alice") -> bytes:
+        """A statement signed now by a coordinator (by name) or by ``signer`` itself."""
+        authority = self.coordinators[signer] if isinstance(signer, str) else signer
+        statement = statements.make(body, signed_at=int(time.time()))
+        return statements.sign(statement, authority.private_key, authority.certificate)
+
+    async def submit(
+        self, statement: bytes, *, stub: registry_pb2_grpc.RegistryStub | None = None
+    ) -> registry_pb2.SubmitResponse:
+        """Submit through the Registry API (as coordinator alice unless ``stub`` says else)."""
+        reply: registry_pb2.SubmitResponse = await (stub or self.registry_stub).Submit(
+            registry_pb2.SubmitRequest(statement=statement), timeout=5
+        )
+        return reply
+
+    async def propose_and_approve(self, change: statements.Change, base: int) -> None:
+        """alice proposes, bob approves: 2 of 3, the change applies."""
+        body = statements.Proposal(change, base, int(time.time()) + 3600)
+        proposed = await self.submit(self.signed(body, "alice"))
+        await self.submit(self.signed(statements.Approval(proposed.proposal_id), "bob"))
+
     async def onboard(self, province: str, name: str = "测试省") -> ProvinceDir:
         files = ProvinceDir(self.workdir / province)
         csr = init_province(files, province=province)
-        reply = await self.registry_stub.OnboardProvince(
-            registry_pb2.OnboardProvinceRequest(
-                province=province, name=name, csr_pem=csr.public_bytes(Encoding.PEM)
-            ),
-            timeout=5,
-        )
-        write_public(files.ca_cert, reply.ca_certificate_pem)
-        write_public(files.root / "root.pem", reply.root_certificate_pem)
+        ca = pki.sign_provincial_ca(self.root, csr, province=province, name=name)
+        write_public(files.ca_cert, pki.certificate_to_pem(ca))
+        write_public(files.root / "root.pem", pki.certificate_to_pem(self.root.certificate))
+        await self.propose_and_approve(statements.Onboard(province, name, ca), base=0)
         await self.wait_province(province)
         dsc = new_signing_certificate(files, province=province, name="dsc-1")
-        operator = registry_pb2_grpc.RegistryStub(self.channel(self.operator(province)))
-        await operator.UploadSigningCertificate(
-            registry_pb2.UploadSigningCertificateRequest(
-                certificate_pem=dsc.public_bytes(Encoding.PEM)
-            ),
-            timeout=5,
-        )
+        await self.upload(province, dsc)
         return files
+
+    async def upload(self, province: str, dsc: x509.Certificate) -> None:
+        """The province's operator submits its DSC, signed by the province's own CA."""
+        operator = registry_pb2_grpc.RegistryStub(self.channel(self.operator(province)))
+        statement = upload_statement(ProvinceDir(self.workdir / province), dsc)
+        await self.submit(statement, stub=operator)
 
     def node_config(self, province: str, node_id: str) -> NodeConfig:
         return NodeConfig(
@@ -205,39 +232,55 @@ class Federation:
         await self.gateway.stop()
 
 
-def make_national(directory: Path) -> pki.Authority:
-    """Root CA, trust-list signer and the gateway's and a coordinator's TLS identities."""
+COORDINATORS = ("alice", "bob", "carol")
+
+
+def make_national(directory: Path) -> tuple[pki.Authority, dict[str, pki.Authority]]:
+    """Root CA, trust-list and log signers, the gateway's identity and three coordinators
+    (what `hcx registry init` makes); the root key then stays with the test, never a server."""
     directory.mkdir(parents=True)
     root = pki.create_root_ca()
-    pki.write_private_key(directory / "root-key.pem", root.private_key)
     write_public(directory / "root.pem", root.certificate.public_bytes(Encoding.PEM))
-    signer_key = pki.generate_private_key()
-    signer = pki.sign_trust_list_signer(
-        root, pki.make_csr(signer_key, common_name="hcx national trust-list signer")
-    )
-    pki.write_private_key(directory / "trust-list-key.pem", signer_key)
-    write_public(directory / "trust-list.pem", pki.certificate_to_pem(signer))
+    issue_service_signer(root, kind="trust-list", out=directory / "trust-list")
+    issue_service_signer(root, kind="log", out=directory / "log")
     issue_national_identity(root, kind="gateway", name="gw-1", out=directory / "gw-1")
-    issue_national_identity(root, kind="coordinator", name="alice", out=directory / "alice")
-    return root
+    coordinators = {}
+    for name in COORDINATORS:
+        issue_national_identity(root, kind="coordinator", name=name, out=directory / name)
+        coordinators[name] = load_authority(directory / name)
+    return root, coordinators
+
+
+def genesis(root: pki.Authority, coordinators: dict[str, pki.Authority]) -> bytes:
+    """Root metadata v1: this root, these coordinators, 2 of 3."""
+    certs = tuple(c.certificate for c in coordinators.values())
+    body = statements.RootMetadata(1, (root.certificate,), 2, certs)
+    statement = statements.make(body, signed_at=int(time.time()))
+    return statements.sign(statement, root.private_key, root.certificate)
+
+
+def gateway_config(national: Path, registry: str, **overrides: object) -> GatewayConfig:
+    """A gateway with the log and trust-list keys (and no root key)."""
+    values: dict[str, object] = {
+        "registry": registry,
+        "root_cert": national / "root.pem",
+        "trust_list_cert": national / "trust-list" / "cert.pem",
+        "trust_list_key": national / "trust-list" / "key.pem",
+        "log_cert": national / "log" / "cert.pem",
+        "log_key": national / "log" / "key.pem",
+        "policy": VerifyPolicy(relay_timeout=0.5, max_offline_age=300),
+        "transport": Transport.mtls(national / "gw-1"),
+    }
+    values.update(overrides)
+    return GatewayConfig(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture
 async def empty_federation(tmp_path: Path) -> AsyncIterator[Federation]:
-    """A national gateway (mTLS) with an embedded registry and no provinces yet."""
+    """A national gateway (mTLS) with an embedded registry: genesis only, no provinces yet."""
     national = tmp_path / "national"
-    root = make_national(national)
-    gateway = await start_gateway(
-        GatewayConfig(
-            registry=f"sqlite:///{national}/registry.db",
-            root_cert=national / "root.pem",
-            root_key=national / "root-key.pem",
-            trust_list_cert=national / "trust-list.pem",
-            trust_list_key=national / "trust-list-key.pem",
-            policy=VerifyPolicy(relay_timeout=0.5, max_offline_age=300),
-            transport=Transport.mtls(national / "gw-1"),
-        )
-    )
+    root, coordinators = make_national(national)
+    gateway = await start_gateway(gateway_config(national, f"sqlite:///{national}/registry.db"))
     coordinator = Transport.mtls(national / "alice")
     channel = coordinator.aio_channel(f"127.0.0.1:{gateway.port}")
     federation = Federation(
@@ -247,8 +290,10 @@ async def empty_federation(tmp_path: Path) -> AsyncIterator[Federation]:
         coordinator=coordinator,
         gateway_stub=gateway_pb2_grpc.GatewayStub(channel),
         registry_stub=registry_pb2_grpc.RegistryStub(channel),
+        coordinators=coordinators,
         _channels=[channel],
     )
+    await federation.submit(genesis(root, coordinators))
     yield federation
     await federation.close()
 
