@@ -98,12 +98,25 @@ def _signer(root: pki.Authority, kind: str) -> pki.Authority:
 class RegistryBuilder:
     """A root, coordinators, signers and a growing registry log, all in memory."""
 
-    def __init__(self, *, threshold: int = 2, clock: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        threshold: int = 2,
+        clock: float | None = None,
+        like: RegistryBuilder | None = None,
+    ) -> None:
+        """``like``: another builder whose root and signers this one shares (a fork of it)."""
         self.now = int(clock if clock is not None else time.time())
-        self.root = pki.create_root_ca()
-        self.coordinators = {n: _coordinator(self.root, n) for n in COORDINATORS}
-        self.log_signer = _signer(self.root, "log")
-        self.trust_list_signer = _signer(self.root, "trust-list")
+        self.root = like.root if like else pki.create_root_ca()
+        self.coordinators = (
+            dict(like.coordinators)
+            if like
+            else {n: _coordinator(self.root, n) for n in COORDINATORS}
+        )
+        self.log_signer = like.log_signer if like else _signer(self.root, "log")
+        self.trust_list_signer = (
+            like.trust_list_signer if like else _signer(self.root, "trust-list")
+        )
         self.leaves: list[Leaf] = []
         self.decisions: list[Decision] = []
         self.state = RegistryState(pinned_roots=(self.root.certificate,))

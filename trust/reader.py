@@ -49,12 +49,19 @@ class LogReader:
     """Feeds a view from one store, one full read or watched event at a time."""
 
     def __init__(
-        self, view: TrustView, *, on_inconsistent: Callable[[LogInconsistent], None] | None = None
+        self,
+        view: TrustView,
+        *,
+        on_inconsistent: Callable[[LogInconsistent], None] | None = None,
+        pinned: bytes | None = None,
     ) -> None:
+        """``pinned``: a signed tree head a fresh reader starts from (the log it takes must
+        extend it), so a store restored from an old backup is a rollback for it too."""
         self.view = view
         self.inconsistent: LogInconsistent | None = None
         self._on_inconsistent = on_inconsistent
         self._pending: dict[int, Leaf] = {}
+        self._pinned = open_head(pinned, view.state.roots) if pinned else None
 
     # -- full reads -----------------------------------------------------------------------------
     def load(self, snapshot: Snapshot) -> bool:
@@ -64,6 +71,7 @@ class LogReader:
             verified = verify_snapshot(
                 snapshot, self._roots(), self.view.log, is_revoked=self._log_key_revoked
             )
+            self._check_pinned(verified)
         except LogInconsistent as e:
             self._fail(e)
             return False
@@ -72,6 +80,19 @@ class LogReader:
         self.inconsistent = None
         self._pending.clear()
         return True
+
+    def _check_pinned(self, verified: VerifiedLog) -> None:
+        pinned = self._pinned
+        if pinned is None:
+            return
+        if verified.size < pinned.size:
+            raise LogInconsistent(
+                f"the log has {verified.size} entries, the pinned tree head {pinned.size} "
+                "(an older store restored?)",
+                key=HEAD_KEY,
+            )
+        if verified.tree.root_at(pinned.size) != pinned.root:
+            raise LogInconsistent("the log does not extend the pinned tree head", key=HEAD_KEY)
 
     # -- watched changes ------------------------------------------------------------------------
     def apply(self, event: KvEvent) -> None:

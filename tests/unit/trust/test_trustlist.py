@@ -1,96 +1,162 @@
-"""The signed trust list: signer purpose, signature, freeze, rollback, deltas (table-driven)."""
+"""The signed trust list: a log-carrying list, verified and folded by its holder, never believed.
+
+Every refusal is matched on its reason and message, and every list a checkpoint holds must
+extend the last one it held (rollback and fork refused), with deltas checked by their RFC 9162
+consistency proofs.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import time
+from pathlib import Path
 
 import pytest
 
-from trust import pki, records, trustlist
-from trust.kv import KvEntry, Snapshot
+from tests.registry_builder import RegistryBuilder
+from trust import envelope, pki, trustlist
+from trust.envelope import Purpose
+from trust.kv import Snapshot
+from trust.model import Reason
+from trust.reader import LogReader
+from trust.statements import DscRevocation
+from trust.trustlist import HeldHead, TrustListError
 from trust.view import TrustView
 
-# Every certificate here starts at START, and the tests judge lists at NOW, a day later: fixed
-# instants, so a slow test run cannot move "now" outside a certificate's validity.
-START = datetime.now(UTC) - timedelta(days=2)
-NOW = (START + timedelta(days=1)).timestamp()
+NOW = int(time.time())
 
 
-def _signer(root: pki.Authority) -> pki.Authority:
-    key = pki.generate_private_key()
-    csr = pki.make_csr(key, common_name="tl")
-    return pki.Authority(pki.sign_trust_list_signer(root, csr, not_before=START), key)
+def _view(builder: RegistryBuilder, size: int | None = None) -> TrustView:
+    view = TrustView(roots=builder.roots)
+    assert LogReader(view).load(builder.snapshot(size))
+    return view
 
 
 @pytest.fixture
-def setup() -> tuple[pki.Authority, pki.Authority, TrustView]:
-    root = pki.create_root_ca(now=START)
-    ca = pki.create_provincial_ca(root, province="330000", name="浙江省", now=START)
-    key = records.province_key("330000")
-    sealed = records.seal(
-        key,
-        records.encode_province(records.ProvinceRecord("330000", "浙江省", ca.certificate, seq=1)),
-        root.private_key,
-    )
-    view = TrustView(roots=[root.certificate])
-    view.load(Snapshot((KvEntry(key, sealed, 7),), 7))
-    return root, _signer(root), view
+def builder() -> RegistryBuilder:
+    b = RegistryBuilder(clock=NOW)
+    b.onboard("330000", "浙江省")
+    return b
 
 
-def test_a_good_list_round_trips_into_a_verified_view(setup) -> None:  # type: ignore[no-untyped-def]
-    root, signer, view = setup
-    data = trustlist.build(view, signer, now=NOW)
-    checked = trustlist.verify(data, [root.certificate], now=NOW + 10)
-    assert checked.revision == 7
-    assert [p.code for p in checked.view([root.certificate]).provinces()] == ["330000"]
+def _list(
+    builder: RegistryBuilder, *, size: int | None = None, since: int = 0, now: float = NOW
+) -> bytes:
+    return trustlist.build(_view(builder, size), builder.trust_list_signer, now=now, since=since)
+
+
+def test_a_full_list_round_trips_into_the_same_view(builder: RegistryBuilder) -> None:
+    checked = trustlist.verify(_list(builder), builder.roots, now=NOW)
+    view = checked.view(builder.roots)
+    zj = builder.provinces["330000"]
+    assert view.signer(zj.kid) is not None
+    assert checked.revision == len(builder.leaves) and checked.since == 0
 
 
 @pytest.mark.parametrize(
-    ("case", "check_at", "held", "message"),
+    ("case", "check_at", "reason", "message"),
     [
-        ("past its hard not-after: frozen, refused", NOW + 4 * 86400, 0, "frozen"),
-        ("older than the revision held: rollback, refused", NOW, 8, "rollback"),
+        ("frozen: past its not-after", NOW + trustlist.DEFAULT_NOT_AFTER_S + 1, Reason.EXPIRED,
+         "frozen list refused"),
+        ("signed before its signer was valid", NOW - 400 * 86400 * 3, Reason.LOG_INCONSISTENT,
+         "trust-list signer"),
     ],
-)
-def test_refused_lists(setup, case: str, check_at: float, held: int, message: str) -> None:  # type: ignore[no-untyped-def]
-    root, signer, view = setup
-    data = trustlist.build(view, signer, now=NOW)
-    with pytest.raises(trustlist.TrustListError, match=message):
-        trustlist.verify(data, [root.certificate], now=check_at, held_revision=held)
+)  # fmt: skip
+def test_refused_lists(
+    builder: RegistryBuilder, case: str, check_at: float, reason: Reason, message: str
+) -> None:
+    with pytest.raises(TrustListError, match=message) as caught:
+        trustlist.verify(_list(builder), builder.roots, now=check_at)
+    assert caught.value.reason is reason or reason is Reason.LOG_INCONSISTENT
 
 
-def test_a_list_signed_by_a_non_trust_list_key_is_refused(setup) -> None:  # type: ignore[no-untyped-def]
-    root, _, view = setup
-    provincial = pki.create_provincial_ca(root, province="510000", name="四川省")
-    with pytest.raises(trustlist.TrustListError, match="signer is not trusted"):
-        trustlist.verify(trustlist.build(view, provincial, now=NOW), [root.certificate], now=NOW)
+def test_a_list_signed_by_a_non_trust_list_key_is_refused(builder: RegistryBuilder) -> None:
+    builder.trust_list_signer = builder.log_signer
+    with pytest.raises(TrustListError, match="trust-list signer"):
+        trustlist.verify(_list(builder), builder.roots, now=NOW)
 
 
-def test_a_list_signed_under_another_root_is_refused(setup) -> None:  # type: ignore[no-untyped-def]
-    root, _, view = setup
-    other = _signer(pki.create_root_ca())
-    with pytest.raises(trustlist.TrustListError):
-        trustlist.verify(trustlist.build(view, other, now=NOW), [root.certificate], now=NOW)
+def test_a_list_signed_under_another_root_is_refused(builder: RegistryBuilder) -> None:
+    other = pki.create_root_ca()
+    with pytest.raises(TrustListError, match="not a pinned root|trust-list signer"):
+        trustlist.verify(_list(builder), [other.certificate], now=NOW)
 
 
-def test_a_tampered_list_is_refused(setup) -> None:  # type: ignore[no-untyped-def]
-    import cbor2
-
-    root, signer, view = setup
-    envelope = cbor2.loads(trustlist.build(view, signer, now=NOW))
-    body = cbor2.loads(envelope["list"])
-    body["not_after"] = NOW + 10 * 365 * 86400
-    envelope["list"] = cbor2.dumps(body)
-    with pytest.raises(trustlist.TrustListError, match="signature"):
-        trustlist.verify(cbor2.dumps(envelope), [root.certificate], now=NOW)
+def test_a_tree_head_signature_is_not_a_trust_list(builder: RegistryBuilder) -> None:
+    """Domain separation: the same key, another purpose, never verifies."""
+    signer = builder.trust_list_signer
+    payload = envelope.open_envelope(Purpose.TRUST_LIST, _list(builder)).payload
+    as_head = envelope.seal(Purpose.TREE_HEAD, payload, signer.private_key, signer.certificate)
+    with pytest.raises(TrustListError, match="signature does not verify"):
+        trustlist.verify(as_head, builder.roots, now=NOW)
 
 
-def test_a_delta_merges_onto_the_full_list(setup) -> None:  # type: ignore[no-untyped-def]
-    root, signer, view = setup
-    full = trustlist.verify(trustlist.build(view, signer, now=NOW), [root.certificate], now=NOW)
-    delta = trustlist.verify(
-        trustlist.build(view, signer, now=NOW, since=7), [root.certificate], now=NOW
+def test_a_tampered_list_is_refused(builder: RegistryBuilder) -> None:
+    data = bytearray(_list(builder))
+    data[len(data) // 2] ^= 0x01
+    with pytest.raises(TrustListError, match="trust list refused"):
+        trustlist.verify(bytes(data), builder.roots, now=NOW)
+
+
+def test_a_list_whose_log_was_edited_before_signing_is_refused(builder: RegistryBuilder) -> None:
+    """Even a list the trust-list key signed is folded and checked like a store: a leaf that
+    does not hash to the log's signed head is refused."""
+    view = _view(builder)
+    edited = list(view.log.leaves)
+    edited[1] = edited[2]
+    view.log = type(view.log)(view.log.head, edited, view.log.tree, view.log.head_revision)
+    signed = trustlist.build(view, builder.trust_list_signer, now=NOW)
+    checked = trustlist.verify(signed, builder.roots, now=NOW)
+    with pytest.raises(TrustListError, match="log refused"):
+        checked.view(builder.roots)
+
+
+def test_a_delta_merges_onto_the_full_list_with_its_proof(builder: RegistryBuilder) -> None:
+    held = trustlist.verify(_list(builder), builder.roots, now=NOW)
+    zj = builder.provinces["330000"]
+    builder.accept(builder.sign(DscRevocation(zj.kid, NOW, "key_compromise"), "alice"))
+    delta = trustlist.verify(_list(builder, since=held.revision), builder.roots, now=NOW)
+    assert delta.since == held.revision and delta.proof
+    merged = trustlist.merge(held, delta, builder.roots)
+    assert merged.view(builder.roots).signer(zj.kid).revoked_at == NOW  # type: ignore[union-attr]
+
+
+def test_a_delta_from_another_log_is_refused(builder: RegistryBuilder) -> None:
+    held = trustlist.verify(_list(builder), builder.roots, now=NOW)
+    other = RegistryBuilder(clock=NOW, like=builder)
+    other.onboard("510000", "四川省")
+    other.onboard("460000", "海南省")
+    fork = trustlist.verify(_list(other, since=held.revision), builder.roots, now=NOW)
+    with pytest.raises(TrustListError, match="not consistent"):
+        trustlist.merge(held, fork, builder.roots)
+
+
+def test_the_held_head_refuses_rollback_and_fork(builder: RegistryBuilder, tmp_path: Path) -> None:
+    held = HeldHead(tmp_path / "list.state")
+    current = trustlist.verify(_list(builder), builder.roots, now=NOW)
+    held.check(current)
+    held.raise_to(current)
+    older = trustlist.verify(_list(builder, size=3), builder.roots, now=NOW)
+    with pytest.raises(TrustListError, match="rollback refused"):
+        held.check(older)
+    fork = RegistryBuilder(clock=NOW, like=builder)
+    for code in ("110000", "120000", "130000"):
+        fork.onboard(code)
+    forked = trustlist.verify(_list(fork), builder.roots, now=NOW)
+    with pytest.raises(TrustListError, match="fork refused"):
+        held.check(forked)
+
+
+def test_a_damaged_state_file_fails_closed(tmp_path: Path) -> None:
+    path = tmp_path / "list.state"
+    path.write_text("{not json")
+    with pytest.raises(TrustListError, match="unreadable"):
+        HeldHead(path).get()
+
+
+def test_an_empty_log_lists_nothing(builder: RegistryBuilder) -> None:
+    view = TrustView(roots=builder.roots)
+    assert LogReader(view).load(Snapshot((), 0))
+    checked = trustlist.verify(
+        trustlist.build(view, builder.trust_list_signer, now=NOW), builder.roots, now=NOW
     )
-    assert delta.entries == () and delta.since == 7
-    merged = trustlist.merge(full, delta)
-    assert merged.revision == 7 and len(merged.entries) == 1
+    assert checked.revision == 0 and checked.view(builder.roots).provinces() == []
