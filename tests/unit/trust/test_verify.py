@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -286,3 +287,10 @@ def test_the_gateway_and_the_offline_cli_share_one_offline_age() -> None:
     from gateway.verification import DEFAULT_MAX_OFFLINE_AGE_S as GATEWAY_LIMIT
 
     assert GATEWAY_LIMIT == DEFAULT_MAX_OFFLINE_AGE_S == 300
+
+
+def test_every_reason_is_documented_with_its_number() -> None:
+    text = (Path(__file__).resolve().parents[3] / "docs" / "verdicts.md").read_text("utf-8")
+    for reason in Reason:
+        if reason is not Reason.NONE:
+            assert f"| {int(reason)} | `{reason.name}` |" in text, reason.name
