@@ -7,7 +7,7 @@ DEPS   := $(VENV)/.deps-installed
 PROTOS := $(wildcard proto/healthcode/v1/*.proto)
 GEN    := healthcode/v1/.generated
 
-.PHONY: run test lint proto bench soak clean
+.PHONY: run test lint proto bench soak mutation clean
 
 run: $(DEPS) $(GEN)  ## the main job: a local federation on the embedded registry
 	$(BIN)/hcx sim $(SIM_ARGS)
@@ -27,6 +27,17 @@ bench: $(DEPS) $(GEN)
 
 soak: $(DEPS) $(GEN)  ## not in CI: gateway at 80 % of capacity, 10 min (SOAK_ARGS=--duration=60)
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
+# Mutation testing of the security core (docs/testing.md): mutmut in a copy of the tree under
+# var/mutation/work, then var/mutation/score.json. The modules are [tool.mutmut] only_mutate in
+# pyproject.toml; MUTATION_MODULES="trust/base45.py" runs one alone.
+MUTATION_MODULES ?=
+MUTATION_JOBS    ?= 2
+MUTATION_NICE    ?= nice -n 10
+mutation: $(DEPS) $(GEN)  ## mutation score of the security core (long: not in CI)
+	$(BIN)/python tools/mutation_score.py prepare --modules "$(MUTATION_MODULES)"
+	cd var/mutation/work && $(MUTATION_NICE) $(abspath $(BIN))/mutmut run --max-children $(MUTATION_JOBS)
+	$(BIN)/python tools/mutation_score.py score $(if $(MUTATION_FAIL_UNDER),--fail-under $(MUTATION_FAIL_UNDER))
 
 $(DEPS): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
