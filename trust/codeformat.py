@@ -292,7 +292,7 @@ def _exact_map(value: object, keys: frozenset[int], what: str) -> Mapping[Any, o
     if not isinstance(value, Mapping):
         raise _malformed(f"{what} must be a map")
     # type() rather than ==: 1.0 and True hash and compare equal to 1.
-    if any(type(key) is not int for key in value) or set(value) != keys:
+    if value.keys() != keys or set(map(type, value)) != {int}:
         raise _malformed(f"{what} must have exactly the keys {sorted(keys)}")
     return value
 

@@ -141,8 +141,9 @@ def _sign1_from_item(item: object, *, tagged: bool) -> Sign1:
         raise _malformed("payload must be an attached byte string")
     if not isinstance(signature, bytes):
         raise _malformed("signature must be a byte string")
-    protected, _ = _decode_protected(protected_bytes)
-    _check_headers(protected, unprotected)
+    protected, _ = _decode_protected(protected_bytes)  # checked alone, once per header
+    if unprotected:
+        _check_headers(protected, unprotected)
     return Sign1(
         protected_bytes=protected_bytes,
         protected=protected,
@@ -206,8 +207,9 @@ def is_high_s(signature: bytes) -> bool:
 
 @functools.lru_cache(maxsize=_PROTECTED_CACHE_SIZE)
 def _decode_protected(protected_bytes: bytes) -> tuple[Mapping[int, object], bool]:
-    """The header map (a read-only view: cached values must not change) and whether the bytes
-    are its deterministic encoding. Cached: a pure function of the bytes."""
+    """The header map, checked on its own (a read-only view: cached values must not change),
+    and whether the bytes are its deterministic encoding. Cached: a pure function of the
+    bytes (a refusal raises, and is not cached)."""
     # RFC 9052 §3: an empty protected header may be sent as a zero-length byte string; hcx
     # never does (alg is always protected), so that form is not canonical here.
     if not protected_bytes:
@@ -218,6 +220,7 @@ def _decode_protected(protected_bytes: bytes) -> tuple[Mapping[int, object], boo
         raise _malformed("protected header is not a CBOR-encoded map") from e
     if not isinstance(protected, Mapping):
         raise _malformed("protected header must be a bstr-wrapped map")
+    _check_headers(protected, {})
     return types.MappingProxyType(protected), cbor.encode(protected) == protected_bytes
 
 
