@@ -26,9 +26,9 @@ from typing import overload
 from trust.errors import HcxError
 from trust.model import Reason
 
-# measured: LogTree.from_leaf_hashes over 100,000 leaf hashes takes 0.13 s and root() then
-# 9 µs (module-level root() over the same list: 0.20 s), CPython 3.11.7 on a 2-core AMD EPYC VM
-# shared with other jobs; median of 5 runs.
+# measured: LogTree.from_leaf_hashes over 100,000 leaf hashes takes 0.14 s (median of 5, machine
+# idle; 0.17 s with other jobs running), then root() 4 µs and a proof 15 µs; the module-level
+# root() over the same list takes 0.10 s. CPython 3.11.7 on a 2-core AMD EPYC VM.
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -99,8 +99,8 @@ def verify_inclusion(
             raise ProofError(f"inclusion proof is longer than the path of leaf {index}")
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
-            # fn is a right edge without a right sibling here: climb past the levels it is
-            # carried up unchanged.
+            # An even fn here is the last node of its level, with no right sibling: climb
+            # past the levels where it is carried up unchanged.
             while fn != 0 and not fn & 1:
                 fn >>= 1
                 sn >>= 1
