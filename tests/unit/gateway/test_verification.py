@@ -4,6 +4,7 @@ One named row per behaviour. The issuer is a fake StatusSource (the Protocol in
 gateway/verification.py) that answers each code id from a script and records what it was
 asked; the trust checks run for real against a TrustView holding one province and its DSC.
 Time is a fixed reference (``NOW``): a code's age is set by its ``iat``, never by waiting.
+The view is built by tests/registry_builder.py, as the federation builds its registry.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cryptography import x509
 
 from gateway.relay import IssuerUnavailable, LiveStatus
 from gateway.verification import (
@@ -30,16 +32,17 @@ from gateway.verification import (
     verify_token,
     verify_tokens,
 )
-from trust import pki, records
+from tests.registry_builder import RegistryBuilder
+from trust import pki, statements
 from trust.codeformat import CodeClaims, issue_token
 from trust.errors import ResourceExhausted
-from trust.kv import KvEntry, Snapshot
 from trust.model import Colour, Reason, Verdict
 from trust.verify import CodeCheck, Outcome
 from trust.view import TrustView
 
 ZJ = "330000"
-NOW = 1_767_225_600  # 2026-01-01T00:00:00Z: every check runs at this reference time
+# Every check runs at this reference time (within the certificates' validity, which starts now).
+NOW = int(time.time()) + 3600
 DAY = timedelta(days=1)
 LIFETIME = 360  # a code's exp - iat: long enough to be past the offline limit (300 s) unexpired
 AT_ISSUANCE = (Colour.YELLOW, 2)  # colour and status version a code carries
@@ -53,7 +56,7 @@ POLICY = VerifyPolicy(relay_timeout=5.0, max_offline_age=300)
 
 @dataclass
 class Province:
-    """Zhejiang's CA and one DSC, and the view that trusts them (built as test_view does)."""
+    """Zhejiang onboarded in an in-memory registry log, and the view that trusts it."""
 
     view: TrustView
     dsc_key: Any
@@ -75,32 +78,22 @@ class Province:
 
 
 def trusted_province() -> Province:
-    """The one place that builds the view: a province record sealed by the root and its DSC."""
-    start = datetime.fromtimestamp(NOW, UTC) - 30 * DAY
-    root = pki.create_root_ca(now=start)
-    ca = pki.create_provincial_ca(root, province=ZJ, name="浙江省", now=start)
-    key = pki.generate_private_key()
-    dsc = pki.sign_dsc(
-        ca, pki.make_csr(key, common_name="d"), province=ZJ, name="d1", not_before=start
-    )
+    """The one place that builds the view: the registry as the federation builds it
+    (tests/registry_builder.py), with a DSC valid for a day already at NOW."""
+    builder = RegistryBuilder()
+    province = builder.onboard(ZJ)
+    dsc, key = _dsc_valid_since(province.ca, datetime.fromtimestamp(NOW, UTC) - DAY)
+    builder.accept(builder.sign(statements.DscUpload(dsc), province.ca))
+    view = builder.view()
     kid = pki.kid(dsc)
-    province = records.ProvinceRecord(ZJ, "浙江省", ca.certificate, False, 1)
-    sealed = records.seal(
-        records.province_key(ZJ), records.encode_province(province), root.private_key
-    )
-    signing_cert = records.encode_signing_cert(records.SigningCertRecord(kid, ZJ, dsc))
-    view = TrustView(roots=[root.certificate], clock=lambda: NOW)
-    view.load(
-        Snapshot(
-            (
-                KvEntry(records.province_key(ZJ), sealed, 2),
-                KvEntry(records.signing_cert_key(kid), signing_cert, 3),
-            ),
-            3,
-        )
-    )
     assert view.signer(kid) is not None, "the test view does not trust its own DSC"
     return Province(view, key, kid)
+
+
+def _dsc_valid_since(ca: pki.Authority, start: datetime) -> tuple[x509.Certificate, Any]:
+    key = pki.generate_private_key()
+    csr = pki.make_csr(key, common_name="hcx province 330000 DSC d2")
+    return pki.sign_dsc(ca, csr, province=ZJ, name="d2", not_before=start), key
 
 
 @pytest.fixture(scope="module")
