@@ -81,13 +81,14 @@ class ViewFeed:
         store: KvStore,
         view: TrustView,
         view_file: Path | None = None,
+        pinned_head: bytes | None = None,
         on_state: Callable[[bool], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._view = view
         self._view_file = view_file
         self._on_state = on_state
-        self.reader = LogReader(view, on_inconsistent=self._inconsistent)
+        self.reader = LogReader(view, on_inconsistent=self._inconsistent, pinned=pinned_head)
         self._task: asyncio.Task[None] | None = None
         self._saved_size = -1
         self._saved_routes: object = None

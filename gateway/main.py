@@ -61,6 +61,9 @@ class GatewayConfig:
     trust_list_key: Path | None = None
     log_cert: Path | None = None  # the registry log's tree-head signer (registry writes)
     log_key: Path | None = None
+    # A signed tree head a fresh gateway starts from: the store's log must extend it (an etcd
+    # backup restored from before it is a rollback). Restarts use view_file instead.
+    pinned_head: Path | None = None
     rate_limits: Mapping[Role, Limit] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
 
 
@@ -96,7 +99,8 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     roots = pki.load_certificates_pem(config.root_cert.read_bytes())
     store = open_store(config.registry)
     view = TrustView(roots=roots, on_rejected=lambda key, why: REGISTRY_REJECTED.inc())
-    feed = ViewFeed(store=store, view=view, view_file=config.view_file)
+    pinned = config.pinned_head.read_bytes() if config.pinned_head is not None else None
+    feed = ViewFeed(store=store, view=view, view_file=config.view_file, pinned_head=pinned)
     await feed.start()
     log_signer = load_signer(config.log_cert, config.log_key)
     registry = Registry(

@@ -91,6 +91,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--log-key", type=Path, default=None, help="its private key (0600)")
     p.add_argument(
+        "--pin-head",
+        type=Path,
+        default=None,
+        help="signed tree head a fresh gateway starts from (hcx registry head --out FILE): "
+        "the registry's log must extend it",
+    )
+    p.add_argument(
         "--rate-limit",
         action="append",
         default=[],
@@ -114,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         trust_list_key=args.trust_list_key,
         log_cert=args.log_cert,
         log_key=args.log_key,
+        pinned_head=args.pin_head,
         rate_limits=parse_limits(args.rate_limit),
         policy=VerifyPolicy(relay_timeout=args.relay_timeout, max_offline_age=args.max_offline_age),
         relay=RelayPolicy(hedge_after=args.hedge_after),

@@ -31,6 +31,7 @@ from trust import pki
 
 log = logging.getLogger(__name__)
 
+TRUST_LIST_FILE = "trust-list.cbor"  # in the province directory: the last verified list
 DEFAULT_DRAIN_S = 0.25  # gateways drop a deregistered node within ms (registry watch)
 
 
@@ -98,7 +99,9 @@ async def start_node(
     store = open_store(config.store_url())
     channel = config.transport.aio_channel(config.gateway)
     gateway = gateway_pb2_grpc.GatewayStub(channel)
-    trust = TrustListFollower(gateway=gateway, roots=_roots(config))
+    trust = TrustListFollower(
+        gateway=gateway, roots=_roots(config), state_file=config.directory / TRUST_LIST_FILE
+    )
     binding = ServiceBinding(
         node_pb2_grpc.add_ProvincialNodeServicer_to_server,
         build_servicer(config, store, gateway, trust),

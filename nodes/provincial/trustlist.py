@@ -18,13 +18,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
 
 import grpc
 from cryptography import x509
 
 from healthcode.v1 import gateway_pb2_grpc, trustlist_pb2
+from nodes.files import write_public
 from nodes.identity import Identity
-from trust import trustlist
+from trust import cbor, trustlist
 from trust.errors import HcxError
 from trust.kv import KvEntry, Snapshot
 from trust.log import HEAD_KEY, leaf_key
@@ -46,6 +49,7 @@ class TrustListFollower:
         roots: Sequence[x509.Certificate],
         interval: float = DEFAULT_PULL_INTERVAL_S,
         clock: Callable[[], float] = time.time,
+        state_file: Path | None = None,
     ) -> None:
         self._gateway = gateway
         self._roots = list(roots)
@@ -55,6 +59,7 @@ class TrustListFollower:
         self._reader = LogReader(self._view)
         self._list: trustlist.TrustList | None = None
         self._task: asyncio.Task[None] | None = None
+        self._state_file = state_file  # the last list, kept across restarts (re-verified)
 
     def view(self) -> TrustView | None:
         """The verified view, or None before the first list and once the held one expired."""
@@ -89,6 +94,12 @@ class TrustListFollower:
         if self._list is not None and merged.revision == self._list.revision:
             self._list = merged  # fresher times, same log
             return True
+        if not self._take(merged):
+            return False
+        self._save(reply.signed_list)
+        return True
+
+    def _take(self, merged: trustlist.TrustList) -> bool:
         if not self._reader.load(_snapshot(merged)):
             assert self._reader.inconsistent is not None
             log.error("trust list refused: %s", self._reader.inconsistent.message)
@@ -96,6 +107,37 @@ class TrustListFollower:
             return False
         self._list = merged
         return True
+
+    def _save(self, signed: bytes) -> None:
+        """The last signed list (for its times) and every leaf (for the log), atomically."""
+        if self._state_file is None or self._list is None:
+            return
+        data = cbor.encode({"signed": signed, "leaves": list(self._list.leaves)})
+        try:
+            write_public(self._state_file, data)
+        except OSError as e:
+            log.warning("could not keep the trust list in %s: %s", self._state_file, e)
+
+    def load_saved(self) -> bool:
+        """Start from the list kept on disk, verified again like a fresh one (its signature,
+        not-after, and log); False when there is none or it does not verify."""
+        if self._state_file is None or not self._state_file.exists():
+            return False
+        try:
+            doc = cbor.expect_map(
+                cbor.decode_canonical(self._state_file.read_bytes(), what="kept trust list"),
+                what="kept trust list",
+            )
+            cbor.exact_keys(doc, ("signed", "leaves"), what="kept trust list")
+            last = trustlist.verify(doc["signed"], self._roots, now=self._clock())
+            leaves = doc["leaves"]
+            if not isinstance(leaves, list) or not all(type(x) is bytes for x in leaves):
+                raise trustlist.TrustListError("kept trust list has bad leaves")
+            kept = replace(last, since=0, leaves=tuple(leaves), proof=())
+        except (HcxError, OSError) as e:
+            log.warning("kept trust list %s not used: %s", self._state_file, e)
+            return False
+        return self._take(kept)
 
     def _merge(self, checked: trustlist.TrustList) -> trustlist.TrustList:
         if checked.since == 0:
@@ -105,6 +147,7 @@ class TrustListFollower:
         return trustlist.merge(self._list, checked, self._view.roots)
 
     async def start(self) -> None:
+        self.load_saved()
         await self.pull()
         self._task = asyncio.create_task(self._follow())
 

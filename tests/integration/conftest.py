@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import grpc
@@ -78,6 +78,7 @@ class Federation:
     gateway_stub: gateway_pb2_grpc.GatewayStub
     registry_stub: registry_pb2_grpc.RegistryStub
     coordinators: dict[str, pki.Authority] = field(default_factory=dict)
+    config: GatewayConfig | None = None
     nodes: dict[str, RunningNode] = field(default_factory=dict)
     _holders: int = 0
     _identities: dict[tuple[str, str, str], Transport] = field(default_factory=dict)
@@ -87,6 +88,20 @@ class Federation:
     @property
     def gateway_address(self) -> str:
         return f"127.0.0.1:{self.gateway.port}"
+
+    @property
+    def gateway_url(self) -> str:
+        """The registry store URL the gateway uses (to tamper with it as an attacker would)."""
+        assert self.config is not None
+        return self.config.registry
+
+    async def restart_gateway(self) -> None:
+        """Stop the gateway and start it again on the same port and store (a rolling restart)."""
+        assert self.config is not None
+        port = self.gateway.port
+        await self.gateway.stop()
+        self.config = replace(self.config, listen=f"127.0.0.1:{port}")
+        self.gateway = await start_gateway(self.config)
 
     def tls_dir(self, kind: str, province: str, name: str) -> Path:
         """The --tls-dir of an identity issued by the province's own CA (made once)."""
@@ -275,12 +290,14 @@ def gateway_config(national: Path, registry: str, **overrides: object) -> Gatewa
     return GatewayConfig(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-async def empty_federation(tmp_path: Path) -> AsyncIterator[Federation]:
-    """A national gateway (mTLS) with an embedded registry: genesis only, no provinces yet."""
+async def start_federation(tmp_path: Path, registry: str | None = None) -> Federation:
+    """A national gateway (mTLS) on ``registry`` (default: an embedded SQLite file), with the
+    root's genesis submitted by coordinator alice; no provinces yet."""
     national = tmp_path / "national"
     root, coordinators = make_national(national)
-    gateway = await start_gateway(gateway_config(national, f"sqlite:///{national}/registry.db"))
+    url = registry or f"sqlite:///{national}/registry.db"
+    config = gateway_config(national, url)
+    gateway = await start_gateway(config)
     coordinator = Transport.mtls(national / "alice")
     channel = coordinator.aio_channel(f"127.0.0.1:{gateway.port}")
     federation = Federation(
@@ -291,9 +308,17 @@ async def empty_federation(tmp_path: Path) -> AsyncIterator[Federation]:
         gateway_stub=gateway_pb2_grpc.GatewayStub(channel),
         registry_stub=registry_pb2_grpc.RegistryStub(channel),
         coordinators=coordinators,
+        config=config,
         _channels=[channel],
     )
     await federation.submit(genesis(root, coordinators))
+    return federation
+
+
+@pytest.fixture
+async def empty_federation(tmp_path: Path) -> AsyncIterator[Federation]:
+    """A national gateway (mTLS) with an embedded registry: genesis only, no provinces yet."""
+    federation = await start_federation(tmp_path)
     yield federation
     await federation.close()
 
@@ -307,3 +332,28 @@ async def federation(empty_federation: Federation) -> Federation:
         await empty_federation.start_node(province)
     empty_federation.gateway_stub = empty_federation.checkpoint_stub("510000")
     return empty_federation
+
+
+@pytest.fixture(params=["sqlite", "etcd"])
+async def federation_on_each_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Federation]:
+    """Zhejiang and Sichuan with one node each, on the embedded store and on a real etcd."""
+    cluster = None
+    url = None
+    if request.param == "etcd":
+        from tests.integration.etcd import make_cluster
+
+        cluster = make_cluster(tmp_path / "etcd", 1)
+        url = f"etcd://{cluster.endpoints}/t{time.monotonic_ns()}/"
+    federation = await start_federation(tmp_path, url)
+    try:
+        for province in ("330000", "510000"):
+            await federation.onboard(province)
+            await federation.start_node(province)
+        federation.gateway_stub = federation.checkpoint_stub("510000")
+        yield federation
+    finally:
+        await federation.close()
+        if cluster is not None:
+            cluster.stop()

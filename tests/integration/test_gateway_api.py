@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import REGISTRY, generate_latest
 
 from gateway.verification import DEFAULT_MAX_OFFLINE_AGE_S
-from healthcode.v1 import common_pb2, gateway_pb2, node_pb2, registry_pb2, registry_pb2_grpc
+from healthcode.v1 import common_pb2, gateway_pb2, node_pb2
 from nodes.grpc_edge import reason_of
 from nodes.logging import JsonFormatter, code_ref
 from nodes.provincial.issuance import Issuer
@@ -177,11 +177,7 @@ async def aged_issuer(federation: Federation, node: RunningNode, *, seconds: int
         name="dsc-aged",
         not_before=datetime.fromtimestamp(signed_at - 3600, UTC),
     )
-    operator = registry_pb2_grpc.RegistryStub(federation.channel(federation.operator(PROVINCE)))
-    await operator.UploadSigningCertificate(
-        registry_pb2.UploadSigningCertificateRequest(certificate_pem=pki.certificate_to_pem(dsc)),
-        timeout=5,
-    )
+    await federation.upload(PROVINCE, dsc)
     kid = pki.kid(dsc)
     view = federation.gateway.view
     await wait_for(lambda: view.signer(kid), timeout=30, what=f"the gateway trusting {kid.hex()}")

@@ -39,7 +39,8 @@ async def test_node_verifies_own_codes_and_forwards_foreign_ones(federation: Fed
 
 
 async def test_own_codes_verify_without_the_national_tier(federation: Federation) -> None:
-    """A replica cut off from the gateway still checks its province's codes; others fail."""
+    """A replica cut off from the gateway still checks its province's codes, on the trust list
+    its province keeps (verified again at start); other provinces' codes fail."""
     own = await federation.issue("330000")
     foreign = await federation.issue("510000")
     config: NodeConfig = replace(

@@ -213,8 +213,7 @@ async def test_node_rejects_bad_input_with_reason(federation: Federation):
         )
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     assert "unknown code id " + "00" * 16 in caught.value.details()
-    # NotFound carries no reason of its own yet: the ErrorInfo says NONE, the status NOT_FOUND.
-    assert reason_of(caught.value) is Reason.NONE
+    assert reason_of(caught.value) is Reason.NOT_FOUND
 
 
 async def test_set_status_is_idempotent_by_request_id(federation: Federation):
