@@ -200,18 +200,24 @@ class ViewFeed:
 
     async def _save(self, routes: list[str]) -> None:
         assert self._view_file is not None
+        size = self._view.revision
         try:
             data = encode_saved(self._view)  # the view's log and routes are replaced, not edited
             await asyncio.to_thread(_write_file, self._view_file, data)
-            self._saved_size, self._saved_routes = self._view.revision, routes
+            self._saved_size, self._saved_routes = size, routes  # what the file holds
         except OSError as e:  # a full disk must not stop verification
             log.warning("could not persist the view to %s: %s", self._view_file, e)
         finally:
             self._saving = None
         self._persist()  # something changed while writing: write again
 
+    def changed(self) -> None:
+        """The view changed outside the feed (an append this gateway made itself)."""
+        self._after_change()
+
     async def flush(self) -> None:
         """Wait for the view on disk to be current (tests, shutdown)."""
+        self._persist()
         while self._saving is not None:
             await asyncio.shield(self._saving)
 

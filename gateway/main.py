@@ -109,6 +109,7 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         reader=feed.reader,
         writer=LogWriter(store, log_signer, clock=time.time) if log_signer else None,
         refresh=feed.refresh,
+        changed=feed.changed,
     )
     relay = StatusRelay(view, config.relay, transport=config.transport)
     coalescer = StatusCoalescer(relay, config.coalescing)

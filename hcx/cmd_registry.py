@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from hcx.cli import DEFAULT_GATEWAY, subcommand, transport_from
+from hcx.cli import DEFAULT_GATEWAY, run_async, subcommand, transport_from
 from hcx.registry_client import coordinator, load_authority, parse_serial, sign, submit_and_print
 from healthcode.v1 import gateway_pb2_grpc, registry_pb2, registry_pb2_grpc, trustlist_pb2
 from nodes.credentials import issue_national_identity, issue_service_signer
@@ -37,6 +37,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     _register_changes(sub)
     _register_proposals(sub)
     _register_reads(sub)
+    _register_recovery(sub)
 
 
 def _gateway(p: argparse.ArgumentParser) -> None:
@@ -281,6 +282,75 @@ def _register_proposals(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--all", action="store_true", help="also applied, rejected, stale, expired")
     _gateway(p)
     p.set_defaults(handler=pending)
+
+
+def _register_recovery(sub: argparse._SubParsersAction) -> None:
+    p = subcommand(
+        sub,
+        "repair",
+        "Restore the registry log in the store from a gateway's verified view file: put back "
+        "the exact leaves and tree head it verified, remove values outside the log (re-append, "
+        "never rewrite). Needs store access; run by a coordinator during an incident.",
+        "hcx registry repair --registry etcd://etcd-1:2379 --from /var/lib/hcx/gw-1/view.cbor "
+        "--root var/national/root.pem",
+    )
+    p.add_argument("--registry", required=True, help="registry store URL")
+    p.add_argument("--from", dest="copy", type=Path, required=True, help="a gateway's --view-file")
+    p.add_argument("--root", type=Path, required=True, help="pinned national root(s) (PEM)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="say what would be restored, change nothing"
+    )
+    p.set_defaults(handler=repair)
+
+    p = subcommand(
+        sub,
+        "head",
+        "Fetch the registry log's signed tree head, verify it, and write it for "
+        "`hcx gateway serve --pin-head` (a fresh gateway then refuses an older store).",
+        "hcx registry head --gateway 127.0.0.1:50051 --root var/national/root.pem --out head.cbor",
+    )
+    _gateway(p)
+    p.add_argument("--root", type=Path, required=True, help="pinned national root(s) (PEM)")
+    p.add_argument("--out", type=Path, required=True, help="where to write the signed head")
+    p.set_defaults(handler=head)
+
+
+def repair(args: argparse.Namespace) -> int:
+    from trust.repair import restore, verified_copy
+    from trust.stores import open_store
+
+    copy = verified_copy(args.copy.read_bytes(), pki.load_certificates_pem(args.root.read_bytes()))
+
+    async def run() -> int:
+        store = open_store(args.registry)
+        try:
+            done = await restore(store, copy, dry_run=args.dry_run)
+        finally:
+            await store.close()
+        verb = "would restore" if args.dry_run else "restored"
+        for key in done.restored:
+            print(f"{verb} {key}")
+        for key in done.removed:
+            print(f"{'would remove' if args.dry_run else 'removed'} {key} (not in the log)")
+        print(f"log of {copy.revision} entries: {len(done.restored)} restored, "
+              f"{len(done.removed)} removed")  # fmt: skip
+        return 0
+
+    return int(run_async(run()))
+
+
+def head(args: argparse.Namespace) -> int:
+    from trust.log import open_head
+
+    roots = pki.load_certificates_pem(args.root.read_bytes())
+    with transport_from(args).sync_channel(args.gateway) as channel:
+        reply = registry_pb2_grpc.RegistryStub(channel).GetLog(
+            registry_pb2.GetLogRequest(limit=1), timeout=10
+        )
+    verified = open_head(reply.tree_head, roots)
+    write_public(args.out, reply.tree_head)
+    print(f"tree head of size {verified.size}, root {verified.root.hex()} written to {args.out}")
+    return 0
 
 
 def _register_reads(sub: argparse._SubParsersAction) -> None:

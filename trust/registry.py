@@ -91,6 +91,7 @@ class Registry:
         reader: LogReader,
         writer: LogWriter | None,
         refresh: Callable[[], Awaitable[None]],
+        changed: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -98,6 +99,7 @@ class Registry:
         self._reader = reader
         self._writer = writer
         self._refresh = refresh  # a full read of the store into the view
+        self._changed = changed  # told after an append (the view file is written again)
         self._clock = clock
         self._lock = asyncio.Lock()
 
@@ -124,6 +126,7 @@ class Registry:
                     await self._refresh()  # another gateway appended first: catch up, retry
                     continue
                 self._reader.install_appended(appended)
+                self._changed()
                 log.info(
                     "registry change",
                     extra={"index": decision.index, "kind": decision.kind,
