@@ -1130,6 +1130,15 @@ def _p256(key: object, *, what: str = "key") -> ec.EllipticCurvePublicKey:
     return key
 
 
+def same_public_key(a: object, b: object) -> bool:
+    """True when two public keys are the same P-256 key (a key file matches its certificate)."""
+    return (
+        isinstance(a, ec.EllipticCurvePublicKey)
+        and isinstance(b, ec.EllipticCurvePublicKey)
+        and a.public_numbers() == b.public_numbers()
+    )
+
+
 def _same_public_key(a: ec.EllipticCurvePublicKey, b: object) -> bool:
     return isinstance(b, ec.EllipticCurvePublicKey) and a.public_numbers() == b.public_numbers()
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -48,6 +48,20 @@ def _check_character(first17: str) -> str:
     # sum(digit * weight) over the ASCII codes, minus the "0"s: one C-level pass (bulk issuance).
     total = sum(map(operator.mul, first17.encode("ascii"), _ID_WEIGHTS)) - _ZEROS
     return _ID_CHECK[total % 11]
+
+
+class CurrentKey(Protocol):
+    @property
+    def private_key(self) -> ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey: ...
+
+    @property
+    def kid(self) -> bytes: ...
+
+
+class KeySource(Protocol):
+    """Where the issuer gets the key to sign with (nodes.provincial.signing)."""
+
+    def current(self) -> CurrentKey: ...
 
 
 @dataclass(frozen=True)
@@ -92,8 +106,9 @@ class Issuer:
         self,
         *,
         province: str,
-        signing_key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey,
-        kid: bytes,
+        signing_key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | None = None,
+        kid: bytes = b"",
+        key_source: KeySource | None = None,
         holder_key: bytes,
         store: StatusStore,
         clock: Callable[[], float] = time.time,
@@ -110,8 +125,11 @@ class Issuer:
                 f"not {token_lifetime}"
             )
         self.province = province
+        if key_source is None and signing_key is None:
+            raise ValueError("an issuer needs a signing key or a key source")
         self._signing_key = signing_key
         self._kid = kid
+        self._keys = key_source  # the province's current key, picked up without a restart
         self._holder_key = holder_key
         self._store = store
         self._clock = clock
@@ -186,5 +204,11 @@ class Issuer:
             masked_name=record.masked_name,
             id_tail=record.id_tail,
         )
-        token = issue_token(claims, signing_key=self._signing_key, kid=self._kid)
+        if self._keys is not None:
+            current = self._keys.current()
+            signing_key, kid = current.private_key, current.kid
+        else:
+            assert self._signing_key is not None
+            signing_key, kid = self._signing_key, self._kid
+        token = issue_token(claims, signing_key=signing_key, kid=kid)
         return IssuedCode(record=record, token=token, expires_at=claims.expires_at)

@@ -16,6 +16,7 @@ from nodes.provincial.checkpoint import LocalVerifier
 from nodes.provincial.issuance import DEFAULT_TOKEN_LIFETIME_S, Issuer
 from nodes.provincial.keys import ProvinceDir
 from nodes.provincial.service import ProvincialNodeServicer
+from nodes.provincial.signing import SigningKeySource
 from nodes.provincial.stores import StatusStore, open_store
 from nodes.provincial.trustlist import TrustListFollower
 from nodes.registration import NodeRegistration
@@ -66,14 +67,20 @@ def _roots(config: NodeConfig) -> list[x509.Certificate]:
     return pki.load_certificates_pem((config.directory / "root.pem").read_bytes())
 
 
-def build_issuer(config: NodeConfig, store: StatusStore) -> Issuer:
-    """The issuer with the province's current DSC and holder-hash key."""
+def build_issuer(
+    config: NodeConfig, store: StatusStore, trust: TrustListFollower | None = None
+) -> Issuer:
+    """The issuer with the province's current DSC (reloaded when it changes, once the
+    registry knows the new key) and its holder-hash key."""
     files = ProvinceDir(config.directory)
-    certificate = pki.load_certificate_pem(files.dsc_cert.read_bytes())
+
+    def known(kid: bytes) -> bool:
+        view = trust.view() if trust is not None else None
+        return view is not None and view.signer(kid) is not None
+
     return Issuer(
         province=config.province,
-        signing_key=pki.load_private_key_pem(files.dsc_key.read_bytes()),
-        kid=pki.kid(certificate),
+        key_source=SigningKeySource(files, known=known),
         holder_key=files.holder_key.read_bytes(),
         store=store,
         token_lifetime=config.token_lifetime,
@@ -88,7 +95,7 @@ def build_servicer(
 ) -> ProvincialNodeServicer:
     verifier = LocalVerifier(province=config.province, trust=trust, store=store)
     return ProvincialNodeServicer(
-        issuer=build_issuer(config, store), store=store, verifier=verifier, gateway=gateway
+        issuer=build_issuer(config, store, trust), store=store, verifier=verifier, gateway=gateway
     )
 
 

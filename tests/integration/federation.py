@@ -40,7 +40,9 @@ from nodes.provincial.keys import (
     ProvinceDir,
     init_province,
     load_ca,
+    crl_statement,
     new_signing_certificate,
+    province_crl,
     upload_statement,
 )
 from nodes.provincial.main import NodeConfig, shutdown, start_node
@@ -189,10 +191,12 @@ class Federation:
         return files
 
     async def upload(self, province: str, dsc: x509.Certificate) -> None:
-        """The province's operator submits its DSC, signed by the province's own CA."""
+        """The province's operator submits its DSC and a fresh CRL, both signed by the
+        province's own CA (what `hcx node keys upload` does)."""
         operator = registry_pb2_grpc.RegistryStub(self.channel(self.operator(province)))
-        statement = upload_statement(ProvinceDir(self.workdir / province), dsc)
-        await self.submit(statement, stub=operator)
+        files = ProvinceDir(self.workdir / province)
+        await self.submit(upload_statement(files, dsc), stub=operator)
+        await self.submit(crl_statement(files, province_crl(files)), stub=operator)
 
     def node_config(self, province: str, node_id: str) -> NodeConfig:
         return NodeConfig(

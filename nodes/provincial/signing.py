@@ -1,0 +1,84 @@
+"""The node's current signing key, picked up from the province's key directory without a restart.
+
+``hcx node keys rotate`` writes a new ``dsc.pem`` / ``dsc-key.pem`` and uploads the certificate.
+Every replica notices the new files (a stat at most once per ``check_every`` seconds, on the
+signing path) and switches to the new key as soon as the national registry knows it — its own
+verified trust list lists the new kid — so no code is ever signed with a key that checkpoints
+elsewhere would not find. Until then, and whenever the files are unreadable or half-written,
+it keeps signing with the key it has.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nodes.provincial.keys import ProvinceDir
+from trust import pki
+
+log = logging.getLogger(__name__)
+
+CHECK_EVERY_S = 1.0
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    private_key: pki.PrivateKey
+    kid: bytes
+
+
+class SigningKeySource:
+    """The province's current DSC key, reloaded when the key files change."""
+
+    def __init__(
+        self,
+        directory: ProvinceDir,
+        *,
+        known: Callable[[bytes], bool] = lambda kid: True,
+        check_every: float = CHECK_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._directory = directory
+        self._known = known  # is this kid in the verified national registry?
+        self._check_every = check_every
+        self._clock = clock
+        self._stamp = self._file_stamp()
+        self._current = self._load()
+        self._checked = clock()
+
+    def current(self) -> SigningKey:
+        now = self._clock()
+        if now - self._checked >= self._check_every:
+            self._checked = now
+            self._maybe_reload()
+        return self._current
+
+    def _file_stamp(self) -> tuple[int, int]:
+        stats = [self._directory.dsc_cert.stat(), self._directory.dsc_key.stat()]
+        return max(s.st_mtime_ns for s in stats), sum(s.st_size for s in stats)
+
+    def _load(self) -> SigningKey:
+        certificate = pki.load_certificate_pem(self._directory.dsc_cert.read_bytes())
+        key = pki.load_private_key_pem(self._directory.dsc_key.read_bytes())
+        if not pki.same_public_key(key.public_key(), certificate.public_key()):
+            raise pki.PkiError("dsc-key.pem does not belong to dsc.pem")
+        return SigningKey(private_key=key, kid=pki.kid(certificate))
+
+    def _maybe_reload(self) -> None:
+        try:
+            stamp = self._file_stamp()
+            if stamp == self._stamp:
+                return
+            candidate = self._load()
+        except (OSError, ValueError, pki.PkiError) as e:
+            log.warning("signing key files unreadable, keeping the current key: %s", e)
+            return
+        if candidate.kid == self._current.kid:
+            self._stamp = stamp
+            return
+        if not self._known(candidate.kid):
+            return  # uploaded but not yet in the registry: try again at the next check
+        self._stamp, self._current = stamp, candidate
+        log.info("signing with the new key %s", candidate.kid.hex())
