@@ -2,62 +2,91 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
 
+from nodes.grpc_edge import reason_of
+from nodes.provincial.keys import ProvinceDir
 from tests.integration.etcd import EtcdCluster, etcd3  # noqa: F401  (fixture)
-from tests.integration.registry_world import World, make_world, reason_of
-from trust.errors import StoreUnavailable
+from tests.integration.federation import Federation, start_federation
+from tests.support import wait_for
+from trust import pki, statements
+from trust.errors import VerificationError
 from trust.model import Reason
+from trust.verify import check_code
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def world(tmp_path: Path, etcd3: EtcdCluster) -> AsyncIterator[World]:  # noqa: F811
-    made = await make_world(tmp_path / "national", etcd3.url())
-    yield made
-    await made.close()
+async def federation3(tmp_path: Path, etcd3: EtcdCluster) -> AsyncIterator[Federation]:  # noqa: F811
+    federation = await start_federation(tmp_path, etcd3.url())
+    federation.etcd = etcd3
+    for province in ("330000", "510000"):
+        await federation.onboard(province)
+    yield federation
+    await federation.close()
 
 
-async def eventually(condition, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
+def reason(federation: Federation, token: str) -> Reason:
+    try:
+        check_code(token, federation.gateway.view, now=time.time())
+    except VerificationError as e:
+        return e.reason
+    return Reason.NONE
 
 
 async def test_one_member_lost_then_two_then_back(
-    world: World,
+    federation3: Federation,
     etcd3: EtcdCluster,  # noqa: F811
 ) -> None:
-    zj = await world.province("330000")
-    sc = await world.province("510000")
-    gateway = await world.gateway()
-    zj_code, sc_code = zj.token(), sc.token()
-    assert reason_of(zj_code, gateway.view) is Reason.NONE
+    federation = federation3
+    await federation.start_node("330000")
+    await federation.start_node("510000")
+    zj_code = (await federation.issue("330000")).token
+    sc_code = (await federation.issue("510000")).token
+    sc_kid = pki.kid(pki.load_certificate_pem(
+        ProvinceDir(federation.workdir / "510000").dsc_cert.read_bytes()))  # fmt: skip
+    assert reason(federation, zj_code) is Reason.NONE
 
     # One member killed: reads, writes and the gateway's watch carry on.
     etcd3.kill(0)
-    await world.coordinator.set_suspended("330000", True, why="member 0 down")
-    await eventually(lambda: reason_of(zj_code, gateway.view) is Reason.PROVINCE_SUSPENDED, 10)
-    assert (await world.coordinator.province("330000")).suspended
+    await federation.submit(federation.signed(statements.Suspension("330000", "m0 down"), "bob"))
+    await wait_for(lambda: reason(federation, zj_code) is Reason.PROVINCE_SUSPENDED,
+                   timeout=15, what="the suspension")  # fmt: skip
 
     # Two killed: no quorum. Writes fail with a clear error; the view keeps verifying.
     etcd3.kill(1)
-    with pytest.raises(StoreUnavailable, match="etcd"):
-        await world.coordinator.revoke(kid=sc.kid, reason="key_compromise")
-    assert reason_of(sc_code, gateway.view) is Reason.NONE
-    assert reason_of(zj_code, gateway.view) is Reason.PROVINCE_SUSPENDED
+    order = statements.DscRevocation(sc_kid, int(time.time()), "key_compromise")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await federation.submit(federation.signed(order, "alice"))
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert reason_of(caught.value) is Reason.STORE_UNAVAILABLE and "etcd" in caught.value.details()
+    assert reason(federation, sc_code) is Reason.NONE
+    assert reason(federation, zj_code) is Reason.PROVINCE_SUSPENDED
 
     # Members back: writes work again and the view catches up.
     etcd3.restart(0)
     etcd3.restart(1)
-    await world.coordinator.revoke(kid=sc.kid, reason="key_compromise")
-    await world.coordinator.set_suspended("330000", False)
-    await eventually(lambda: reason_of(sc_code, gateway.view) is Reason.KEY_REVOKED, 15)
-    await eventually(lambda: reason_of(zj_code, gateway.view) is Reason.NONE, 15)
+    order = statements.DscRevocation(sc_kid, int(time.time()), "key_compromise")
+    await wait_for(lambda: _submits(federation, order), timeout=30, what="writes again")
+    version = federation.gateway.view.province("330000").version  # type: ignore[union-attr]
+    await federation.propose_and_approve(statements.Resume("330000", "back"), base=version)
+    await wait_for(lambda: reason(federation, sc_code) is Reason.KEY_REVOKED, timeout=15,
+                   what="the revocation")  # fmt: skip
+    await wait_for(lambda: reason(federation, zj_code) is Reason.NONE, timeout=15,
+                   what="the resumption")  # fmt: skip
+
+
+async def _submits(federation: Federation, order: statements.DscRevocation) -> bool:
+    try:
+        await federation.submit(federation.signed(order, "alice"))
+    except grpc.aio.AioRpcError as e:
+        if e.code() == grpc.StatusCode.UNAVAILABLE:
+            return False
+        raise
+    return True

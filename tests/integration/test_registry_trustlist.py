@@ -1,130 +1,122 @@
-"""Trust list over gRPC and the coordinators' / checkpoints' CLI against a real etcd."""
+"""The trust list over gRPC, and the coordinators' and checkpoints' CLI, on both stores."""
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import grpc
 import pytest
 
 from hcx.cli import main as hcx
 from healthcode.v1 import gateway_pb2_grpc, trustlist_pb2
-from tests.integration.etcd import EtcdCluster, etcd  # noqa: F401  (fixture)
-from tests.integration.registry_world import World, make_world
-from trust import trustlist
-
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def world(tmp_path: Path, etcd: EtcdCluster) -> AsyncIterator[World]:  # noqa: F811
-    made = await make_world(tmp_path / "national", etcd.url())
-    yield made
-    await made.close()
+from nodes.provincial.keys import ProvinceDir
+from tests.integration.federation import Federation
+from tests.support import wait_for
+from trust import pki, statements, trustlist
+from trust.log import leaf_key
+from trust.stores import open_store
 
 
 async def run_cli(*argv: str) -> int:
-    """``hcx ...`` in a thread (its gRPC client is blocking; the servers run on this loop).
-
-    The world's gateways serve plain text (these tests are about the registry; mTLS is
-    covered by test_security.py), so commands that reach one say --insecure-dev-only."""
-    network = ["--insecure-dev-only"] if "--gateway" in argv else []
-    return await asyncio.to_thread(hcx, [*argv, *network])
+    """``hcx ...`` in a thread: its gRPC client blocks, the servers run on this loop."""
+    return await asyncio.to_thread(hcx, list(argv))
 
 
-async def test_watch_trust_list_streams_signed_deltas_and_offline_checkpoint_verifies(
-    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def national(federation: Federation, who: str = "alice") -> str:
+    return str(federation.workdir / "national" / who)
+
+
+async def test_watch_trust_list_streams_deltas_with_proofs_and_offline_checkpoints_verify(
+    federation_on_each_store: Federation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    zj = await world.province("330000")
-    gateway = await world.gateway(coordinator=True)
-    address = f"127.0.0.1:{gateway.port}"
-    roots = [world.root.certificate]
-    async with grpc.aio.insecure_channel(address) as channel:
-        stream = gateway_pb2_grpc.GatewayStub(channel).WatchTrustList(
-            trustlist_pb2.WatchTrustListRequest(), timeout=10
-        )
-        first = await stream.read()
-        full = trustlist.verify(first.signed_list, roots, now=time.time())
-        await world.coordinator.set_suspended("330000", True)
-        second = await stream.read()
-        delta = trustlist.verify(second.signed_list, roots, now=time.time())
-        stream.cancel()
-    assert delta.since == full.revision and delta.revision > full.revision
-    merged = trustlist.merge(full, delta).view(roots)
-    province = merged.province("330000")
-    assert province is not None and province.suspended
-    await world.coordinator.set_suspended("330000", False)
+    federation = federation_on_each_store
+    issued = await federation.issue("330000")
+    roots = [federation.root.certificate]
+    channel = federation.channel(federation.checkpoint("510000"))
+    stream = gateway_pb2_grpc.GatewayStub(channel).WatchTrustList(
+        trustlist_pb2.WatchTrustListRequest(), timeout=10
+    )
+    full = trustlist.verify((await stream.read()).signed_list, roots, now=time.time())
+    await federation.submit(federation.signed(statements.Suspension("330000", "drill"), "carol"))
+    delta = trustlist.verify((await stream.read()).signed_list, roots, now=time.time())
+    stream.cancel()
+    assert delta.since == full.revision and delta.revision > full.revision and delta.proof
+    merged = trustlist.merge(full, delta, roots).view(roots)
+    assert merged.province("330000").suspended  # type: ignore[union-attr]
+    version = federation.gateway.view.province("330000").version  # type: ignore[union-attr]
+    await federation.propose_and_approve(statements.Resume("330000", "drill over"), base=version)
 
-    list_file, root = tmp_path / "tl.cbor", str(world.root_cert)
-    assert await run_cli("checkpoint", "fetch", "--gateway", address, "--root", root,
-                         "--out", str(list_file)) == 0  # fmt: skip
-    token = zj.token()
+    tls = str(federation.tls_dir("checkpoint", "510000", "station"))
+    list_file = tmp_path / "tl.cbor"
+    fetch = ("checkpoint", "fetch", "--gateway", federation.gateway_address, "--tls-dir", tls,
+             "--out", str(list_file))  # fmt: skip
+    offline = ("checkpoint", "verify", "--offline", "--trust-list", str(list_file),
+               "--tls-dir", tls, issued.token)  # fmt: skip
+    await wait_for(lambda: not federation.gateway.view.province("330000").suspended,  # type: ignore[union-attr]
+                   timeout=10, what="the resumption")  # fmt: skip
+    assert await run_cli(*fetch) == 0
     capsys.readouterr()
-    assert await run_cli("checkpoint", "verify", "--offline", "--trust-list", str(list_file),
-                         "--root", root, token) == 0  # fmt: skip
+    assert await run_cli(*offline) == 0
     assert capsys.readouterr().out.startswith("VALID_OFFLINE GREEN")
 
-    # A checkpoint that has seen a newer revision refuses the old file (rollback).
     old = list_file.read_bytes()
-    await world.coordinator.revoke(kid=zj.kid, reason="key_compromise")
-    await asyncio.sleep(0.3)
-    assert await run_cli("checkpoint", "fetch", "--gateway", address, "--root", root,
-                         "--out", str(list_file)) == 0  # fmt: skip
-    assert await run_cli("checkpoint", "verify", "--offline", "--trust-list", str(list_file),
-                         "--root", root, token) == 1  # fmt: skip
+    files = ProvinceDir(federation.workdir / "330000")
+    kid = pki.kid(pki.load_certificate_pem(files.dsc_cert.read_bytes()))
+    order = statements.DscRevocation(kid, int(time.time()), "key_compromise")
+    await federation.submit(federation.signed(order, "alice"))
+    await wait_for(lambda: federation.gateway.view.signer(kid).revoked_at, timeout=10,  # type: ignore[union-attr]
+                   what="the revocation")  # fmt: skip
+    assert await run_cli(*fetch) == 0
+    assert await run_cli(*offline) == 1
     assert "KEY_REVOKED" in capsys.readouterr().out
-    list_file.write_bytes(old)
-    assert await run_cli("checkpoint", "verify", "--offline", "--trust-list", str(list_file),
-                         "--root", root, token) == 2  # fmt: skip
+    list_file.write_bytes(old)  # the older list again: the checkpoint has seen a newer one
+    assert await run_cli(*offline) == 2
     assert "rollback" in capsys.readouterr().err
 
 
-async def test_coordinator_cli_revoke_audit_and_export(
-    world: World,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    etcd: EtcdCluster,  # noqa: F811
+async def test_coordinator_cli_suspend_two_of_three_resume_revoke_and_audit(
+    federation_on_each_store: Federation, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    zj = await world.province("330000")
-    sc = await world.province("510000")
-    gateway = await world.gateway(coordinator=True)
-    address = f"127.0.0.1:{gateway.port}"
-    assert await run_cli("registry", "suspend", "--gateway", address, "--province", "510000",
+    federation = federation_on_each_store
+    gateway = ("--gateway", federation.gateway_address)
+    alice, bob = (
+        ("--tls-dir", national(federation, "alice")),
+        ("--tls-dir", national(federation, "bob")),
+    )
+    assert await run_cli("registry", "suspend", *gateway, *alice, "--province", "510000",
                          "--why", "drill") == 0  # fmt: skip
-    assert await run_cli("registry", "resume", "--gateway", address, "--province", "510000") == 0
-    ca_serial = str(zj.ca.certificate.serial_number)
-    assert await run_cli("registry", "revoke", "--gateway", address, "--serial", ca_serial,
-                         "--reason", "ca_compromise") == 0  # fmt: skip
-    await asyncio.sleep(0.3)
+    view = federation.gateway.view
+    await wait_for(lambda: view.province("510000").suspended, timeout=10, what="suspended")  # type: ignore[union-attr]
+    capsys.readouterr()
+    assert await run_cli("registry", "resume", *gateway, *alice, "--province", "510000",
+                         "--why", "drill over") == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "1 of 2 approvals" in printed
+    proposal = printed.split("proposal id ")[1].split()[0]
+    assert view.province("510000").suspended  # type: ignore[union-attr]  # one is not enough
+    assert await run_cli("registry", "pending", *gateway, *bob) == 0
+    assert proposal[:16] in capsys.readouterr().out
+    assert await run_cli("registry", "approve", *gateway, *bob, "--proposal", proposal[:10]) == 0
+    await wait_for(lambda: not view.province("510000").suspended, timeout=10, what="resumed")  # type: ignore[union-attr]
 
-    out = tmp_path / "export"
-    assert await run_cli("registry", "export", "--gateway", address, "--root",
-                         str(world.root_cert), "--out", str(out)) == 0  # fmt: skip
-    dsc = out / "510000" / "dsc" / f"{sc.kid.hex()}.pem"
-    ok = subprocess.run(
-        ["openssl", "verify", "-crl_check_all", "-CAfile", str(out / "root.pem"),
-         "-untrusted", str(out / "510000" / "ca.pem"), "-CRLfile", str(out / "510000/crl.pem"),
-         "-CRLfile", str(out / "root-crl.pem"), str(dsc)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    bad = subprocess.run(
-        ["openssl", "verify", "-crl_check_all", "-CAfile", str(out / "root.pem"),
-         "-untrusted", str(out / "330000" / "ca.pem"), "-CRLfile", str(out / "330000/crl.pem"),
-         "-CRLfile", str(out / "root-crl.pem"), str(out / "330000/dsc" / f"{zj.kid.hex()}.pem")],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert bad.returncode != 0 and "revoked" in bad.stdout + bad.stderr
+    ca_serial = view.province("330000").ca_certificate.serial_number  # type: ignore[union-attr]
+    assert await run_cli("registry", "revoke", *gateway, *bob, "--serial", f"0x{ca_serial:x}",
+                         "--reason", "ca_compromise") == 0  # fmt: skip
+    await wait_for(lambda: view.certificate_revoked(issuer_province="330000", serial=1),
+                   timeout=10, what="the CA revocation")  # fmt: skip
 
     capsys.readouterr()
-    assert await run_cli("registry", "audit", "--gateway", address, "--verify") == 0
+    assert await run_cli("registry", "audit", *gateway, *alice, "--verify") == 0
     printed = capsys.readouterr().out
-    assert "suspend" in printed and "revoke-ca" in printed and "peer" in printed
-    prefix = world.url.rsplit("/", 2)[-2] + "/"
-    etcd.etcdctl("del", f"{prefix}audit/000000000004")
-    assert await run_cli("registry", "audit", "--gateway", address, "--verify") == 1
-    assert "TAMPERED" in capsys.readouterr().err
+    assert "suspended by alice" in printed and "approved by alice, bob" in printed
+    assert "revoked by bob" in printed and "coordinator/alice" in printed
+    store = open_store(federation.gateway_url)
+    try:
+        await store.delete(leaf_key(3))
+    finally:
+        await store.close()
+    await wait_for(lambda: federation.gateway.feed.reader.inconsistent, timeout=10,
+                   what="the deletion seen")  # fmt: skip
+    assert await run_cli("registry", "audit", *gateway, *alice, "--verify") == 1
+    assert "INCONSISTENT" in capsys.readouterr().err
