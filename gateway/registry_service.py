@@ -135,6 +135,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
             expires_at=proposal.expires_at,
             proposer=proposal.proposer,
             index=proposal.index,
+            province=getattr(proposal.change, "province", ""),
         )
 
     async def AuditLog(self, request: Any, context: Any) -> registry_pb2.AuditLogResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -23,7 +24,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         "Verify one code; prints the verdict and colour.",
         "hcx checkpoint verify --gateway 127.0.0.1:50051 --province 510000 'HCX1:...'",
     )
-    p.add_argument("token", help="the QR code's text (HCX1:...)")
+    p.add_argument(
+        "token",
+        nargs="?",
+        default=None,
+        help="the QR code's text (HCX1:...), or - to read it from standard input",
+    )
+    p.add_argument("--token-file", type=Path, default=None, help="read the token from a file")
     p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national gateway address")
     p.add_argument("--province", default="", help="the checkpoint's province code")
     p.add_argument("--checkpoint-id", default="cli", help="checkpoint name for logs")
@@ -56,7 +63,21 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=fetch)
 
 
+def read_token(args: argparse.Namespace) -> str:
+    """The token from the command line, ``-`` (standard input) or ``--token-file``."""
+    if args.token_file is not None and args.token is not None:
+        raise InvalidRequest("give the token or --token-file, not both")
+    if args.token_file is not None:
+        return args.token_file.read_text(encoding="utf-8").strip()
+    if args.token == "-":
+        return sys.stdin.read().strip()
+    if not args.token:
+        raise InvalidRequest("give the token (HCX1:...), - for standard input, or --token-file")
+    return str(args.token)
+
+
 def verify(args: argparse.Namespace) -> int:
+    args.token = read_token(args)
     if args.offline:
         return verify_offline(args)
     with transport_from(args).sync_channel(args.gateway) as channel:

@@ -102,9 +102,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--province", required=True, help="the province's GB/T 2260 code")
     p.add_argument("--dir", type=Path, required=True, help="the province's key directory")
-    p.add_argument(
-        "--serial", type=parse_serial, required=True, help="serial (hex 0x… as listed, or decimal)"
-    )
+    p.add_argument("--serial", required=True, help="serial (hex 0x… as listed, or decimal)")
     p.add_argument("--reason", default="unspecified", help="CRL reason, e.g. key_compromise")
     p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national registry address")
     p.set_defaults(handler=keys_revoke)
@@ -202,7 +200,8 @@ def keys_retire(args: argparse.Namespace) -> int:
 
 def keys_revoke(args: argparse.Namespace) -> int:
     directory = ProvinceDir(args.dir)
-    crl = province_crl(directory, revoke_serial=args.serial, reason=args.reason)
+    serial = parse_serial(args.serial)
+    crl = province_crl(directory, revoke_serial=serial, reason=args.reason)
     reply = submit(args, crl_statement(directory, crl))
-    print(f"serial 0x{args.serial:x} revoked: {reply.effect}")
+    print(f"serial 0x{serial:x} revoked: {reply.effect}")
     return 0

@@ -11,6 +11,7 @@ import segno
 from hcx import cmd_keys
 from hcx.cli import run_async, subcommand, transport_from
 from healthcode.v1 import common_pb2, node_pb2, node_pb2_grpc
+from nodes.files import write_public
 from nodes.provincial.main import NodeConfig, serve
 
 COLOURS = {"green": common_pb2.GREEN, "yellow": common_pb2.YELLOW, "red": common_pb2.RED}
@@ -70,8 +71,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--node", required=True, help="the province node's address")
     p.add_argument("--id-number", required=True, help="holder's resident ID number")
     p.add_argument("--name", required=True, help="holder's full name (only the mask is encoded)")
-    p.add_argument("--colour", choices=sorted(COLOURS), default=None, help="initial colour")
+    p.add_argument(
+        "--colour", type=colour_arg, choices=sorted(COLOURS), default=None, help="initial colour"
+    )
     p.add_argument("--png", type=Path, default=None, help="also write the QR code to this PNG")
+    p.add_argument("--token-out", type=Path, default=None, help="also write the token to a file")
     p.set_defaults(handler=issue)
 
     p = subcommand(
@@ -83,7 +87,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--node", required=True, help="the province node's address")
     p.add_argument("--code-id", type=code_id_arg, required=True, help="code id (32 hex characters)")
-    p.add_argument("--colour", required=True, choices=sorted(COLOURS), help="the new colour")
+    p.add_argument(
+        "--colour",
+        type=colour_arg,
+        required=True,
+        choices=sorted(COLOURS),
+        help="the new colour (any case: green, GREEN)",
+    )
     p.add_argument("--reason", default="", help="why the colour changes")
     p.add_argument("--request-id", default="", help="idempotency key (default: random)")
     p.set_defaults(handler=set_status)
@@ -131,7 +141,15 @@ def issue(args: argparse.Namespace) -> int:
     if args.png is not None:
         write_qr_png(reply.token, args.png)
         print(f"QR code written to {args.png}")
+    if args.token_out is not None:
+        write_public(args.token_out, reply.token.encode() + b"\n")
+        print(f"token written to {args.token_out}")
     return 0
+
+
+def colour_arg(value: str) -> str:
+    """Colour names in any case, as every tool prints them (GREEN, RED)."""
+    return value.strip().lower()
 
 
 def write_qr_png(token: str, path: Path) -> None:

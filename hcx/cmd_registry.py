@@ -252,10 +252,13 @@ def _register_proposals(sub: argparse._SubParsersAction) -> None:
     p = subcommand(
         sub,
         "approve",
-        "Approve a pending proposal (shown in full first); an id prefix is enough.",
+        "Approve a pending proposal (shown in full first): by id (a unique prefix is enough) "
+        "or as the only pending proposal concerning --province.",
         "hcx registry approve --proposal 3fa9c1 --tls-dir var/national/coordinators/bob",
     )
-    p.add_argument("--proposal", required=True, help="proposal id or a unique prefix")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--proposal", help="proposal id or a unique prefix")
+    which.add_argument("--province", help="the only pending proposal concerning this province")
     _gateway(p)
     _key_dir(p)
     p.set_defaults(handler=approve)
@@ -582,11 +585,17 @@ def propose(args: argparse.Namespace) -> int:
 
 
 def _find_proposal(args: argparse.Namespace) -> registry_pb2.ProposalInfo:
-    prefix = args.proposal.strip().lower()
+    by_province = getattr(args, "province", None)
     with transport_from(args).sync_channel(args.gateway) as channel:
         reply = registry_pb2_grpc.RegistryStub(channel).ListProposals(
-            registry_pb2.ListProposalsRequest(all=True), timeout=10
+            registry_pb2.ListProposalsRequest(all=not by_province), timeout=10
         )
+    if by_province:
+        found = [p for p in reply.proposals if p.province == by_province]
+        if len(found) != 1:
+            raise InvalidRequest(f"{len(found)} pending proposals concern {by_province}; name one")
+        return found[0]
+    prefix = args.proposal.strip().lower()
     found = [p for p in reply.proposals if p.id.hex().startswith(prefix)]
     if len(prefix) < 6 or len(found) != 1:
         raise InvalidRequest(f"{args.proposal!r} names {len(found)} proposals; give more of the id")

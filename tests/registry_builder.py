@@ -37,6 +37,7 @@ class Province:
     ca: pki.Authority
     dsc: x509.Certificate
     dsc_key: pki.PrivateKey
+    now: int = 0  # the builder's clock: CRLs are dated by it, never by the machine's
     crl_number: int = 0
 
     @property
@@ -71,7 +72,7 @@ class Province:
     ) -> x509.CertificateRevocationList:
         """A new CRL of ``serials``, signed by the province's CA, with a larger number."""
         self.crl_number += 1
-        now = datetime.now(UTC)
+        now = datetime.fromtimestamp(self.now, tz=UTC) if self.now else datetime.now(UTC)
         entries = [
             pki.RevokedEntry(s, revoked_at or now, x509.ReasonFlags.key_compromise) for s in serials
         ]
@@ -171,7 +172,7 @@ class RegistryBuilder:
         ca = pki.Authority(pki.sign_provincial_ca(self.root, csr, province=code, name=name), ca_key)
         self.propose(statements.Onboard(code, name, ca.certificate))
         dsc, key = self.new_dsc(ca, code, "dsc-1")
-        province = Province(code, ca, dsc, key)
+        province = Province(code, ca, dsc, key, now=self.now)
         self.provinces[code] = province
         return province
 

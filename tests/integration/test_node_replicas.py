@@ -24,7 +24,7 @@ from nodes.registration import NodeRegistration
 from nodes.server import RunningServer
 from nodes.tls import Transport
 from tests import support
-from tests.integration.conftest import Federation
+from tests.integration.federation import Federation
 from tests.integration.postgres import postgres_dsn, postgres_server  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -176,7 +176,7 @@ async def test_graceful_shutdown_leaves_the_routing_table_at_once_and_says_not_s
         while True:
             try:
                 await as_node.KeepAliveNode(
-                    gateway_pb2.KeepAliveNodeRequest(lease_id=lease), timeout=5
+                    gateway_pb2.KeepAliveNodeRequest(handle=lease), timeout=5
                 )
             except grpc.aio.AioRpcError as e:
                 return e.code()
@@ -212,7 +212,7 @@ async def test_lost_lease_means_not_serving_then_registering_again(
     # The gateway forgets the lease (as after a gateway-side expiry).
     as_node = gateway_pb2_grpc.GatewayStub(federation.channel(one.config.transport))
     await as_node.DeregisterNode(
-        gateway_pb2.DeregisterNodeRequest(lease_id=one.registration.lease or 0), timeout=5
+        gateway_pb2.DeregisterNodeRequest(handle=one.registration.lease or b""), timeout=5
     )
     await wait_for(lambda: one.registration.registrations == 2)
     assert seen[:2] == [False, True]

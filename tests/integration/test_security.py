@@ -43,13 +43,12 @@ from nodes.provincial.keys import (
 )
 from nodes.ratelimit import Limit
 from nodes.tls import TlsIdentity, Transport
+from tests.integration.federation import Federation, gateway_config, genesis, make_national
 from tests.support import wait_for
 from trust import pki, statements
 from trust.model import Reason
 from trust.routes import NodeRoute, encode_route, route_key
 from trust.stores import open_store
-
-from .conftest import Federation, gateway_config, genesis, make_national
 
 pytestmark = pytest.mark.integration
 

@@ -19,10 +19,14 @@ def test_every_hcx_command_of_the_init_script_parses() -> None:
 def test_init_makes_every_identity_the_compose_services_use() -> None:
     """Each --tls-dir of a compose service is an --out of an issue-cert in the script."""
     issued = set()
-    for argv in d.shell_commands(INIT_SCRIPT.read_text(encoding="utf-8")):
+    commands = d.shell_commands(INIT_SCRIPT.read_text(encoding="utf-8"))
+    for argv in commands:
         if "issue-cert" in argv:
             issued.add(d.parse(argv).kind)
-    assert issued == {"gateway", "coordinator", "operator", "node", "checkpoint"}
+    assert issued == {"gateway", "operator", "node", "checkpoint"}
+    # the coordinators (and the root, log and trust-list signers) come from `registry init`
+    inits = [d.parse(argv) for argv in commands if argv[:2] == ["registry", "init"]]
+    assert [a.coordinators for a in inits] == ["alice,bob,carol"]
     text = INIT_SCRIPT.read_text(encoding="utf-8")
     for name, service in d.hcx_services().items():
         args = d.parse(d.command(service), d.environment(service))

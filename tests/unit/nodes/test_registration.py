@@ -25,9 +25,9 @@ class ScriptedGateway:
 
     def __init__(self) -> None:
         self.down = False
-        self.leases: set[int] = set()
+        self.leases: set[bytes] = set()
         self.next_lease = 100
-        self.deregistered: list[int] = []
+        self.deregistered: list[bytes] = []
 
     def _check(self) -> None:
         if self.down:
@@ -36,19 +36,20 @@ class ScriptedGateway:
     async def RegisterNode(self, request: Any, timeout: float) -> Any:
         self._check()
         self.next_lease += 1
-        self.leases.add(self.next_lease)
-        return gateway_pb2.RegisterNodeResponse(lease_id=self.next_lease, ttl_seconds=1)
+        handle = self.next_lease.to_bytes(16, "big")
+        self.leases.add(handle)
+        return gateway_pb2.RegisterNodeResponse(handle=handle, ttl_seconds=1)
 
     async def KeepAliveNode(self, request: Any, timeout: float) -> Any:
         self._check()
-        if request.lease_id not in self.leases:
+        if request.handle not in self.leases:
             raise rpc_error(grpc.StatusCode.NOT_FOUND)
         return gateway_pb2.KeepAliveNodeResponse(ttl_seconds=1)
 
     async def DeregisterNode(self, request: Any, timeout: float) -> Any:
         self._check()
-        self.leases.discard(request.lease_id)
-        self.deregistered.append(request.lease_id)
+        self.leases.discard(request.handle)
+        self.deregistered.append(request.handle)
         return gateway_pb2.DeregisterNodeResponse()
 
 
