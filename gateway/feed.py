@@ -128,7 +128,10 @@ class ViewFeed:
         """A full read of the store into the view (StoreUnavailable when it cannot be read)."""
         snapshot = await self._store.read_prefix("")
         self._revision = snapshot.revision
+        was_inconsistent = self.reader.inconsistent is not None
         if self.reader.load(snapshot):
+            if was_inconsistent:
+                log.warning("registry log verifies again (size %d)", self._view.revision)
             if self.from_disk:
                 await self._set_from_disk(False)
             else:
@@ -147,6 +150,8 @@ class ViewFeed:
                     continue
                 async for event in self._store.watch("", start_revision=self._revision + 1):
                     self._take(event)
+                    if self.reader.inconsistent is not None:
+                        break  # stop following; re-read now and then until it verifies again
             except StoreUnavailable as e:
                 log.warning("registry unreachable, serving the last verified view: %s", e.message)
             except NeedsFullRead as e:

@@ -1,6 +1,7 @@
 """The walking skeleton on one machine: a gateway and provincial nodes as separate processes.
 
-Onboards each province (CA from a CSR, a DSC signed by the province's own CA), issues codes,
+Onboards each province (CA from a CSR signed by the root, 2 of 3 coordinators approving, a DSC
+signed by the province's own CA), issues codes,
 changes colours, verifies every code at checkpoints of the other provinces through the national
 gateway, and prints what each checkpoint saw.
 """
@@ -16,8 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from healthcode.v1 import (
     common_pb2,
     gateway_pb2,
@@ -28,7 +27,8 @@ from healthcode.v1 import (
     registry_pb2_grpc,
 )
 from nodes.provincial.issuance import with_check_character
-from nodes.provincial.keys import ProvinceDir, init_province, new_signing_certificate, write_public
+from nodes.provincial.keys import ProvinceDir, new_signing_certificate
+from simulations import national
 from simulations.federation import wait_listed
 from simulations.identities import LocalPki
 from simulations.processes import ServerProcess, Supervisor
@@ -70,12 +70,11 @@ class Federation:
         self.pki = LocalPki(workdir)
 
     def gateway_args(self) -> list[str]:
-        """The national gateway: it holds the root key (onboarding happens online here)."""
+        """The national gateway: the log and trust-list keys, never the root key."""
         national = self.pki.national
         return [
             "gateway", "serve", "--registry", f"sqlite:///{national}/registry.db",
             "--root-cert", str(national / "root.pem"),
-            "--root-key", str(national / "root-key.pem"),
             "--listen", "127.0.0.1:0", *self.pki.gateway_flags("gw-1"),
         ]  # fmt: skip
 
@@ -91,6 +90,7 @@ class Federation:
         self.pki.create()
         self.supervisor.client = self.pki.coordinator()  # health checks over mTLS
         self.gateway = self.supervisor.start("gateway", self.gateway_args())
+        national.submit_genesis(self.pki, self.gateway.address)
         for province in self.provinces:
             self._onboard(province)
             self.start_node(province)
@@ -105,30 +105,15 @@ class Federation:
         return child
 
     def _onboard(self, province: str) -> None:
-        """CA from the province's CSR (coordinator), DSC uploaded by the province's operator."""
+        """The root signs the CA, 2 of 3 coordinators approve, the operator submits a DSC."""
         assert self.gateway is not None
         files = ProvinceDir(self.workdir / province)
-        csr = init_province(files, province=province)
-        info = all_provinces()[province]
+        name = all_provinces()[province].name_zh
+        national.onboard(self.pki, self.gateway.address, files, province=province, name=name)
         with self.pki.coordinator().sync_channel(self.gateway.address) as channel:
-            registry = registry_pb2_grpc.RegistryStub(channel)
-            reply = registry.OnboardProvince(
-                registry_pb2.OnboardProvinceRequest(
-                    province=province, name=info.name_zh, csr_pem=csr.public_bytes(Encoding.PEM)
-                ),
-                timeout=10,
-            )
-            write_public(files.ca_cert, reply.ca_certificate_pem)
-            write_public(files.root / "root.pem", reply.root_certificate_pem)
-            wait_listed(registry, province)
+            wait_listed(registry_pb2_grpc.RegistryStub(channel), province)
         dsc = new_signing_certificate(files, province=province, name="dsc-1")
-        with self.pki.operator(province).sync_channel(self.gateway.address) as channel:
-            registry_pb2_grpc.RegistryStub(channel).UploadSigningCertificate(
-                registry_pb2.UploadSigningCertificateRequest(
-                    certificate_pem=dsc.public_bytes(Encoding.PEM)
-                ),
-                timeout=10,
-            )
+        national.upload(self.pki, self.gateway.address, files, province=province, certificate=dsc)
 
 
 def random_holder(rng: random.Random, province: str) -> tuple[str, str]:
@@ -243,7 +228,7 @@ def tampered_row(
     """A screenshot edited to another colour: the signature no longer verifies."""
     raw = bytearray(zlib.decompress(b45decode(token.removeprefix("HCX1:"))))
     raw[-10] ^= 0x01
-    forged = "HCX1:" + b45encode(zlib.compress(bytes(raw)))
+    forged = "HCX1:" + b45encode(zlib.compress(bytes(raw), 0))  # the canonical level
     reply = gateway.Verify(
         gateway_pb2.VerifyRequest(token=forged, checkpoint_province=checkpoint), timeout=2
     )

@@ -1,13 +1,16 @@
 """A federation on one machine: gateways and provincial node replicas as real processes.
 
-Every province is onboarded the way an operator would do it (CA from a CSR signed by the
-national root, a DSC signed by the province's own CA and uploaded through the Registry API).
+Every province is onboarded the way operators do it: the root signs its CA from its CSR on the
+coordinators' station, coordinator alice proposes the onboarding and bob approves it (2 of 3),
+and the province's operator submits a DSC signed by the province's own CA. No gateway holds the
+root key; every registry change is a signed statement (simulations/national.py).
 The gateways share one registry: the embedded SQLite file by default (several processes on one
 host may share it; each polls its change log), or whatever ``--registry`` names.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,14 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from cryptography.hazmat.primitives.serialization import Encoding
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.feed import VIEW_HEALTH_SERVICE
 from healthcode.v1 import registry_pb2, registry_pb2_grpc
-from nodes.provincial.keys import ProvinceDir, init_province, new_signing_certificate, write_public
+from nodes.provincial.keys import ProvinceDir, new_signing_certificate
+from simulations import national
 from simulations.identities import LocalPki
 from simulations.processes import ServerProcess, Supervisor
 from simulations.provinces import all_provinces
 from trust import pki
+from trust.log import LEAF_PREFIX, Leaf
+from trust.statements import open_statement
+from trust.stores import open_store
 
 START_WORKERS = 4  # parallel process start-ups: Python start-up is CPU-bound, 2 cores here
 
@@ -76,6 +84,11 @@ class Federation:
         return self.pki.coordinator().sync_channel(self.gateways[index].address)
 
     @property
+    def registry_address(self) -> str:
+        """Where coordinators and operators submit (any gateway holding the log key)."""
+        return self.gateways[0].address
+
+    @property
     def national(self) -> Path:
         return self.workdir / "national"
 
@@ -94,6 +107,7 @@ class Federation:
             self.gateways.append(
                 self.supervisor.start(f"gateway-{i}", self.gateway_args(i, "127.0.0.1:0"))
             )
+        national.submit_genesis(self.pki, self.registry_address)
         for province in self.topology.provinces:
             self._onboard(province)
         self._start_nodes()
@@ -104,10 +118,11 @@ class Federation:
         args += ["--root-cert", str(self.national / "root.pem"), "--listen", listen]
         args += ["--relay-timeout", str(self.topology.relay_timeout)]
         args += self.pki.gateway_flags(f"gw-{index + 1}")
-        args += ["--view-file", str(self.national / f"view-gw-{index + 1}.cbor")]
-        if index == 0:  # only the coordinators' gateway holds the root key (online onboarding)
-            args += ["--root-key", str(self.national / "root-key.pem")]
+        args += ["--view-file", str(self.view_file(index))]
         return args
+
+    def view_file(self, index: int) -> Path:
+        return self.national / f"view-gw-{index + 1}.cbor"
 
     def node_args(self, province: str, replica: int) -> list[str]:
         """Replica r prefers gateway r mod G and fails over to the others (one gRPC target
@@ -145,33 +160,18 @@ class Federation:
 
     def _onboard(self, province: str) -> None:
         files = self.province_dir(province)
-        csr = init_province(files, province=province)
+        name = all_provinces()[province].name_zh
+        national.onboard(self.pki, self.registry_address, files, province=province, name=name)
         with self.coordinator_channel() as channel:
-            registry = registry_pb2_grpc.RegistryStub(channel)
-            reply = registry.OnboardProvince(
-                registry_pb2.OnboardProvinceRequest(
-                    province=province,
-                    name=all_provinces()[province].name_zh,
-                    csr_pem=csr.public_bytes(Encoding.PEM),
-                ),
-                timeout=10,
-            )
-            write_public(files.ca_cert, reply.ca_certificate_pem)
-            write_public(files.root / "root.pem", reply.root_certificate_pem)
-            wait_listed(registry, province)  # the operator is known once the view has it
+            wait_listed(registry_pb2_grpc.RegistryStub(channel), province)
         self.new_key(province, "dsc-1")
 
     def new_key(self, province: str, name: str) -> SigningKey:
-        """Make a DSC locally (signed by the province's CA) and upload it to the registry."""
+        """Make a DSC locally (signed by the province's CA) and submit it to the registry."""
         files = self.province_dir(province)
         certificate = new_signing_certificate(files, province=province, name=name)
-        with self.pki.operator(province).sync_channel(self.gateways[0].address) as channel:
-            registry_pb2_grpc.RegistryStub(channel).UploadSigningCertificate(
-                registry_pb2.UploadSigningCertificateRequest(
-                    certificate_pem=certificate.public_bytes(Encoding.PEM)
-                ),
-                timeout=10,
-            )
+        national.upload(self.pki, self.registry_address, files, province=province,
+                        certificate=certificate)  # fmt: skip
         return self.load_current_key(province, name)
 
     def load_current_key(self, province: str, name: str) -> SigningKey:
@@ -190,11 +190,8 @@ class Federation:
         return key
 
     def revoke(self, kid: bytes, reason: str) -> None:
-        """The coordinators revoke a signing certificate (Registry.RevokeCertificate)."""
-        with self.coordinator_channel() as channel:
-            registry_pb2_grpc.RegistryStub(channel).RevokeCertificate(
-                registry_pb2.RevokeCertificateRequest(kid=kid, reason=reason), timeout=10
-            )
+        """A coordinator revokes a signing certificate (one signature removes trust)."""
+        national.revoke(self.pki, self.registry_address, kid, reason)
 
     def current_key(self, province: str) -> SigningKey:
         return self.keys[province][-1]
@@ -210,6 +207,40 @@ class Federation:
         self.gateways[index] = self.supervisor.restart(
             child, args=self.gateway_args(index, child.address), timeout=60
         )
+
+    def delete_latest_revocation(self) -> int:
+        return delete_latest_revocation(self)
+
+    def view_health(self) -> list[int]:
+        """Each gateway's health status for its registry view (SERVING = 1)."""
+        statuses = []
+        for index in range(len(self.gateways)):
+            try:
+                with self.coordinator_channel(index) as channel:
+                    reply = health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(service=VIEW_HEALTH_SERVICE), timeout=5
+                    )
+                statuses.append(int(reply.status))
+            except grpc.RpcError:
+                statuses.append(0)  # down (e.g. being restarted by another step)
+        return statuses
+
+    def gateways_refusing_the_store(self, timeout: float = 20.0) -> int:
+        """Wait until every live gateway reports its registry view NOT_SERVING; how many do."""
+        deadline = time.monotonic() + timeout
+        while True:
+            statuses = self.view_health()
+            refusing = sum(1 for s in statuses if s == health_pb2.HealthCheckResponse.NOT_SERVING)
+            if refusing == len(statuses) or time.monotonic() > deadline:
+                return refusing
+            time.sleep(0.2)
+
+    def wait_store_verified(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while any(s != health_pb2.HealthCheckResponse.SERVING for s in self.view_health()):
+            if time.monotonic() > deadline:
+                raise TimeoutError("a gateway still refuses the registry store after repair")
+            time.sleep(0.2)
 
     def wait_routable(self, timeout: float = 60.0) -> None:
         """Every gateway lists every province and every signing key (shared registry works)."""
@@ -234,6 +265,25 @@ class Federation:
                             f" and {len(certs.certificates)}/{keys} signing keys"
                         )
                     time.sleep(0.05)
+
+
+def delete_latest_revocation(federation: Federation) -> int:
+    """Delete the newest revocation leaf from the store itself; its leaf index."""
+    return asyncio.run(_delete_latest_revocation(federation.registry_url))
+
+
+async def _delete_latest_revocation(url: str) -> int:
+    store = open_store(url)
+    try:
+        snapshot = await store.read_prefix(LEAF_PREFIX)
+        for entry in reversed(snapshot.entries):
+            leaf = Leaf.decode(entry.value)
+            if open_statement(leaf.statement).statement.kind == "revoke-dsc":
+                await store.delete(entry.key)
+                return int(entry.key.removeprefix(LEAF_PREFIX))
+    finally:
+        await store.close()
+    raise LookupError("no revocation in the registry log")
 
 
 def wait_listed(

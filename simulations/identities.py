@@ -1,17 +1,31 @@
-"""Key material of a federation on one machine: the root, the trust-list signer and the mTLS
-identity of every process and client (docs/security.md), made the way operators make them.
+"""Key material of a federation on one machine: the root, the gateways' narrow signers, three
+coordinators, and the mTLS identity of every process and client (docs/security.md), made the
+way `hcx registry init` and `hcx node keys issue-cert` make them.
+
+The simulation plays the coordinators' offline station too: it holds the root key here to sign
+certificates (never in a server), and each coordinator's own key to sign registry statements.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nodes.credentials import issue_national_identity, issue_provincial_identity
-from nodes.provincial.keys import ProvinceDir, load_ca, write_public
+from hcx.registry_client import load_authority
+from nodes.credentials import (
+    issue_national_identity,
+    issue_provincial_identity,
+    issue_service_signer,
+)
+from nodes.files import write_public
+from nodes.provincial.keys import ProvinceDir, load_ca
 from nodes.tls import Transport
-from trust import pki
+from trust import pki, statements
+
+COORDINATORS = ("alice", "bob", "carol")
+THRESHOLD = 2
 
 
 class LocalPki:
@@ -29,21 +43,38 @@ class LocalPki:
         return self._root
 
     def create(self) -> None:
-        """The national root CA and trust-list signer (what `hcx registry init` makes)."""
+        """What `hcx registry init` makes: root, log and trust-list signers, coordinators and
+        the genesis root metadata (2 of 3)."""
         self.national.mkdir(parents=True, exist_ok=True)
         root = pki.create_root_ca()
         pki.write_private_key(self.national / "root-key.pem", root.private_key)
         write_public(self.national / "root.pem", root.certificate.public_bytes(Encoding.PEM))
-        key = pki.generate_private_key()
-        signer = pki.sign_trust_list_signer(
-            root, pki.make_csr(key, common_name="hcx national trust-list signer")
-        )
-        pki.write_private_key(self.national / "trust-list-key.pem", key)
-        write_public(self.national / "trust-list.pem", pki.certificate_to_pem(signer))
+        issue_service_signer(root, kind="trust-list", out=self.national / "trust-list")
+        issue_service_signer(root, kind="log", out=self.national / "log")
         self._root = root
+        certificates = tuple(self.coordinator_authority(n).certificate for n in COORDINATORS)
+        body = statements.RootMetadata(1, (root.certificate,), THRESHOLD, certificates)
+        write_public(self.national / "genesis.cbor", self.sign(body, root))
+
+    def sign(self, body: statements.Body, signer: pki.Authority) -> bytes:
+        return statements.sign(
+            statements.make(body, signed_at=int(time.time())),
+            signer.private_key,
+            signer.certificate,
+        )
+
+    def coordinator_dir(self, name: str) -> Path:
+        """A coordinator's own identity (mTLS client and statement signer), made once."""
+        out = self.national / "coordinators" / name
+        if not (out / "cert.pem").exists():
+            issue_national_identity(self.root, kind="coordinator", name=name, out=out)
+        return out
+
+    def coordinator_authority(self, name: str) -> pki.Authority:
+        return load_authority(self.coordinator_dir(name))
 
     def national_tls(self, kind: str, name: str) -> Path:
-        """A gateway or coordinator identity's --tls-dir (issued once)."""
+        """A gateway identity's --tls-dir (issued once)."""
         out = self.national / "tls" / f"{kind}-{name}"
         if not (out / "cert.pem").exists():
             issue_national_identity(self.root, kind=kind, name=name, out=out)
@@ -64,8 +95,8 @@ class LocalPki:
             )
         return out
 
-    def coordinator(self) -> Transport:
-        return Transport.mtls(self.national_tls("coordinator", "sim"))
+    def coordinator(self, name: str = "alice") -> Transport:
+        return Transport.mtls(self.coordinator_dir(name))
 
     def operator(self, province: str) -> Transport:
         return Transport.mtls(self.provincial_tls(province, "operator", "ops"))
@@ -74,9 +105,13 @@ class LocalPki:
         return Transport.mtls(self.provincial_tls(province, "checkpoint", name))
 
     def gateway_flags(self, name: str) -> list[str]:
-        """What a gateway process needs: its identity and the trust-list signer."""
+        """What a gateway process needs: its identity and the log and trust-list signers
+        (and never the root key)."""
+        n = self.national
         return [
             "--tls-dir", str(self.national_tls("gateway", name)),
-            "--trust-list-cert", str(self.national / "trust-list.pem"),
-            "--trust-list-key", str(self.national / "trust-list-key.pem"),
+            "--trust-list-cert", str(n / "trust-list" / "cert.pem"),
+            "--trust-list-key", str(n / "trust-list" / "key.pem"),
+            "--log-cert", str(n / "log" / "cert.pem"),
+            "--log-key", str(n / "log" / "key.pem"),
         ]  # fmt: skip

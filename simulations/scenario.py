@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from healthcode.v1 import registry_pb2
 from simulations.federation import Federation, SigningKey
 from simulations.injection import Injector
 from simulations.mobility import Mobility
@@ -56,21 +55,9 @@ class StepResult:
     finished: float = 0.0
 
 
-def registry_methods() -> frozenset[str]:
-    service = registry_pb2.DESCRIPTOR.services_by_name["Registry"]
-    return frozenset(m.name for m in service.methods)
-
-
 async def offload(ctx: SimContext, fn: Callable[..., object], *args: object) -> object:
     """Run a blocking federation operation on the federation's long-lived worker thread."""
     return await asyncio.get_running_loop().run_in_executor(ctx.federation.worker, fn, *args)
-
-
-def keys_command(action: str) -> bool:
-    """Does this build's ``hcx node keys`` have ``action``?"""
-    import hcx.cmd_keys as keys
-
-    return hasattr(keys, f"keys_{action}")
 
 
 async def run_hcx(*args: str) -> str:
@@ -86,16 +73,10 @@ async def run_hcx(*args: str) -> str:
     return text[-1] if text else ""
 
 
-async def rolling_restart(ctx: SimContext, province: str) -> None:
-    """Restart a province's replicas one at a time (the others keep serving)."""
-    for replica in range(len(ctx.federation.nodes[province])):
-        await offload(ctx, ctx.federation.restart_node, province, replica)
-
-
 @dataclass
 class KeyRotation:
-    """``hcx node keys rotate``: new DSC uploaded, old one retired after an overlap; replicas
-    restart one at a time to sign with the new key."""
+    """``hcx node keys rotate``: new DSC uploaded, old one retired after an overlap; every
+    replica picks up the new key by itself once the registry knows it (nothing restarts)."""
 
     at: float
     province_index: int = 0
@@ -103,7 +84,7 @@ class KeyRotation:
     name: str = "key rotation"
 
     def unavailable(self, ctx: SimContext) -> str | None:
-        return None if keys_command("rotate") else "hcx node keys rotate is missing (issue 3)"
+        return None
 
     async def run(self, ctx: SimContext) -> str:
         province = ctx.province(self.province_index)
@@ -113,22 +94,22 @@ class KeyRotation:
         await run_hcx(
             "node", "keys", "rotate", "--province", province,
             "--dir", str(federation.province_dir(province).root), "--name", f"dsc-{number}",
-            "--overlap", str(self.overlap_s), "--gateway", federation.gateways[0].address,
+            "--overlap", str(self.overlap_s), "--gateway", federation.registry_address,
             "--tls-dir", str(federation.pki.provincial_tls(province, "operator", "ops")),
         )  # fmt: skip
         new = federation.load_current_key(province, f"dsc-{number}")
         await offload(ctx, federation.wait_routable)
-        await rolling_restart(ctx, province)
         return (
             f"{province}: kid {old.kid.hex()} -> {new.kid.hex()}; old key retires in "
-            f"{self.overlap_s} s; {len(federation.nodes[province])} replicas restarted in turn"
+            f"{self.overlap_s} s; replicas switch keys by themselves (no restart)"
         )
 
 
 @dataclass
 class KeyCompromise:
     """A province's DSC leaks (codes forged with it are shown at checkpoints); the province
-    switches to a new key and the coordinators revoke the leaked one."""
+    switches to a new key and a coordinator revokes the leaked one from their own station
+    (`hcx registry revoke`: one signature removes trust)."""
 
     at: float
     province_index: int = 1
@@ -136,8 +117,6 @@ class KeyCompromise:
     name: str = "key compromise + revocation"
 
     def unavailable(self, ctx: SimContext) -> str | None:
-        if "RevokeCertificate" not in registry_methods():
-            return "Registry.RevokeCertificate is missing (issue 3)"
         return None
 
     async def run(self, ctx: SimContext) -> str:
@@ -150,8 +129,11 @@ class KeyCompromise:
         new = await offload(ctx, federation.new_key, province, f"dsc-{number}")
         assert isinstance(new, SigningKey)
         await offload(ctx, federation.wait_routable)
-        await rolling_restart(ctx, province)
-        await offload(ctx, federation.revoke, leaked.kid, "key_compromise")
+        await run_hcx(
+            "registry", "revoke", "--kid", leaked.kid.hex(), "--reason", "key_compromise",
+            "--gateway", federation.registry_address,
+            "--tls-dir", str(federation.pki.coordinator_dir("carol")),
+        )  # fmt: skip
         ctx.revocation_acked = ctx.clock()
         home = federation.topology.provinces.index(province)
         for traveller in ctx.mobility.travellers:
@@ -159,7 +141,73 @@ class KeyCompromise:
                 traveller.expires_at = 0  # the province pushes fresh codes to its holders
         return (
             f"{province}: kid {leaked.kid.hex()} leaked at t={self.at:.1f} s; new kid "
-            f"{new.kid.hex()} in service; leaked kid revoked at t={ctx.revocation_acked:.1f} s"
+            f"{new.kid.hex()} in service; coordinator carol revoked the leaked kid at "
+            f"t={ctx.revocation_acked:.1f} s"
+        )
+
+
+@dataclass
+class SuspendAndResume:
+    """A province suspended by one coordinator, resumed by two: alice proposes, bob approves
+    (`hcx registry suspend`, `resume`, `pending`, `approve`: the M-of-N flow)."""
+
+    at: float
+    province_index: int = 4
+    suspended_s: float = 3.0
+    name: str = "suspension (1 of 3) + resumption (2 of 3)"
+
+    def unavailable(self, ctx: SimContext) -> str | None:
+        return None
+
+    async def run(self, ctx: SimContext) -> str:
+        province = ctx.province(self.province_index)
+        federation = ctx.federation
+        gateway = ("--gateway", federation.registry_address)
+
+        def who(name: str) -> tuple[str, str]:
+            return ("--tls-dir", str(federation.pki.coordinator_dir(name)))
+
+        await run_hcx("registry", "suspend", "--province", province, "--why", "drill",
+                      *gateway, *who("carol"))  # fmt: skip
+        await asyncio.sleep(self.suspended_s)
+        proposed = await run_hcx("registry", "resume", "--province", province,
+                                 "--why", "drill over", *gateway, *who("alice"))  # fmt: skip
+        approved = await run_hcx("registry", "approve", "--province", province,
+                                 *gateway, *who("bob"))  # fmt: skip
+        return f"{province}: suspended by carol; {proposed.split(': ', 1)[-1]}; {approved}"
+
+
+@dataclass
+class RevocationDeletedInStore:
+    """An attacker with write access to the registry store deletes the revocation of the
+    leaked key (as `etcdctl del` would; here the embedded store's own file). The gateways see
+    the log no longer verifies: they keep the key revoked, report the registry view
+    NOT_SERVING and refuse writes; a coordinator then restores the store from a gateway's
+    verified copy (`hcx registry repair`: re-append, never rewrite)."""
+
+    at: float
+    name: str = "revocation deleted in the store"
+
+    def unavailable(self, ctx: SimContext) -> str | None:
+        return None
+
+    async def run(self, ctx: SimContext) -> str:
+        federation = ctx.federation
+        while ctx.revocation_acked is None:  # the key-compromise step revokes first
+            await asyncio.sleep(0.2)
+        index = await offload(ctx, federation.delete_latest_revocation)
+        await asyncio.sleep(2.0)  # the gateways' watches and restarts see it meanwhile
+        detected = await offload(ctx, federation.gateways_refusing_the_store)
+        out = await run_hcx(
+            "registry", "repair", "--registry", federation.registry_url,
+            "--from", str(federation.view_file(0)),
+            "--root", str(federation.national / "root.pem"),
+        )  # fmt: skip
+        await offload(ctx, federation.wait_store_verified)
+        return (
+            f"log entry {index} (the revocation) deleted; {detected} of "
+            f"{len(federation.gateways)} gateways detected it and kept the key revoked; "
+            f"{out}; every gateway verifies the store again"
         )
 
 
@@ -254,11 +302,13 @@ def default_scenario(duration: float) -> list[Step]:
     """The steps of ``make run``, placed at fractions of the run so every duration fits."""
     outage = min(6.0, max(2.0, duration * 0.1))
     return [
-        KeyRotation(at=round(duration * 0.12, 1)),
-        KeyCompromise(at=round(duration * 0.25, 1)),
-        NodeCrash(at=round(duration * 0.40, 1), down_s=outage),
-        SlowProvince(at=round(duration * 0.55, 1), frozen_s=min(4.0, outage)),
-        GatewayKilled(at=round(duration * 0.70, 1), down_s=outage),
+        KeyRotation(at=round(duration * 0.10, 1)),
+        KeyCompromise(at=round(duration * 0.20, 1)),
+        SuspendAndResume(at=round(duration * 0.30, 1), suspended_s=min(3.0, outage)),
+        RevocationDeletedInStore(at=round(duration * 0.42, 1)),
+        NodeCrash(at=round(duration * 0.52, 1), down_s=outage),
+        SlowProvince(at=round(duration * 0.62, 1), frozen_s=min(4.0, outage)),
+        GatewayKilled(at=round(duration * 0.72, 1), down_s=outage),
         EtcdMemberLost(at=round(duration * 0.85, 1)),
     ]
 

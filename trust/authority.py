@@ -160,6 +160,21 @@ AUTHORITY: Mapping[str, Rule] = {
 }  # fmt: skip
 
 
+def authority_table_markdown() -> str:
+    """The authority table as docs/security.md shows it (a test holds the two equal)."""
+    lines = [
+        "| statement | family | signed by | scope | signatures | submitted by | wins | changes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for rule in AUTHORITY.values():
+        cells = (
+            f"`{rule.kind}`", rule.family, rule.signer.value, rule.scope, rule.signatures,
+            ", ".join(sorted(rule.writers)), rule.wins, rule.changes,
+        )  # fmt: skip
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
 class Refused(HcxError):
     """A statement the authority table does not allow (its reason says why)."""
 

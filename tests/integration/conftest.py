@@ -37,9 +37,21 @@ async def federation_on_each_store(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[Federation]:
     """Zhejiang and Sichuan with one node each, on the embedded store and on a real etcd."""
+    async for federation in _two_provinces(tmp_path, etcd=request.param == "etcd"):
+        yield federation
+
+
+@pytest.fixture
+async def federation_on_etcd(tmp_path: Path) -> AsyncIterator[Federation]:
+    """The same on a real etcd only (etcd procedures: snapshots, members)."""
+    async for federation in _two_provinces(tmp_path, etcd=True):
+        yield federation
+
+
+async def _two_provinces(tmp_path: Path, *, etcd: bool) -> AsyncIterator[Federation]:
     cluster = None
     url = None
-    if request.param == "etcd":
+    if etcd:
         from tests.integration.etcd import make_cluster
 
         cluster = make_cluster(tmp_path / "etcd", 1)

@@ -115,13 +115,9 @@ async def test_rotation_with_overlap_old_codes_verify_new_codes_use_the_new_key(
 
 
 async def test_gateway_started_while_the_store_is_down_serves_its_persisted_view(
-    federation_on_each_store: Federation, tmp_path: Path
+    federation_on_etcd: Federation, tmp_path: Path
 ) -> None:
-    federation = federation_on_each_store
-    if federation.etcd is None:
-        import pytest
-
-        pytest.skip("the embedded store cannot be 'down' (a file on the gateway's host)")
+    federation = federation_on_etcd
     cluster = federation.etcd
     issued = await federation.issue("330000")
     view_file = tmp_path / "view.cbor"
