@@ -124,6 +124,8 @@ class Registry:
                     appended = await self._writer.append(self._view.log, leaf)
                 except Conflict:
                     await self._refresh()  # another gateway appended first: catch up, retry
+                    if signed.id in self._view.state.seen:  # ours committed after all
+                        return self._decision_of(statement)
                     continue
                 self._reader.install_appended(appended)
                 self._changed()
@@ -134,6 +136,14 @@ class Registry:
                 )  # fmt: skip
                 return decision
         raise StoreUnavailable("the registry log is too contended to append; try again")
+
+    def _decision_of(self, statement: bytes) -> Decision:
+        """The decision of a statement already in the log (an append whose first attempt
+        committed although the store answered Conflict after a leader change)."""
+        for leaf, decision in zip(self._view.log.leaves, self._view.decisions, strict=False):
+            if leaf.statement == statement:
+                return decision
+        raise StoreUnavailable("the statement is in the log but not in this view yet; retry")
 
     def _check_writer(self, signed: SignedStatement, submitter: Submitter) -> None:
         """The authority table's writers: who may submit this kind, for which province."""
