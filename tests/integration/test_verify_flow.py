@@ -14,6 +14,7 @@ from nodes.grpc_edge import reason_of
 from nodes.provincial.keys import ProvinceDir
 from tests.integration.federation import Federation
 from trust import pki
+from trust.codeformat import ISSUE_ZLIB_LEVEL as ZLIB_LEVEL
 from trust.codeformat import CodeClaims, decode_token, issue_token
 from trust.model import Colour, Reason
 
@@ -81,7 +82,8 @@ async def test_tampered_token_is_invalid_bad_signature(federation: Federation):
     issued = await federation.issue("330000")
     raw = bytearray(zlib.decompress(b45decode(issued.token.removeprefix("HCX1:"))))
     raw[-5] ^= 0x40  # inside the signature
-    reply = await verify(federation, "HCX1:" + b45encode(zlib.compress(bytes(raw))))
+    # Recompressed in the code's one form, so the signature check is what refuses it.
+    reply = await verify(federation, "HCX1:" + b45encode(zlib.compress(bytes(raw), ZLIB_LEVEL)))
     assert (reply.verdict, reply.reason) == (common_pb2.INVALID, common_pb2.BAD_SIGNATURE)
 
 
@@ -100,9 +102,8 @@ async def test_edited_colour_claim_is_invalid(federation: Federation):
     marker = bytes([0x01, 0x03])
     assert marker in raw
     edited = raw.replace(marker, bytes([0x01, 0x01]), 1)
-    reply = await verify(federation, "HCX1:" + b45encode(zlib.compress(edited)))
-    assert reply.verdict == common_pb2.INVALID
-    assert reply.reason in (common_pb2.BAD_SIGNATURE, common_pb2.MALFORMED)
+    reply = await verify(federation, "HCX1:" + b45encode(zlib.compress(edited, ZLIB_LEVEL)))
+    assert (reply.verdict, reply.reason) == (common_pb2.INVALID, common_pb2.BAD_SIGNATURE)
 
 
 async def test_unknown_kid_is_invalid(federation: Federation, tmp_path):
