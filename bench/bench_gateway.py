@@ -32,6 +32,7 @@ from nodes.tls import Transport
 from simulations.gateway_federation import GatewayFederation
 from simulations.processes import Supervisor, wait_serving
 from trust.codeformat import decode_token, verify_token_signature
+from trust.reader import LogReader
 from trust.stores import open_store
 from trust.verify import check_code
 from trust.view import TrustView
@@ -292,7 +293,7 @@ def load_view(workdir: Path) -> TrustView:
     async def read() -> TrustView:
         store = open_store(f"sqlite:///{workdir}/national/registry.db")
         view = TrustView(roots=roots)
-        view.load(await store.read_prefix(""))
+        LogReader(view).load(await store.read_prefix(""))  # verified and folded like a gateway
         await store.close()
         return view
 

@@ -11,6 +11,7 @@ circuit breaker is open is not asked at all: its look-ups fail at once with Issu
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,9 @@ from dataclasses import dataclass, field
 from gateway.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from gateway.metrics import BREAKER_STATE, COALESCER_QUEUED, OVERLOAD_REJECTIONS
 from gateway.relay import MAX_STATUS_BATCH, IssuerUnavailable, LiveStatus, StatusRelay
-from trust.errors import ResourceExhausted
+from trust.errors import RelayError, ResourceExhausted
+
+log = logging.getLogger(__name__)
 
 
 class Overloaded(ResourceExhausted):
@@ -141,6 +144,11 @@ class ProvinceLane:
         except IssuerUnavailable as e:
             self.breaker.record(False)
             _fail(batch, e)
+            return
+        except Exception as e:  # a refusal by the node, or a bug: an error, never "offline"
+            log.error("status look-up failed (answered as an error)", exc_info=e,
+                      extra={"province": self.province})  # fmt: skip
+            _fail(batch, e if isinstance(e, RelayError) else RelayError(f"relay failed: {e!r}"))
             return
         self.breaker.record(True)
         for code_id, futures in batch.waiters.items():

@@ -26,11 +26,11 @@ from gateway.verification import (
     verify_tokens,
 )
 from healthcode.v1 import gateway_pb2, gateway_pb2_grpc
-from nodes.convert import outcome_to_proto
+from nodes.convert import outcome_to_proto, refused_item, validate_checkpoint
 from nodes.identity import caller, require_province
 from nodes.logging import code_ref
 from trust.errors import InvalidRequest
-from trust.model import Reason, Verdict, is_province_code
+from trust.model import Reason, Verdict
 from trust.registry import Registry
 from trust.view import TrustView
 
@@ -49,11 +49,6 @@ class ServingLimits:
     max_in_flight_codes: int = 50_000  # codes being verified at once, all calls together
     stream_window: int = 256  # unanswered requests per VerifyStream before it stops reading
     check_workers: int = 2  # threads for batch signature checks (one per core)
-
-
-def validate_checkpoint(province: str) -> None:
-    if province and not is_province_code(province):
-        raise InvalidRequest("checkpoint_province must be a GB/T 2260 province code")
 
 
 def validate_tokens(tokens: list[str]) -> None:
@@ -118,7 +113,7 @@ class VerificationRpcs:
 
     async def Verify(self, request: Any, context: Any) -> gateway_pb2.VerifyResponse:
         # One token: the batch-size rule (validate_tokens) holds by construction.
-        validate_checkpoint(request.checkpoint_province)
+        validate_checkpoint(request.checkpoint_province, request.checkpoint_id)
         began = time.perf_counter()
         self._admit(1)
         try:
@@ -136,7 +131,7 @@ class VerificationRpcs:
         return outcome_to_proto(outcome)
 
     async def VerifyBatch(self, request: Any, context: Any) -> gateway_pb2.VerifyBatchResponse:
-        validate_checkpoint(request.checkpoint_province)
+        validate_checkpoint(request.checkpoint_province, request.checkpoint_id)
         tokens = list(request.tokens)
         validate_tokens(tokens)
         began = time.perf_counter()
@@ -206,7 +201,17 @@ class VerificationRpcs:
         answers: asyncio.Queue[gateway_pb2.VerifyStreamResponse | BaseException | None],
     ) -> None:
         try:
-            validate_checkpoint(item.request.checkpoint_province)
+            try:
+                validate_checkpoint(item.request.checkpoint_province, item.request.checkpoint_id)
+            except InvalidRequest as e:  # this item's own answer; the stream goes on
+                outcome = refused_item(e)
+                record(outcome)
+                await answers.put(
+                    gateway_pb2.VerifyStreamResponse(
+                        sequence=item.sequence, result=outcome_to_proto(outcome)
+                    )
+                )
+                return
             began = time.perf_counter()
             self._admit(1)
             try:

@@ -9,6 +9,7 @@ offline verdict when the issuer does not answer by the deadline).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -16,10 +17,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.relay import IssuerUnavailable, LiveStatus
-from trust.errors import HcxError, ResourceExhausted
+from trust.errors import HcxError, RelayError, ResourceExhausted
 from trust.model import Reason, Verdict
 from trust.verify import CodeCheck, Outcome, check_code
 from trust.view import TrustView
+
+log = logging.getLogger(__name__)
 
 DEFAULT_RELAY_TIMEOUT_S = 0.5
 DEFAULT_MAX_OFFLINE_AGE_S = 300
@@ -84,6 +87,8 @@ async def resolve(
         live = await statuses.lookup(claims.issuer, claims.code_id, deadline=deadline)
     except IssuerUnavailable as e:
         return offline(checked, now=now, policy=policy, why=e.message)
+    except RelayError as e:
+        return failed(checked, e)
     return live_outcome(checked, live)
 
 
@@ -158,7 +163,9 @@ def settle(
         error = answer.exception()
         if error is None:
             return live_outcome(checked, answer.result())
-        answer = error if isinstance(error, IssuerUnavailable) else None
+        if not isinstance(error, IssuerUnavailable):  # only transport or deadline is offline
+            return failed(checked, error)
+        answer = error
     elif isinstance(answer, asyncio.Future):
         answer.cancel()  # the issuer missed the deadline; its late answer is dropped
         answer = None
@@ -233,6 +240,19 @@ def offline(check: CodeCheck, *, now: float, policy: VerifyPolicy, why: str) -> 
         colour=claims.colour,
         status_version=claims.status_version,
         colour_age=age,
+    )
+
+
+def failed(check: CodeCheck, error: BaseException) -> Outcome:
+    """The look-up failed for another reason than transport or deadline (a refusal by the
+    issuer, or a bug): an error the checkpoint retries, never the colour at issuance."""
+    log.error("status look-up error answered as INTERNAL_ERROR: %r", error)
+    return Outcome(
+        Verdict.INVALID,
+        Reason.INTERNAL_ERROR,
+        "internal error while asking the issuer (logged); retry",
+        claims=check.claims,
+        kid=check.signer.kid,
     )
 
 

@@ -15,6 +15,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -27,6 +28,7 @@ from trust import pki, statements, trustlist
 from trust.authority import MAX_PROPOSAL_S
 from trust.errors import Conflict, InvalidRequest, NotFound
 from trust.export import export_pem
+from trust.log import LogInconsistent
 
 PROPOSAL_LIFETIME_S = 3 * 24 * 3600  # default; at most MAX_PROPOSAL_S
 
@@ -388,12 +390,27 @@ def _register_reads(sub: argparse._SubParsersAction) -> None:
     p = subcommand(
         sub,
         "audit",
-        "Print the registry log in words; --verify exits 1 unless the log verifies.",
-        "hcx registry audit --verify",
+        "Print the registry log in words; --verify checks the whole tree, tail included, on "
+        "this station (signed head, every leaf, every --peer a prefix of the newest, the head "
+        "held in --state extended) and exits 1 unless it is intact.",
+        "hcx registry audit --verify --peer gateway-2:50051 --state audit.state",
     )
     p.add_argument("--verify", action="store_true", help="fail unless the log is intact")
-    _gateway(p)
+    _log_readers(p)
     p.set_defaults(handler=audit_log)
+
+    p = subcommand(
+        sub,
+        "monitor",
+        "Follow the registry log like a CT monitor: print every change in words (who, what, "
+        "which province); exit 1 on an inconsistency (fork, rollback, tampered store).",
+        "hcx registry monitor --gateway gateway-1:50051 --peer gateway-2:50051 "
+        "--state monitor.state --root var/national/root.pem",
+    )
+    _log_readers(p)
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between rounds")
+    p.add_argument("--rounds", type=int, default=0, help="stop after N rounds (0: never)")
+    p.set_defaults(handler=monitor)
 
     p = subcommand(
         sub,
@@ -680,6 +697,55 @@ def coordinators(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_readers(p: argparse.ArgumentParser) -> None:
+    _gateway(p)
+    p.add_argument(
+        "--peer", action="append", default=[], metavar="GATEWAY", help="another gateway to compare"
+    )
+    p.add_argument("--root", type=Path, default=None, help="pinned root(s); default --tls-dir's")
+    p.add_argument("--state", type=Path, default=None, help="largest tree head verified here")
+
+
+def _checked_log(args: argparse.Namespace) -> tuple[list[Any], Any]:
+    """Every gateway's log fetched and cross-checked; (roots, the newest log)."""
+    from hcx.log_client import HeldLogHead, fetch, newest
+
+    path = args.root or (args.tls_dir / "root.pem" if args.tls_dir else None)
+    if path is None:
+        raise InvalidRequest("give --root or --tls-dir (its root.pem is the pinned root)")
+    roots = pki.load_certificates_pem(path.read_bytes())
+    transport = transport_from(args)
+    logs = [fetch(transport, g, roots) for g in [args.gateway, *args.peer]]
+    for log in logs:
+        if not log.intact:
+            raise LogInconsistent(f"{log.gateway}: its store fails verification: {log.problem}")
+    best = newest(logs)
+    held = HeldLogHead(args.state)
+    held.check(best)
+    held.raise_to(best)
+    return roots, best
+
+
+def monitor(args: argparse.Namespace) -> int:
+    from hcx.log_client import decisions
+
+    printed, rounds = 0, 0
+    while True:
+        try:
+            roots, best = _checked_log(args)
+        except LogInconsistent as e:
+            print(f"INCONSISTENT: {e.message}", file=sys.stderr)
+            return 1
+        for d in decisions(roots, best.leaves)[printed:]:
+            mark = "" if d.accepted else "REFUSED "
+            print(f"{d.index:6d} {_when(d.logged_at)} {d.signer:<45} {mark}{d.effect}", flush=True)
+        printed = len(best.leaves)
+        rounds += 1
+        if args.rounds and rounds >= args.rounds:
+            return 0
+        time.sleep(args.interval)
+
+
 def audit_log(args: argparse.Namespace) -> int:
     with transport_from(args).sync_channel(args.gateway) as channel:
         reply = registry_pb2_grpc.RegistryStub(channel).AuditLog(
@@ -690,11 +756,15 @@ def audit_log(args: argparse.Namespace) -> int:
         print(f"{e.index:6d} {_when(e.logged_at)} {e.actor:<45} {mark}{e.effect}")
     for problem in reply.problems:
         print(f"PROBLEM: {problem}", file=sys.stderr)
-    if args.verify:
-        print(
-            "registry log intact" if reply.intact else "registry log INCONSISTENT", file=sys.stderr
-        )
-        return 0 if reply.intact else 1
+    if not args.verify:
+        return 0
+    try:
+        _, best = _checked_log(args)
+    except LogInconsistent as e:
+        print(f"registry log INCONSISTENT: {e.message}", file=sys.stderr)
+        return 1
+    size = best.head.size if best.head is not None else 0
+    print(f"registry log intact: {size} entries, every one checked here", file=sys.stderr)
     return 0
 
 

@@ -1,11 +1,32 @@
-"""Verdicts to protobuf, at the edge: one conversion for the gateway and the nodes."""
+"""Verdicts to protobuf, at the edge: one conversion for the gateway and the nodes, and one
+check of a verification request's checkpoint fields, the same at both."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from healthcode.v1 import gateway_pb2
+from trust.errors import InvalidRequest
+from trust.model import Reason, Verdict, is_province_code
 from trust.verify import Outcome
+
+MAX_CHECKPOINT_ID_CHARS = 64
+
+
+def validate_checkpoint(province: str, checkpoint_id: str) -> None:
+    """The checkpoint fields of a verification request: an empty or GB/T 2260 province code,
+    and a printable name of at most 64 characters (InvalidRequest otherwise)."""
+    if province and (len(province) != 6 or not is_province_code(province)):
+        raise InvalidRequest("checkpoint_province must be a GB/T 2260 province code")
+    if len(checkpoint_id) > MAX_CHECKPOINT_ID_CHARS or not checkpoint_id.isprintable():
+        raise InvalidRequest(
+            f"checkpoint_id must be printable text of at most {MAX_CHECKPOINT_ID_CHARS} characters"
+        )
+
+
+def refused_item(error: InvalidRequest) -> Outcome:
+    """A bad item of a stream gets its own INVALID answer; the stream goes on."""
+    return Outcome(Verdict.INVALID, Reason.INVALID_REQUEST, error.message)
 
 
 def outcome_to_proto(outcome: Outcome) -> gateway_pb2.VerifyResponse:

@@ -250,7 +250,7 @@ class RegistryState:
     coordinator_version: int = 0
     provinces: dict[str, ProvinceState] = field(default_factory=dict)
     signing_keys: dict[bytes, SigningKey] = field(default_factory=dict)
-    crl_numbers: dict[str, int] = field(default_factory=dict)
+    crl_numbers: dict[str, int] = field(default_factory=dict)  # by CA fingerprint (hex)
     crls: dict[str, x509.CertificateRevocationList] = field(default_factory=dict)  # latest
     revoked: dict[tuple[str, int], tuple[float, str]] = field(default_factory=dict)
     proposals: dict[bytes, ProposalState] = field(default_factory=dict)
@@ -759,9 +759,10 @@ class _Judge:
         except HcxError as e:
             raise _refuse(Reason.BAD_SIGNATURE, f"CRL: {e.message}") from e
         number = _crl_number(crl)
-        if number <= self.state.crl_numbers.get(record.code, -1):
+        issuer = pki.fingerprint(record.ca).hex()  # numbers are per CA: a new CA starts again
+        if number <= self.state.crl_numbers.get(issuer, -1):
             raise _refuse(Reason.REPLAYED, f"CRL number {number} does not increase")
-        self.state.crl_numbers[record.code] = number
+        self.state.crl_numbers[issuer] = number
         self.state.crls[record.code] = crl
         latest = float(self.statement.signed_at + STATEMENT_SKEW_S)
         for entry in crl:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import grpc
 
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, node_pb2, node_pb2_grpc
-from nodes.convert import outcome_to_proto
+from nodes.convert import outcome_to_proto, validate_checkpoint
 from nodes.provincial.checkpoint import LocalVerifier
 from nodes.provincial.issuance import IssuedCode, Issuer
 from nodes.provincial.stores import CodeRecord, StatusStore
@@ -135,8 +135,9 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
         )
 
     async def Verify(self, request: Any, context: Any) -> gateway_pb2.VerifyResponse:
-        if not request.token:
-            raise InvalidRequest("token is required")
+        # The same request rules as the gateway's: bad checkpoint fields are the request's
+        # error; any token, even an empty one, gets a verdict (BAD_ENCODING).
+        validate_checkpoint(request.checkpoint_province, request.checkpoint_id)
         if self._verifier is not None:
             local = await self._run(self._verifier.check, request.token)
             if local is not None:  # None: only the national gateway can decide

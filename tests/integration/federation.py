@@ -38,9 +38,9 @@ from nodes.files import write_public
 from nodes.provincial.issuance import with_check_character
 from nodes.provincial.keys import (
     ProvinceDir,
+    crl_statement,
     init_province,
     load_ca,
-    crl_statement,
     new_signing_certificate,
     province_crl,
     upload_statement,
@@ -265,17 +265,20 @@ COORDINATORS = ("alice", "bob", "carol")
 
 def make_national(directory: Path) -> tuple[pki.Authority, dict[str, pki.Authority]]:
     """Root CA, trust-list and log signers, the gateway's identity and three coordinators
-    (what `hcx registry init` makes); the root key then stays with the test, never a server."""
+    (what `hcx registry init` makes, in its layout). The root key stays in the directory, the
+    coordinators' offline station for the runbook's sign-ca; no server is ever given it."""
     directory.mkdir(parents=True)
     root = pki.create_root_ca()
     write_public(directory / "root.pem", root.certificate.public_bytes(Encoding.PEM))
+    pki.write_private_key(directory / "root-key.pem", root.private_key)
     issue_service_signer(root, kind="trust-list", out=directory / "trust-list")
     issue_service_signer(root, kind="log", out=directory / "log")
     issue_national_identity(root, kind="gateway", name="gw-1", out=directory / "gw-1")
     coordinators = {}
     for name in COORDINATORS:
-        issue_national_identity(root, kind="coordinator", name=name, out=directory / name)
-        coordinators[name] = load_authority(directory / name)
+        out = directory / "coordinators" / name
+        issue_national_identity(root, kind="coordinator", name=name, out=out)
+        coordinators[name] = load_authority(out)
     return root, coordinators
 
 
@@ -311,7 +314,7 @@ async def start_federation(tmp_path: Path, registry: str | None = None) -> Feder
     url = registry or f"sqlite:///{national}/registry.db"
     config = gateway_config(national, url, view_file=national / "view-gw-1.cbor")
     gateway = await start_gateway(config)
-    coordinator = Transport.mtls(national / "alice")
+    coordinator = Transport.mtls(national / "coordinators" / "alice")
     channel = coordinator.aio_channel(f"127.0.0.1:{gateway.port}")
     federation = Federation(
         workdir=tmp_path,

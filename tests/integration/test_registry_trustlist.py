@@ -24,7 +24,7 @@ async def run_cli(*argv: str) -> int:
 
 
 def national(federation: Federation, who: str = "alice") -> str:
-    return str(federation.workdir / "national" / who)
+    return str(federation.workdir / "national" / "coordinators" / who)
 
 
 async def test_watch_trust_list_streams_deltas_with_proofs_and_offline_checkpoints_verify(

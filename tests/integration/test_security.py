@@ -402,7 +402,9 @@ async def test_a_flooding_checkpoint_is_limited_while_another_is_served(tmp_path
     gateway = await start_gateway(config)
     try:
         address = f"127.0.0.1:{gateway.port}"
-        async with Transport.mtls(national / "alice").aio_channel(address) as channel:
+        async with Transport.mtls(national / "coordinators" / "alice").aio_channel(
+            address
+        ) as channel:
             registry = registry_pb2_grpc.RegistryStub(channel)
             await registry.Submit(registry_pb2.SubmitRequest(statement=genesis(root, coordinators)),
                                   timeout=5)  # fmt: skip

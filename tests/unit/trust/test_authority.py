@@ -519,3 +519,17 @@ def test_root_rotation_moves_readers_to_the_successor(world: RegistryBuilder) ->
     world.propose(Onboard(HN, "海南省", ca.certificate))
     assert HN in world.view().state.provinces
     assert [c.subject for c in world.view().roots] == [successor.certificate.subject]
+
+
+def test_a_replacement_ca_numbers_its_crls_afresh(world: RegistryBuilder) -> None:
+    """CRL numbers are per CA: after a new CA is approved, its CRL number 1 is accepted
+    (found by running the runbook's CA-compromise procedure)."""
+    zj = world.provinces[ZJ]
+    world.accept(world.sign(CrlUpload(zj.crl([])), zj.ca))
+    world.accept(world.sign(CrlUpload(zj.crl([])), zj.ca))
+    new_ca = _new_ca(world, ZJ)
+    world.propose(Onboard(ZJ, "浙江省", new_ca.certificate))
+    from tests.registry_builder import Province
+
+    fresh = Province(ZJ, new_ca, zj.dsc, zj.dsc_key, now=NOW)
+    world.accept(world.sign(CrlUpload(fresh.crl([])), new_ca))
