@@ -276,12 +276,14 @@ class RegistryState:
             seen=set(self.seen),
         )
 
-    def apply(self, leaf: Leaf) -> Decision:
-        """Judge the next leaf of the log; the state changes only if it is accepted."""
+    def apply(self, leaf: Leaf, *, opened: SignedStatement | None = None) -> Decision:
+        """Judge the next leaf of the log; the state changes only if it is accepted.
+        ``opened``: the leaf's statement already decoded and its signature checked (readers
+        check signatures of many leaves in parallel first; the judging itself is in order)."""
         index = self.size
         self.size += 1
         try:
-            signed = open_statement(leaf.statement)
+            signed = opened if opened is not None else open_statement(leaf.statement)
         except HcxError as e:
             self.refused += 1
             return Decision(index, "?", False, e.reason, f"refused: {e.message}", "?",

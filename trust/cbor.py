@@ -64,15 +64,28 @@ def _tag_hook(allowed: Collection[int]) -> Any:
     return hook
 
 
+_DECODERS: dict[frozenset[int], tuple[Any, dict[int, Any]]] = {}
+
+
+def _decoders(tags: frozenset[int]) -> tuple[Any, dict[int, Any]]:
+    """The tag hook and refusal table for ``tags``, built once (decoding is a hot path)."""
+    found = _DECODERS.get(tags)
+    if found is None:
+        semantic = {t: f for t, f in _REFUSE_BUILTINS.items() if t not in tags}
+        found = _DECODERS[tags] = (_tag_hook(tags), semantic)
+    return found
+
+
 def decode(data: bytes, *, what: str, tags: Collection[int] = ()) -> Any:
     """Exactly one well-formed CBOR item from ``data``; DecodeError (BAD_ENCODING) otherwise."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise DecodeError(f"{what} must be bytes", reason=Reason.BAD_ENCODING)
     stream = io.BytesIO(data)
+    hook, semantic = _decoders(frozenset(tags))
     decoder = cbor2.CBORDecoder(
         stream,
-        tag_hook=_tag_hook(tags),
-        semantic_decoders={t: f for t, f in _REFUSE_BUILTINS.items() if t not in tags},
+        tag_hook=hook,
+        semantic_decoders=semantic,
         max_depth=MAX_DEPTH,
         allow_indefinite=False,
         allow_duplicate_keys=False,

@@ -26,9 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from trust import cbor
 from trust.cose import (
-    COSE_SIGN1_TAG,
     HEADER_ALG,
     Sign1,
     SigningKey,
@@ -94,10 +92,7 @@ def open_envelope(purpose: Purpose, data: bytes, *, what: str = "envelope") -> E
         raise DecodeError(
             f"{what} is not bytes of at most {MAX_ENVELOPE_BYTES}", reason=Reason.BAD_ENCODING
         )
-    item = cbor.decode_canonical(data, what=what, tags=(COSE_SIGN1_TAG,))
-    if not (hasattr(item, "tag") and item.tag == COSE_SIGN1_TAG):
-        raise DecodeError(f"{what} must be a tagged COSE_Sign1", reason=Reason.NON_CANONICAL)
-    message = decode_sign1(data)
+    message = decode_sign1(data, canonical=True)  # tagged, deterministic, low-S: one form
     if message.unprotected or set(message.protected) != {HEADER_ALG, HEADER_X5CHAIN}:
         raise DecodeError(
             f"{what}: protected header must hold exactly alg and x5chain, nothing unprotected",

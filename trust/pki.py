@@ -1060,11 +1060,29 @@ def _check_issued_by(
     if aki is not None and ski is not None and aki.key_identifier not in (None, ski.digest):
         raise PkiError(f"{what} authority key id does not match the {issuer_what} key id")
     try:
-        cert.verify_directly_issued_by(issuer)
+        _verify_signature_once(cert, issuer)
     except InvalidSignature as e:
         raise PkiError(f"{what} signature does not verify with the {issuer_what} key") from e
     except (ValueError, TypeError) as e:
         raise PkiError(f"{what} cannot be checked against the {issuer_what}: {e}") from e
+
+
+_VERIFIED_SIGNATURES: set[tuple[bytes, bytes]] = set()
+_MAX_VERIFIED = 1 << 16
+
+
+def _verify_signature_once(cert: x509.Certificate, issuer: x509.Certificate) -> None:
+    """``cert.verify_directly_issued_by(issuer)``, remembered when it succeeded: a signature
+    over the same bytes by the same key does not change, while the registry re-checks the same
+    chains for every statement a coordinator or a province signs (validity times, purposes and
+    names are still checked every time by the callers)."""
+    key = (cert.fingerprint(hashes.SHA256()), issuer.fingerprint(hashes.SHA256()))
+    if key in _VERIFIED_SIGNATURES:
+        return
+    cert.verify_directly_issued_by(issuer)
+    if len(_VERIFIED_SIGNATURES) >= _MAX_VERIFIED:
+        _VERIFIED_SIGNATURES.clear()
+    _VERIFIED_SIGNATURES.add(key)
 
 
 def _check_root_for(

@@ -30,6 +30,7 @@ from trust.kv import EventKind, KvEntry, KvEvent, Snapshot, Write
 DEFAULT_PREFIX = "hcx/"
 DEFAULT_TIMEOUT_S = 3
 RETRY_PAUSE_S = 0.1
+ATTEMPT_TIMEOUT_S = 1.0
 CLOSE_TIMEOUT_S = 2.0
 log = logging.getLogger(__name__)
 
@@ -119,10 +120,14 @@ class EtcdStore:
     async def _call(self, what: str, stub: str, method: str, request: Any) -> Any:
         """One unary etcd RPC; every transport failure becomes StoreUnavailable.
 
-        UNAVAILABLE (member lost, "leader changed", "no leader") is retried until the
-        timeout budget is spent: during an election a few hundred ms of those are normal.
-        A retried compare-and-put whose first attempt did commit reports Conflict; callers
-        re-read on Conflict anyway.
+        Each attempt has at most ATTEMPT_TIMEOUT_S; UNAVAILABLE ("leader changed", "no
+        leader", member lost) and an attempt's own deadline are retried until the whole
+        ``timeout`` budget is spent. A proposal sent to a member whose leader just died waits
+        for the next election, which a fresh attempt (often on another member) does not. Retries
+        are safe: the registry's writes compare revisions (a retried compare-and-put whose first
+        attempt committed reports Conflict, and callers re-read on Conflict), plain puts write
+        the same value again, deletes and lease revocations are idempotent, and a duplicate
+        lease grant expires by itself.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
@@ -130,10 +135,10 @@ class EtcdStore:
             try:
                 await self._client.connect()
                 call = getattr(getattr(self._client, stub), method)
-                remaining = max(deadline - loop.time(), 0.05)
-                return await call(request, timeout=remaining)
+                attempt = min(max(deadline - loop.time(), 0.05), ATTEMPT_TIMEOUT_S)
+                return await call(request, timeout=attempt)
             except rpc.AioRpcError as e:
-                retry = e.code() == rpc.StatusCode.UNAVAILABLE
+                retry = e.code() in (rpc.StatusCode.UNAVAILABLE, rpc.StatusCode.DEADLINE_EXCEEDED)
                 if not retry or loop.time() + RETRY_PAUSE_S >= deadline:
                     raise self._unavailable(e, what) from e
             except (TimeoutError, ClientError) as e:
