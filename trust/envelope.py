@@ -26,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from trust import pki
 from trust.cose import (
     HEADER_ALG,
     Sign1,
@@ -102,7 +103,7 @@ def open_envelope(purpose: Purpose, data: bytes, *, what: str = "envelope") -> E
     if not isinstance(der, bytes):
         raise DecodeError(f"{what}: x5chain must be one certificate", reason=Reason.MALFORMED)
     try:
-        signer = x509.load_der_x509_certificate(der)
+        signer = pki.parse_der(der)
     except ValueError as e:
         raise DecodeError(f"{what}: signer certificate is not DER", reason=Reason.MALFORMED) from e
     return Envelope(purpose=purpose, message=message, signer=signer, raw=bytes(data))

@@ -20,6 +20,7 @@ stable :class:`Reason`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import os
@@ -217,9 +218,17 @@ def load_certificates_pem(data: bytes) -> list[x509.Certificate]:
 def load_certificate_der(data: bytes) -> x509.Certificate:
     """Parse one DER certificate; :class:`PkiError` on anything else."""
     try:
-        return x509.load_der_x509_certificate(data)
+        return parse_der(bytes(data))
     except (ValueError, TypeError) as e:
         raise PkiError(f"not a DER certificate: {e}") from e
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_der(der: bytes) -> x509.Certificate:
+    """``x509.load_der_x509_certificate``, one parsed object per distinct certificate: the
+    registry log carries the same few signer certificates in thousands of statements, and a
+    parsed certificate keeps its decoded extensions (ValueError, never cached, as there)."""
+    return x509.load_der_x509_certificate(der)
 
 
 def csr_to_pem(csr: x509.CertificateSigningRequest) -> bytes:
@@ -304,8 +313,10 @@ def write_private_key(
 # --- Identities -----------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
 def spiffe_id(cert: x509.Certificate) -> str | None:
-    """The certificate's single ``spiffe://hcx/`` URI SAN, or None if absent or ambiguous."""
+    """The certificate's single ``spiffe://hcx/`` URI SAN, or None if absent or ambiguous
+    (remembered per certificate: equal certificates are equal DER)."""
     try:
         san = _extension(cert, x509.SubjectAlternativeName)
     except PkiError:

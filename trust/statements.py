@@ -24,7 +24,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from trust import cbor, envelope
+from trust import cbor, envelope, pki
 from trust.cose import SigningKey
 from trust.envelope import Envelope, Purpose
 from trust.errors import DecodeError
@@ -358,7 +358,7 @@ def _certificate(value: object, what: str) -> x509.Certificate:
     if type(value) is not bytes:
         raise _malformed(f"{what} must be a DER certificate")
     try:
-        return x509.load_der_x509_certificate(value)
+        return pki.parse_der(value)
     except ValueError as e:
         raise _malformed(f"{what} is not a DER certificate") from e
 
