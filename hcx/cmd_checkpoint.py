@@ -71,7 +71,7 @@ def read_token(args: argparse.Namespace) -> str:
         return args.token_file.read_text(encoding="utf-8").strip()
     if args.token == "-":
         return sys.stdin.read().strip()
-    if not args.token:
+    if args.token is None:  # an empty token given is verified (INVALID BAD_ENCODING)
         raise InvalidRequest("give the token (HCX1:...), - for standard input, or --token-file")
     return str(args.token)
 

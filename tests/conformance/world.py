@@ -228,14 +228,24 @@ def cbor_dumps(value: object) -> bytes:
     return cbor2.dumps(value)
 
 
-def make_world(now: int | None = None) -> World:
+def make_world(
+    now: int | None = None,
+    *,
+    root: pki.Authority | None = None,
+    cas: Mapping[str, pki.Authority] | None = None,
+) -> World:
     """Provinces Zhejiang, Sichuan (onboarded), Gansu (suspended); Xinjiang's key has no
-    onboarded province; Zhejiang's signing keys in every state a verifier must tell apart."""
+    onboarded province; Zhejiang's signing keys in every state a verifier must tell apart.
+
+    ``root`` and ``cas``: a real federation's national root and provincial CAs (the gRPC
+    conformance run materialises the world in its registry); made here otherwise."""
     now = int(time.time()) if now is None else now
     at = datetime.fromtimestamp(now, UTC)
-    root = pki.create_root_ca(now=at - timedelta(days=30))
+    root = root or pki.create_root_ca(now=at - timedelta(days=30))
+    made = dict(cas or {})
     cas = {
-        code: pki.create_provincial_ca(root, province=code, name=code, now=at - timedelta(days=20))
+        code: made.get(code)
+        or pki.create_provincial_ca(root, province=code, name=code, now=at - timedelta(days=20))
         for code in (ZJ, SC, GS, XJ)
     }
 
