@@ -38,6 +38,8 @@ def test_dashboard_shows_what_the_issue_asks_for() -> None:
         "hcx_gateway_registry_revision",
         "hcx_gateway_live_nodes",  # node liveness as the gateways see it
         'up{job="node"}',  # and as Prometheus sees it
+        "hcx_gateway_log_root_prefix",  # gateways that disagree about the registry log
+        "hcx_gateway_log_inconsistent",
     ):
         assert series in text
     assert "by (verdict)" in text and "by (issuer, verdict)" in text
