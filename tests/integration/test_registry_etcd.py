@@ -120,6 +120,7 @@ async def test_gateway_started_while_the_store_is_down_serves_its_persisted_view
     federation = federation_on_etcd
     cluster = federation.etcd
     issued = await federation.issue("330000")
+    sichuan = (await federation.issue("510000")).token
     view_file = tmp_path / "view.cbor"
     first = await federation.add_gateway(view_file=view_file)
     order = statements.DscRevocation(
@@ -128,6 +129,8 @@ async def test_gateway_started_while_the_store_is_down_serves_its_persisted_view
     await federation.submit(federation.signed(order, "alice"))
     await wait_for(lambda: reason_of(issued.token, first) is Reason.KEY_REVOKED, timeout=10,
                    what="the revocation")  # fmt: skip
+    routes = first.view.nodes("510000")
+    assert routes
     await first.stop()
     federation.extra_gateways.remove(first)
     assert view_file.stat().st_mode & 0o777 == 0o600
@@ -136,6 +139,20 @@ async def test_gateway_started_while_the_store_is_down_serves_its_persisted_view
     assert second.feed.from_disk
     assert REGISTRY.get_sample_value("hcx_gateway_view_from_disk") == 1.0
     assert reason_of(issued.token, second) is Reason.KEY_REVOKED
+    # The routes came back with the view (re-checked on load): the store is down, and the
+    # gateway still asks Sichuan's node for the live colour.
+    assert [(r.node_id, r.endpoint) for r in second.view.nodes("510000")] == [
+        (r.node_id, r.endpoint) for r in routes
+    ]
+    checkpoint = federation.checkpoint("330000")
+    async with checkpoint.aio_channel(f"127.0.0.1:{second.port}") as channel:
+        live = await gateway_pb2_grpc.GatewayStub(channel).Verify(
+            gateway_pb2.VerifyRequest(token=sichuan, checkpoint_province="330000",
+                                      checkpoint_id="hz-1"), timeout=5)  # fmt: skip
+    assert (live.verdict, live.message) == (
+        common_pb2.VALID,
+        "live colour from the issuing province",
+    )
     async with federation.coordinator.aio_channel(f"127.0.0.1:{second.port}") as channel:
         health = health_pb2_grpc.HealthStub(channel)
         reply = await health.Check(health_pb2.HealthCheckRequest(service=VIEW_HEALTH_SERVICE))

@@ -77,7 +77,7 @@ def test_a_list_signed_by_a_non_trust_list_key_is_refused(builder: RegistryBuild
 
 def test_a_list_signed_under_another_root_is_refused(builder: RegistryBuilder) -> None:
     other = pki.create_root_ca()
-    with pytest.raises(TrustListError, match="not a pinned root|trust-list signer"):
+    with pytest.raises(TrustListError, match=r"not a pinned root|trust-list signer"):
         trustlist.verify(_list(builder), [other.certificate], now=NOW)
 
 
