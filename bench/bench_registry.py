@@ -96,15 +96,16 @@ def _revoked(view: Any, kid: bytes) -> bool:
     return signer is not None and signer.revoked_at is not None
 
 
-# -- 2. start-up on large logs ----------------------------------------------------------------------
+# -- 2. start-up on large logs ---------------------------------------------------------------------
 def build_log(entries: int) -> Any:
     """A registry log of about ``entries`` signed statements, as 31 provinces would make it."""
     from tests.registry_builder import RegistryBuilder
     from trust import pki, statements
 
     builder = RegistryBuilder()
-    codes = [f"{p}0000" for p in (11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37,
-                                  41, 42, 43, 44, 45, 46, 50, 51, 52, 53, 54, 61, 62, 63, 64, 65)]  # fmt: skip
+    prefixes = (11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37,
+                41, 42, 43, 44, 45, 46, 50, 51, 52, 53, 54, 61, 62, 63, 64, 65)  # fmt: skip
+    codes = [f"{p}0000" for p in prefixes]
     for code in codes:
         builder.onboard(code)
     turn = 0
@@ -181,7 +182,7 @@ async def _startup(sizes: list[int], workdir: Path) -> dict[str, Any]:
     return result
 
 
-# -- 3. the hot path with and without a large log ---------------------------------------------------
+# -- 3. the hot path with and without a large log --------------------------------------------------
 async def _unary_rate(
     gateway: Any, token: str, tls: Any, seconds: float, concurrency: int
 ) -> float:
