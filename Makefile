@@ -34,10 +34,12 @@ soak: $(DEPS) $(GEN)  ## not in CI: gateway at 80 % of capacity, 10 min (SOAK_AR
 MUTATION_MODULES ?=
 MUTATION_JOBS    ?= 2
 MUTATION_NICE    ?= nice -n 10
+MUTATION_WORK    ?= var/mutation/work
+MUTATION_OUT     ?= var/mutation/score.json
 mutation: $(DEPS) $(GEN)  ## mutation score of the security core (long: not in CI)
-	$(BIN)/python tools/mutation_score.py prepare --modules "$(MUTATION_MODULES)"
-	cd var/mutation/work && $(MUTATION_NICE) $(abspath $(BIN))/mutmut run --max-children $(MUTATION_JOBS)
-	$(BIN)/python tools/mutation_score.py score $(if $(MUTATION_FAIL_UNDER),--fail-under $(MUTATION_FAIL_UNDER))
+	$(BIN)/python tools/mutation_score.py prepare --work $(MUTATION_WORK) --modules "$(MUTATION_MODULES)"
+	cd $(MUTATION_WORK) && $(MUTATION_NICE) $(abspath $(BIN))/mutmut run --max-children $(MUTATION_JOBS)
+	$(BIN)/python tools/mutation_score.py score --work $(MUTATION_WORK) --out $(MUTATION_OUT) $(if $(MUTATION_FAIL_UNDER),--fail-under $(MUTATION_FAIL_UNDER))
 
 $(DEPS): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
