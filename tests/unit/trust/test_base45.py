@@ -42,24 +42,53 @@ def test_round_trip_and_alphabet(raw: bytes) -> None:
     assert b45decode(text) == raw
 
 
+DANGLING = "base45 text ends with a dangling character"
+TRIPLET = "base45 triplet out of range"
+PAIR = "base45 pair out of range"
+
+
+def _not_in_alphabet(char: str) -> str:
+    return f"character {char!r} is not in the base45 alphabet"
+
+
 @pytest.mark.parametrize(
-    "text",
+    ("text", "message"),
     [
-        pytest.param("A", id="dangling single character"),
-        pytest.param("BB8A", id="dangling character after a triplet"),
-        pytest.param("bb8", id="lower case is not in the alphabet"),
-        pytest.param("BB#", id="character outside the alphabet"),
-        pytest.param("BB\n", id="newline"),
-        pytest.param("BB８", id="full-width digit"),
-        pytest.param("GGW", id="triplet value 65536 just out of range"),
-        pytest.param(":::", id="largest triplet 91124"),
-        pytest.param("V5", id="pair value 256 just out of range"),
-        pytest.param("::", id="largest pair 2024"),
+        pytest.param("A", DANGLING, id="dangling single character"),
+        pytest.param("BB8A", DANGLING, id="dangling character after a triplet"),
+        pytest.param("GG#A", DANGLING, id="the length is checked before the characters"),
+        pytest.param("bb8", _not_in_alphabet("b"), id="lower case is not in the alphabet"),
+        pytest.param("BB#", _not_in_alphabet("#"), id="character outside the alphabet"),
+        pytest.param("BB\n", _not_in_alphabet("\n"), id="newline"),
+        pytest.param("BB８", _not_in_alphabet("８"), id="full-width digit"),
+        pytest.param("GGWbb", _not_in_alphabet("b"), id="characters are checked before ranges"),
+        pytest.param("GGW", TRIPLET, id="triplet value 65536 just out of range"),
+        pytest.param(":::", TRIPLET, id="largest triplet 91124"),
+        pytest.param("BB8GGW", TRIPLET, id="second triplet out of range"),
+        pytest.param("V5", PAIR, id="pair value 256 just out of range"),
+        pytest.param("::", PAIR, id="largest pair 2024"),
+        pytest.param("BB8V5", PAIR, id="pair after a triplet out of range"),
     ],
 )
-def test_rejects_non_canonical_text(text: str) -> None:
+def test_rejects_non_canonical_text(text: str, message: str) -> None:
     with pytest.raises(DecodeError) as caught:
         b45decode(text)
+    assert caught.value.message == message
+    assert caught.value.reason is Reason.BAD_ENCODING
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(b"BB8", id="bytes"),
+        pytest.param(bytearray(b"BB8"), id="bytearray"),
+        pytest.param(None, id="None"),
+    ],
+)
+def test_rejects_input_that_is_not_text(value: object) -> None:
+    with pytest.raises(DecodeError) as caught:
+        b45decode(value)  # type: ignore[arg-type]
+    assert caught.value.message == "base45 input must be text"
     assert caught.value.reason is Reason.BAD_ENCODING
 
 
