@@ -10,6 +10,7 @@ caught by the held head of an existing reader or by the trust list a fresh one s
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -17,12 +18,21 @@ from dataclasses import dataclass, replace
 import pytest
 
 from tests.registry_builder import RegistryBuilder
+from trust import cbor
 from trust.errors import VerificationError
 from trust.kv import EventKind, KvEntry, KvEvent, Snapshot
-from trust.log import HEAD_KEY, LogInconsistent, leaf_key
+from trust.log import HEAD_KEY, Leaf, LogInconsistent, VerifiedLog, leaf_key, verify_snapshot
 from trust.model import Reason
-from trust.reader import LogReader, NeedsFullRead, encode_saved, load_saved
-from trust.statements import DscRevocation
+from trust.reader import (
+    PARALLEL_FROM,
+    LogReader,
+    NeedsFullRead,
+    encode_saved,
+    load_saved,
+    open_in_parallel,
+)
+from trust.routes import NodeRoute, encode_route
+from trust.statements import ROOT_ISSUER, CertRevocation, DscRevocation, Suspension
 from trust.verify import check_code
 from trust.view import TrustView
 
@@ -288,3 +298,413 @@ def test_refused_leaves_are_reported_and_change_nothing(world: World) -> None:
     view = builder.view(rejected=rejected)
     assert rejected == [leaf_key(len(builder.leaves) - 1)]
     assert view.signer(builder.provinces["510000"].kid).revoked_at is None  # type: ignore[union-attr]
+
+
+# -- refusals name what was wrong ------------------------------------------------------------------
+def _event(kind: EventKind, key: str, value: bytes = b"", revision: int = 2000) -> KvEvent:
+    return KvEvent(kind, key, value, revision)
+
+
+@pytest.mark.parametrize(
+    ("event", "message", "key"),
+    [
+        pytest.param(lambda w: _event(EventKind.DELETE, leaf_key(2)),
+                     "log/leaf/000000000002 was deleted from the store", leaf_key(2),
+                     id="a leaf deleted"),
+        pytest.param(lambda w: _event(EventKind.DELETE, HEAD_KEY), "log/head was deleted",
+                     HEAD_KEY, id="the head deleted"),
+        pytest.param(lambda w: _event(EventKind.PUT, leaf_key(1), w.builder.leaves[2].raw),
+                     "leaf 1 was overwritten in the store", leaf_key(1),
+                     id="a leaf overwritten"),
+        pytest.param(lambda w: _event(EventKind.PUT, "dsc/00", b"x"),
+                     "dsc/00 is in the store but not in the log", "dsc/00",
+                     id="a value outside the log"),
+        pytest.param(lambda w: _event(EventKind.PUT, "log/leaf/1", b"x"),
+                     "log/leaf/1 is in the store but not in the log", "log/leaf/1",
+                     id="a leaf key of the wrong form"),
+        pytest.param(lambda w: _event(EventKind.PUT, leaf_key(len(w.builder.leaves)), b"\xa0"),
+                     "is not a log leaf: log leaf must have exactly the keys", None,
+                     id="a new leaf that is not one"),
+        pytest.param(lambda w: _event(EventKind.PUT, HEAD_KEY, w.builder.head(3)),
+                     r"the tree head went back from \d+ to 3 \(rollback\)", HEAD_KEY,
+                     id="an older head put back"),
+        pytest.param(lambda w: _event(EventKind.PUT, HEAD_KEY, b"\x00"), "tree head refused",
+                     HEAD_KEY, id="a head that is not one"),
+    ],
+)  # fmt: skip
+def test_watched_tampering_is_reported_once_naming_the_entry(
+    world: World, event: Callable[[World], KvEvent], message: str, key: str | None
+) -> None:
+    seen: list[LogInconsistent] = []
+    view = TrustView(roots=world.builder.roots)
+    reader = LogReader(view, on_inconsistent=seen.append)
+    assert reader.load(world.builder.snapshot())
+    tampered = event(world)
+    reader.apply(tampered)
+    assert len(seen) == 1 and seen[0] is reader.inconsistent
+    assert re.search(message, seen[0].message), seen[0].message
+    assert seen[0].key == (tampered.key if key is None else key)
+    reader.apply(event(world))  # the same again: already inconsistent, reported once
+    assert len(seen) == 1
+
+
+def test_a_leaf_written_again_with_its_own_bytes_is_not_tampering(world: World) -> None:
+    view = TrustView(roots=world.builder.roots)
+    reader = LogReader(view)
+    assert reader.load(world.builder.snapshot())
+    reader.apply(_event(EventKind.PUT, leaf_key(1), world.builder.leaves[1].raw))
+    assert reader.inconsistent is None
+
+
+def test_an_inconsistent_reader_takes_no_log_change_until_a_full_read(world: World) -> None:
+    builder = world.builder
+    seen: list[LogInconsistent] = []
+    view = TrustView(roots=builder.roots)
+    reader = LogReader(view, on_inconsistent=seen.append)
+    assert reader.load(builder.snapshot(3))
+    reader.apply(_event(EventKind.PUT, "dsc/00", b"x"))
+    for event in _events(builder.snapshot(), 3, 3000):
+        reader.apply(event)  # valid appends, but the reader no longer trusts the store
+    assert view.revision == 3 and len(seen) == 1
+    assert not reader.load(delete_the_head(world, builder.snapshot()))
+    assert len(seen) == 1, "still the same episode: reported once"
+    assert reader.load(builder.snapshot())
+    assert reader.inconsistent is None and view.revision == len(builder.leaves)
+    reader.apply(_event(EventKind.DELETE, leaf_key(0), revision=4000))
+    assert len(seen) == 2, "a new episode after recovery is reported again"
+
+
+def test_a_full_read_forgets_leaves_seen_before_it(world: World) -> None:
+    builder = world.builder
+    view = TrustView(roots=builder.roots)
+    reader = LogReader(view)
+    assert reader.load(builder.snapshot(3))
+    reader.apply(_event(EventKind.PUT, leaf_key(3), builder.leaves[3].raw, revision=10))
+    assert reader.load(builder.snapshot(3))
+    with pytest.raises(NeedsFullRead, match=r"leaves 3\.\.3 were not seen"):
+        reader.apply(_event(EventKind.PUT, HEAD_KEY, builder.head(4), revision=11))
+
+
+def test_a_refusal_forgets_leaves_seen_before_it(world: World) -> None:
+    builder = world.builder
+    view = TrustView(roots=builder.roots)
+    reader = LogReader(view)
+    assert reader.load(builder.snapshot(3))
+    reader.apply(_event(EventKind.PUT, leaf_key(3), builder.leaves[3].raw, revision=10))
+    assert not reader.load(delete_the_head(world, builder.snapshot()))
+    assert reader.load(builder.snapshot(3))
+    with pytest.raises(NeedsFullRead):
+        reader.apply(_event(EventKind.PUT, HEAD_KEY, builder.head(4), revision=11))
+
+
+def test_a_head_whose_leaves_were_not_all_seen_names_them(world: World) -> None:
+    builder = world.builder
+    view = TrustView(roots=builder.roots)
+    reader = LogReader(view)
+    assert reader.load(builder.snapshot(3))
+    reader.apply(_event(EventKind.PUT, leaf_key(4), builder.leaves[4].raw, revision=10))
+    size = len(builder.leaves)
+    with pytest.raises(NeedsFullRead, match=rf"leaves 3\.\.{size - 1} were not seen"):
+        reader.apply(_event(EventKind.PUT, HEAD_KEY, builder.head(), revision=11))
+    assert view.revision == 3 and reader.inconsistent is None
+
+
+def test_leaves_ahead_of_a_head_wait_for_the_next_head(world: World) -> None:
+    builder = world.builder
+    view = TrustView(roots=builder.roots)
+    reader = LogReader(view)
+    assert reader.load(builder.snapshot(3))
+    reader.apply(_event(EventKind.PUT, leaf_key(3), builder.leaves[3].raw, revision=10))
+    reader.apply(_event(EventKind.PUT, leaf_key(4), builder.leaves[4].raw, revision=11))
+    reader.apply(_event(EventKind.PUT, HEAD_KEY, builder.head(4), revision=12))
+    assert view.revision == 4 and view.log.head_revision == 12
+    reader.apply(_event(EventKind.PUT, HEAD_KEY, builder.head(5), revision=13))
+    assert view.revision == 5 and reader.inconsistent is None
+    with pytest.raises(NeedsFullRead, match=r"leaves 5\.\.5 were not seen"):
+        reader.apply(_event(EventKind.PUT, HEAD_KEY, builder.head(6), revision=14))
+
+
+def test_the_echo_of_an_append_this_process_made_is_ignored(world: World) -> None:
+    builder = world.builder
+    view = TrustView(roots=builder.roots)
+    reader = LogReader(view)
+    assert reader.load(builder.snapshot())
+    at = view.log.head_revision
+    assert at == len(builder.leaves)
+    reader.apply(_event(EventKind.PUT, HEAD_KEY, b"not even a head", revision=at))
+    reader.apply(_event(EventKind.DELETE, leaf_key(0), revision=at - 1))
+    assert reader.inconsistent is None
+    reader.apply(_event(EventKind.PUT, HEAD_KEY, b"not even a head", revision=at + 1))
+    assert reader.inconsistent is not None
+
+
+def test_a_grown_log_appended_by_this_process_is_installed_once(world: World) -> None:
+    builder = world.builder
+    view = TrustView(roots=builder.roots)
+    reader = LogReader(view)
+    assert reader.load(builder.snapshot(3))
+    grown = verify_snapshot(builder.snapshot(5), builder.roots, view.log)
+    reader.install_appended(grown)
+    assert view.log is grown and view.revision == 5
+    reader.install_appended(verify_snapshot(builder.snapshot(4), builder.roots, VerifiedLog()))
+    reader.install_appended(grown)
+    assert view.log is grown and len(view.decisions) == 5, "nothing smaller or equal, no repeat"
+
+
+def test_an_inconsistent_reader_does_not_install_its_own_appends(world: World) -> None:
+    builder = world.builder
+    view = TrustView(roots=builder.roots)
+    reader = LogReader(view)
+    assert reader.load(builder.snapshot(3))
+    reader.apply(_event(EventKind.PUT, "dsc/00", b"x"))
+    reader.install_appended(verify_snapshot(builder.snapshot(5), builder.roots, view.log))
+    assert view.revision == 3
+
+
+# -- routes beside the log -------------------------------------------------------------------------
+def _route(province: str, node_id: str) -> NodeRoute:
+    owner = f"spiffe://hcx/province/{province}/node/{node_id}"
+    return NodeRoute(province, node_id, "127.0.0.1:7000", owner, lease=3)
+
+
+def test_a_full_read_installs_the_node_routes_and_no_handles(world: World) -> None:
+    builder = world.builder
+    route = _route(ZJ, "n1")
+    snapshot = builder.snapshot()
+    entries = _entries(snapshot)
+    entries[route.key] = KvEntry(route.key, encode_route(route), 90)
+    entries["handles/ab"] = KvEntry("handles/ab", b"\xa0", 90)
+    view = TrustView(roots=builder.roots)
+    assert LogReader(view).load(_with(snapshot, entries))
+    assert view.routes() == [route]
+
+
+def test_a_refused_full_read_keeps_the_routes_it_had(world: World) -> None:
+    builder = world.builder
+    route = _route(ZJ, "n1")
+    view = TrustView(roots=builder.roots)
+    reader = LogReader(view)
+    entries = _entries(builder.snapshot())
+    entries[route.key] = KvEntry(route.key, encode_route(route), 90)
+    assert reader.load(_with(builder.snapshot(), entries))
+    assert not reader.load(delete_the_head(world, builder.snapshot()))
+    assert view.routes() == [route]
+
+
+def test_watched_routes_are_taken_even_while_the_log_is_refused(world: World) -> None:
+    builder = world.builder
+    view = TrustView(roots=builder.roots)
+    reader = LogReader(view)
+    assert reader.load(builder.snapshot())
+    reader.apply(_event(EventKind.PUT, "dsc/00", b"x"))
+    first, second = _route(ZJ, "n1"), _route(ZJ, "n2")
+    reader.apply(_event(EventKind.PUT, first.key, encode_route(first), revision=1))
+    reader.apply(_event(EventKind.PUT, second.key, encode_route(second), revision=2))
+    reader.apply(_event(EventKind.PUT, "handles/ab", b"\xa0", revision=3))
+    reader.apply(_event(EventKind.DELETE, "handles/ab", revision=4))
+    assert view.nodes(ZJ) == [first, second]
+    reader.apply(_event(EventKind.DELETE, first.key, revision=5))
+    assert view.nodes(ZJ) == [second]
+
+
+# -- pinned tree heads -----------------------------------------------------------------------------
+def test_a_pinned_head_refuses_a_shorter_log_saying_so(world: World) -> None:
+    builder = world.builder
+    view = TrustView(roots=builder.roots)
+    reader = LogReader(view, pinned=builder.head(5))
+    assert not reader.load(builder.snapshot(4))
+    assert reader.inconsistent is not None and reader.inconsistent.key == HEAD_KEY
+    assert reader.inconsistent.message == (
+        "the log has 4 entries, the pinned tree head 5 (an older store restored?)"
+    )
+
+
+@pytest.mark.parametrize("size", [pytest.param(5, id="as long"), pytest.param(6, id="longer")])
+def test_a_pinned_head_refuses_a_fork(world: World, size: int) -> None:
+    builder = world.builder
+    fork = RegistryBuilder(clock=NOW, like=builder)
+    for code in ("110000", "120000"):
+        fork.onboard(code)
+    assert len(fork.leaves) >= size
+    view = TrustView(roots=builder.roots)
+    reader = LogReader(view, pinned=builder.head(5))
+    assert not reader.load(fork.snapshot(size))
+    assert reader.inconsistent is not None
+    assert reader.inconsistent.message == "the log does not extend the pinned tree head"
+
+
+@pytest.mark.parametrize(
+    "size", [pytest.param(5, id="the pinned log"), pytest.param(None, id="longer")]
+)
+def test_a_pinned_head_takes_a_log_that_extends_it(world: World, size: int | None) -> None:
+    view = TrustView(roots=world.builder.roots)
+    reader = LogReader(view, pinned=world.builder.head(5))
+    assert reader.load(world.builder.snapshot(size))
+    assert reader.inconsistent is None
+
+
+def test_a_pinned_head_must_be_a_signed_tree_head(world: World) -> None:
+    view = TrustView(roots=world.builder.roots)
+    with pytest.raises(LogInconsistent, match="tree head refused"):
+        LogReader(view, pinned=b"\x00")
+    assert LogReader(view, pinned=b"").load(world.builder.snapshot(3)), "b'': nothing pinned"
+
+
+# -- the log key -----------------------------------------------------------------------------------
+def test_heads_of_a_log_key_the_log_revoked_are_refused(world: World) -> None:
+    builder = world.builder
+    serial = builder.log_signer.certificate.serial_number
+    view = TrustView(roots=builder.roots)
+    reader = LogReader(view)
+    builder.accept(builder.sign(CertRevocation(ROOT_ISSUER, serial, NOW, "key_compromise"),
+                                "alice"))  # fmt: skip
+    assert reader.load(builder.snapshot()), "the revocation itself is still under the old state"
+    builder.onboard("110000")
+    assert not reader.load(builder.snapshot())
+    assert reader.inconsistent is not None
+    assert reader.inconsistent.message == "tree head signed by a revoked log key"
+
+
+def test_a_log_key_revoked_for_another_issuer_still_signs(world: World) -> None:
+    builder = world.builder
+    serial = builder.log_signer.certificate.serial_number
+    builder.accept(builder.sign(CertRevocation(ZJ, serial, NOW, "key_compromise"), "alice"))
+    view = TrustView(roots=builder.roots)
+    reader = LogReader(view)
+    assert reader.load(builder.snapshot())
+    builder.onboard("110000")
+    assert reader.load(builder.snapshot())
+
+
+# -- statements opened in parallel -----------------------------------------------------------------
+def _suspensions(builder: RegistryBuilder, count: int) -> list[Leaf]:
+    return [
+        Leaf.make(builder.sign(Suspension(ZJ, f"audit {i}"), "alice"), logged_at=NOW, actor="t")
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize(
+    "count",
+    [
+        pytest.param(PARALLEL_FROM, id="the threshold"),
+        pytest.param(PARALLEL_FROM * 2 + 3, id="more"),
+    ],
+)
+def test_many_statements_are_opened_in_their_order(world: World, count: int) -> None:
+    leaves = _suspensions(world.builder, count)
+    leaves[5] = Leaf.make(b"not a statement", logged_at=NOW, actor="t")
+    opened = open_in_parallel(leaves)
+    assert len(opened) == count and opened[5] is None
+    for i, signed in enumerate(opened):
+        if i != 5:
+            assert signed is not None
+            assert signed.statement.body == Suspension(ZJ, f"audit {i}")
+
+
+def test_few_statements_are_left_to_the_fold(world: World) -> None:
+    leaves = _suspensions(world.builder, PARALLEL_FROM - 1)
+    assert open_in_parallel(leaves) == [None] * (PARALLEL_FROM - 1)
+    assert open_in_parallel([]) == []
+
+
+def test_a_long_log_folds_the_same_with_its_statements_opened_in_parallel(world: World) -> None:
+    builder = world.builder
+    for i in range(PARALLEL_FROM):
+        builder.add(builder.sign(Suspension("510000", f"audit {i}"), "alice"))
+    builder.add(builder.sign(DscRevocation(builder.provinces["510000"].kid, NOW, "unspecified"),
+                             builder.provinces[ZJ].ca))  # fmt: skip
+    view = builder.view()
+    assert [d.accepted for d in view.decisions] == [d.accepted for d in builder.decisions]
+    assert [d.effect for d in view.decisions] == [d.effect for d in builder.decisions]
+    assert not view.decisions[-1].accepted
+    assert reason(view, world.token) is Reason.KEY_REVOKED
+
+
+# -- the saved view --------------------------------------------------------------------------------
+def test_a_saved_view_round_trips_with_its_routes(world: World) -> None:
+    builder = world.builder
+    route = _route(ZJ, "n1")
+    view = TrustView(roots=builder.roots)
+    assert LogReader(view).load(builder.snapshot())
+    view.put_route(route.key, encode_route(route))
+    saved = encode_saved(view)
+    again = TrustView(roots=builder.roots)
+    assert load_saved(saved, LogReader(again))
+    assert again.revision == view.revision and again.log.head == view.log.head
+    assert again.routes() == [route]
+    assert reason(again, world.token) is Reason.KEY_REVOKED
+
+
+def test_a_saved_empty_view_loads_as_the_empty_log(world: World) -> None:
+    saved = encode_saved(TrustView(roots=world.builder.roots))
+    assert cbor.decode(saved, what="saved") == {"v": 1, "head": b"", "leaves": [], "routes": []}
+    view = TrustView(roots=world.builder.roots)
+    assert load_saved(saved, LogReader(view)) and view.revision == 0
+
+
+def _saved(world: World, **changes: object) -> bytes:
+    view = TrustView(roots=world.builder.roots)
+    assert LogReader(view).load(world.builder.snapshot())
+    doc = cbor.decode(encode_saved(view), what="saved")
+    doc.update(changes)
+    return cbor.encode({k: v for k, v in doc.items() if v is not None})
+
+
+ROUTE = _route(ZJ, "n1")
+SAVED_REFUSALS = [
+    pytest.param({"v": 2}, "saved view refused: saved view format 2 not understood",
+                 id="another format"),
+    pytest.param({"v": None}, "saved view refused: saved view must have exactly the keys",
+                 id="no format"),
+    pytest.param({"extra": 1}, "must have exactly the keys", id="an extra key"),
+    pytest.param({"leaves": b"x"}, "saved view has the wrong shape", id="leaves not a list"),
+    pytest.param({"routes": {}}, "saved view has the wrong shape", id="routes not a list"),
+    pytest.param({"head": "x"}, "saved view has the wrong shape", id="head not bytes"),
+    pytest.param({"leaves": [b"x", "y"]}, "saved view has a leaf that is not bytes",
+                 id="a leaf not bytes"),
+    pytest.param({"routes": [[ROUTE.key, encode_route(ROUTE), 1]]}, "saved view has a bad route",
+                 id="a route of three parts"),
+    pytest.param({"routes": [[ROUTE.key]]}, "saved view has a bad route",
+                 id="a route of one part"),
+    pytest.param({"routes": [(ROUTE.key, "x")]}, "saved view has a bad route",
+                 id="a route value not bytes"),
+    pytest.param({"routes": [[7, encode_route(ROUTE)]]}, "saved view has a bad route",
+                 id="a route key not text"),
+    pytest.param({"routes": [["handles/ab", b"x"]]}, "saved view has a bad route",
+                 id="a handle"),
+    pytest.param({"routes": [["log/head", b"x"]]}, "saved view has a bad route",
+                 id="a log key as a route"),
+    pytest.param({"routes": [ROUTE.key]}, "saved view has a bad route", id="a route not a pair"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("changes", "message"), SAVED_REFUSALS)
+def test_a_saved_view_of_the_wrong_form_is_refused(
+    world: World, changes: dict[str, object], message: str
+) -> None:
+    seen: list[LogInconsistent] = []
+    view = TrustView(roots=world.builder.roots)
+    reader = LogReader(view, on_inconsistent=seen.append)
+    assert not load_saved(_saved(world, **changes), reader)
+    assert view.revision == 0 and seen == [reader.inconsistent]
+    assert reader.inconsistent is not None and reader.inconsistent.key == "view file"
+    assert message in reader.inconsistent.message
+
+
+def test_a_saved_view_that_is_not_cbor_is_refused(world: World) -> None:
+    view = TrustView(roots=world.builder.roots)
+    reader = LogReader(view)
+    assert not load_saved(b"\xff\x00", reader)
+    assert reader.inconsistent is not None
+    assert reader.inconsistent.message.startswith("saved view refused: ")
+    assert not load_saved(cbor.encode([1]), reader)
+    assert reader.inconsistent.message == "saved view refused: saved view must be a map"
+
+
+def test_a_saved_view_without_its_head_is_refused_like_a_store(world: World) -> None:
+    view = TrustView(roots=world.builder.roots)
+    reader = LogReader(view)
+    assert not load_saved(_saved(world, head=b""), reader)
+    assert reader.inconsistent is not None and reader.inconsistent.key == HEAD_KEY
+    assert "tree head is missing" in reader.inconsistent.message
