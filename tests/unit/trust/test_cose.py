@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+from collections.abc import Iterator
 
 import cbor2
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
+from trust import cose
 from trust.cose import (
     ALG_EDDSA,
     ALG_ES256,
+    P256_HALF_ORDER,
     P256_ORDER,
     Sign1,
     decode_sign1,
@@ -69,6 +76,14 @@ SIGN_FAIL_02 = bytes.fromhex(
     "eae868ecc176883766c5dc5ba5b8dca25dab3c2e56a551ce5705b793914348e1"
     "9f43d6c6ba654472da301b645b293c9ba939295b97c4bdb847782bff384c5794"
 )
+
+
+@pytest.fixture(autouse=True)
+def cold_header_cache() -> Iterator[None]:
+    """Each test decodes its protected headers afresh, not from what an earlier test cached."""
+    cose._decode_protected.cache_clear()
+    yield
+    cose._decode_protected.cache_clear()
 
 
 def _b64url_int(text: str) -> int:
@@ -171,6 +186,7 @@ def test_wrong_key_is_bad_signature(p256_key: ec.EllipticCurvePrivateKey) -> Non
     other = ec.generate_private_key(ec.SECP256R1()).public_key()
     with pytest.raises(VerificationError) as caught:
         verify_sign1(msg, other)
+    assert caught.value.message == "signature does not verify"
     assert caught.value.reason is Reason.BAD_SIGNATURE
 
 
@@ -188,6 +204,7 @@ def test_es256_signature_of_wrong_length_is_bad_signature(
         )
         with pytest.raises(VerificationError) as caught:
             verify_sign1(forged, p256_key.public_key())
+        assert caught.value.message == f"ES256 signature must be 64 bytes, not {len(signature)}"
         assert caught.value.reason is Reason.BAD_SIGNATURE
 
 
@@ -196,18 +213,48 @@ def _with_protected(protected: dict[int, object]) -> bytes:
 
 
 @pytest.mark.parametrize(
-    ("protected", "key_name"),
+    ("protected", "key_name", "message"),
     [
-        pytest.param({1: -35}, "p256_key", id="ES384 is not supported"),
-        pytest.param({1: -257}, "p256_key", id="RS256 is not supported"),
-        pytest.param({4: b"k"}, "p256_key", id="alg missing"),
-        pytest.param({1: ALG_ES256}, "ed_key", id="ES256 with an Ed25519 key"),
-        pytest.param({1: ALG_EDDSA}, "p256_key", id="EdDSA with a P-256 key"),
-        pytest.param({1: ALG_ES256}, "p384_key", id="ES256 with a P-384 key"),
+        pytest.param(
+            {1: -35},
+            "p256_key",
+            "algorithm -35 is not supported (ES256 and EdDSA only)",
+            id="ES384 is not supported",
+        ),
+        pytest.param(
+            {1: -257},
+            "p256_key",
+            "algorithm -257 is not supported (ES256 and EdDSA only)",
+            id="RS256 is not supported",
+        ),
+        pytest.param(
+            {4: b"k"},
+            "p256_key",
+            "algorithm None is not supported (ES256 and EdDSA only)",
+            id="alg missing",
+        ),
+        pytest.param(
+            {1: ALG_ES256},
+            "ed_key",
+            "ES256 needs a P-256 public key",
+            id="ES256 with an Ed25519 key",
+        ),
+        pytest.param(
+            {1: ALG_EDDSA},
+            "p256_key",
+            "EdDSA needs an Ed25519 public key",
+            id="EdDSA with a P-256 key",
+        ),
+        pytest.param(
+            {1: ALG_ES256},
+            "p384_key",
+            "ES256 needs a P-256 public key",
+            id="ES256 with a P-384 key",
+        ),
     ],
 )
 def test_unsupported_algorithm(
-    request: pytest.FixtureRequest, protected: dict[int, object], key_name: str
+    request: pytest.FixtureRequest, protected: dict[int, object], key_name: str, message: str
 ) -> None:
     if key_name == "p384_key":
         public_key = ec.generate_private_key(ec.SECP384R1()).public_key()
@@ -216,12 +263,14 @@ def test_unsupported_algorithm(
     msg = decode_sign1(_with_protected(protected))
     with pytest.raises(VerificationError) as caught:
         verify_sign1(msg, public_key)
+    assert caught.value.message == message
     assert caught.value.reason is Reason.UNSUPPORTED_ALGORITHM
 
 
 def test_signing_with_unsupported_key_is_refused() -> None:
     with pytest.raises(PkiError) as caught:
         sign1(payload=b"x", private_key=ec.generate_private_key(ec.SECP384R1()), kid=b"k")
+    assert caught.value.message == "signing key must be P-256 or Ed25519"
     assert caught.value.reason is Reason.UNSUPPORTED_ALGORITHM
 
 
@@ -233,49 +282,189 @@ PROTECTED = cbor2.dumps({1: -7})
 
 
 @pytest.mark.parametrize(
-    ("data", "reason"),
+    ("data", "reason", "message"),
     [
-        pytest.param(b"", Reason.BAD_ENCODING, id="empty"),
-        pytest.param(b"\xff\x00", Reason.BAD_ENCODING, id="not CBOR"),
-        pytest.param(RFC_9052_C_2_1[:-1], Reason.BAD_ENCODING, id="truncated"),
-        pytest.param(RFC_9052_C_2_1 + b"\x00", Reason.BAD_ENCODING, id="trailing byte"),
-        pytest.param(b"\x81" * 1000 + b"\x00", Reason.BAD_ENCODING, id="nesting bomb"),
-        pytest.param(b"\x5b" + b"\xff" * 8, Reason.BAD_ENCODING, id="absurd length"),
-        pytest.param(b"\xa2\x01\x01\x01\x02", Reason.BAD_ENCODING, id="duplicate map key"),
-        pytest.param(cbor2.dumps({"a": 1}), Reason.MALFORMED, id="a map"),
-        pytest.param(_sign1(PROTECTED, {}, b"p"), Reason.MALFORMED, id="three items"),
-        pytest.param(_sign1(PROTECTED, {}, b"p", b"s", tag=98), Reason.MALFORMED, id="tag 98"),
-        pytest.param(_sign1({1: -7}, {}, b"p", b"s"), Reason.MALFORMED, id="protected not bstr"),
-        pytest.param(_sign1(b"\x01", {}, b"p", b"s"), Reason.MALFORMED, id="protected an int"),
-        pytest.param(_sign1(b"\xff", {}, b"p", b"s"), Reason.MALFORMED, id="protected not CBOR"),
+        pytest.param(b"", Reason.BAD_ENCODING, "COSE_Sign1 is not valid CBOR", id="empty"),
         pytest.param(
-            _sign1(PROTECTED + b"\x00", {}, b"p", b"s"), Reason.MALFORMED, id="protected trailing"
-        ),
-        pytest.param(_sign1(PROTECTED, [], b"p", b"s"), Reason.MALFORMED, id="unprotected list"),
-        pytest.param(_sign1(PROTECTED, {}, None, b"s"), Reason.MALFORMED, id="detached payload"),
-        pytest.param(_sign1(PROTECTED, {}, "p", b"s"), Reason.MALFORMED, id="payload text"),
-        pytest.param(_sign1(PROTECTED, {}, b"p", 7), Reason.MALFORMED, id="signature int"),
-        pytest.param(
-            _sign1(PROTECTED, {1: -7}, b"p", b"s"), Reason.MALFORMED, id="alg in both headers"
-        ),
-        pytest.param(_sign1(b"", {1: -7}, b"p", b"s"), Reason.MALFORMED, id="alg unprotected"),
-        pytest.param(
-            _sign1(cbor2.dumps({1: "ES256"}), {}, b"p", b"s"), Reason.MALFORMED, id="alg text"
+            b"\xff\x00", Reason.BAD_ENCODING, "COSE_Sign1 is not valid CBOR", id="not CBOR"
         ),
         pytest.param(
-            _sign1(cbor2.dumps({1: -7, 4: "k"}), {}, b"p", b"s"), Reason.MALFORMED, id="kid text"
+            RFC_9052_C_2_1[:-1], Reason.BAD_ENCODING, "COSE_Sign1 is not valid CBOR", id="truncated"
         ),
         pytest.param(
-            _sign1(cbor2.dumps({1: -7, 2: [4]}), {}, b"p", b"s"), Reason.MALFORMED, id="crit"
+            RFC_9052_C_2_1 + b"\x00",
+            Reason.BAD_ENCODING,
+            "COSE_Sign1 has trailing bytes after the CBOR item",
+            id="trailing byte",
         ),
         pytest.param(
-            _sign1(cbor2.dumps({"alg": -7}), {}, b"p", b"s"), Reason.MALFORMED, id="text label"
+            b"\x81" * 1000 + b"\x00",
+            Reason.BAD_ENCODING,
+            "COSE_Sign1 is not valid CBOR",
+            id="nesting bomb",
+        ),
+        pytest.param(
+            b"\x5b" + b"\xff" * 8,
+            Reason.BAD_ENCODING,
+            "COSE_Sign1 is not valid CBOR",
+            id="absurd length",
+        ),
+        pytest.param(
+            b"\xa2\x01\x01\x01\x02",
+            Reason.BAD_ENCODING,
+            "COSE_Sign1 is not valid CBOR",
+            id="duplicate map key",
+        ),
+        pytest.param(
+            cbor2.dumps({"a": 1}),
+            Reason.MALFORMED,
+            "COSE_Sign1 must be an array of four items",
+            id="a map",
+        ),
+        pytest.param(
+            _sign1(PROTECTED, {}, b"p"),
+            Reason.MALFORMED,
+            "COSE_Sign1 must be an array of four items",
+            id="three items",
+        ),
+        pytest.param(
+            _sign1(PROTECTED, {}, b"p", b"s", tag=98),
+            Reason.MALFORMED,
+            "COSE_Sign1: CBOR tag 98 is not allowed here",
+            id="tag 98",
+        ),
+        pytest.param(
+            _sign1({1: -7}, {}, b"p", b"s"),
+            Reason.MALFORMED,
+            "protected header must be a byte string",
+            id="protected not bstr",
+        ),
+        pytest.param(
+            _sign1(b"\x01", {}, b"p", b"s"),
+            Reason.MALFORMED,
+            "protected header must be a bstr-wrapped map",
+            id="protected an int",
+        ),
+        pytest.param(
+            _sign1(b"\xff", {}, b"p", b"s"),
+            Reason.MALFORMED,
+            "protected header is not a CBOR-encoded map",
+            id="protected not CBOR",
+        ),
+        pytest.param(
+            _sign1(PROTECTED + b"\x00", {}, b"p", b"s"),
+            Reason.MALFORMED,
+            "protected header is not a CBOR-encoded map",
+            id="protected trailing",
+        ),
+        pytest.param(
+            _sign1(PROTECTED, [], b"p", b"s"),
+            Reason.MALFORMED,
+            "unprotected header must be a map",
+            id="unprotected list",
+        ),
+        pytest.param(
+            _sign1(PROTECTED, {}, None, b"s"),
+            Reason.MALFORMED,
+            "payload must be an attached byte string",
+            id="detached payload",
+        ),
+        pytest.param(
+            _sign1(PROTECTED, {}, "p", b"s"),
+            Reason.MALFORMED,
+            "payload must be an attached byte string",
+            id="payload text",
+        ),
+        pytest.param(
+            _sign1(PROTECTED, {}, b"p", 7),
+            Reason.MALFORMED,
+            "signature must be a byte string",
+            id="signature int",
+        ),
+        pytest.param(
+            _sign1(PROTECTED, {1: -7}, b"p", b"s"),
+            Reason.MALFORMED,
+            "a header label appears in both protected and unprotected headers",
+            id="alg in both headers",
+        ),
+        pytest.param(
+            _sign1(b"", {1: -7}, b"p", b"s"),
+            Reason.MALFORMED,
+            "alg must be in the protected header",
+            id="alg unprotected",
+        ),
+        pytest.param(
+            _sign1(cbor2.dumps({1: "ES256"}), {}, b"p", b"s"),
+            Reason.MALFORMED,
+            "alg must be an integer",
+            id="alg text",
+        ),
+        pytest.param(
+            _sign1(cbor2.dumps({1: -7, 4: "k"}), {}, b"p", b"s"),
+            Reason.MALFORMED,
+            "kid must be a byte string",
+            id="kid text",
+        ),
+        pytest.param(
+            _sign1(cbor2.dumps({1: -7, 2: [4]}), {}, b"p", b"s"),
+            Reason.MALFORMED,
+            "critical header parameters are not supported",
+            id="crit",
+        ),
+        pytest.param(
+            _sign1(cbor2.dumps({"alg": -7}), {}, b"p", b"s"),
+            Reason.MALFORMED,
+            "header labels must be integers",
+            id="text label",
+        ),
+        pytest.param(
+            _sign1(PROTECTED, {2: [4]}, b"p", b"s"),
+            Reason.MALFORMED,
+            "critical header parameters are not supported",
+            id="crit unprotected",
+        ),
+        pytest.param(
+            _sign1(PROTECTED, {"x": 1}, b"p", b"s"),
+            Reason.MALFORMED,
+            "header labels must be integers",
+            id="text label unprotected",
+        ),
+        pytest.param(
+            _sign1(PROTECTED, {4: "k"}, b"p", b"s"),
+            Reason.MALFORMED,
+            "kid must be a byte string",
+            id="kid text unprotected",
+        ),
+        pytest.param(
+            _sign1(cbor2.dumps({1: -7, 4: b"k"}), {4: b"k"}, b"p", b"s"),
+            Reason.MALFORMED,
+            "a header label appears in both protected and unprotected headers",
+            id="kid in both headers",
+        ),
+        pytest.param(
+            _sign1(cbor2.dumps({1: True}), {}, b"p", b"s"),
+            Reason.MALFORMED,
+            "alg must be an integer",
+            id="alg true",
+        ),
+        pytest.param(
+            _sign1(cbor2.dumps([1, -7]), {}, b"p", b"s"),
+            Reason.MALFORMED,
+            "protected header must be a bstr-wrapped map",
+            id="protected an array",
+        ),
+        pytest.param(
+            cbor2.dumps([PROTECTED, {}, b"p", b"s", b"x"]),
+            Reason.MALFORMED,
+            "COSE_Sign1 must be an array of four items",
+            id="five items untagged",
         ),
     ],
 )
-def test_decode_rejects(data: bytes, reason: Reason) -> None:
+def test_decode_rejects(data: bytes, reason: Reason, message: str) -> None:
     with pytest.raises(DecodeError) as caught:
         decode_sign1(data)
+    assert caught.value.message == message
     assert caught.value.reason is reason
 
 
@@ -317,7 +506,114 @@ def test_high_s_twin_is_refused_only_when_asked(p256_key: ec.EllipticCurvePrivat
     verify_sign1(twin, p256_key.public_key())  # ECDSA itself accepts the malleated copy
     with pytest.raises(VerificationError) as caught:
         verify_sign1(twin, p256_key.public_key(), low_s_only=True)
+    assert caught.value.message == (
+        "ES256 signature has a high s (a malleated copy of a low-S signature)"
+    )
     assert caught.value.reason is Reason.NON_CANONICAL
+
+
+def _with_s(s: int, r: int = 1) -> bytes:
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+@pytest.mark.parametrize(
+    ("signature", "high"),
+    [
+        pytest.param(_with_s(1), False, id="s = 1"),
+        pytest.param(_with_s(P256_HALF_ORDER), False, id="s = n // 2, the largest low s"),
+        pytest.param(_with_s(P256_HALF_ORDER + 1), True, id="s = n // 2 + 1, the smallest high s"),
+        pytest.param(_with_s(P256_ORDER - 1), True, id="s = n - 1"),
+        pytest.param(_with_s(P256_HALF_ORDER, r=P256_ORDER - 1), False, id="a large r is no s"),
+        pytest.param(_with_s(P256_ORDER - 1)[1:], False, id="63 bytes: not ES256"),
+        pytest.param(_with_s(P256_ORDER - 1) + b"\xff", False, id="65 bytes: not ES256"),
+    ],
+)
+def test_high_s_is_the_upper_half_of_the_group_order(signature: bytes, high: bool) -> None:
+    assert is_high_s(signature) is high
+
+
+@pytest.mark.parametrize(
+    ("s", "reason"),
+    [
+        pytest.param(P256_HALF_ORDER, Reason.BAD_SIGNATURE, id="n // 2 is low: checked, wrong"),
+        pytest.param(P256_HALF_ORDER + 1, Reason.NON_CANONICAL, id="n // 2 + 1 is high: refused"),
+    ],
+)
+def test_low_s_only_refuses_from_the_first_high_s(
+    p256_key: ec.EllipticCurvePrivateKey, s: int, reason: Reason
+) -> None:
+    msg = decode_sign1(sign1(payload=b"x", private_key=p256_key, kid=b"k"))
+    forged = dataclasses.replace(msg, signature=msg.signature[:32] + s.to_bytes(32, "big"))
+    with pytest.raises(VerificationError) as caught:
+        verify_sign1(forged, p256_key.public_key(), low_s_only=True)
+    assert caught.value.reason is reason
+
+
+@pytest.mark.parametrize(
+    ("s", "emitted"),
+    [
+        pytest.param(1, 1, id="s = 1 stays"),
+        pytest.param(P256_HALF_ORDER, P256_HALF_ORDER, id="s = n // 2 stays"),
+        pytest.param(P256_HALF_ORDER + 1, P256_HALF_ORDER, id="s = n // 2 + 1 becomes n // 2"),
+        pytest.param(P256_ORDER - 1, 1, id="s = n - 1 becomes 1"),
+    ],
+)
+def test_signatures_are_emitted_low_s_in_fixed_width(s: int, emitted: int) -> None:
+    # What sign1 does with the DER signature cryptography returns: r || s, 32 bytes each.
+    raw = cose._der_to_raw(encode_dss_signature(7, s))
+    assert raw == _with_s(emitted, r=7)
+    assert decode_dss_signature(cose._raw_to_der(raw)) == (7, emitted)
+
+
+def _message(protected: dict[int, object], unprotected: dict[int, object]) -> Sign1:
+    return Sign1(
+        protected_bytes=cbor2.dumps(protected),
+        protected=protected,
+        unprotected=unprotected,
+        payload=b"p",
+        signature=b"s",
+    )
+
+
+@pytest.mark.parametrize(
+    ("protected", "unprotected", "kid", "alg"),
+    [
+        pytest.param({1: -7, 4: b"p"}, {}, b"p", -7, id="protected kid"),
+        pytest.param({1: -8}, {4: b"u"}, b"u", -8, id="unprotected kid"),
+        pytest.param({4: b"p"}, {4: b"u"}, b"p", None, id="protected kid first"),
+        pytest.param({4: "p"}, {4: b"u"}, b"u", None, id="a text kid is no kid"),
+        pytest.param({1: True}, {}, None, None, id="true is no alg"),
+        pytest.param({1: "ES256"}, {1: -7}, None, None, id="an unprotected alg is never trusted"),
+    ],
+)
+def test_kid_and_alg_of_a_message(
+    protected: dict[int, object], unprotected: dict[int, object], kid: bytes | None, alg: int | None
+) -> None:
+    msg = _message(protected, unprotected)
+    assert msg.kid == kid
+    assert msg.alg == alg
+
+
+@pytest.mark.parametrize(
+    ("kid", "headers", "expected"),
+    [
+        pytest.param(None, None, {1: ALG_ES256}, id="alg alone"),
+        pytest.param(bytearray(b"k"), None, {1: ALG_ES256, 4: b"k"}, id="kid as bytes"),
+        pytest.param(None, {33: b"cert"}, {1: ALG_ES256, 33: b"cert"}, id="extra header"),
+        pytest.param(b"k", {33: b"cert"}, {1: ALG_ES256, 4: b"k", 33: b"cert"}, id="kid and extra"),
+    ],
+)
+def test_signed_protected_header(
+    p256_key: ec.EllipticCurvePrivateKey,
+    kid: bytes | None,
+    headers: dict[int, object] | None,
+    expected: dict[int, object],
+) -> None:
+    data = sign1(payload=b"x", private_key=p256_key, kid=kid, headers=headers)
+    msg = decode_sign1(data, canonical=True)
+    assert dict(msg.protected) == expected
+    assert type(msg.protected.get(4, b"")) is bytes
+    verify_sign1(msg, p256_key.public_key(), low_s_only=True)
 
 
 @pytest.mark.parametrize(("key_name", "alg"), [("p256_key", ALG_ES256), ("ed_key", ALG_EDDSA)])
@@ -340,30 +636,53 @@ LOW_S = bytes(31) + b"\x01" + bytes(31) + b"\x01"
 
 
 @pytest.mark.parametrize(
-    "data",
+    ("data", "message"),
     [
-        pytest.param(_encoded(b"\xa1\x01\x26", b"\xa0", LOW_S, tag=False), id="untagged"),
-        pytest.param(SIGN_PASS_03, id="cose-wg sign-pass-03 (untagged)"),
-        pytest.param(_encoded(b"\xa1\x01\x38\x06", b"\xa0", LOW_S), id="alg in two bytes"),
-        pytest.param(_encoded(b"\xa1\x01\x26", b"\xb8\x00", LOW_S), id="empty map, long head"),
         pytest.param(
-            _encoded(b"\xa2\x04\x41k\x01\x26", b"\xa0", LOW_S), id="protected keys unsorted"
+            _encoded(b"\xa1\x01\x26", b"\xa0", LOW_S, tag=False),
+            "COSE_Sign1 must carry tag 18",
+            id="untagged",
+        ),
+        pytest.param(
+            SIGN_PASS_03, "COSE_Sign1 must carry tag 18", id="cose-wg sign-pass-03 (untagged)"
+        ),
+        pytest.param(
+            _encoded(b"\xa1\x01\x38\x06", b"\xa0", LOW_S),
+            "protected header is not in deterministic CBOR form",
+            id="alg in two bytes",
+        ),
+        pytest.param(
+            _encoded(b"\xa1\x01\x26", b"\xb8\x00", LOW_S),
+            "COSE_Sign1 is not in deterministic CBOR form",
+            id="empty map, long head",
+        ),
+        pytest.param(
+            _encoded(b"\xa2\x04\x41k\x01\x26", b"\xa0", LOW_S),
+            "protected header is not in deterministic CBOR form",
+            id="protected keys unsorted",
         ),
         pytest.param(
             _encoded(b"\xa1\x01\x26", b"\xa2\x05\x41x\x04\x41k", LOW_S),
+            "COSE_Sign1 is not in deterministic CBOR form",
             id="unprotected keys unsorted",
         ),
         pytest.param(
             _encoded(b"\xa1\x01\x26", b"\xa0", LOW_S[:32] + (P256_ORDER - 1).to_bytes(32, "big")),
+            "ES256 signature has a high s (a malleated copy of a low-S one)",
             id="high s",
         ),
-        pytest.param(b"\xd2\x84\x40\xa1\x04\x41k\x41p\x40", id="empty protected header"),
+        pytest.param(
+            b"\xd2\x84\x40\xa1\x04\x41k\x41p\x40",
+            "protected header is not in deterministic CBOR form",
+            id="empty protected header",
+        ),
     ],
 )
-def test_canonical_decoding_refuses_other_forms(data: bytes) -> None:
+def test_canonical_decoding_refuses_other_forms(data: bytes, message: str) -> None:
     decode_sign1(data)  # well-formed: the lenient decoder takes it
     with pytest.raises(DecodeError) as caught:
         decode_sign1(data, canonical=True)
+    assert caught.value.message == message
     assert caught.value.reason is Reason.NON_CANONICAL
 
 
@@ -371,6 +690,13 @@ def test_canonical_form_accepts_the_hand_encoded_twin() -> None:
     # Guards the table above: the same hand encoding, canonical, is accepted.
     msg = decode_sign1(_encoded(b"\xa1\x01\x26", b"\xa0", LOW_S), canonical=True)
     assert msg.alg == ALG_ES256 and msg.signature == LOW_S
+
+
+def test_the_low_s_rule_is_for_es256_only() -> None:
+    # An Ed25519 signature has no s to malleate: its second half may be any 32 bytes.
+    high = LOW_S[:32] + (P256_ORDER - 1).to_bytes(32, "big")
+    msg = decode_sign1(_encoded(b"\xa1\x01\x27", b"\xa0", high), canonical=True)
+    assert msg.alg == ALG_EDDSA and msg.signature == high
 
 
 def test_decoded_protected_headers_are_read_only(p256_key: ec.EllipticCurvePrivateKey) -> None:
