@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 
 import pytest
@@ -381,105 +382,303 @@ def _cons(
 
 REFUSALS = [
     # Inclusion: the published proof of leaf 5 in the tree of 8, with one thing wrong.
-    pytest.param(_incl(proof=_flip(_INCL_PROOF, 0)), id="inclusion: first proof hash flipped"),
-    pytest.param(_incl(proof=_flip(_INCL_PROOF, 2)), id="inclusion: last proof hash flipped"),
-    pytest.param(_incl(proof=_INCL_PROOF[:-1]), id="inclusion: truncated proof"),
-    pytest.param(_incl(proof=[*_INCL_PROOF, _OTHER]), id="inclusion: extra hash appended"),
-    pytest.param(_incl(proof=[_OTHER, *_INCL_PROOF]), id="inclusion: extra hash prepended"),
-    pytest.param(_incl(proof=[]), id="inclusion: empty proof"),
-    pytest.param(_incl(index=4), id="inclusion: wrong index (sibling)"),
-    pytest.param(_incl(index=7), id="inclusion: wrong index (other half)"),
-    pytest.param(_incl(index=8), id="inclusion: index equal to size"),
-    pytest.param(_incl(index=-1), id="inclusion: negative index"),
+    pytest.param(
+        _incl(proof=_flip(_INCL_PROOF, 0)),
+        "inclusion proof of leaf 5 does not lead to the root",
+        id="inclusion: first proof hash flipped",
+    ),
+    pytest.param(
+        _incl(proof=_flip(_INCL_PROOF, 2)),
+        "inclusion proof of leaf 5 does not lead to the root",
+        id="inclusion: last proof hash flipped",
+    ),
+    pytest.param(
+        _incl(proof=_INCL_PROOF[:-1]),
+        "inclusion proof is shorter than the path of leaf 5",
+        id="inclusion: truncated proof",
+    ),
+    pytest.param(
+        _incl(proof=[*_INCL_PROOF, _OTHER]),
+        "inclusion proof is longer than the path of leaf 5",
+        id="inclusion: extra hash appended",
+    ),
+    pytest.param(
+        _incl(proof=[_OTHER, *_INCL_PROOF]),
+        "inclusion proof is longer than the path of leaf 5",
+        id="inclusion: extra hash prepended",
+    ),
+    pytest.param(
+        _incl(proof=[]),
+        "inclusion proof is shorter than the path of leaf 5",
+        id="inclusion: empty proof",
+    ),
+    pytest.param(
+        _incl(index=4),
+        "inclusion proof of leaf 4 does not lead to the root",
+        id="inclusion: wrong index (sibling)",
+    ),
+    pytest.param(
+        _incl(index=7),
+        "inclusion proof of leaf 7 does not lead to the root",
+        id="inclusion: wrong index (other half)",
+    ),
+    pytest.param(
+        _incl(index=8),
+        "leaf index 8 is outside a tree of size 8",
+        id="inclusion: index equal to size",
+    ),
+    pytest.param(
+        _incl(index=-1), "leaf index -1 is outside a tree of size 8", id="inclusion: negative index"
+    ),
     # Sizes 7 and 8 give leaf 5 the same path shape, so only the checkpoint that signs the
     # size with the root can tell them apart; these sizes change the shape.
-    pytest.param(_incl(size=6), id="inclusion: wrong size (6 instead of 8)"),
-    pytest.param(_incl(size=16), id="inclusion: wrong size (doubled)"),
-    pytest.param(_incl(size=4), id="inclusion: wrong size (halved)"),
-    pytest.param(_incl(size=0, index=0, proof=[]), id="inclusion: empty tree"),
-    pytest.param(_incl(leaf=LEAVES[4]), id="inclusion: wrong leaf"),
-    pytest.param(_incl(root_hash=ROOTS[7]), id="inclusion: root of another size"),
-    pytest.param(_incl(root_hash=EMPTY_ROOT), id="inclusion: empty root"),
-    pytest.param(_incl(root_hash=ROOTS[8][:31]), id="inclusion: root of 31 bytes"),
-    pytest.param(_incl(leaf=LEAVES[5] + b"\0"), id="inclusion: leaf hash of 33 bytes"),
-    pytest.param(_incl(leaf=b""), id="inclusion: leaf hash of 0 bytes"),
     pytest.param(
-        _incl(proof=[_INCL_PROOF[0][:31], *_INCL_PROOF[1:]]), id="inclusion: proof hash 31 bytes"
+        _incl(size=6),
+        "inclusion proof is longer than the path of leaf 5",
+        id="inclusion: wrong size (6 instead of 8)",
     ),
-    pytest.param(_incl(proof=[*_INCL_PROOF[:2], b""]), id="inclusion: proof hash 0 bytes"),
+    pytest.param(
+        _incl(size=16),
+        "inclusion proof is shorter than the path of leaf 5",
+        id="inclusion: wrong size (doubled)",
+    ),
+    pytest.param(
+        _incl(size=4),
+        "leaf index 5 is outside a tree of size 4",
+        id="inclusion: wrong size (halved)",
+    ),
+    pytest.param(
+        _incl(size=0, index=0, proof=[]),
+        "leaf index 0 is outside a tree of size 0",
+        id="inclusion: empty tree",
+    ),
+    pytest.param(
+        _incl(leaf=LEAVES[4]),
+        "inclusion proof of leaf 5 does not lead to the root",
+        id="inclusion: wrong leaf",
+    ),
+    pytest.param(
+        _incl(root_hash=ROOTS[7]),
+        "inclusion proof of leaf 5 does not lead to the root",
+        id="inclusion: root of another size",
+    ),
+    pytest.param(
+        _incl(root_hash=EMPTY_ROOT),
+        "inclusion proof of leaf 5 does not lead to the root",
+        id="inclusion: empty root",
+    ),
+    pytest.param(
+        _incl(root_hash=ROOTS[8][:31]), "root is 31 bytes, not 32", id="inclusion: root of 31 bytes"
+    ),
+    pytest.param(
+        _incl(leaf=LEAVES[5] + b"\0"),
+        "leaf hash is 33 bytes, not 32",
+        id="inclusion: leaf hash of 33 bytes",
+    ),
+    pytest.param(
+        _incl(leaf=b""), "leaf hash is 0 bytes, not 32", id="inclusion: leaf hash of 0 bytes"
+    ),
+    pytest.param(
+        _incl(proof=[_INCL_PROOF[0][:31], *_INCL_PROOF[1:]]),
+        "proof hash 0 is 31 bytes, not 32",
+        id="inclusion: proof hash 31 bytes",
+    ),
+    pytest.param(
+        _incl(proof=[*_INCL_PROOF[:2], b""]),
+        "proof hash 2 is 0 bytes, not 32",
+        id="inclusion: proof hash 0 bytes",
+    ),
     # Consistency: the published proof of 6 in 8, with one thing wrong.
-    pytest.param(_cons(proof=_flip(_CONS_PROOF, 0)), id="consistency: first proof hash flipped"),
-    pytest.param(_cons(proof=_flip(_CONS_PROOF, 2)), id="consistency: last proof hash flipped"),
-    pytest.param(_cons(proof=_CONS_PROOF[:-1]), id="consistency: truncated proof"),
-    pytest.param(_cons(proof=[*_CONS_PROOF, _OTHER]), id="consistency: extra hash appended"),
     pytest.param(
-        _cons(proof=[_CONS_PROOF[0], *_CONS_PROOF]), id="consistency: first hash repeated"
+        _cons(proof=_flip(_CONS_PROOF, 0)),
+        "consistency proof does not lead to the old root of size 6",
+        id="consistency: first proof hash flipped",
     ),
-    pytest.param(_cons(proof=[]), id="consistency: empty proof for 6 -> 8"),
-    pytest.param(_cons(old_root=ROOTS[8], new_root=ROOTS[6]), id="consistency: swapped roots"),
-    pytest.param(_cons(old_root=ROOTS[5]), id="consistency: wrong old root"),
-    pytest.param(_cons(new_root=ROOTS[7]), id="consistency: wrong new root"),
-    pytest.param(_cons(old=5), id="consistency: wrong old size"),
-    pytest.param(_cons(new=9), id="consistency: wrong new size (9 instead of 8)"),
-    pytest.param(_cons(new=16), id="consistency: new size doubled"),
+    pytest.param(
+        _cons(proof=_flip(_CONS_PROOF, 2)),
+        "consistency proof does not lead to the old root of size 6",
+        id="consistency: last proof hash flipped",
+    ),
+    pytest.param(
+        _cons(proof=_CONS_PROOF[:-1]),
+        "consistency proof of 6 with 8 is too short",
+        id="consistency: truncated proof",
+    ),
+    pytest.param(
+        _cons(proof=[*_CONS_PROOF, _OTHER]),
+        "consistency proof of 6 with 8 is too long",
+        id="consistency: extra hash appended",
+    ),
+    pytest.param(
+        _cons(proof=[_CONS_PROOF[0], *_CONS_PROOF]),
+        "consistency proof of 6 with 8 is too long",
+        id="consistency: first hash repeated",
+    ),
+    pytest.param(
+        _cons(proof=[]),
+        "consistency proof of 6 with 8 is empty",
+        id="consistency: empty proof for 6 -> 8",
+    ),
+    pytest.param(
+        _cons(old_root=ROOTS[8], new_root=ROOTS[6]),
+        "consistency proof does not lead to the old root of size 6",
+        id="consistency: swapped roots",
+    ),
+    pytest.param(
+        _cons(old_root=ROOTS[5]),
+        "consistency proof does not lead to the old root of size 6",
+        id="consistency: wrong old root",
+    ),
+    pytest.param(
+        _cons(new_root=ROOTS[7]),
+        "consistency proof does not lead to the new root of size 8",
+        id="consistency: wrong new root",
+    ),
+    pytest.param(
+        _cons(old=5), "consistency proof of 5 with 8 is too short", id="consistency: wrong old size"
+    ),
+    pytest.param(
+        _cons(new=9),
+        "consistency proof of 6 with 9 is too short",
+        id="consistency: wrong new size (9 instead of 8)",
+    ),
+    pytest.param(
+        _cons(new=16),
+        "consistency proof of 6 with 16 is too short",
+        id="consistency: new size doubled",
+    ),
     pytest.param(
         _cons(old=8, new=6, old_root=ROOTS[8], new_root=ROOTS[6]),
+        "old tree size 8 exceeds new size 6: logs only grow",
         id="consistency: old size > new size",
     ),
     pytest.param(
         _cons(old=8, new=6, old_root=ROOTS[8], new_root=ROOTS[6], proof=[]),
+        "old tree size 8 exceeds new size 6: logs only grow",
         id="consistency: old size > new size, empty proof",
     ),
-    pytest.param(_cons(old=-1, old_root=EMPTY_ROOT), id="consistency: negative old size"),
+    pytest.param(
+        _cons(old=-1, old_root=EMPTY_ROOT),
+        "old tree size -1 is negative",
+        id="consistency: negative old size",
+    ),
     pytest.param(
         _cons(old=8, old_root=ROOTS[8], proof=[ROOTS[8]]),
+        "consistency of size 8 with 8 needs no proof",
         id="consistency: equal sizes with a non-empty proof",
     ),
     pytest.param(
-        _cons(old=8, old_root=ROOTS[7], proof=[]), id="consistency: equal sizes, different roots"
+        _cons(old=8, old_root=ROOTS[7], proof=[]),
+        "two different roots for tree size 8: the log forked",
+        id="consistency: equal sizes, different roots",
     ),
     pytest.param(
         _cons(old=0, old_root=EMPTY_ROOT, proof=[ROOTS[8]]),
+        "consistency of size 0 with 8 needs no proof",
         id="consistency: empty old tree with a non-empty proof",
     ),
     pytest.param(
         _cons(old=0, old_root=ROOTS[1], proof=[]),
+        "old root of the empty tree is not SHA-256 of the empty string",
         id="consistency: empty old tree under a non-empty root",
     ),
-    pytest.param(_cons(old_root=ROOTS[6][:31]), id="consistency: old root of 31 bytes"),
-    pytest.param(_cons(new_root=ROOTS[8] + b"\0"), id="consistency: new root of 33 bytes"),
+    pytest.param(
+        _cons(old_root=ROOTS[6][:31]),
+        "old root is 31 bytes, not 32",
+        id="consistency: old root of 31 bytes",
+    ),
+    pytest.param(
+        _cons(new_root=ROOTS[8] + b"\0"),
+        "new root is 33 bytes, not 32",
+        id="consistency: new root of 33 bytes",
+    ),
     pytest.param(
         _cons(proof=[*_CONS_PROOF[:2], _CONS_PROOF[2][:16]]),
+        "proof hash 2 is 16 bytes, not 32",
         id="consistency: proof hash of 16 bytes",
     ),
     # Making proofs: arguments that describe no proof are refused, never an IndexError.
-    pytest.param(lambda: inclusion_proof(LEAVES, 8, 8), id="make inclusion: index equal to size"),
-    pytest.param(lambda: inclusion_proof(LEAVES, -1, 8), id="make inclusion: negative index"),
-    pytest.param(lambda: inclusion_proof(LEAVES, 0, 9), id="make inclusion: size beyond leaves"),
-    pytest.param(lambda: inclusion_proof(LEAVES, 0, 0), id="make inclusion: empty tree"),
     pytest.param(
-        lambda: consistency_proof(LEAVES, 6, 5), id="make consistency: old size > new size"
+        lambda: inclusion_proof(LEAVES, 8, 8),
+        "leaf index 8 is outside a tree of size 8",
+        id="make inclusion: index equal to size",
     ),
     pytest.param(
-        lambda: consistency_proof(LEAVES, 2, 9), id="make consistency: new size beyond leaves"
+        lambda: inclusion_proof(LEAVES, -1, 8),
+        "leaf index -1 is outside a tree of size 8",
+        id="make inclusion: negative index",
     ),
-    pytest.param(lambda: consistency_proof(LEAVES, -1, 4), id="make consistency: negative old"),
-    pytest.param(lambda: root([*LEAVES[:3], b"short"]), id="root: leaf hash of 5 bytes"),
-    pytest.param(lambda: LogTree().append(b"short"), id="tree: append a 5-byte leaf hash"),
-    pytest.param(lambda: _vector_tree().root_at(9), id="tree: root_at beyond size"),
-    pytest.param(lambda: _vector_tree().root_at(-1), id="tree: root_at negative size"),
-    pytest.param(lambda: _vector_tree().inclusion_proof(8), id="tree: inclusion of index == size"),
-    pytest.param(lambda: _vector_tree().inclusion_proof(0, 9), id="tree: inclusion beyond size"),
-    pytest.param(lambda: _vector_tree().consistency_proof(9), id="tree: consistency old > size"),
     pytest.param(
-        lambda: _vector_tree().consistency_proof(2, 9), id="tree: consistency new beyond size"
+        lambda: inclusion_proof(LEAVES, 0, 9),
+        "tree size 9 is outside 0..8",
+        id="make inclusion: size beyond leaves",
+    ),
+    pytest.param(
+        lambda: inclusion_proof(LEAVES, 0, 0),
+        "leaf index 0 is outside a tree of size 0",
+        id="make inclusion: empty tree",
+    ),
+    pytest.param(
+        lambda: consistency_proof(LEAVES, 6, 5),
+        "old tree size 6 is outside 0..5",
+        id="make consistency: old size > new size",
+    ),
+    pytest.param(
+        lambda: consistency_proof(LEAVES, 2, 9),
+        "tree size 9 is outside 0..8",
+        id="make consistency: new size beyond leaves",
+    ),
+    pytest.param(
+        lambda: consistency_proof(LEAVES, -1, 4),
+        "old tree size -1 is outside 0..4",
+        id="make consistency: negative old",
+    ),
+    pytest.param(
+        lambda: root([*LEAVES[:3], b"short"]),
+        "leaf hash 3 is 5 bytes, not 32",
+        id="root: leaf hash of 5 bytes",
+    ),
+    pytest.param(
+        lambda: LogTree().append(b"short"),
+        "leaf hash is 5 bytes, not 32",
+        id="tree: append a 5-byte leaf hash",
+    ),
+    pytest.param(
+        lambda: _vector_tree().root_at(9),
+        "tree size 9 is outside 0..8",
+        id="tree: root_at beyond size",
+    ),
+    pytest.param(
+        lambda: _vector_tree().root_at(-1),
+        "tree size -1 is outside 0..8",
+        id="tree: root_at negative size",
+    ),
+    pytest.param(
+        lambda: _vector_tree().inclusion_proof(8),
+        "leaf index 8 is outside a tree of size 8",
+        id="tree: inclusion of index == size",
+    ),
+    pytest.param(
+        lambda: _vector_tree().inclusion_proof(0, 9),
+        "tree size 9 is outside 0..8",
+        id="tree: inclusion beyond size",
+    ),
+    pytest.param(
+        lambda: _vector_tree().consistency_proof(9),
+        "old tree size 9 is outside 0..8",
+        id="tree: consistency old > size",
+    ),
+    pytest.param(
+        lambda: _vector_tree().consistency_proof(2, 9),
+        "tree size 9 is outside 0..8",
+        id="tree: consistency new beyond size",
     ),
 ]
 
 
-@pytest.mark.parametrize("attempt", REFUSALS)
-def test_refused(attempt: Callable[[], object]) -> None:
-    with pytest.raises(ProofError) as refused:
+@pytest.mark.parametrize(("attempt", "message"), REFUSALS)
+def test_refused(attempt: Callable[[], object], message: str) -> None:
+    with pytest.raises(ProofError, match=f"^{re.escape(message)}$") as refused:
         attempt()
     assert refused.value.reason is Reason.LOG_INCONSISTENT
 
