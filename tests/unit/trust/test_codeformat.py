@@ -189,9 +189,32 @@ def test_unknown_algorithm_decodes_but_does_not_verify() -> None:
     assert caught.value.reason is Reason.UNSUPPORTED_ALGORITHM
 
 
-def test_issue_refuses_kid_of_wrong_length() -> None:
-    with pytest.raises(DecodeError):
-        issue_token(make_claims(), signing_key=P256_KEY, kid=b"1234567")
+@pytest.mark.parametrize(
+    "kid",
+    [
+        pytest.param(KID[:7], id="7 bytes"),
+        pytest.param(KID + b"\x00", id="9 bytes"),
+        pytest.param(bytearray(KID), id="a bytearray"),
+        pytest.param(KID.hex()[:8], id="8 characters of text"),
+    ],
+)
+def test_issue_refuses_a_kid_that_is_not_8_bytes(kid: object) -> None:
+    with pytest.raises(DecodeError) as caught:
+        issue_token(make_claims(), signing_key=P256_KEY, kid=kid)  # type: ignore[arg-type]
+    assert caught.value.message == "kid must be 8 bytes"
+    assert caught.value.reason is Reason.MALFORMED
+
+
+def test_issue_refuses_a_token_above_the_size_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Real claims stay far below 4096 characters; a lower limit shows the check is exact.
+    token = issue_token(make_claims(), signing_key=ED_KEY, kid=KID)
+    monkeypatch.setattr("trust.codeformat.MAX_TOKEN_CHARS", len(token))
+    assert issue_token(make_claims(), signing_key=ED_KEY, kid=KID) == token  # Ed25519: same bytes
+    monkeypatch.setattr("trust.codeformat.MAX_TOKEN_CHARS", len(token) - 1)
+    with pytest.raises(DecodeError) as caught:
+        issue_token(make_claims(), signing_key=ED_KEY, kid=KID)
+    assert caught.value.message == "token would exceed the size limit"
+    assert caught.value.reason is Reason.BAD_ENCODING
 
 
 claims_strategy = st.builds(
@@ -218,37 +241,152 @@ def test_any_valid_claims_round_trip(claims: CodeClaims) -> None:
 
 
 @pytest.mark.parametrize(
-    "changes",
+    ("changes", "message"),
     [
-        pytest.param({"issuer": "330001"}, id="issuer a prefecture, not a province"),
-        pytest.param({"issuer": "930000"}, id="issuer outside 1-8"),
-        pytest.param({"issuer": "330000\n"}, id="issuer with trailing newline"),
-        pytest.param({"issuer": 330000}, id="issuer an integer"),
-        pytest.param({"code_id": bytes(15)}, id="code id 15 bytes"),
-        pytest.param({"code_id": bytes(17)}, id="code id 17 bytes"),
-        pytest.param({"code_id": "0" * 16}, id="code id text"),
-        pytest.param({"issued_at": -1}, id="issued before 1970"),
-        pytest.param({"issued_at": True}, id="issued_at a bool"),
-        pytest.param({"issued_at": float(NOW)}, id="issued_at a float"),
-        pytest.param({"expires_at": NOW}, id="expires when issued"),
-        pytest.param({"expires_at": NOW - 1}, id="expires before issued"),
-        pytest.param({"expires_at": 253_402_300_800}, id="expires after year 9999"),
-        pytest.param({"colour": 1}, id="colour a plain int"),
-        pytest.param({"status_version": -1}, id="negative status version"),
-        pytest.param({"status_version": 2**63}, id="status version beyond int64"),
-        pytest.param({"masked_name": ""}, id="empty masked name"),
-        pytest.param({"masked_name": "x" * 33}, id="masked name 33 chars"),
-        pytest.param({"masked_name": "张*\n明"}, id="masked name with newline"),
-        pytest.param({"masked_name": " 张*明"}, id="masked name with leading space"),
-        pytest.param({"id_tail": "123"}, id="id tail 3 chars"),
-        pytest.param({"id_tail": "123x"}, id="id tail lower-case x"),
-        pytest.param({"id_tail": "12345"}, id="id tail 5 chars"),
-        pytest.param({"id_tail": "１２３４"}, id="id tail full-width digits"),
+        pytest.param(
+            {"issuer": "330001"},
+            "issuer must be a province code such as 330000",
+            id="issuer a prefecture, not a province",
+        ),
+        pytest.param(
+            {"issuer": "930000"},
+            "issuer must be a province code such as 330000",
+            id="issuer outside 1-8",
+        ),
+        pytest.param(
+            {"issuer": "330000\n"},
+            "issuer must be a province code such as 330000",
+            id="issuer with trailing newline",
+        ),
+        pytest.param(
+            {"issuer": 330000},
+            "issuer must be a province code such as 330000",
+            id="issuer an integer",
+        ),
+        pytest.param({"code_id": bytes(15)}, "code id must be 16 bytes", id="code id 15 bytes"),
+        pytest.param({"code_id": bytes(17)}, "code id must be 16 bytes", id="code id 17 bytes"),
+        pytest.param({"code_id": "0" * 16}, "code id must be 16 bytes", id="code id text"),
+        pytest.param(
+            {"issued_at": -1}, "issued_at must be a Unix time in seconds", id="issued before 1970"
+        ),
+        pytest.param(
+            {"issued_at": True}, "issued_at must be a Unix time in seconds", id="issued_at a bool"
+        ),
+        pytest.param(
+            {"issued_at": float(NOW)},
+            "issued_at must be a Unix time in seconds",
+            id="issued_at a float",
+        ),
+        pytest.param(
+            {"expires_at": NOW}, "expires_at must be after issued_at", id="expires when issued"
+        ),
+        pytest.param(
+            {"expires_at": NOW - 1},
+            "expires_at must be after issued_at",
+            id="expires before issued",
+        ),
+        pytest.param(
+            {"expires_at": 253_402_300_800},
+            "expires_at must be a Unix time in seconds",
+            id="expires after year 9999",
+        ),
+        pytest.param({"colour": 1}, "colour must be a Colour", id="colour a plain int"),
+        pytest.param(
+            {"status_version": -1},
+            "status version must be a non-negative 64-bit integer",
+            id="negative status version",
+        ),
+        pytest.param(
+            {"status_version": 2**63},
+            "status version must be a non-negative 64-bit integer",
+            id="status version beyond int64",
+        ),
+        pytest.param(
+            {"masked_name": ""},
+            "masked name must be 1 to 32 printable characters",
+            id="empty masked name",
+        ),
+        pytest.param(
+            {"masked_name": "x" * 33},
+            "masked name must be 1 to 32 printable characters",
+            id="masked name 33 chars",
+        ),
+        pytest.param(
+            {"masked_name": "张*\n明"},
+            "masked name must be 1 to 32 printable characters",
+            id="masked name with newline",
+        ),
+        pytest.param(
+            {"masked_name": " 张*明"},
+            "masked name must be 1 to 32 printable characters",
+            id="masked name with leading space",
+        ),
+        pytest.param(
+            {"id_tail": "123"}, "id tail must be 4 characters of [0-9X]", id="id tail 3 chars"
+        ),
+        pytest.param(
+            {"id_tail": "123x"}, "id tail must be 4 characters of [0-9X]", id="id tail lower-case x"
+        ),
+        pytest.param(
+            {"id_tail": "12345"}, "id tail must be 4 characters of [0-9X]", id="id tail 5 chars"
+        ),
+        pytest.param(
+            {"issuer": "33000"}, "issuer must be a province code such as 330000", id="5 digits"
+        ),
+        pytest.param(
+            {"code_id": bytearray(16)}, "code id must be 16 bytes", id="code id bytearray"
+        ),
+        pytest.param(
+            {"issued_at": "1740816000"},
+            "issued_at must be a Unix time in seconds",
+            id="issued_at text",
+        ),
+        pytest.param(
+            {"expires_at": True},
+            "expires_at must be a Unix time in seconds",
+            id="expires_at a bool",
+        ),
+        pytest.param(
+            {"expires_at": -1},
+            "expires_at must be a Unix time in seconds",
+            id="expires before 1970",
+        ),
+        pytest.param({"colour": "GREEN"}, "colour must be a Colour", id="colour a name"),
+        pytest.param(
+            {"status_version": True},
+            "status version must be a non-negative 64-bit integer",
+            id="status version a bool",
+        ),
+        pytest.param(
+            {"status_version": 3.0},
+            "status version must be a non-negative 64-bit integer",
+            id="status version a float",
+        ),
+        pytest.param(
+            {"masked_name": "张*明 "},
+            "masked name must be 1 to 32 printable characters",
+            id="masked name with trailing space",
+        ),
+        pytest.param(
+            {"masked_name": "张*明".encode()},
+            "masked name must be 1 to 32 printable characters",
+            id="masked name bytes",
+        ),
+        pytest.param({"id_tail": 1234}, "id tail must be 4 characters of [0-9X]", id="id tail int"),
+        pytest.param(
+            {"id_tail": "123X\n"}, "id tail must be 4 characters of [0-9X]", id="id tail newline"
+        ),
+        pytest.param(
+            {"id_tail": "１２３４"},
+            "id tail must be 4 characters of [0-9X]",
+            id="id tail full-width digits",
+        ),
     ],
 )
-def test_invalid_claims_are_refused(changes: dict[str, Any]) -> None:
+def test_invalid_claims_are_refused(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(DecodeError) as caught:
         make_claims(**changes)
+    assert caught.value.message == message
     assert caught.value.reason is Reason.MALFORMED
 
 
@@ -261,6 +399,8 @@ def test_invalid_claims_are_refused(changes: dict[str, Any]) -> None:
         pytest.param({"issued_at": 0, "expires_at": 253_402_300_799}, id="extreme times"),
         pytest.param({"status_version": 0, "colour": Colour.RED}, id="version 0, red"),
         pytest.param({"id_tail": "XXXX"}, id="id tail all X"),
+        pytest.param({"status_version": 2**63 - 1}, id="largest status version"),
+        pytest.param({"masked_name": "张 *明"}, id="a space inside the masked name"),
     ],
 )
 def test_valid_edge_claims_are_accepted(changes: dict[str, Any]) -> None:
@@ -272,89 +412,329 @@ def test_valid_edge_claims_are_accepted(changes: dict[str, Any]) -> None:
 
 
 def _bomb() -> str:
-    return wrap(b"\x00" * 2_000_000)
+    return wrap(b"\x00" * 2_000_000, level=9)
 
 
 @pytest.mark.parametrize(
-    ("token", "reason"),
+    ("token", "reason", "message"),
     [
-        pytest.param("", Reason.BAD_ENCODING, id="empty"),
-        pytest.param("HC1:NCFOXN", Reason.BAD_ENCODING, id="EU DCC prefix"),
-        pytest.param("hcx1:" + wrap(b"")[5:], Reason.BAD_ENCODING, id="lower-case prefix"),
-        pytest.param("HCX1:", Reason.BAD_ENCODING, id="prefix only"),
-        pytest.param("HCX1:" + "0" * MAX_TOKEN_CHARS, Reason.BAD_ENCODING, id="too long"),
-        pytest.param("HCX1:abc", Reason.BAD_ENCODING, id="not base45"),
-        pytest.param("HCX1:" + b45encode(b"plain"), Reason.BAD_ENCODING, id="not zlib"),
-        pytest.param(wrap(b"x")[:-3], Reason.BAD_ENCODING, id="truncated zlib"),
+        pytest.param("", Reason.BAD_ENCODING, "token does not start with HCX1:", id="empty"),
         pytest.param(
-            PREFIX + b45encode(zlib.compress(b"x") + b"\x00"), Reason.BAD_ENCODING, id="zlib+junk"
+            "HC1:NCFOXN", Reason.BAD_ENCODING, "token does not start with HCX1:", id="EU DCC prefix"
         ),
-        pytest.param(_bomb(), Reason.BAD_ENCODING, id="zip bomb 2 MB"),
-        pytest.param(wrap(b"\x00" * (MAX_PAYLOAD_BYTES + 1)), Reason.BAD_ENCODING, id="4097 B"),
-        pytest.param(wrap(b"\xff"), Reason.BAD_ENCODING, id="not CBOR"),
-        pytest.param(wrap(cbor2.dumps([1, 2, 3, 4])), Reason.MALFORMED, id="array of ints"),
         pytest.param(
-            cose_token(cwt(), protected={1: ALG_ES256, 4: KID[:7]}), Reason.MALFORMED, id="kid 7 B"
+            "hcx1:" + wrap(b"")[5:],
+            Reason.BAD_ENCODING,
+            "token does not start with HCX1:",
+            id="lower-case prefix",
+        ),
+        pytest.param(
+            "HCX1:",
+            Reason.BAD_ENCODING,
+            "zlib stream is truncated or followed by extra bytes",
+            id="prefix only",
+        ),
+        pytest.param(
+            "HCX1:" + "0" * MAX_TOKEN_CHARS,
+            Reason.BAD_ENCODING,
+            "token longer than 4096 characters",
+            id="too long",
+        ),
+        pytest.param(
+            "HCX1:abc",
+            Reason.BAD_ENCODING,
+            "character 'a' is not in the base45 alphabet",
+            id="not base45",
+        ),
+        pytest.param(
+            "HCX1:" + b45encode(b"plain"),
+            Reason.BAD_ENCODING,
+            "token is not valid zlib data",
+            id="not zlib",
+        ),
+        pytest.param(
+            wrap(b"x")[:-3],
+            Reason.BAD_ENCODING,
+            "zlib stream is truncated or followed by extra bytes",
+            id="truncated zlib",
+        ),
+        pytest.param(
+            PREFIX + b45encode(zlib.compress(b"x") + b"\x00"),
+            Reason.BAD_ENCODING,
+            "zlib stream is truncated or followed by extra bytes",
+            id="zlib+junk",
+        ),
+        pytest.param(
+            _bomb(),
+            Reason.BAD_ENCODING,
+            "decompressed token exceeds 4096 bytes",
+            id="zip bomb 2 MB",
+        ),
+        pytest.param(
+            wrap(b"\x00" * (MAX_PAYLOAD_BYTES + 1), level=9),
+            Reason.BAD_ENCODING,
+            "decompressed token exceeds 4096 bytes",
+            id="4097 B",
+        ),
+        pytest.param(
+            wrap(b"\xff"), Reason.BAD_ENCODING, "COSE_Sign1 is not valid CBOR", id="not CBOR"
+        ),
+        pytest.param(
+            wrap(cbor2.dumps([1, 2, 3, 4])),
+            Reason.MALFORMED,
+            "protected header must be a byte string",
+            id="array of ints",
+        ),
+        pytest.param(
+            cose_token(cwt(), protected={1: ALG_ES256, 4: KID[:7]}),
+            Reason.MALFORMED,
+            "kid must be 8 bytes",
+            id="kid 7 B",
         ),
         pytest.param(
             cose_token(cwt(), protected={1: ALG_ES256}, unprotected={4: KID}),
             Reason.MALFORMED,
+            "hcx codes carry no unprotected header parameters",
             id="kid unprotected",
         ),
         pytest.param(
             cose_token(cwt(), protected={1: ALG_ES256, 4: KID}, unprotected={5: b"iv"}),
             Reason.MALFORMED,
+            "hcx codes carry no unprotected header parameters",
             id="extra unprotected header",
         ),
         pytest.param(
             cose_token(cwt(), protected={1: ALG_ES256, 3: 0, 4: KID}),
             Reason.MALFORMED,
+            "protected header must hold exactly alg and kid",
             id="extra protected header",
         ),
-        pytest.param(cose_token(cwt(), protected={4: KID}), Reason.MALFORMED, id="no alg"),
-        pytest.param(cose_token([1]), Reason.MALFORMED, id="claims an array"),
-        pytest.param(cose_token(b"\xff"), Reason.BAD_ENCODING, id="claims not CBOR"),
-        pytest.param(cose_token(cbor2.dumps(cwt()) + b"\x00"), Reason.BAD_ENCODING, id="trail"),
-        pytest.param(cose_token(cwt(exp=_DROP)), Reason.MALFORMED, id="exp missing"),
-        pytest.param(cose_token({**cwt(), 2: "sub"}), Reason.MALFORMED, id="unknown claim sub"),
-        pytest.param(cose_token({**cwt(), "x": 1}), Reason.MALFORMED, id="text claim key"),
+        pytest.param(
+            cose_token(cwt(), protected={4: KID}),
+            Reason.MALFORMED,
+            "protected header must hold exactly alg and kid",
+            id="no alg",
+        ),
+        pytest.param(
+            cose_token([1]), Reason.MALFORMED, "CWT claims must be a map", id="claims an array"
+        ),
+        pytest.param(
+            cose_token(b"\xff"),
+            Reason.BAD_ENCODING,
+            "CWT claims is not valid CBOR",
+            id="claims not CBOR",
+        ),
+        pytest.param(
+            cose_token(cbor2.dumps(cwt()) + b"\x00"),
+            Reason.BAD_ENCODING,
+            "CWT claims has trailing bytes after the CBOR item",
+            id="trail",
+        ),
+        pytest.param(
+            cose_token(cwt(exp=_DROP)),
+            Reason.MALFORMED,
+            "CWT claims must have exactly the keys [-70000, 1, 4, 6, 7]",
+            id="exp missing",
+        ),
+        pytest.param(
+            cose_token({**cwt(), 2: "sub"}),
+            Reason.MALFORMED,
+            "CWT claims must have exactly the keys [-70000, 1, 4, 6, 7]",
+            id="unknown claim sub",
+        ),
+        pytest.param(
+            cose_token({**cwt(), "x": 1}),
+            Reason.MALFORMED,
+            "CWT claims must have exactly the keys [-70000, 1, 4, 6, 7]",
+            id="text claim key",
+        ),
         pytest.param(
             cose_token({(1.0 if k == 1 else k): v for k, v in cwt().items()}),
             Reason.MALFORMED,
+            "CWT claims must have exactly the keys [-70000, 1, 4, 6, 7]",
             id="float key 1.0",
         ),
-        pytest.param(cose_token(cwt(iss=330000)), Reason.MALFORMED, id="iss an int"),
-        pytest.param(cose_token(cwt(iss="330001")), Reason.MALFORMED, id="iss not a province"),
-        pytest.param(cose_token(cwt(iat=True)), Reason.MALFORMED, id="iat a bool"),
-        pytest.param(cose_token(cwt(iat=float(NOW))), Reason.MALFORMED, id="iat a float"),
-        pytest.param(cose_token(cwt(exp=NOW)), Reason.MALFORMED, id="exp equals iat"),
-        pytest.param(cose_token(cwt(exp=2**64 - 1)), Reason.MALFORMED, id="exp huge"),
         pytest.param(
-            cose_token(cwt(exp=cbor2.CBORTag(1, NOW + 300))), Reason.MALFORMED, id="exp a date"
+            cose_token(cwt(iss=330000)), Reason.MALFORMED, "iss must be str", id="iss an int"
         ),
-        pytest.param(cose_token(cwt(cti=CODE_ID.hex())), Reason.MALFORMED, id="cti text"),
-        pytest.param(cose_token(cwt(cti=bytes(8))), Reason.MALFORMED, id="cti 8 bytes"),
-        pytest.param(cose_token(cwt(hcx=[1, 2])), Reason.MALFORMED, id="hcx an array"),
-        pytest.param(cose_token(cwt(hcx_1=4)), Reason.MALFORMED, id="colour 4"),
-        pytest.param(cose_token(cwt(hcx_1=0)), Reason.MALFORMED, id="colour 0"),
-        pytest.param(cose_token(cwt(hcx_1="GREEN")), Reason.MALFORMED, id="colour text"),
-        pytest.param(cose_token(cwt(hcx_2=-1)), Reason.MALFORMED, id="status version negative"),
-        pytest.param(cose_token(cwt(hcx_3="x" * 33)), Reason.MALFORMED, id="masked name long"),
-        pytest.param(cose_token(cwt(hcx_4="12")), Reason.MALFORMED, id="id tail short"),
-        pytest.param(cose_token(cwt(hcx_5="travel")), Reason.MALFORMED, id="wrong purpose"),
-        pytest.param(cose_token(cwt(hcx_5=_DROP)), Reason.MALFORMED, id="purpose missing"),
-        pytest.param(cose_token(cwt(hcx_6="x")), Reason.MALFORMED, id="unknown hcx key"),
+        pytest.param(
+            cose_token(cwt(iss="330001")),
+            Reason.MALFORMED,
+            "issuer must be a province code such as 330000",
+            id="iss not a province",
+        ),
+        pytest.param(
+            cose_token(cwt(iat=True)), Reason.MALFORMED, "iat must be int", id="iat a bool"
+        ),
+        pytest.param(
+            cose_token(cwt(iat=float(NOW))), Reason.MALFORMED, "iat must be int", id="iat a float"
+        ),
+        pytest.param(
+            cose_token(cwt(exp=NOW)),
+            Reason.MALFORMED,
+            "expires_at must be after issued_at",
+            id="exp equals iat",
+        ),
+        pytest.param(
+            cose_token(cwt(exp=2**64 - 1)),
+            Reason.MALFORMED,
+            "expires_at must be a Unix time in seconds",
+            id="exp huge",
+        ),
+        pytest.param(
+            cose_token(cwt(exp=cbor2.CBORTag(1, NOW + 300))),
+            Reason.MALFORMED,
+            "CWT claims: CBOR tag 1 is not allowed here",
+            id="exp a date",
+        ),
+        pytest.param(
+            cose_token(cwt(cti=CODE_ID.hex())), Reason.MALFORMED, "cti must be bytes", id="cti text"
+        ),
+        pytest.param(
+            cose_token(cwt(cti=bytes(8))),
+            Reason.MALFORMED,
+            "code id must be 16 bytes",
+            id="cti 8 bytes",
+        ),
+        pytest.param(
+            cose_token(cwt(hcx=[1, 2])),
+            Reason.MALFORMED,
+            "hcx claim must be a map",
+            id="hcx an array",
+        ),
+        pytest.param(cose_token(cwt(hcx_1=4)), Reason.MALFORMED, "unknown colour 4", id="colour 4"),
+        pytest.param(cose_token(cwt(hcx_1=0)), Reason.MALFORMED, "unknown colour 0", id="colour 0"),
+        pytest.param(
+            cose_token(cwt(hcx_1="GREEN")), Reason.MALFORMED, "colour must be int", id="colour text"
+        ),
+        pytest.param(
+            cose_token(cwt(hcx_2=-1)),
+            Reason.MALFORMED,
+            "status version must be a non-negative 64-bit integer",
+            id="status version negative",
+        ),
+        pytest.param(
+            cose_token(cwt(hcx_3="x" * 33)),
+            Reason.MALFORMED,
+            "masked name must be 1 to 32 printable characters",
+            id="masked name long",
+        ),
+        pytest.param(
+            cose_token(cwt(hcx_4="12")),
+            Reason.MALFORMED,
+            "id tail must be 4 characters of [0-9X]",
+            id="id tail short",
+        ),
+        pytest.param(
+            cose_token(cwt(hcx_5="travel")),
+            Reason.MALFORMED,
+            "purpose must be 'health-code'",
+            id="wrong purpose",
+        ),
+        pytest.param(
+            cose_token(cwt(hcx_5=_DROP)),
+            Reason.MALFORMED,
+            "hcx claim must have exactly the keys [1, 2, 3, 4, 5]",
+            id="purpose missing",
+        ),
+        pytest.param(
+            cose_token(cwt(hcx_6="x")),
+            Reason.MALFORMED,
+            "hcx claim must have exactly the keys [1, 2, 3, 4, 5]",
+            id="unknown hcx key",
+        ),
+        pytest.param(
+            cose_token(
+                {
+                    **cwt(),
+                    -70000: {(float(k) if k == 5 else k): v for k, v in cwt()[-70000].items()},
+                }
+            ),
+            Reason.MALFORMED,
+            "hcx claim must have exactly the keys [1, 2, 3, 4, 5]",
+            id="hcx float key 5.0",
+        ),
+        pytest.param(
+            cose_token(cwt(exp=str(NOW + 300))), Reason.MALFORMED, "exp must be int", id="exp text"
+        ),
+        pytest.param(
+            cose_token(cwt(iss=b"330000")), Reason.MALFORMED, "iss must be str", id="iss bytes"
+        ),
+        pytest.param(
+            cose_token(cwt(hcx_1=True)), Reason.MALFORMED, "colour must be int", id="colour true"
+        ),
+        pytest.param(
+            cose_token(cwt(hcx_2=False)),
+            Reason.MALFORMED,
+            "status version must be int",
+            id="status version false",
+        ),
+        pytest.param(
+            cose_token(cwt(hcx_3="张*明".encode())),
+            Reason.MALFORMED,
+            "masked name must be str",
+            id="masked name bytes",
+        ),
+        pytest.param(
+            cose_token(cwt(hcx_4=1234)), Reason.MALFORMED, "id tail must be str", id="id tail int"
+        ),
+        pytest.param(
+            cose_token(cwt(hcx_5=b"health-code")),
+            Reason.MALFORMED,
+            "purpose must be str",
+            id="purpose bytes",
+        ),
+        pytest.param(
+            cose_token(cwt(), protected={1: ALG_ES256, 4: KID + b"\x00"}),
+            Reason.MALFORMED,
+            "kid must be 8 bytes",
+            id="kid 9 B",
+        ),
+        pytest.param(
+            cose_token(cwt(), protected={1: ALG_ES256, 4: KID}, unprotected={6: b"partial iv"}),
+            Reason.MALFORMED,
+            "hcx codes carry no unprotected header parameters",
+            id="partial IV unprotected",
+        ),
+        pytest.param(
+            PREFIX + "0" * (MAX_TOKEN_CHARS - len(PREFIX)),
+            Reason.BAD_ENCODING,
+            "token is not valid zlib data",
+            id="4096 characters: read, not zlib",
+        ),
+        pytest.param(
+            PREFIX + "0" * (MAX_TOKEN_CHARS - len(PREFIX) + 1),
+            Reason.BAD_ENCODING,
+            "token longer than 4096 characters",
+            id="4097 characters: refused unread",
+        ),
+        pytest.param(
+            wrap(b"\x00" * MAX_PAYLOAD_BYTES, level=9),
+            Reason.BAD_ENCODING,
+            "COSE_Sign1 has trailing bytes after the CBOR item",
+            id="4096 B inflated: read, not COSE",
+        ),
     ],
 )
-def test_hostile_tokens_raise_decode_error(token: str, reason: Reason) -> None:
+def test_hostile_tokens_raise_decode_error(token: str, reason: Reason, message: str) -> None:
     with pytest.raises(DecodeError) as caught:
         decode_token(token)
+    assert caught.value.message == message
     assert caught.value.reason is reason
 
 
-def test_non_text_token_is_refused() -> None:
-    with pytest.raises(DecodeError):
-        decode_token(b"HCX1:" + b45encode(b"x").encode())  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param(b"HCX1:" + b45encode(b"x").encode(), id="bytes"),
+        pytest.param(None, id="None"),
+    ],
+)
+def test_non_text_token_is_refused(token: object) -> None:
+    with pytest.raises(DecodeError) as caught:
+        decode_token(token)  # type: ignore[arg-type]
+    assert caught.value.message == "token must be text"
+    assert caught.value.reason is Reason.BAD_ENCODING
 
 
 def test_the_well_formed_reference_token_decodes() -> None:
@@ -403,10 +783,11 @@ def test_the_hand_assembled_signed_code_is_the_issued_one() -> None:
 
 
 @pytest.mark.parametrize(
-    "token",
+    ("token", "message"),
     [
         pytest.param(
             wrap(cose_bytes(SIGNED_PROTECTED, SIGNED_PAYLOAD, SIGNED.signature), level=9),
+            "zlib stream is not the level-0 compression of the code",
             id="zlib level 9",
         ),
         pytest.param(
@@ -414,53 +795,95 @@ def test_the_hand_assembled_signed_code_is_the_issued_one() -> None:
             + b45encode(
                 sync_flushed(cose_bytes(SIGNED_PROTECTED, SIGNED_PAYLOAD, SIGNED.signature))
             ),
+            "zlib stream is not the level-0 compression of the code",
             id="zlib stored, then an empty block (sync flush)",
         ),
-        pytest.param(signed_token(tag=b""), id="untagged COSE_Sign1"),
-        pytest.param(signed_token(tag=b"\xd8\x12"), id="tag 18 in a two-byte head"),
-        pytest.param(signed_token(array=b"\x98\x04"), id="array length in a two-byte head"),
-        pytest.param(signed_token(unprotected=b"\xb8\x00"), id="empty map in a two-byte head"),
-        pytest.param(signed_token(sizes=(1, None, None)), id="protected bstr length 1-byte head"),
-        pytest.param(signed_token(sizes=(None, 2, None)), id="payload bstr length 2-byte head"),
-        pytest.param(signed_token(sizes=(None, None, 8)), id="signature length 8-byte head"),
-        pytest.param(signed_token(signature=HIGH_S), id="high-S signature"),
+        pytest.param(
+            signed_token(tag=b""), "COSE_Sign1 must carry tag 18", id="untagged COSE_Sign1"
+        ),
+        pytest.param(
+            signed_token(tag=b"\xd8\x12"),
+            "COSE_Sign1 is not in deterministic CBOR form",
+            id="tag 18 in a two-byte head",
+        ),
+        pytest.param(
+            signed_token(array=b"\x98\x04"),
+            "COSE_Sign1 is not in deterministic CBOR form",
+            id="array length in a two-byte head",
+        ),
+        pytest.param(
+            signed_token(unprotected=b"\xb8\x00"),
+            "COSE_Sign1 is not in deterministic CBOR form",
+            id="empty map in a two-byte head",
+        ),
+        pytest.param(
+            signed_token(sizes=(1, None, None)),
+            "COSE_Sign1 is not in deterministic CBOR form",
+            id="protected bstr length 1-byte head",
+        ),
+        pytest.param(
+            signed_token(sizes=(None, 2, None)),
+            "COSE_Sign1 is not in deterministic CBOR form",
+            id="payload bstr length 2-byte head",
+        ),
+        pytest.param(
+            signed_token(sizes=(None, None, 8)),
+            "COSE_Sign1 is not in deterministic CBOR form",
+            id="signature length 8-byte head",
+        ),
+        pytest.param(
+            signed_token(signature=HIGH_S),
+            "ES256 signature has a high s (a malleated copy of a low-S one)",
+            id="high-S signature",
+        ),
         pytest.param(
             signed_token(protected=b"\xa2\x04\x48" + KID + b"\x01\x26"),
+            "protected header is not in deterministic CBOR form",
             id="protected keys unsorted",
         ),
         pytest.param(
-            signed_token(protected=b"\xa2\x01\x38\x06\x04\x48" + KID), id="alg -7 in two bytes"
+            signed_token(protected=b"\xa2\x01\x38\x06\x04\x48" + KID),
+            "protected header is not in deterministic CBOR form",
+            id="alg -7 in two bytes",
         ),
         pytest.param(
-            signed_token(protected=b"\xa2\x01\x26\x04\x58\x08" + KID), id="kid length 1-byte head"
+            signed_token(protected=b"\xa2\x01\x26\x04\x58\x08" + KID),
+            "protected header is not in deterministic CBOR form",
+            id="kid length 1-byte head",
         ),
         pytest.param(
             signed_token(payload=cbor2.dumps(dict(reversed(list(cwt().items()))))),
+            "CWT claims are not in deterministic CBOR form",
             id="claims keys unsorted",
         ),
         pytest.param(
             signed_token(
                 payload=SIGNED_PAYLOAD.replace(b"\x06\x1a", b"\x06\x1b\x00\x00\x00\x00", 1)
             ),
+            "CWT claims are not in deterministic CBOR form",
             id="iat in an 8-byte head",
         ),
         pytest.param(
             signed_token(payload=SIGNED_PAYLOAD.replace(b"\x07\x50", b"\x07\x58\x10", 1)),
+            "CWT claims are not in deterministic CBOR form",
             id="cti length 1-byte head",
         ),
         pytest.param(
             signed_token(payload=SIGNED_PAYLOAD.replace(b"\x03\x67", b"\x03\x78\x07", 1)),
+            "CWT claims are not in deterministic CBOR form",
             id="masked name length 1-byte head",
         ),
         pytest.param(
             signed_token(payload=SIGNED_PAYLOAD.replace(b"\xa5\x01\x01", b"\xb8\x05\x01\x01", 1)),
+            "CWT claims are not in deterministic CBOR form",
             id="hcx map length 1-byte head",
         ),
     ],
 )
-def test_other_forms_of_a_well_formed_code_are_non_canonical(token: str) -> None:
+def test_other_forms_of_a_well_formed_code_are_non_canonical(token: str, message: str) -> None:
     with pytest.raises(DecodeError) as caught:
         decode_token(token)
+    assert caught.value.message == message
     assert caught.value.reason is Reason.NON_CANONICAL
 
 
@@ -619,21 +1042,29 @@ def test_mask_name(full_name: str, masked: str) -> None:
     assert dataclasses.replace(make_claims(), masked_name=masked).masked_name == masked
 
 
-@pytest.mark.parametrize("full_name", ["", "   ", "张\n三"])
+@pytest.mark.parametrize("full_name", ["", "   ", "张\n三", "\u200b"])
 def test_mask_name_refuses_empty_or_control_characters(full_name: str) -> None:
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidRequest) as caught:
         mask_name(full_name)
+    assert caught.value.message == "name must be non-empty printable text"
 
 
 @pytest.mark.parametrize(
     ("id_number", "tail"),
-    [("33010619900101123X", "123X"), ("330106199001011234", "1234"), ("3301061990010112x", "112X")],
+    [
+        ("33010619900101123X", "123X"),
+        ("330106199001011234", "1234"),
+        ("3301061990010112x", "112X"),
+        (" 33010619900101123X\n", "123X"),
+        ("1234", "1234"),
+    ],
 )
 def test_id_tail(id_number: str, tail: str) -> None:
     assert id_tail(id_number) == tail
 
 
-@pytest.mark.parametrize("id_number", ["", "123", "1234567Y", "12 34"])
+@pytest.mark.parametrize("id_number", ["", "123", "1234567Y", "12 34", "3301061990010112３4"])
 def test_id_tail_refuses_other_endings(id_number: str) -> None:
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidRequest) as caught:
         id_tail(id_number)
+    assert caught.value.message == "ID number must end in 4 characters of [0-9X]"
