@@ -10,6 +10,7 @@ The view is built by tests/registry_builder.py, as the federation builds its reg
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from gateway.verification import (
     ANSWER_MARGIN_S,
     VerifyPolicy,
     check_token,
+    invalid,
     relay_deadline,
     resolve,
     settle,
@@ -35,7 +37,7 @@ from gateway.verification import (
 from tests.registry_builder import RegistryBuilder
 from trust import pki, statements
 from trust.codeformat import CodeClaims, issue_token
-from trust.errors import ResourceExhausted
+from trust.errors import RelayError, ResourceExhausted, VerificationError
 from trust.model import Colour, Reason, Verdict
 from trust.verify import CodeCheck, Outcome
 from trust.view import TrustView
@@ -167,21 +169,28 @@ class One:
     colour: Colour | None = None
     status_version: int = 0
     colour_age: int = 0
-    message: str = ""  # a part of the outcome's message
+    message: str = ""  # the outcome's whole message
     policy: VerifyPolicy = POLICY
+    logged: str = ""  # the error the gateway logs (only for a look-up that failed)
 
+
+LIVE_COLOUR = "live colour from the issuing province"
+NOT_KNOWN_HERE = "province 330000 does not know this code"
+INTERNAL = "internal error while asking the issuer (logged); retry"
+LOGGED = "status look-up error answered as INTERNAL_ERROR: "
 
 ONE_CODE = [
     One("the issuer answers: VALID with its live colour", 10, LIVE, Verdict.VALID, Reason.NONE,
-        Colour.RED, 4, message="live colour"),
+        Colour.RED, 4, message=LIVE_COLOUR),
     One("the issuer does not know the code: INVALID UNKNOWN_CODE", 10, NOT_KNOWN,
-        Verdict.INVALID, Reason.UNKNOWN_CODE, message="does not know this code"),
+        Verdict.INVALID, Reason.UNKNOWN_CODE, message=NOT_KNOWN_HERE),
     One("the issuer is unavailable, young code: VALID_OFFLINE with the colour at issuance", 120,
         IssuerUnavailable("province 330000 did not answer in time"), Verdict.VALID_OFFLINE,
-        Reason.NONE, *AT_ISSUANCE, colour_age=120, message="did not answer in time"),
+        Reason.NONE, *AT_ISSUANCE, colour_age=120,
+        message="province 330000 did not answer in time; colour at issuance"),
     One("the issuer is unavailable, code exactly at the offline limit: VALID_OFFLINE", 300,
         IssuerUnavailable("down"), Verdict.VALID_OFFLINE, Reason.NONE, *AT_ISSUANCE,
-        colour_age=300),
+        colour_age=300, message="down; colour at issuance"),
     One("the issuer is unavailable, code past the offline limit: INVALID TOKEN_TOO_OLD", 301,
         IssuerUnavailable("down"), Verdict.INVALID, Reason.TOKEN_TOO_OLD,
         message="down; token is 301 s old (offline limit 300 s)"),
@@ -191,50 +200,80 @@ ONE_CODE = [
         policy=VerifyPolicy(relay_timeout=5.0, max_offline_age=300, allow_offline=False)),
     One("offline disabled is said even for a code past the offline limit", 301,
         IssuerUnavailable("down"), Verdict.INVALID, Reason.ISSUER_UNAVAILABLE,
+        message="down; offline verdicts disabled",
         policy=VerifyPolicy(relay_timeout=5.0, max_offline_age=300, allow_offline=False)),
     One("a code issued just ahead of our clock (within the skew) is 0 s old offline", -30,
         IssuerUnavailable("down"), Verdict.VALID_OFFLINE, Reason.NONE, *AT_ISSUANCE,
-        colour_age=0),
+        colour_age=0, message="down; colour at issuance"),
+    One("the issuer refuses the look-up: INVALID INTERNAL_ERROR, logged, never offline", 10,
+        RelayError("province 330000 refused the status look-up (PERMISSION_DENIED)"),
+        Verdict.INVALID, Reason.INTERNAL_ERROR, message=INTERNAL,
+        logged=LOGGED + "RelayError('province 330000 refused the status look-up "
+        "(PERMISSION_DENIED)')"),
 ]  # fmt: skip
 
 
+def errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What gateway/verification.py logged as errors."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "gateway.verification" and r.levelno == logging.ERROR
+    ]
+
+
 @pytest.mark.parametrize("case", ONE_CODE, ids=lambda c: c.name)
-async def test_one_code(zj: Province, case: One) -> None:
+async def test_one_code(zj: Province, case: One, caplog: pytest.LogCaptureFixture) -> None:
     token = zj.token(age=case.age)
     claims = claims_of(token, zj)
     issuer = ScriptedIssuer(default=case.issuer)
-    outcome = await verify_token(
-        token, view=zj.view, statuses=issuer, policy=case.policy, clock=lambda: NOW
-    )
+    with caplog.at_level(logging.ERROR, logger="gateway.verification"):
+        outcome = await verify_token(
+            token, view=zj.view, statuses=issuer, policy=case.policy, clock=lambda: NOW
+        )
     got = (outcome.verdict, outcome.reason, outcome.colour, outcome.status_version)
     assert got == (case.verdict, case.reason, case.colour, case.status_version)
     assert outcome.colour_age == case.colour_age
-    assert case.message in outcome.message
+    assert outcome.message == case.message
+    assert errors_logged(caplog) == ([case.logged] if case.logged else [])
     assert (outcome.claims, outcome.kid) == (claims, zj.kid)
     assert [(p, c) for p, c, _ in issuer.asked] == [(ZJ, claims.code_id)]
 
 
 @pytest.mark.parametrize(
-    ("name", "token", "reason"),
+    ("name", "token", "reason", "message"),
     [
-        pytest.param("garbage", lambda zj: "HCX1:not-a-code", Reason.BAD_ENCODING, id="garbage"),
+        pytest.param(
+            "garbage",
+            lambda zj: "HCX1:not-a-code",
+            Reason.BAD_ENCODING,
+            "base45 text ends with a dangling character",
+            id="garbage",
+        ),
         pytest.param(
             "a kid nobody trusts",
             lambda zj: zj.token(kid=b"\x01" * 8),
             Reason.UNKNOWN_KID,
+            "no trusted signing certificate with kid 0101010101010101",
             id="a kid nobody trusts",
         ),
         pytest.param(
-            "expired at NOW", lambda zj: zj.token(age=LIFETIME), Reason.EXPIRED, id="expired at NOW"
+            "expired at NOW",
+            lambda zj: zj.token(age=LIFETIME),
+            Reason.EXPIRED,
+            "code expired 0 s ago",
+            id="expired at NOW",
         ),
     ],
 )
 async def test_an_invalid_check_passes_through_resolve_unchanged_and_asks_nobody(
-    zj: Province, name: str, token: Callable[[Province], str], reason: Reason
+    zj: Province, name: str, token: Callable[[Province], str], reason: Reason, message: str
 ) -> None:
     result = check_token(token(zj), zj.view, NOW)
     assert isinstance(result, Outcome)
     assert (result.verdict, result.reason) == (Verdict.INVALID, reason), name
+    assert result.message == message, name
+    assert (result.claims, result.kid, result.colour) == (None, b"", None)
     issuer = ScriptedIssuer()
     resolved = await resolve(
         result, statuses=issuer, policy=POLICY, now=NOW, deadline=time.monotonic() + 5
@@ -334,43 +373,53 @@ class Settled:
     answer: Callable[[], asyncio.Future[LiveStatus] | IssuerUnavailable]
     verdict: Verdict
     reason: Reason
-    message: str
+    message: str  # the outcome's whole message
     colour: Colour | None
+    logged: str = ""  # the error the gateway logs (only for a look-up that failed)
 
 
 SETTLE = [
     Settled("answered: the live colour", lambda: _done(LIVE), Verdict.VALID, Reason.NONE,
-            "live colour", Colour.RED),
+            LIVE_COLOUR, Colour.RED),
     Settled("answered, code unknown: UNKNOWN_CODE", lambda: _done(NOT_KNOWN), Verdict.INVALID,
-            Reason.UNKNOWN_CODE, "does not know this code", None),
+            Reason.UNKNOWN_CODE, NOT_KNOWN_HERE, None),
     Settled("failed with IssuerUnavailable: offline, saying why",
             lambda: _done(IssuerUnavailable("no replica of 330000 answered")),
-            Verdict.VALID_OFFLINE, Reason.NONE, "no replica of 330000 answered", Colour.YELLOW),
+            Verdict.VALID_OFFLINE, Reason.NONE,
+            "no replica of 330000 answered; colour at issuance", Colour.YELLOW),
     Settled("failed with another error: a fault of ours, never offline",
             lambda: _done(RuntimeError("relay bug")), Verdict.INVALID, Reason.INTERNAL_ERROR,
-            "internal error while asking the issuer", None),
+            INTERNAL, None, logged=LOGGED + "RuntimeError('relay bug')"),
+    Settled("failed with a relay error: never offline",
+            lambda: _done(RelayError("province 330000 refused the status look-up (INTERNAL)")),
+            Verdict.INVALID, Reason.INTERNAL_ERROR, INTERNAL, None,
+            logged=LOGGED + "RelayError('province 330000 refused the status look-up "
+            "(INTERNAL)')"),
     Settled("missed the deadline: offline, as not answered in time", _pending,
-            Verdict.VALID_OFFLINE, Reason.NONE, "province 330000 did not answer in time",
-            Colour.YELLOW),
+            Verdict.VALID_OFFLINE, Reason.NONE,
+            "province 330000 did not answer in time; colour at issuance", Colour.YELLOW),
     Settled("cancelled: offline, as not answered in time", _cancelled, Verdict.VALID_OFFLINE,
-            Reason.NONE, "province 330000 did not answer in time", Colour.YELLOW),
+            Reason.NONE, "province 330000 did not answer in time; colour at issuance",
+            Colour.YELLOW),
     Settled("refused at submit (circuit open): offline, saying why",
             lambda: IssuerUnavailable("province 330000: circuit open"), Verdict.VALID_OFFLINE,
-            Reason.NONE, "province 330000: circuit open", Colour.YELLOW),
+            Reason.NONE, "province 330000: circuit open; colour at issuance", Colour.YELLOW),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", SETTLE, ids=lambda c: c.name)
-async def test_settle(zj: Province, case: Settled) -> None:
+async def test_settle(zj: Province, case: Settled, caplog: pytest.LogCaptureFixture) -> None:
     check = checked(zj, age=60)
     answer = case.answer()
-    outcome = settle(check, answer, now=NOW, policy=POLICY)
+    with caplog.at_level(logging.ERROR, logger="gateway.verification"):
+        outcome = settle(check, answer, now=NOW, policy=POLICY)
     assert (outcome.verdict, outcome.reason, outcome.colour) == (
         case.verdict,
         case.reason,
         case.colour,
     )
-    assert case.message in outcome.message
+    assert outcome.message == case.message
+    assert errors_logged(caplog) == ([case.logged] if case.logged else [])
     assert (outcome.claims, outcome.kid) == (check.claims, zj.kid)
     if outcome.verdict is Verdict.VALID_OFFLINE:
         assert outcome.colour_age == 60
@@ -384,6 +433,21 @@ async def test_settle_applies_the_offline_policy(zj: Province) -> None:
     disabled = settle(checked(zj), _pending(), now=NOW, policy=strict)
     assert (too_old.verdict, too_old.reason) == (Verdict.INVALID, Reason.TOKEN_TOO_OLD)
     assert (disabled.verdict, disabled.reason) == (Verdict.INVALID, Reason.ISSUER_UNAVAILABLE)
+
+
+def test_an_invalid_outcome_keeps_what_the_checks_established(zj: Province) -> None:
+    """``invalid`` of a refusal after the checks (say, at a node) keeps the code's claims."""
+    check = checked(zj)
+    too_old = "token is 301 s old (offline limit 300 s)"
+    error = VerificationError(too_old, reason=Reason.TOKEN_TOO_OLD)
+    after_checks = invalid(error, check)
+    before_checks = invalid(error)
+    assert (after_checks.verdict, after_checks.reason, after_checks.message) == (
+        Verdict.INVALID,
+        Reason.TOKEN_TOO_OLD,
+        too_old,
+    )
+    assert (after_checks.claims, before_checks.claims) == (check.claims, None)
 
 
 async def test_settle_passes_an_invalid_check_through(zj: Province) -> None:
@@ -522,3 +586,53 @@ async def test_a_batch_without_an_executor_is_checked_inline(zj: Province) -> No
     issuer = ScriptedIssuer()
     outcomes = await run_batch(zj, tokens, issuer, executor=None, workers=4)
     assert [o.verdict for o in outcomes] == [Verdict.VALID] * 9
+
+
+@dataclass
+class LateIssuer(ScriptedIssuer):
+    """Answers every code ``after`` seconds (a slow issuer, late for a deadline already gone)."""
+
+    after: float = 0.5
+
+    def submit(
+        self, province: str, code_id: bytes, *, deadline: float
+    ) -> asyncio.Future[LiveStatus]:
+        self.asked.append((province, code_id, deadline))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[LiveStatus] = loop.create_future()
+        self.futures.append(future)
+        loop.call_later(self.after, lambda: future.done() or future.set_result(LIVE))
+        return future
+
+
+async def test_a_batch_asks_the_issuing_province_by_the_callers_deadline(zj: Province) -> None:
+    tokens = [zj.token() for _ in range(3)]
+    issuer = ScriptedIssuer()
+    caller = time.monotonic() + 0.5  # before the relay timeout (5 s)
+    outcomes = await asyncio.wait_for(
+        verify_tokens(
+            tokens, view=zj.view, statuses=issuer, policy=POLICY, executor=None, workers=1,
+            deadline=caller, clock=lambda: NOW,
+        ),
+        timeout=30,
+    )  # fmt: skip
+    assert [o.verdict for o in outcomes] == [Verdict.VALID] * 3
+    assert issuer.asked == [
+        (ZJ, claims_of(t, zj).code_id, caller - ANSWER_MARGIN_S) for t in tokens
+    ]
+
+
+async def test_a_batch_past_its_deadline_does_not_wait_for_a_late_answer(zj: Province) -> None:
+    """The caller's deadline is gone: the codes are answered offline at once and the issuer's
+    answer, half a second later, is dropped."""
+    tokens = [zj.token(age=20) for _ in range(2)]
+    issuer = LateIssuer(after=0.5)
+    outcomes = await asyncio.wait_for(
+        verify_tokens(
+            tokens, view=zj.view, statuses=issuer, policy=POLICY, executor=None, workers=1,
+            deadline=time.monotonic() - 1, clock=lambda: NOW,
+        ),
+        timeout=30,
+    )  # fmt: skip
+    assert [(o.verdict, o.colour_age) for o in outcomes] == [(Verdict.VALID_OFFLINE, 20)] * 2
+    assert [f.cancelled() for f in issuer.futures] == [True, True]

@@ -114,6 +114,7 @@ class Row:
     now: float = NOW
     policy: TokenPolicy = DEFAULT_POLICY
     reason: Reason = Reason.NONE  # NONE: the code passes every check
+    message: str = ""  # the refusal's whole message, where the check writes its own
 
 
 ROWS = {
@@ -125,13 +126,23 @@ ROWS = {
     ),
     "decode: another zlib level": Row(recompressed(token(), 9), reason=Reason.NON_CANONICAL),
     # --- kid
-    "kid not in the view": Row(token(kid=UNKNOWN_KID), reason=Reason.UNKNOWN_KID),
+    "kid not in the view": Row(
+        token(kid=UNKNOWN_KID),
+        reason=Reason.UNKNOWN_KID,
+        message="no trusted signing certificate with kid ffffffffffffffff",
+    ),
     # --- province
     "province not onboarded": Row(
-        token(), view=FakeView(provinces={}), reason=Reason.UNKNOWN_PROVINCE
+        token(),
+        view=FakeView(provinces={}),
+        reason=Reason.UNKNOWN_PROVINCE,
+        message="province 330000 is not onboarded",
     ),
     "province suspended": Row(
-        token(), view=FakeView(provinces={ZJ: Province(ZJ, True)}), reason=Reason.PROVINCE_SUSPENDED
+        token(),
+        view=FakeView(provinces={ZJ: Province(ZJ, True)}),
+        reason=Reason.PROVINCE_SUSPENDED,
+        message="province 330000 is suspended",
     ),
     "another province suspended": Row(
         token(), view=FakeView(provinces={ZJ: Province(ZJ), SC: Province(SC, True)})
@@ -141,6 +152,7 @@ ROWS = {
         token(),
         view=signer(revoked_at=NOW - 1, revocation_reason="key_compromise"),
         reason=Reason.KEY_REVOKED,
+        message="signing key 33000000000000d1 is revoked (key_compromise)",
     ),
     "key revoked at exactly now": Row(
         token(), view=signer(revoked_at=NOW), reason=Reason.KEY_REVOKED
@@ -165,16 +177,28 @@ ROWS = {
         reason=Reason.ISSUER_MISMATCH,
     ),
     # --- the code's own times
-    "expired exactly now": Row(token(iat=NOW - 300), reason=Reason.EXPIRED),
+    "expired exactly now": Row(
+        token(iat=NOW - 300), reason=Reason.EXPIRED, message="code expired 0 s ago"
+    ),
+    "expired a minute ago": Row(
+        token(iat=NOW - 360), reason=Reason.EXPIRED, message="code expired 60 s ago"
+    ),
     "expires in one second": Row(token(iat=NOW - 299)),
-    "issued beyond the clock skew": Row(token(iat=NOW + SKEW + 1), reason=Reason.NOT_YET_VALID),
+    "issued beyond the clock skew": Row(
+        token(iat=NOW + SKEW + 1),
+        reason=Reason.NOT_YET_VALID,
+        message="code issued in the future",
+    ),
     "issued in the future within the clock skew": Row(token(iat=NOW + SKEW)),
     "no clock skew allowed": Row(
         token(iat=NOW + 1), policy=TokenPolicy(clock_skew=0), reason=Reason.NOT_YET_VALID
     ),
     # --- the key's validity when the code was issued
     "issued before the key's not-before beyond the skew": Row(
-        token(), view=signer(not_before=NOW + SKEW + 1), reason=Reason.KEY_NOT_VALID_AT_ISSUANCE
+        token(),
+        view=signer(not_before=NOW + SKEW + 1),
+        reason=Reason.KEY_NOT_VALID_AT_ISSUANCE,
+        message="the signing certificate was not valid when the code was issued",
     ),
     "issued before the key's not-before within the skew": Row(
         token(), view=signer(not_before=NOW + SKEW)
@@ -185,13 +209,18 @@ ROWS = {
     "issued at the key's not-after": Row(token(), view=signer(not_after=NOW)),
     # --- retirement
     "issued after the key was retired": Row(
-        token(), view=signer(retired_at=NOW - 1), reason=Reason.KEY_RETIRED
+        token(),
+        view=signer(retired_at=NOW - 1),
+        reason=Reason.KEY_RETIRED,
+        message="code issued after its signing key was retired",
     ),
     "issued before the key was retired": Row(token(iat=NOW - 10), view=signer(retired_at=NOW - 5)),
     "issued at the moment of retirement": Row(token(), view=signer(retired_at=NOW)),
     # --- lifetime
     "lifetime one second above the maximum": Row(
-        token(lifetime=DEFAULT_MAX_LIFETIME_S + 1), reason=Reason.LIFETIME_TOO_LONG
+        token(lifetime=DEFAULT_MAX_LIFETIME_S + 1),
+        reason=Reason.LIFETIME_TOO_LONG,
+        message="code lives 361 s (exp - iat), longer than the maximum 360 s",
     ),
     "lifetime at the maximum": Row(token(lifetime=DEFAULT_MAX_LIFETIME_S)),
     "expires 9999-12-31": Row(token(exp=253_402_300_799), reason=Reason.LIFETIME_TOO_LONG),
@@ -206,18 +235,22 @@ ROWS = {
 }
 
 
-def _reason(row: Row) -> Reason:
+def _refusal(row: Row) -> tuple[Reason, str]:
     try:
         check_code(row.token, row.view, now=row.now, policy=row.policy)
     except HcxError as e:
         assert isinstance(e, DecodeError | VerificationError)
-        return e.reason
-    return Reason.NONE
+        return e.reason, e.message
+    return Reason.NONE, ""
 
 
 @pytest.mark.parametrize("name", list(ROWS))
 def test_check(name: str) -> None:
-    assert _reason(ROWS[name]) is ROWS[name].reason
+    row = ROWS[name]
+    reason, message = _refusal(row)
+    assert reason is row.reason
+    if row.message:
+        assert message == row.message
 
 
 def test_every_reason_check_code_gives_has_a_row() -> None:
@@ -241,7 +274,10 @@ def test_a_passing_code_says_what_was_established() -> None:
         NOW,
         30,
     )
-    assert "issued 30 s ago" in check.explain()
+    assert check.explain() == (
+        "code of province 330000 signed by kid 33000000000000d1, issued 30 s ago, "
+        "colour at issuance GREEN, expires in 270 s"
+    )
 
 
 def test_clock_skew_keyword_still_overrides_the_policy() -> None:
@@ -251,14 +287,22 @@ def test_clock_skew_keyword_still_overrides_the_policy() -> None:
     check_code(token(iat=NOW + 100), FakeView(), now=NOW, clock_skew=100)
 
 
+NOT_SECONDS = "must be a non-negative number of seconds"
+NO_LIFETIME = "max_lifetime must be positive: every code lives a while"
+
+
 @pytest.mark.parametrize(
-    "values",
-    [{"clock_skew": -1}, {"max_lifetime": 0}, {"max_lifetime": -5}, {"clock_skew": 1.5},
-     {"max_lifetime": True}],
-    ids=["negative skew", "zero lifetime", "negative lifetime", "float skew", "bool lifetime"],
-)  # fmt: skip
-def test_policy_values_are_checked(values: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+    ("values", "message"),
+    [
+        pytest.param({"clock_skew": -1}, f"clock_skew {NOT_SECONDS}", id="negative skew"),
+        pytest.param({"max_lifetime": 0}, NO_LIFETIME, id="zero lifetime"),
+        pytest.param({"max_lifetime": -5}, f"max_lifetime {NOT_SECONDS}", id="negative lifetime"),
+        pytest.param({"clock_skew": 1.5}, f"clock_skew {NOT_SECONDS}", id="float skew"),
+        pytest.param({"max_lifetime": True}, f"max_lifetime {NOT_SECONDS}", id="bool lifetime"),
+    ],
+)
+def test_policy_values_are_checked(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{message}$"):
         TokenPolicy(**values)
 
 
@@ -278,7 +322,8 @@ def test_offline_age(age: int, refused: bool) -> None:
     if not refused:
         check_offline_age(check, max_offline_age=DEFAULT_MAX_OFFLINE_AGE_S)
         return
-    with pytest.raises(VerificationError) as caught:
+    too_old = rf"^token is {age} s old \(offline limit 300 s\)$"
+    with pytest.raises(VerificationError, match=too_old) as caught:
         check_offline_age(check, max_offline_age=DEFAULT_MAX_OFFLINE_AGE_S)
     assert caught.value.reason is Reason.TOKEN_TOO_OLD
 
