@@ -485,6 +485,21 @@ async def test_an_append_behind_a_stale_head_revision_is_refused(
     assert await store.get(leaf_key(1)) is None
 
 
+async def test_an_append_never_overwrites_a_leaf_already_in_the_store(
+    builder: RegistryBuilder, tmp_path: Path
+) -> None:
+    """A leaf key at the log's end without a head over it (a half-made or planted entry) makes
+    the append conflict: the writer re-reads, and the reader then names the stray leaf."""
+    store = EmbeddedStore(tmp_path / "registry.db")
+    writer = LogWriter(store, builder.log_signer, clock=Clock(NOW))
+    log = await writer.append(VerifiedLog(), builder.leaves[0])
+    await store.put(leaf_key(1), b"planted")
+    with pytest.raises(Conflict, match="log/leaf/000000000001 changed concurrently"):
+        await writer.append(log, builder.leaves[1])
+    assert (await store.get(leaf_key(1))).value == b"planted"  # type: ignore[union-attr]
+    await store.close()
+
+
 def test_a_leaf_names_at_most_the_longest_actor(builder: RegistryBuilder, tmp_path: Path) -> None:
     writer = LogWriter(EmbeddedStore(tmp_path / "r.db"), builder.log_signer, clock=Clock(NOW))
     leaf = writer.leaf(b"s", actor="x" * (MAX_ACTOR_CHARS + 50))

@@ -634,6 +634,7 @@ def test_a_saved_view_round_trips_with_its_routes(world: World) -> None:
     assert again.revision == view.revision and again.log.head == view.log.head
     assert again.routes() == [route]
     assert reason(again, world.token) is Reason.KEY_REVOKED
+    assert again.log.head_revision == 0, "a file knows no store revision to compare against"
 
 
 def test_a_saved_empty_view_loads_as_the_empty_log(world: World) -> None:

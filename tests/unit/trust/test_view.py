@@ -374,7 +374,10 @@ def test_a_refused_leaf_is_logged_without_a_callback(
     with caplog.at_level("WARNING", logger="trust.view"):
         view = _view(builder)
     assert view.signer(sc.kid) is not None
-    assert f"registry entry refused: {leaf_key(len(builder.leaves) - 1)}" in caplog.text
+    key = leaf_key(len(builder.leaves) - 1)
+    assert f"registry entry refused: {key}: refused: " in caplog.text
+    (record,) = [r for r in caplog.records if r.name == "trust.view"]
+    assert record.key == key and record.why.startswith("refused: ")  # type: ignore[attr-defined]
 
 
 # -- routes -------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ here opens a socket.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -331,3 +332,15 @@ async def test_an_error_inside_a_write_rolls_it_back(store: EmbeddedStore) -> No
     assert await store.get("b") is None
     assert await store.keep_alive(lease) == 60
     assert await store.put("c", b"3") == 2
+
+
+def test_a_store_opened_on_one_thread_serves_another(tmp_path: Path) -> None:
+    """A server's event loop may run on another thread than the one that opened the store."""
+    store = EmbeddedStore(tmp_path / "registry.db")
+    asyncio.run(store.put("k", b"v"))
+    seen: list[KvEntry | None] = []
+    worker = threading.Thread(target=lambda: seen.append(asyncio.run(store.get("k"))))
+    worker.start()
+    worker.join(timeout=30)
+    assert seen == [KvEntry("k", b"v", 1)]
+    asyncio.run(store.close())
