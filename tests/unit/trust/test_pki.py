@@ -10,14 +10,15 @@ import subprocess
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from trust import pki
 from trust.errors import PkiError
@@ -83,9 +84,11 @@ def _forge(
     extensions: Extensions,
     not_before: datetime = NOW - DAY,
     not_after: datetime = NOW + 365 * DAY,
+    algorithm: hashes.HashAlgorithm | None = None,
+    subject: x509.Name | None = None,
 ) -> x509.Certificate:
     """Sign an arbitrary certificate; ``issuer=None`` makes it self-issued."""
-    subject = x509.Name(
+    subject = subject or x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "hcx"),
             x509.NameAttribute(NameOID.COMMON_NAME, subject_cn),
@@ -102,7 +105,7 @@ def _forge(
     )
     for extension, critical in extensions:
         builder = builder.add_extension(extension, critical)
-    return builder.sign(signer, hashes.SHA256())
+    return builder.sign(signer, algorithm or hashes.SHA256())
 
 
 def _usage(*, ca: bool) -> x509.KeyUsage:
@@ -876,3 +879,714 @@ def test_crl_issued_by_a_clock_ahead_is_current(fed: Federation) -> None:
     pki.verify_crl(crl, fed.zj.certificate, at=NOW)
     with pytest.raises(PkiError, match="not current"):
         pki.verify_crl(crl, fed.zj.certificate, at=NOW, clock_skew=timedelta(0))
+
+
+# --- Loading: every refusal names what was expected ----------------------------------------
+
+LOADERS = [
+    pytest.param(pki.load_certificate_pem, "not a PEM certificate: ", id="certificate PEM"),
+    pytest.param(pki.load_certificates_pem, "not a PEM certificate bundle: ", id="bundle PEM"),
+    pytest.param(pki.load_certificate_der, "not a DER certificate: ", id="certificate DER"),
+    pytest.param(pki.load_csr_pem, "not a PEM certificate signing request: ", id="CSR PEM"),
+    pytest.param(pki.load_crl_pem, "not a PEM CRL: ", id="CRL PEM"),
+    pytest.param(pki.load_crl_der, "not a DER CRL: ", id="CRL DER"),
+    pytest.param(pki.load_private_key_pem, "not a usable PEM private key: ", id="key PEM"),
+]
+
+
+@pytest.mark.parametrize(("loader", "prefix"), LOADERS)
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"", id="empty"),
+        pytest.param(
+            b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n", id="pem"
+        ),
+        pytest.param(b"\x30\x03\x02\x01\x01", id="der of something else"),
+        pytest.param("-----BEGIN CERTIFICATE-----", id="text, not bytes"),
+    ],
+)
+def test_loaders_name_what_they_expected(
+    loader: Callable[[bytes], object], prefix: str, data: bytes
+) -> None:
+    with pytest.raises(PkiError) as caught:
+        loader(data)
+    assert caught.value.message.startswith(prefix)
+    assert len(caught.value.message) > len(prefix)  # and why cryptography refused it
+    assert caught.value.reason is Reason.CHAIN_INVALID
+
+
+def test_a_pem_bundle_loads_every_certificate_in_order(fed: Federation) -> None:
+    bundle = b"".join(pki.certificate_to_pem(c) for c in (fed.root.certificate, fed.zj.certificate))
+    assert pki.load_certificates_pem(bundle) == [fed.root.certificate, fed.zj.certificate]
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview], ids=lambda k: k.__name__)
+def test_a_der_certificate_loads_from_any_bytes_like(fed: Federation, kind: type) -> None:
+    assert pki.load_certificate_der(kind(pki.certificate_to_der(fed.dsc))) == fed.dsc
+
+
+@pytest.mark.parametrize(
+    ("password", "encrypted"),
+    [
+        pytest.param(None, False, id="no password: plain PKCS#8"),
+        pytest.param(b"", False, id="empty password: plain PKCS#8"),
+        pytest.param(b"s3cret", True, id="password: encrypted PKCS#8"),
+    ],
+)
+def test_private_key_pem(password: bytes | None, encrypted: bool) -> None:
+    key = pki.generate_private_key()
+    pem = pki.private_key_to_pem(key, password=password)
+    assert pem.startswith(
+        b"-----BEGIN ENCRYPTED PRIVATE KEY-----" if encrypted else b"-----BEGIN PRIVATE KEY-----"
+    )
+    loaded = pki.load_private_key_pem(pem, password if encrypted else None)
+    assert pki.same_public_key(loaded.public_key(), key.public_key())
+    wrong = None if encrypted else b"unexpected"
+    with pytest.raises(PkiError, match=r"^not a usable PEM private key: "):
+        pki.load_private_key_pem(pem, wrong)
+
+
+@pytest.mark.parametrize(
+    "generate",
+    [
+        pytest.param(lambda: ec.generate_private_key(ec.SECP384R1()), id="P-384"),
+        pytest.param(ed25519.Ed25519PrivateKey.generate, id="Ed25519"),
+    ],
+)
+def test_a_private_key_of_another_kind_is_refused(generate: Callable[[], Any]) -> None:
+    pem = generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    with pytest.raises(PkiError) as caught:
+        pki.load_private_key_pem(pem)
+    assert caught.value.message == "private key is not ECDSA P-256"
+
+
+# --- Identities ----------------------------------------------------------------------------
+
+
+def _with_san(fed: Federation, names: list[x509.GeneralName] | None) -> x509.Certificate:
+    extensions: Extensions = [(x509.BasicConstraints(ca=False, path_length=None), True)]
+    if names is not None:
+        extensions.append((x509.SubjectAlternativeName(names), False))
+    key = pki.generate_private_key()
+    return _forge(
+        subject_cn="named",
+        issuer=fed.zj.certificate.subject,
+        signer=fed.zj.private_key,
+        public_key=key.public_key(),
+        extensions=extensions,
+    )
+
+
+URI = x509.UniformResourceIdentifier
+
+
+@pytest.mark.parametrize(
+    ("names", "spiffe_id", "province"),
+    [
+        pytest.param(
+            [URI("spiffe://hcx/province/330000/node/a")],
+            "spiffe://hcx/province/330000/node/a",
+            ZJ,
+            id="node",
+        ),
+        pytest.param(
+            [URI("spiffe://hcx/province/510000")], "spiffe://hcx/province/510000", SC, id="CA"
+        ),
+        pytest.param(
+            [URI("spiffe://hcx/province/330100")],
+            "spiffe://hcx/province/330100",
+            None,
+            id="prefecture",
+        ),
+        pytest.param(
+            [URI("spiffe://hcx/province/330000/x")],
+            "spiffe://hcx/province/330000/x",
+            None,
+            id="no kind",
+        ),
+        pytest.param(
+            [URI("spiffe://hcx/national/gateway/g")],
+            "spiffe://hcx/national/gateway/g",
+            None,
+            id="national",
+        ),
+        pytest.param([URI("https://hcx/province/330000")], None, None, id="not spiffe"),
+        pytest.param(
+            [URI("spiffe://other/province/330000")], None, None, id="another trust domain"
+        ),
+        pytest.param(
+            [URI("spiffe://hcx/province/330000"), URI("spiffe://hcx/province/510000")],
+            None,
+            None,
+            id="two identities",
+        ),
+        pytest.param([x509.DNSName("hcx")], None, None, id="DNS only"),
+        pytest.param(None, None, None, id="no SAN"),
+    ],
+)
+def test_identity_of_a_certificate(
+    fed: Federation,
+    names: list[x509.GeneralName] | None,
+    spiffe_id: str | None,
+    province: str | None,
+) -> None:
+    cert = _with_san(fed, names)
+    assert pki.spiffe_id(cert) == spiffe_id
+    assert pki.province_of(cert) == province
+
+
+def test_pinned_roots_are_compared_byte_for_byte(fed: Federation) -> None:
+    look_alike = pki.create_root_ca(now=NOW - 10 * DAY)  # same name, another key
+    root = fed.root.certificate
+    assert pki.is_pinned_root(root, [root])
+    assert pki.is_pinned_root(root, [look_alike.certificate, root])
+    assert not pki.is_pinned_root(look_alike.certificate, [root])
+    assert not pki.is_pinned_root(fed.zj.certificate, [root])
+    assert not pki.is_pinned_root(root, [])
+
+
+def test_fingerprint_is_sha256_of_the_der(fed: Federation) -> None:
+    der = pki.certificate_to_der(fed.zj.certificate)
+    assert pki.fingerprint(fed.zj.certificate) == hashlib.sha256(der).digest()
+    assert pki.fingerprint(fed.zj.certificate) != pki.fingerprint(fed.sc.certificate)
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        pytest.param(lambda k: (k.public_key(), k.public_key()), True, id="same key"),
+        pytest.param(
+            lambda k: (k.public_key(), pki.generate_private_key().public_key()), False, id="other"
+        ),
+        pytest.param(
+            lambda k: (k.public_key(), ed25519.Ed25519PrivateKey.generate().public_key()),
+            False,
+            id="Ed25519 second",
+        ),
+        pytest.param(
+            lambda k: (ed25519.Ed25519PrivateKey.generate().public_key(), k.public_key()),
+            False,
+            id="Ed25519 first",
+        ),
+        pytest.param(lambda k: (k, k), False, id="private keys"),
+    ],
+)
+def test_same_public_key(
+    make: Callable[[pki.PrivateKey], tuple[object, object]], expected: bool
+) -> None:
+    a, b = make(pki.generate_private_key())
+    assert pki.same_public_key(a, b) is expected
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        pytest.param(
+            lambda: pki.provincial_ca_spiffe_id(ZJ), "spiffe://hcx/province/330000", id="CA"
+        ),
+        pytest.param(
+            lambda: pki.leaf_spiffe_id(SC, kind="checkpoint", name="cd.east_1"),
+            "spiffe://hcx/province/510000/checkpoint/cd.east_1",
+            id="checkpoint",
+        ),
+        pytest.param(
+            lambda: pki.leaf_spiffe_id(ZJ, kind="operator", name="a" * 63),
+            f"spiffe://hcx/province/330000/operator/{'a' * 63}",
+            id="63-character name",
+        ),
+        pytest.param(
+            lambda: pki.national_spiffe_id(kind="coordinator", name="c-1"),
+            "spiffe://hcx/national/coordinator/c-1",
+            id="coordinator",
+        ),
+        pytest.param(
+            lambda: pki.node_dns_name(ZJ, "hz-1"), "hz-1.node.330000.hcx.internal", id="node DNS"
+        ),
+        pytest.param(
+            lambda: pki.node_dns_name(SC, "A" + "b" * 61 + "9"),
+            f"A{'b' * 61}9.node.510000.hcx.internal",
+            id="63-character DNS label",
+        ),
+    ],
+)
+def test_identity_names(make: Callable[[], str], expected: str) -> None:
+    assert make() == expected
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        pytest.param(
+            lambda: pki.provincial_ca_spiffe_id("330100"),
+            "'330100' is not a provincial-level GB/T 2260 code",
+            id="prefecture",
+        ),
+        pytest.param(
+            lambda: pki.leaf_spiffe_id("990000", kind="dsc", name="a"),
+            "'990000' is not a provincial-level GB/T 2260 code",
+            id="no such province",
+        ),
+        pytest.param(
+            lambda: pki.leaf_spiffe_id(ZJ, kind="gateway", name="a"),
+            "unknown certificate kind 'gateway'; expected one of "
+            "('dsc', 'node', 'checkpoint', 'operator')",
+            id="national kind for a province",
+        ),
+        pytest.param(
+            lambda: pki.leaf_spiffe_id(ZJ, kind="dsc", name="a" * 64),
+            f"'{'a' * 64}' is not a valid certificate name (letters, digits, . _ -)",
+            id="64-character name",
+        ),
+        pytest.param(
+            lambda: pki.leaf_spiffe_id(ZJ, kind="dsc", name="-a"),
+            "'-a' is not a valid certificate name (letters, digits, . _ -)",
+            id="leading hyphen",
+        ),
+        pytest.param(
+            lambda: pki.leaf_spiffe_id(ZJ, kind="dsc", name=""),
+            "'' is not a valid certificate name (letters, digits, . _ -)",
+            id="empty name",
+        ),
+        pytest.param(
+            lambda: pki.national_spiffe_id(kind="dsc", name="a"),
+            "unknown national certificate kind 'dsc'",
+            id="provincial kind for the nation",
+        ),
+        pytest.param(
+            lambda: pki.national_spiffe_id(kind="gateway", name="a/b"),
+            "'a/b' is not a valid certificate name (letters, digits, . _ -)",
+            id="national name",
+        ),
+        pytest.param(
+            lambda: pki.node_dns_name(ZJ, "hz_1"),
+            "node name 'hz_1' must be a DNS label (letters, digits, hyphens)",
+            id="underscore",
+        ),
+        pytest.param(
+            lambda: pki.node_dns_name(ZJ, "hz.1"),
+            "node name 'hz.1' must be a DNS label (letters, digits, hyphens)",
+            id="dot",
+        ),
+        pytest.param(
+            lambda: pki.node_dns_name(ZJ, "hz-"),
+            "node name 'hz-' must be a DNS label (letters, digits, hyphens)",
+            id="trailing hyphen",
+        ),
+        pytest.param(
+            lambda: pki.node_dns_name("330100", "hz-1"),
+            "'330100' is not a provincial-level GB/T 2260 code",
+            id="node of a prefecture",
+        ),
+    ],
+)
+def test_identity_names_refused(make: Callable[[], str], message: str) -> None:
+    with pytest.raises(PkiError) as caught:
+        make()
+    assert caught.value.message == message
+
+
+# --- Issuing: the exact profile of every kind of certificate ---------------------------------
+
+SKI, AKI = ExtensionOID.SUBJECT_KEY_IDENTIFIER, ExtensionOID.AUTHORITY_KEY_IDENTIFIER
+BC, KU = ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE
+EKU, SAN = ExtensionOID.EXTENDED_KEY_USAGE, ExtensionOID.SUBJECT_ALTERNATIVE_NAME
+LOOPBACK = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]
+
+
+@dataclass(frozen=True)
+class Profile:
+    subject: str
+    issuer: str  # "root" or "provincial CA"
+    ca_path_length: int | None  # None: an end entity
+    usages: list[x509.ObjectIdentifier] | None  # None: no extended key usage (a CA)
+    names: list[x509.GeneralName]
+    validity: timedelta
+
+
+ROOT_SUBJECT = "CN=hcx national root CA,O=hcx"
+PROFILES = {
+    "root": Profile(
+        ROOT_SUBJECT, "root", 1, None, [URI(pki.NATIONAL_SPIFFE_ID)], pki.ROOT_VALIDITY
+    ),
+    "provincial CA": Profile(
+        "CN=hcx province 330000 CA,O=hcx,ST=Zhejiang",
+        "root",
+        0,
+        None,
+        [URI("spiffe://hcx/province/330000")],
+        pki.PROVINCIAL_CA_VALIDITY,
+    ),
+    "dsc": Profile(
+        "CN=hcx province 330000 dsc n-1,O=hcx",
+        "provincial CA",
+        None,
+        [pki.HEALTH_CODE_SIGNING_OID],
+        [URI("spiffe://hcx/province/330000/dsc/n-1")],
+        pki.LEAF_VALIDITY,
+    ),
+    "dsc (sign_dsc)": Profile(
+        "CN=hcx province 330000 dsc d-1,O=hcx",
+        "provincial CA",
+        None,
+        [pki.HEALTH_CODE_SIGNING_OID],
+        [URI("spiffe://hcx/province/330000/dsc/d-1")],
+        pki.DSC_VALIDITY,
+    ),
+    "node": Profile(
+        "CN=hcx province 330000 node n-1,O=hcx",
+        "provincial CA",
+        None,
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        [
+            URI("spiffe://hcx/province/330000/node/n-1"),
+            *LOOPBACK,
+            x509.DNSName("n-1.node.330000.hcx.internal"),
+        ],
+        pki.LEAF_VALIDITY,
+    ),
+    "checkpoint": Profile(
+        "CN=hcx province 330000 checkpoint n-1,O=hcx",
+        "provincial CA",
+        None,
+        [ExtendedKeyUsageOID.CLIENT_AUTH],
+        [URI("spiffe://hcx/province/330000/checkpoint/n-1")],
+        pki.LEAF_VALIDITY,
+    ),
+    "operator": Profile(
+        "CN=hcx province 330000 operator n-1,O=hcx",
+        "provincial CA",
+        None,
+        [ExtendedKeyUsageOID.CLIENT_AUTH],
+        [URI("spiffe://hcx/province/330000/operator/n-1")],
+        pki.LEAF_VALIDITY,
+    ),
+    "gateway": Profile(
+        "CN=hcx national gateway n-1,O=hcx",
+        "root",
+        None,
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        [URI("spiffe://hcx/national/gateway/n-1"), *LOOPBACK],
+        pki.LEAF_VALIDITY,
+    ),
+    "coordinator": Profile(
+        "CN=hcx national coordinator n-1,O=hcx",
+        "root",
+        None,
+        [ExtendedKeyUsageOID.CLIENT_AUTH, pki.STATEMENT_SIGNING_OID],
+        [URI("spiffe://hcx/national/coordinator/n-1")],
+        pki.LEAF_VALIDITY,
+    ),
+    "trust-list signer": Profile(
+        "CN=hcx national trust-list signer,O=hcx",
+        "root",
+        None,
+        [pki.TRUST_LIST_SIGNING_OID],
+        [URI(pki.TRUST_LIST_SPIFFE_ID)],
+        pki.TRUST_LIST_SIGNER_VALIDITY,
+    ),
+    "log signer": Profile(
+        "CN=hcx national log signer,O=hcx",
+        "root",
+        None,
+        [pki.LOG_SIGNING_OID],
+        [URI(pki.LOG_SPIFFE_ID)],
+        pki.TRUST_LIST_SIGNER_VALIDITY,
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def issued(fed: Federation) -> dict[str, x509.Certificate]:
+    return _issued_at(fed, NOW)
+
+
+@pytest.mark.parametrize("what", list(PROFILES))
+def test_each_certificate_has_exactly_its_profile(
+    fed: Federation, issued: dict[str, x509.Certificate], what: str
+) -> None:
+    cert, profile = issued[what], PROFILES[what]
+    issuer = fed.zj.certificate if profile.issuer == "provincial CA" else fed.root.certificate
+    if what == "root":
+        issuer = cert  # a new root of its own
+    assert cert.subject.rfc4514_string() == profile.subject
+    assert cert.issuer == issuer.subject
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc == profile.validity
+    assert cert.signature_algorithm_oid == x509.SignatureAlgorithmOID.ECDSA_WITH_SHA256
+    expected_critical = {SKI: False, BC: True, KU: True, SAN: False}
+    if what != "root":
+        expected_critical[AKI] = False  # the root is self-signed: nothing above it to name
+    if profile.usages is not None:
+        expected_critical[EKU] = False
+    assert {e.oid: e.critical for e in cert.extensions} == expected_critical
+    ext = cert.extensions
+    assert ext.get_extension_for_class(x509.BasicConstraints).value == x509.BasicConstraints(
+        ca=profile.ca_path_length is not None, path_length=profile.ca_path_length
+    )
+    assert ext.get_extension_for_class(x509.KeyUsage).value == _usage(
+        ca=profile.ca_path_length is not None
+    )
+    if profile.usages is not None:
+        eku = ext.get_extension_for_class(x509.ExtendedKeyUsage).value
+        assert list(eku) == profile.usages
+    assert list(ext.get_extension_for_class(x509.SubjectAlternativeName).value) == profile.names
+    ski = ext.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert ski == x509.SubjectKeyIdentifier.from_public_key(_p256_key(cert))
+    if what != "root":
+        aki = ext.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+        issuer_ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        assert aki == x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski)
+
+
+def _p256_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
+    key = cert.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
+    return key
+
+
+def test_serial_numbers_are_random_and_positive(issued: dict[str, x509.Certificate]) -> None:
+    serials = [cert.serial_number for cert in issued.values()]
+    assert len(set(serials)) == len(serials)
+    assert all(0 < serial < 2**159 for serial in serials)
+
+
+def test_the_issuer_decides_the_names_not_the_csr(fed: Federation) -> None:
+    key = pki.generate_private_key()
+    csr = pki.make_csr(key, common_name="hcx national root CA")  # asks for the root's name
+    assert csr.subject.rfc4514_string() == "CN=hcx national root CA"
+    dsc = pki.sign_dsc(fed.zj, csr, province=ZJ, name="d-9", not_before=NOW)
+    assert dsc.subject.rfc4514_string() == "CN=hcx province 330000 dsc d-9,O=hcx"
+    assert pki.same_public_key(dsc.public_key(), key.public_key())
+
+
+def _csr_with_san(names: list[x509.GeneralName], key: Any = None) -> x509.CertificateSigningRequest:
+    key = key or pki.generate_private_key()
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def test_a_csr_asking_for_the_granted_identity_is_issued(fed: Federation) -> None:
+    csr = _csr_with_san([URI("spiffe://hcx/province/330000/dsc/d-5")])
+    dsc = pki.sign_dsc(fed.zj, csr, province=ZJ, name="d-5", not_before=NOW)
+    assert pki.spiffe_id(dsc) == "spiffe://hcx/province/330000/dsc/d-5"
+
+
+@pytest.mark.parametrize(
+    ("names", "asked"),
+    [
+        pytest.param(
+            [URI("spiffe://hcx/province/330000/dsc/d-5"), URI("spiffe://hcx/national")],
+            "['spiffe://hcx/province/330000/dsc/d-5', 'spiffe://hcx/national']",
+            id="the granted identity and another",
+        ),
+        pytest.param(
+            [URI("spiffe://hcx/province/330000/dsc/other")],
+            "['spiffe://hcx/province/330000/dsc/other']",
+            id="another name",
+        ),
+        pytest.param([x509.DNSName("dsc.example")], "[]", id="a host name only"),
+    ],
+)
+def test_a_csr_asking_for_another_identity_is_refused(
+    fed: Federation, names: list[x509.GeneralName], asked: str
+) -> None:
+    with pytest.raises(PkiError) as caught:
+        pki.sign_dsc(fed.zj, _csr_with_san(names), province=ZJ, name="d-5", not_before=NOW)
+    assert caught.value.message == (
+        f"CSR asks for identity {asked}, the issuer grants spiffe://hcx/province/330000/dsc/d-5"
+    )
+
+
+def test_a_csr_for_another_curve_is_refused(fed: Federation) -> None:
+    csr = pki.make_csr(ec.generate_private_key(ec.SECP384R1()), common_name="x")  # type: ignore[arg-type]
+    with pytest.raises(PkiError) as caught:
+        pki.sign_dsc(fed.zj, csr, province=ZJ, name="d-6", not_before=NOW)
+    assert caught.value.message == "key is not an ECDSA P-256 public key"
+
+
+def test_a_tampered_csr_is_refused_by_every_issuer(fed: Federation) -> None:
+    issuers: dict[str, Callable[[x509.CertificateSigningRequest], object]] = {
+        "log signer": lambda csr: pki.sign_log_signer(fed.root, csr),
+        "gateway": lambda csr: pki.sign_national_leaf(fed.root, csr, kind="gateway", name="g"),
+        "node": lambda csr: pki.sign_leaf(fed.zj, csr, province=ZJ, kind="node", name="n"),
+    }
+    for what, issue in issuers.items():
+        with pytest.raises(PkiError) as caught:
+            issue(_tampered_csr())
+        assert caught.value.message == (
+            "CSR signature does not verify: the requester does not hold the key"
+        ), what
+
+
+@pytest.mark.parametrize(
+    ("issue", "message"),
+    [
+        pytest.param(
+            lambda f, csr: pki.sign_provincial_ca(f.root, csr, province=ZJ, name="  "),
+            "provincial CA needs a non-empty province name",
+            id="blank province name",
+        ),
+        pytest.param(
+            lambda f, csr: pki.sign_provincial_ca(f.root, csr, province="330100", name="Hangzhou"),
+            "'330100' is not a provincial-level GB/T 2260 code",
+            id="prefecture CA",
+        ),
+        pytest.param(
+            lambda f, csr: pki.sign_leaf(f.zj, csr, province=ZJ, kind="gateway", name="g"),
+            "unknown certificate kind 'gateway'; expected one of "
+            "('dsc', 'node', 'checkpoint', 'operator')",
+            id="a gateway from a province",
+        ),
+        pytest.param(
+            lambda f, csr: pki.sign_leaf(f.zj, csr, province=ZJ, kind="node", name="hz_1"),
+            "node name 'hz_1' must be a DNS label (letters, digits, hyphens)",
+            id="node name not a DNS label",
+        ),
+        pytest.param(
+            lambda f, csr: pki.sign_leaf(f.zj, csr, province=SC, kind="node", name="cd-1"),
+            "CA of province 330000 cannot issue for province 510000",
+            id="node of another province",
+        ),
+        pytest.param(
+            lambda f, csr: pki.sign_leaf(f.root, csr, province=ZJ, kind="dsc", name="d"),
+            "CA of province None cannot issue for province 330000",
+            id="the root is no provincial CA",
+        ),
+        pytest.param(
+            lambda f, csr: pki.sign_national_leaf(f.root, csr, kind="dsc", name="d"),
+            "unknown national certificate kind 'dsc'",
+            id="a DSC from the root",
+        ),
+        pytest.param(
+            lambda f, csr: pki.sign_national_leaf(f.root, csr, kind="gateway", name="g/1"),
+            "'g/1' is not a valid certificate name (letters, digits, . _ -)",
+            id="gateway name",
+        ),
+        pytest.param(
+            lambda f, csr: pki.sign_leaf(
+                f.zj, csr, province=ZJ, kind="checkpoint", name="c", dns_names=["c.example"]
+            ),
+            "a checkpoint certificate is not a TLS server: it takes no host names",
+            id="host name for a checkpoint",
+        ),
+        pytest.param(
+            lambda f, csr: pki.sign_national_leaf(
+                f.root, csr, kind="coordinator", name="c", dns_names=["c.example"]
+            ),
+            "a coordinator certificate is not a TLS server: it takes no host names",
+            id="host name for a coordinator",
+        ),
+        pytest.param(
+            lambda f, csr: pki.sign_dsc(f.zj, csr, province=ZJ, name="d", backdate=-DAY),
+            "a certificate is backdated, never postdated (backdate must be >= 0)",
+            id="postdated",
+        ),
+    ],
+)
+def test_issuing_refusals(
+    fed: Federation,
+    issue: Callable[[Federation, x509.CertificateSigningRequest], object],
+    message: str,
+) -> None:
+    with pytest.raises(PkiError) as caught:
+        issue(fed, pki.make_csr(pki.generate_private_key(), common_name="x"))
+    assert caught.value.message == message
+
+
+LABEL_63 = "a" * 63
+NAME_253 = ".".join([LABEL_63] * 3 + ["b" * 61])
+
+
+@pytest.mark.parametrize(
+    ("kind", "given", "expected"),
+    [
+        pytest.param(
+            "node",
+            ["node-1.example.org", "localhost"],
+            [
+                *LOOPBACK,
+                x509.DNSName("node-1.example.org"),
+                x509.DNSName("n.node.330000.hcx.internal"),
+            ],
+            id="node: localhost is not repeated",
+        ),
+        pytest.param(
+            "node",
+            [NAME_253, "HZ-1"],
+            [
+                *LOOPBACK,
+                x509.DNSName(NAME_253),
+                x509.DNSName("HZ-1"),
+                x509.DNSName("n.node.330000.hcx.internal"),
+            ],
+            id="node: a 253-character name and a bare label",
+        ),
+        pytest.param(
+            "gateway",
+            ["gw.hcx.internal"],
+            [*LOOPBACK, x509.DNSName("gw.hcx.internal")],
+            id="gateway",
+        ),
+    ],
+)
+def test_tls_servers_take_host_names(
+    fed: Federation, kind: str, given: list[str], expected: list[x509.GeneralName]
+) -> None:
+    csr = pki.make_csr(pki.generate_private_key(), common_name="x")
+    if kind == "gateway":
+        cert = pki.sign_national_leaf(fed.root, csr, kind="gateway", name="n", dns_names=given)
+    else:
+        cert = pki.sign_leaf(fed.zj, csr, province=ZJ, kind="node", name="n", dns_names=given)
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert list(san)[1:] == expected
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        pytest.param("bad_host", id="underscore"),
+        pytest.param("-a.example", id="leading hyphen"),
+        pytest.param("a-.example", id="trailing hyphen"),
+        pytest.param("a..example", id="empty label"),
+        pytest.param("example.", id="trailing dot"),
+        pytest.param("", id="empty"),
+        pytest.param("a" * 64 + ".example", id="64-character label"),
+        pytest.param(NAME_253 + "b", id="254 characters"),
+        pytest.param("127.0.0.1 ", id="trailing space"),
+    ],
+)
+def test_invalid_host_names_are_refused(fed: Federation, host: str) -> None:
+    csr = pki.make_csr(pki.generate_private_key(), common_name="x")
+    with pytest.raises(PkiError) as caught:
+        pki.sign_national_leaf(fed.root, csr, kind="gateway", name="g", dns_names=[host])
+    assert caught.value.message == f"{host!r} is not a valid host name"
+
+
+def test_no_certificate_is_issued_past_its_issuer(fed: Federation) -> None:
+    end = fed.zj.certificate.not_valid_after_utc
+    # Starting one second before the CA ends: a one-second certificate, clipped to the CA.
+    dsc, _ = _issue(fed.zj, not_before=end + pki.CLOCK_SKEW - timedelta(seconds=1))
+    assert dsc.not_valid_after_utc == end
+    assert dsc.not_valid_after_utc - dsc.not_valid_before_utc == timedelta(seconds=1)
+    for start in (end, end + DAY):  # nothing left of the CA's validity
+        with pytest.raises(PkiError) as caught:
+            _issue(fed.zj, not_before=start + pki.CLOCK_SKEW)
+        assert caught.value.message == (
+            "issuer certificate expires before the requested validity starts"
+        )
+
+
+def test_issuing_times_are_converted_to_utc(fed: Federation) -> None:
+    beijing = timezone(timedelta(hours=8))
+    dsc, _ = _issue(fed.zj, not_before=NOW.astimezone(beijing))
+    assert dsc.not_valid_before_utc == NOW - pki.CLOCK_SKEW
+    with pytest.raises(ValueError, match="must be timezone-aware"):
+        _issue(fed.zj, not_before=NOW.replace(tzinfo=None))
