@@ -1590,3 +1590,906 @@ def test_issuing_times_are_converted_to_utc(fed: Federation) -> None:
     assert dsc.not_valid_before_utc == NOW - pki.CLOCK_SKEW
     with pytest.raises(ValueError, match="must be timezone-aware"):
         _issue(fed.zj, not_before=NOW.replace(tzinfo=None))
+
+
+# --- Verifying: every refusal names what was wrong -------------------------------------------
+
+DSC_URI = "spiffe://hcx/province/330000/dsc/x"
+END_ENTITY = x509.BasicConstraints(ca=False, path_length=None)
+PROVINCIAL_CA = x509.BasicConstraints(ca=True, path_length=0)
+DSC_EKU = [pki.HEALTH_CODE_SIGNING_OID]
+DSC_EKU_TEXT = f"['{pki.HEALTH_CODE_SIGNING_OID.dotted_string}']"
+
+
+def _key_usage(**flags: bool) -> x509.KeyUsage:
+    fields = dict.fromkeys(
+        ["digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+         "key_agreement", "key_cert_sign", "crl_sign"],
+        False,
+    )  # fmt: skip
+    fields.update(flags)
+    return x509.KeyUsage(**fields, encipher_only=False, decipher_only=False)
+
+
+def _dsc_with(
+    f: Federation,
+    *,
+    constraints: x509.BasicConstraints | None = END_ENTITY,
+    usage: x509.KeyUsage | None = None,
+    eku: list[x509.ObjectIdentifier] | None = DSC_EKU,
+    names: list[x509.GeneralName] | None = None,
+    aki: x509.AuthorityKeyIdentifier | None = None,
+    key: Any = None,
+    algorithm: hashes.HashAlgorithm | None = None,
+) -> Chain:
+    """A DSC of Zhejiang's CA with one part of the profile replaced."""
+    extensions: Extensions = []
+    if constraints is not None:
+        extensions.append((constraints, True))
+    if usage is not None or constraints is not None:
+        extensions.append((usage or _key_usage(digital_signature=True), True))
+    if eku is not None:
+        extensions.append((x509.ExtendedKeyUsage(eku), False))
+    if names is not None:
+        extensions.append((x509.SubjectAlternativeName(names), False))
+    else:
+        extensions.append((x509.SubjectAlternativeName([URI(DSC_URI)]), False))
+    if aki is not None:
+        extensions.append((aki, False))
+    dsc = _forge(
+        subject_cn="forged dsc",
+        issuer=f.zj.certificate.subject,
+        signer=f.zj.private_key,
+        public_key=(key or pki.generate_private_key()).public_key(),
+        extensions=extensions,
+        algorithm=algorithm,
+    )
+    return dsc, f.zj.certificate, [f.root.certificate], NOW
+
+
+def _ca_with(
+    f: Federation,
+    *,
+    constraints: x509.BasicConstraints | None = PROVINCIAL_CA,
+    usage: x509.KeyUsage | None = None,
+    uri: str = "spiffe://hcx/province/330000",
+    root: pki.Authority | None = None,
+    not_after: datetime = NOW + 365 * DAY,
+) -> Chain:
+    """A provincial CA under the root with one part of the profile replaced, and a DSC of it."""
+    root = root or f.root
+    key = pki.generate_private_key()
+    extensions: Extensions = [
+        (usage or _key_usage(key_cert_sign=True, crl_sign=True), True),
+        (x509.SubjectAlternativeName([URI(uri)]), False),
+    ]
+    if constraints is not None:
+        extensions.append((constraints, True))
+    ca = _forge(
+        subject_cn="hcx province 330000 CA",
+        issuer=root.certificate.subject,
+        signer=root.private_key,
+        public_key=key.public_key(),
+        extensions=extensions,
+        not_after=not_after,
+    )
+    dsc = _forged_dsc(pki.Authority(ca, key), uri=DSC_URI)
+    return dsc, ca, [root.certificate], NOW
+
+
+def _root_with(
+    *,
+    path_length: int | None = 1,
+    ca: bool = True,
+    not_after: datetime = NOW + 3650 * DAY,
+    signer: pki.PrivateKey | None = None,
+) -> pki.Authority:
+    key = pki.generate_private_key()
+    root = _forge(
+        subject_cn="hcx national root CA",
+        issuer=None,
+        signer=signer or key,
+        public_key=key.public_key(),
+        extensions=[
+            (x509.BasicConstraints(ca=ca, path_length=path_length if ca else None), True),
+            (_key_usage(key_cert_sign=True, crl_sign=True), True),
+            (x509.SubjectAlternativeName([URI(pki.NATIONAL_SPIFFE_ID)]), False),
+        ],
+        not_before=NOW - 10 * DAY,
+        not_after=not_after,
+    )
+    return pki.Authority(root, key)
+
+
+def _dsc_at(f: Federation, at: datetime) -> Chain:
+    return f.dsc, f.zj.certificate, [f.root.certificate], at
+
+
+LOOK_ALIKE_ROOTS: list[pki.Authority] = []
+
+
+def _look_alike(f: Federation) -> pki.Authority:
+    """A root with the pinned root's name and another key (made once per test run)."""
+    if not LOOK_ALIKE_ROOTS:
+        LOOK_ALIKE_ROOTS.append(pki.create_root_ca(now=NOW - 10 * DAY))
+    return LOOK_ALIKE_ROOTS[0]
+
+
+ROOT_AKI_MISMATCH = "provincial CA authority key id does not match the national root key id"
+CHECKS = [
+    ChainCase(
+        "DSC signed with ECDSA-SHA384",
+        lambda f: _dsc_with(f, algorithm=hashes.SHA384()),
+        Reason.CHAIN_INVALID,
+        "DSC is not signed with ECDSA-SHA256",
+    ),
+    ChainCase(
+        "DSC with a P-384 key",
+        lambda f: _dsc_with(f, key=ec.generate_private_key(ec.SECP384R1())),
+        Reason.CHAIN_INVALID,
+        "DSC is not an ECDSA P-256 public key",
+    ),
+    ChainCase(
+        "DSC that is a CA",
+        lambda f: _dsc_with(f, constraints=x509.BasicConstraints(ca=True, path_length=None)),
+        Reason.CHAIN_INVALID,
+        "DSC must not be a CA",
+    ),
+    ChainCase(
+        "DSC without basic constraints is an end entity",
+        lambda f: _dsc_with(f, constraints=None, usage=_key_usage(digital_signature=True)),
+        None,
+    ),
+    ChainCase(
+        "DSC without key usage",
+        lambda f: _dsc_with(f, constraints=None),
+        Reason.WRONG_PURPOSE,
+        "DSC key usage must be digitalSignature only",
+    ),
+    ChainCase(
+        "DSC key usage without digitalSignature",
+        lambda f: _dsc_with(f, usage=_key_usage(key_agreement=True)),
+        Reason.WRONG_PURPOSE,
+        "DSC key usage must be digitalSignature only",
+    ),
+    ChainCase(
+        "DSC that may sign certificates",
+        lambda f: _dsc_with(f, usage=_key_usage(digital_signature=True, key_cert_sign=True)),
+        Reason.WRONG_PURPOSE,
+        "DSC key usage must be digitalSignature only",
+    ),
+    ChainCase(
+        "DSC that may sign CRLs",
+        lambda f: _dsc_with(f, usage=_key_usage(digital_signature=True, crl_sign=True)),
+        Reason.WRONG_PURPOSE,
+        "DSC key usage must be digitalSignature only",
+    ),
+    ChainCase(
+        "DSC with digitalSignature and nonRepudiation",
+        lambda f: _dsc_with(f, usage=_key_usage(digital_signature=True, content_commitment=True)),
+        None,
+    ),
+    ChainCase(
+        "DSC without extended key usage",
+        lambda f: _dsc_with(f, eku=None),
+        Reason.WRONG_PURPOSE,
+        f"DSC extended key usage is none, expected {DSC_EKU_TEXT}",
+    ),
+    ChainCase(
+        "DSC that is also a TLS client",
+        lambda f: _dsc_with(f, eku=[pki.HEALTH_CODE_SIGNING_OID, ExtendedKeyUsageOID.CLIENT_AUTH]),
+        Reason.WRONG_PURPOSE,
+        "DSC extended key usage is "
+        f"['1.3.6.1.5.5.7.3.2', '{pki.HEALTH_CODE_SIGNING_OID.dotted_string}'], "
+        f"expected {DSC_EKU_TEXT}",
+    ),
+    ChainCase(
+        "DSC naming a node",
+        lambda f: _dsc_with(f, names=[URI("spiffe://hcx/province/330000/node/x")]),
+        Reason.CHAIN_INVALID,
+        "DSC has no dsc SPIFFE id (got 'spiffe://hcx/province/330000/node/x')",
+    ),
+    ChainCase(
+        "DSC naming only a host",
+        lambda f: _dsc_with(f, names=[x509.DNSName("dsc.example")]),
+        Reason.CHAIN_INVALID,
+        "DSC has no dsc SPIFFE id (got None)",
+    ),
+    ChainCase(
+        "DSC naming the province's CA",
+        lambda f: _dsc_with(f, names=[URI("spiffe://hcx/province/330000")]),
+        Reason.CHAIN_INVALID,
+        "DSC has no dsc SPIFFE id (got 'spiffe://hcx/province/330000')",
+    ),
+    ChainCase(
+        "DSC whose authority key id is another CA's",
+        lambda f: _dsc_with(
+            f,
+            aki=x509.AuthorityKeyIdentifier.from_issuer_public_key(f.sc.private_key.public_key()),
+        ),
+        Reason.CHAIN_INVALID,
+        "DSC authority key id does not match the provincial CA key id",
+    ),
+    ChainCase(
+        "DSC whose authority key id names only issuer and serial",
+        lambda f: _dsc_with(
+            f,
+            aki=x509.AuthorityKeyIdentifier(
+                None, [x509.DirectoryName(f.root.certificate.subject)], 1
+            ),
+        ),
+        None,
+    ),
+    ChainCase(
+        "provincial CA without cRLSign",
+        lambda f: _ca_with(f, usage=_key_usage(key_cert_sign=True)),
+        Reason.CHAIN_INVALID,
+        "provincial CA key usage lacks keyCertSign/cRLSign",
+    ),
+    ChainCase(
+        "provincial CA without keyCertSign",
+        lambda f: _ca_with(f, usage=_key_usage(crl_sign=True)),
+        Reason.CHAIN_INVALID,
+        "provincial CA key usage lacks keyCertSign/cRLSign",
+    ),
+    ChainCase(
+        "provincial CA without basic constraints",
+        lambda f: _ca_with(f, constraints=None),
+        Reason.CHAIN_INVALID,
+        "provincial CA is not a CA (BasicConstraints ca=False or missing)",
+    ),
+    ChainCase(
+        "provincial CA with no path length",
+        lambda f: _ca_with(f, constraints=x509.BasicConstraints(ca=True, path_length=None)),
+        Reason.CHAIN_INVALID,
+        "provincial CA has path length None, the profile requires 0",
+    ),
+    ChainCase(
+        "provincial CA naming a DSC",
+        lambda f: _ca_with(f, uri="spiffe://hcx/province/330000/dsc/x"),
+        Reason.CHAIN_INVALID,
+        "provincial CA has no province SPIFFE id (got 'spiffe://hcx/province/330000/dsc/x')",
+    ),
+    ChainCase(
+        "provincial CA naming the nation",
+        lambda f: _ca_with(f, uri=pki.NATIONAL_SPIFFE_ID),
+        Reason.CHAIN_INVALID,
+        "provincial CA has no province SPIFFE id (got 'spiffe://hcx/national')",
+    ),
+    ChainCase(
+        "CA of a prefecture",
+        lambda f: _ca_with(f, uri="spiffe://hcx/province/330100"),
+        Reason.CHAIN_INVALID,
+        "provincial CA has no province SPIFFE id (got 'spiffe://hcx/province/330100')",
+    ),
+    ChainCase(
+        "provincial CA valid past its root, checked after the root expired",
+        lambda f: _ca_with(f, root=_root_with(not_after=NOW - DAY)),
+        Reason.KEY_NOT_VALID_AT_ISSUANCE,
+        "national root is expired at 2026-03-01T08:00:00+00:00 "
+        "(valid 2026-02-19T08:00:00+00:00 to 2026-02-28T08:00:00+00:00)",
+    ),
+    ChainCase(
+        "root that is not self-signed",
+        lambda f: _ca_with(f, root=_root_with(signer=pki.generate_private_key())),
+        Reason.CHAIN_INVALID,
+        "national root signature does not verify with the national root key",
+    ),
+    ChainCase(
+        "root that is not a CA",
+        lambda f: _ca_with(f, root=_root_with(ca=False)),
+        Reason.CHAIN_INVALID,
+        "national root is not a CA (BasicConstraints ca=False or missing)",
+    ),
+    ChainCase(
+        "root without a path length limit",
+        lambda f: _ca_with(f, root=_root_with(path_length=None)),
+        None,
+    ),
+    ChainCase(
+        "root allowing two levels of CAs",
+        lambda f: _ca_with(f, root=_root_with(path_length=2)),
+        None,
+    ),
+    ChainCase(
+        "root of path length 0",
+        lambda f: _ca_with(f, root=_root_with(path_length=0)),
+        Reason.CHAIN_INVALID,
+        "path length exceeded: the national root allows 0 intermediate CA(s), the chain has 1",
+    ),
+    ChainCase(
+        "no pinned root of the issuer's name",
+        lambda f: (f.dsc, f.zj.certificate, [f.sc.certificate], NOW),
+        Reason.CHAIN_INVALID,
+        "provincial CA issuer CN=hcx national root CA,O=hcx is not a pinned root",
+    ),
+    ChainCase(
+        "only a look-alike root pinned",
+        lambda f: (f.dsc, f.zj.certificate, [_look_alike(f).certificate], NOW),
+        Reason.CHAIN_INVALID,
+        f"provincial CA is not issued by any pinned root: {ROOT_AKI_MISMATCH}",
+    ),
+    ChainCase(
+        "two look-alike roots pinned",
+        lambda f: (
+            f.dsc,
+            f.zj.certificate,
+            [_look_alike(f).certificate, pki.create_root_ca(now=NOW - DAY).certificate],
+            NOW,
+        ),
+        Reason.CHAIN_INVALID,
+        f"provincial CA is not issued by any pinned root: {ROOT_AKI_MISMATCH}; {ROOT_AKI_MISMATCH}",
+    ),
+    ChainCase(
+        "a rotation: the look-alike pinned first, the real root second",
+        lambda f: (
+            f.dsc,
+            f.zj.certificate,
+            [_look_alike(f).certificate, f.root.certificate],
+            NOW,
+        ),
+        None,
+    ),
+    ChainCase(
+        "a rotation: the real root pinned first",
+        lambda f: (
+            f.dsc,
+            f.zj.certificate,
+            [f.root.certificate, _look_alike(f).certificate],
+            NOW,
+        ),
+        None,
+    ),
+    ChainCase(
+        "DSC at the last second of its validity",
+        lambda f: _dsc_at(f, f.dsc.not_valid_after_utc),
+        None,
+    ),
+    ChainCase(
+        "DSC one second after its validity",
+        lambda f: _dsc_at(f, f.dsc.not_valid_after_utc + timedelta(seconds=1)),
+        Reason.KEY_NOT_VALID_AT_ISSUANCE,
+        "DSC is expired at 2028-02-28T07:55:01+00:00 "
+        "(valid 2026-02-28T07:55:00+00:00 to 2028-02-28T07:55:00+00:00)",
+    ),
+    ChainCase(
+        "DSC at its not-before minus the clock skew",
+        lambda f: _dsc_at(f, f.dsc.not_valid_before_utc - pki.CLOCK_SKEW),
+        None,
+    ),
+    ChainCase(
+        "DSC one second before its not-before minus the clock skew",
+        lambda f: _dsc_at(f, f.dsc.not_valid_before_utc - pki.CLOCK_SKEW - timedelta(seconds=1)),
+        Reason.KEY_NOT_VALID_AT_ISSUANCE,
+        "DSC is not yet valid at 2026-02-28T07:49:59+00:00 "
+        "(valid 2026-02-28T07:55:00+00:00 to 2028-02-28T07:55:00+00:00)",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CHECKS, ids=[c.name for c in CHECKS])
+def test_chain_checks_name_what_was_wrong(fed: Federation, case: ChainCase) -> None:
+    dsc, ca, roots, at = case.build(fed)
+    if case.reason is None:
+        assert pki.verify_dsc_chain(dsc, ca, roots, at=at) == ZJ
+        return
+    with pytest.raises(PkiError) as caught:
+        pki.verify_dsc_chain(dsc, ca, roots, at=at)
+    assert caught.value.message == case.message
+    assert caught.value.reason == case.reason
+
+
+@pytest.mark.parametrize(
+    ("make", "at", "message"),
+    [
+        pytest.param(lambda f: f.root.certificate, NOW, None, id="the pinned root"),
+        pytest.param(lambda f: _root_with(path_length=None).certificate, NOW, None, id="no limit"),
+        pytest.param(
+            lambda f: _root_with(path_length=0).certificate,
+            NOW,
+            "path length exceeded: the national root allows 0 intermediate CA(s), the chain has 1",
+            id="path length 0",
+        ),
+        pytest.param(
+            lambda f: f.zj.certificate,
+            NOW,
+            "national root issuer CN=hcx national root CA,O=hcx does not match the national root "
+            "subject CN=hcx province 330000 CA,O=hcx,ST=Zhejiang",
+            id="a provincial CA",
+        ),
+        pytest.param(
+            lambda f: f.root.certificate,
+            NOW - 11 * DAY,
+            "national root is not yet valid at 2026-02-18T08:00:00+00:00 "
+            "(valid 2026-02-19T07:55:00+00:00 to 2046-02-19T07:55:00+00:00)",
+            id="before it was made",
+        ),
+    ],
+)
+def test_verify_root(
+    fed: Federation,
+    make: Callable[[Federation], x509.Certificate],
+    at: datetime,
+    message: str | None,
+) -> None:
+    if message is None:
+        pki.verify_root(make(fed), at=at)
+        return
+    with pytest.raises(PkiError) as caught:
+        pki.verify_root(make(fed), at=at)
+    assert caught.value.message == message
+
+
+def _national(f: Federation, kind: str) -> x509.Certificate:
+    csr = pki.make_csr(pki.generate_private_key(), common_name=kind)
+    return pki.sign_national_leaf(f.root, csr, kind=kind, name="n-1", not_before=NOW - DAY)
+
+
+def _forged_national(
+    f: Federation, *, usages: list[x509.ObjectIdentifier], uri: str | None, issuer: pki.Authority
+) -> x509.Certificate:
+    extensions: Extensions = [
+        (END_ENTITY, True),
+        (_key_usage(digital_signature=True), True),
+        (x509.ExtendedKeyUsage(usages), False),
+    ]
+    if uri is not None:
+        extensions.append((x509.SubjectAlternativeName([URI(uri)]), False))
+    return _forge(
+        subject_cn="forged",
+        issuer=issuer.certificate.subject,
+        signer=issuer.private_key,
+        public_key=pki.generate_private_key().public_key(),
+        extensions=extensions,
+    )
+
+
+TLS = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+TLS_TEXT = "['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']"
+
+
+@pytest.mark.parametrize(
+    ("make", "kind", "reason", "message"),
+    [
+        pytest.param(lambda f: _national(f, "gateway"), "gateway", None, "", id="gateway"),
+        pytest.param(
+            lambda f: _national(f, "coordinator"), "coordinator", None, "", id="coordinator"
+        ),
+        pytest.param(
+            lambda f: _national(f, "gateway"),
+            "coordinator",
+            Reason.WRONG_PURPOSE,
+            f"coordinator certificate extended key usage is {TLS_TEXT}, expected "
+            f"['1.3.6.1.5.5.7.3.2', '{pki.STATEMENT_SIGNING_OID.dotted_string}']",
+            id="gateway as coordinator",
+        ),
+        pytest.param(
+            lambda f: _national(f, "gateway"),
+            "dsc",
+            Reason.CHAIN_INVALID,
+            "unknown national certificate kind 'dsc'",
+            id="unknown kind",
+        ),
+        pytest.param(
+            lambda f: _forged_national(
+                f, usages=TLS, uri="spiffe://hcx/national/coordinator/c", issuer=f.root
+            ),
+            "gateway",
+            Reason.CHAIN_INVALID,
+            "gateway certificate has SPIFFE id 'spiffe://hcx/national/coordinator/c'",
+            id="gateway usages, coordinator identity",
+        ),
+        pytest.param(
+            lambda f: _forged_national(
+                f, usages=TLS, uri="spiffe://hcx/national/gateway", issuer=f.root
+            ),
+            "gateway",
+            Reason.CHAIN_INVALID,
+            "gateway certificate has SPIFFE id 'spiffe://hcx/national/gateway'",
+            id="gateway without a name",
+        ),
+        pytest.param(
+            lambda f: _forged_national(f, usages=TLS, uri=None, issuer=f.root),
+            "gateway",
+            Reason.CHAIN_INVALID,
+            "gateway certificate has SPIFFE id ''",
+            id="gateway without identity",
+        ),
+        pytest.param(
+            lambda f: _forged_national(
+                f, usages=TLS, uri="spiffe://hcx/national/gateway/g", issuer=f.zj
+            ),
+            "gateway",
+            Reason.CHAIN_INVALID,
+            "gateway certificate issuer CN=hcx province 330000 CA,O=hcx,ST=Zhejiang "
+            "is not a pinned root",
+            id="gateway issued by a province",
+        ),
+        pytest.param(
+            lambda f: _forged_national(
+                f, usages=TLS, uri="spiffe://hcx/national/gateway/g", issuer=_look_alike(f)
+            ),
+            "gateway",
+            Reason.CHAIN_INVALID,
+            "gateway certificate is not issued by any pinned root: gateway certificate signature "
+            "does not verify with the national root key",
+            id="gateway issued by a look-alike root",
+        ),
+    ],
+)
+def test_verify_national_leaf(
+    fed: Federation,
+    make: Callable[[Federation], x509.Certificate],
+    kind: str,
+    reason: Reason | None,
+    message: str,
+) -> None:
+    cert, roots = make(fed), [fed.root.certificate]
+    if reason is None:
+        pki.verify_national_leaf(cert, roots, at=NOW, kind=kind)
+        return
+    with pytest.raises(PkiError) as caught:
+        pki.verify_national_leaf(cert, roots, at=NOW, kind=kind)
+    assert caught.value.message == message
+    assert caught.value.reason is reason
+
+
+def test_a_national_leaf_under_a_root_of_path_length_0_verifies(fed: Federation) -> None:
+    root = _root_with(path_length=0)
+    cert = _forged_national(fed, usages=TLS, uri="spiffe://hcx/national/gateway/g", issuer=root)
+    pki.verify_national_leaf(cert, [root.certificate], at=NOW, kind="gateway")
+
+
+def _service(f: Federation, kind: str) -> x509.Certificate:
+    csr = pki.make_csr(pki.generate_private_key(), common_name=kind)
+    sign = pki.sign_log_signer if kind == "log" else pki.sign_trust_list_signer
+    return sign(f.root, csr, not_before=NOW - DAY)
+
+
+VERIFY_SERVICE = {"log": pki.verify_log_signer, "trust-list": pki.verify_trust_list_signer}
+TRUST_LIST_EKU = f"['{pki.TRUST_LIST_SIGNING_OID.dotted_string}']"
+LOG_EKU = f"['{pki.LOG_SIGNING_OID.dotted_string}']"
+
+
+@pytest.mark.parametrize(
+    ("make", "check", "reason", "message"),
+    [
+        pytest.param(lambda f: _service(f, "log"), "log", None, "", id="log signer"),
+        pytest.param(
+            lambda f: _service(f, "trust-list"), "trust-list", None, "", id="trust-list signer"
+        ),
+        pytest.param(
+            lambda f: _service(f, "log"),
+            "trust-list",
+            Reason.WRONG_PURPOSE,
+            f"trust-list signer extended key usage is {LOG_EKU}, expected {TRUST_LIST_EKU}",
+            id="log signer as trust-list signer",
+        ),
+        pytest.param(
+            lambda f: _service(f, "trust-list"),
+            "log",
+            Reason.WRONG_PURPOSE,
+            f"log signer extended key usage is {TRUST_LIST_EKU}, expected {LOG_EKU}",
+            id="trust-list signer as log signer",
+        ),
+        pytest.param(
+            lambda f: _forged_national(
+                f, usages=[pki.LOG_SIGNING_OID], uri=pki.TRUST_LIST_SPIFFE_ID, issuer=f.root
+            ),
+            "log",
+            Reason.CHAIN_INVALID,
+            "log signer has SPIFFE id 'spiffe://hcx/national/trust-list', "
+            "not spiffe://hcx/national/log",
+            id="log usage, trust-list identity",
+        ),
+        pytest.param(
+            lambda f: _forged_national(
+                f, usages=[pki.TRUST_LIST_SIGNING_OID], uri=None, issuer=f.root
+            ),
+            "trust-list",
+            Reason.CHAIN_INVALID,
+            "trust-list signer has SPIFFE id None, not spiffe://hcx/national/trust-list",
+            id="trust-list usage, no identity",
+        ),
+        pytest.param(
+            lambda f: _forged_national(
+                f, usages=[pki.LOG_SIGNING_OID], uri=pki.LOG_SPIFFE_ID, issuer=_look_alike(f)
+            ),
+            "log",
+            Reason.CHAIN_INVALID,
+            "log signer is not issued by any pinned root: log signer signature does not verify "
+            "with the national root key",
+            id="log signer of a look-alike root",
+        ),
+        pytest.param(
+            lambda f: _forged_national(
+                f, usages=[pki.LOG_SIGNING_OID], uri=pki.LOG_SPIFFE_ID, issuer=f.zj
+            ),
+            "log",
+            Reason.CHAIN_INVALID,
+            "log signer issuer CN=hcx province 330000 CA,O=hcx,ST=Zhejiang is not a pinned root",
+            id="log signer of a province",
+        ),
+    ],
+)
+def test_verify_service_signers(
+    fed: Federation,
+    make: Callable[[Federation], x509.Certificate],
+    check: str,
+    reason: Reason | None,
+    message: str,
+) -> None:
+    cert, roots = make(fed), [fed.root.certificate]
+    if reason is None:
+        VERIFY_SERVICE[check](cert, roots, at=NOW)
+        return
+    with pytest.raises(PkiError) as caught:
+        VERIFY_SERVICE[check](cert, roots, at=NOW)
+    assert caught.value.message == message
+    assert caught.value.reason is reason
+
+
+SKEWED: dict[str, Callable[[Federation, timedelta], object]] = {
+    "root": lambda f, skew: pki.verify_root(f.root.certificate, at=NOW, clock_skew=skew),
+    "provincial CA": lambda f, skew: pki.verify_provincial_ca(
+        f.zj.certificate, [f.root.certificate], at=NOW, clock_skew=skew
+    ),
+    "DSC": lambda f, skew: pki.verify_dsc_chain(
+        f.dsc, f.zj.certificate, [f.root.certificate], at=NOW, clock_skew=skew
+    ),
+}
+
+
+@pytest.mark.parametrize("what", list(SKEWED))
+def test_a_negative_clock_skew_is_a_programming_error(fed: Federation, what: str) -> None:
+    SKEWED[what](fed, timedelta(0))
+    with pytest.raises(ValueError, match=r"^clock skew must not be negative$"):
+        SKEWED[what](fed, -timedelta(seconds=1))
+
+
+def test_verification_times_in_any_zone_are_the_same_moment(fed: Federation) -> None:
+    end = fed.dsc.not_valid_after_utc.astimezone(timezone(timedelta(hours=8)))
+    roots = [fed.root.certificate]
+    assert pki.verify_dsc_chain(fed.dsc, fed.zj.certificate, roots, at=end) == ZJ
+    with pytest.raises(PkiError) as caught:
+        pki.verify_dsc_chain(fed.dsc, fed.zj.certificate, roots, at=end + timedelta(seconds=1))
+    assert caught.value.message.startswith("DSC is expired at 2028-02-28T07:55:01+00:00 ")
+
+
+def test_a_remembered_signature_is_remembered_for_its_own_certificate_only(
+    fed: Federation,
+) -> None:
+    roots = [fed.root.certificate]
+    good, _ = _issue(fed.zj, name="remembered")
+    assert pki.verify_dsc_chain(good, fed.zj.certificate, roots, at=NOW) == ZJ
+    assert pki.verify_dsc_chain(good, fed.zj.certificate, roots, at=NOW) == ZJ  # from memory
+    # The same issuer, the same names, another key's signature: checked, not remembered.
+    forged = _forged_dsc(pki.Authority(fed.zj.certificate, fed.sc.private_key), uri=DSC_URI)
+    for _ in range(2):
+        with pytest.raises(PkiError) as caught:
+            pki.verify_dsc_chain(forged, fed.zj.certificate, roots, at=NOW)
+        assert caught.value.message == ("DSC signature does not verify with the provincial CA key")
+
+
+# --- CRLs: what is signed, and when a CRL is current ------------------------------------------
+
+
+def test_a_crl_carries_what_its_issuer_signed(fed: Federation) -> None:
+    entries = [
+        pki.RevokedEntry(101, NOW - 2 * DAY, x509.ReasonFlags.key_compromise),
+        pki.RevokedEntry(102, NOW - DAY, x509.ReasonFlags.unspecified),
+        pki.RevokedEntry(103, NOW - DAY, x509.ReasonFlags.superseded),
+    ]
+    crl = pki.make_crl(
+        fed.zj.certificate,
+        fed.zj.private_key,
+        entries,
+        this_update=NOW - DAY,
+        next_update=NOW + DAY,
+        crl_number=0,
+    )
+    assert crl.issuer == fed.zj.certificate.subject
+    assert crl.last_update_utc == NOW - DAY and crl.next_update_utc == NOW + DAY
+    assert crl.signature_algorithm_oid == x509.SignatureAlgorithmOID.ECDSA_WITH_SHA256
+    assert {e.oid: e.critical for e in crl.extensions} == {
+        ExtensionOID.CRL_NUMBER: False,
+        AKI: False,
+    }
+    assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 0
+    ski = fed.zj.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    aki = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    assert aki.key_identifier == ski.digest
+    reasons = {}
+    for entry in crl:
+        assert entry.revocation_date_utc == pki.revoked_at(crl, entry.serial_number)
+        found = [e.value for e in entry.extensions]
+        reasons[entry.serial_number] = found
+    # RFC 5280 §5.3.1: "unspecified" is omitted rather than encoded.
+    assert reasons == {
+        101: [x509.CRLReason(x509.ReasonFlags.key_compromise)],
+        102: [],
+        103: [x509.CRLReason(x509.ReasonFlags.superseded)],
+    }
+    assert pki.revoked_at(crl, 101) == NOW - 2 * DAY
+
+
+def test_a_crl_of_an_issuer_without_a_key_id_names_the_issuer_key(fed: Federation) -> None:
+    key = pki.generate_private_key()
+    ca = _forge(
+        subject_cn="CA without key ids",
+        issuer=None,
+        signer=key,
+        public_key=key.public_key(),
+        extensions=[(x509.BasicConstraints(ca=True, path_length=0), True)],
+    )
+    crl = pki.make_crl(ca, key, [], this_update=NOW, next_update=NOW + DAY, crl_number=1)
+    aki = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    assert aki == x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
+    # and so does a certificate it issues
+    csr = pki.make_csr(pki.generate_private_key(), common_name="g")
+    issued = pki.sign_national_leaf(
+        pki.Authority(ca, key), csr, kind="gateway", name="g", not_before=NOW
+    )
+    assert issued.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value == aki
+
+
+@pytest.mark.parametrize(
+    ("this_update", "next_update", "number"),
+    [
+        pytest.param(NOW, NOW, 1, id="next update at this update"),
+        pytest.param(NOW, NOW - timedelta(seconds=1), 1, id="next update before this update"),
+        pytest.param(NOW, NOW + DAY, -1, id="negative number"),
+    ],
+)
+def test_make_crl_refuses_an_impossible_crl(
+    fed: Federation, this_update: datetime, next_update: datetime, number: int
+) -> None:
+    with pytest.raises(PkiError) as caught:
+        pki.make_crl(
+            fed.zj.certificate,
+            fed.zj.private_key,
+            [],
+            this_update=this_update,
+            next_update=next_update,
+            crl_number=number,
+        )
+    assert caught.value.message == (
+        "CRL needs next_update after this_update and a non-negative number"
+    )
+
+
+def test_make_crl_refuses_a_key_that_is_not_the_issuers(fed: Federation) -> None:
+    with pytest.raises(PkiError) as caught:
+        pki.make_crl(
+            fed.zj.certificate,
+            fed.sc.private_key,
+            [],
+            this_update=NOW,
+            next_update=NOW + DAY,
+            crl_number=1,
+        )
+    assert caught.value.message == "CRL signing key does not belong to the issuer certificate"
+
+
+def test_make_crl_takes_aware_times_only(fed: Federation) -> None:
+    with pytest.raises(ValueError, match="must be timezone-aware"):
+        pki.make_crl(
+            fed.zj.certificate,
+            fed.zj.private_key,
+            [],
+            this_update=NOW.replace(tzinfo=None),
+            next_update=NOW + DAY,
+            crl_number=1,
+        )
+
+
+def _window_crl(f: Federation) -> x509.CertificateRevocationList:
+    return pki.make_crl(
+        f.zj.certificate,
+        f.zj.private_key,
+        [],
+        this_update=NOW,
+        next_update=NOW + DAY,
+        crl_number=5,
+    )
+
+
+SECOND = timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    ("at", "current"),
+    [
+        pytest.param(NOW - pki.CLOCK_SKEW, True, id="this update minus the skew"),
+        pytest.param(NOW - pki.CLOCK_SKEW - SECOND, False, id="one second earlier"),
+        pytest.param(NOW + DAY, True, id="at its next update"),
+        pytest.param(NOW + DAY + SECOND, False, id="one second after its next update"),
+    ],
+)
+def test_a_crl_is_current_from_this_update_to_next_update(
+    fed: Federation, at: datetime, current: bool
+) -> None:
+    crl = _window_crl(fed)
+    pki.verify_crl(crl, fed.zj.certificate)  # without a time: issuer and signature only
+    if current:
+        pki.verify_crl(crl, fed.zj.certificate, at=at)
+        return
+    with pytest.raises(PkiError) as caught:
+        pki.verify_crl(crl, fed.zj.certificate, at=at)
+    assert caught.value.message == f"CRL is not current at {at.isoformat()}"
+
+
+def test_crl_times_in_any_zone_are_the_same_moment(fed: Federation) -> None:
+    beijing = timezone(timedelta(hours=8))
+    at = (NOW + DAY + SECOND).astimezone(beijing)
+    with pytest.raises(PkiError) as caught:
+        pki.verify_crl(_window_crl(fed), fed.zj.certificate, at=at)
+    assert caught.value.message == "CRL is not current at 2026-03-02T08:00:01+00:00"
+
+
+def _crl_issuer(
+    *, key: Any, usage: x509.KeyUsage | None
+) -> tuple[x509.Certificate, x509.CertificateRevocationList]:
+    extensions: Extensions = [(x509.BasicConstraints(ca=True, path_length=0), True)]
+    if usage is not None:
+        extensions.append((usage, True))
+    issuer = _forge(
+        subject_cn="CRL issuer",
+        issuer=None,
+        signer=key,
+        public_key=key.public_key(),
+        extensions=extensions,
+    )
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.subject)
+        .last_update(NOW)
+        .next_update(NOW + DAY)
+        .sign(key, hashes.SHA256())
+    )
+    return issuer, crl
+
+
+@pytest.mark.parametrize(
+    ("key", "usage", "message"),
+    [
+        pytest.param(
+            pki.generate_private_key,
+            None,
+            "CRL issuer certificate is not allowed to sign CRLs (no cRLSign)",
+            id="no key usage",
+        ),
+        pytest.param(
+            pki.generate_private_key,
+            _key_usage(key_cert_sign=True),
+            "CRL issuer certificate is not allowed to sign CRLs (no cRLSign)",
+            id="keyCertSign only",
+        ),
+        pytest.param(
+            lambda: ec.generate_private_key(ec.SECP384R1()),
+            _key_usage(crl_sign=True),
+            "CRL issuer key is not an ECDSA P-256 public key",
+            id="P-384 issuer",
+        ),
+        pytest.param(pki.generate_private_key, _key_usage(crl_sign=True), None, id="cRLSign only"),
+    ],
+)
+def test_verify_crl_checks_the_issuers_authority(
+    key: Callable[[], Any], usage: x509.KeyUsage | None, message: str | None
+) -> None:
+    issuer, crl = _crl_issuer(key=key(), usage=usage)
+    if message is None:
+        pki.verify_crl(crl, issuer, at=NOW)
+        return
+    with pytest.raises(PkiError) as caught:
+        pki.verify_crl(crl, issuer, at=NOW)
+    assert caught.value.message == message
+
+
+def test_a_crl_of_another_issuer_names_both(fed: Federation) -> None:
+    with pytest.raises(PkiError) as caught:
+        pki.verify_crl(_crl(fed.sc, []), fed.zj.certificate, at=NOW)
+    assert caught.value.message == (
+        "CRL issuer CN=hcx province 510000 CA,O=hcx,ST=Sichuan is not "
+        "CN=hcx province 330000 CA,O=hcx,ST=Zhejiang"
+    )
