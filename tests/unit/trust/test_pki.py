@@ -2493,3 +2493,59 @@ def test_a_crl_of_another_issuer_names_both(fed: Federation) -> None:
         "CRL issuer CN=hcx province 510000 CA,O=hcx,ST=Sichuan is not "
         "CN=hcx province 330000 CA,O=hcx,ST=Zhejiang"
     )
+
+
+# --- Hostile encodings: refused with the layer that failed --------------------------------------
+
+
+def test_a_pinned_root_of_another_key_type_cannot_check_a_chain(fed: Federation) -> None:
+    # The pinned list is trusted as given; a root holding an Ed25519 key (no key id, so the
+    # key-id check has nothing to compare) still cannot vouch for an ECDSA signature.
+    key = ed25519.Ed25519PrivateKey.generate()
+    odd_root = (
+        x509.CertificateBuilder()
+        .subject_name(fed.root.certificate.subject)
+        .issuer_name(fed.root.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW - DAY)
+        .not_valid_after(NOW + DAY)
+        .sign(key, None)
+    )
+    with pytest.raises(PkiError) as caught:
+        pki.verify_provincial_ca(fed.zj.certificate, [odd_root], at=NOW)
+    assert caught.value.message.startswith(
+        "provincial CA is not issued by any pinned root: "
+        "provincial CA cannot be checked against the national root: "
+    )
+
+
+def _malformed_key_usage() -> x509.UnrecognizedExtension:
+    return x509.UnrecognizedExtension(ExtensionOID.KEY_USAGE, b"\x00")  # not a BIT STRING
+
+
+def test_a_certificate_with_a_malformed_extension_is_refused(fed: Federation) -> None:
+    dsc = _forge(
+        subject_cn="malformed",
+        issuer=fed.zj.certificate.subject,
+        signer=fed.zj.private_key,
+        public_key=pki.generate_private_key().public_key(),
+        extensions=[(_malformed_key_usage(), True)],
+    )
+    with pytest.raises(PkiError) as caught:
+        pki.verify_dsc_chain(dsc, fed.zj.certificate, [fed.root.certificate], at=NOW)
+    assert caught.value.message.startswith("certificate extensions are malformed: ")
+    assert pki.spiffe_id(dsc) is None and pki.province_of(dsc) is None
+
+
+def test_a_csr_with_a_malformed_extension_is_refused(fed: Federation) -> None:
+    san = x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x00")
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .add_extension(san, critical=False)
+        .sign(pki.generate_private_key(), hashes.SHA256())
+    )
+    with pytest.raises(PkiError) as caught:
+        pki.sign_dsc(fed.zj, csr, province=ZJ, name="d-7")
+    assert caught.value.message.startswith("CSR extensions are malformed: ")
