@@ -68,6 +68,7 @@ def _not_in_alphabet(char: str) -> str:
         pytest.param("V5", PAIR, id="pair value 256 just out of range"),
         pytest.param("::", PAIR, id="largest pair 2024"),
         pytest.param("BB8V5", PAIR, id="pair after a triplet out of range"),
+        pytest.param("FGWV5", PAIR, id="the largest triplet, then a pair out of range"),
     ],
 )
 def test_rejects_non_canonical_text(text: str, message: str) -> None:
@@ -95,6 +96,28 @@ def test_rejects_input_that_is_not_text(value: object) -> None:
 def test_largest_values_in_range_decode() -> None:
     assert b45decode("FGW") == b"\xff\xff"  # 15 + 16*45 + 32*2025 = 65535
     assert b45decode("U5") == b"\xff"  # 30 + 5*45 = 255
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("FGW", b"\xff\xff", id="triplet 65535"),
+        pytest.param("GGW", None, id="triplet 65536"),
+        pytest.param("U5", b"\xff", id="pair 255"),
+        pytest.param("V5", None, id="pair 256"),
+        pytest.param("00000", b"\x00\x00\x00", id="zeros"),
+        pytest.param("BB8U5", b"AB\xff", id="a triplet and the largest pair"),
+    ],
+)
+def test_both_decoders_agree_at_the_range_boundaries(text: str, expected: bytes | None) -> None:
+    # The digit-by-digit decoder only runs when the fast one refuses, so its range checks are
+    # pinned here directly: the two must agree on every text.
+    assert _decode_fast(text) == expected
+    if expected is None:
+        with pytest.raises(DecodeError):
+            _decode_checked(text)
+    else:
+        assert _decode_checked(text) == expected
 
 
 @given(st.text(max_size=64))

@@ -458,6 +458,12 @@ def test_exact_keys_accepts_exactly_the_keys(doc: dict[Any, Any], keys: tuple[An
             id="text keys",
         ),
         pytest.param({1: "a"}, (), "statement must have exactly the keys []", id="no key expected"),
+        pytest.param(
+            {1: "a", "b": 2},
+            (1, "b"),
+            "statement must have exactly the keys [1, 'b']",
+            id="keys of two types are never exact",
+        ),
     ],
 )
 def test_exact_keys_refuses_missing_unknown_or_mistyped_keys(
