@@ -17,6 +17,7 @@ from tests.registry_builder import RegistryBuilder
 from trust import pki
 from trust.export import export_pem
 from trust.statements import CrlUpload
+from trust.view import TrustView
 
 NOW = int(time.time())  # openssl checks validity against the wall clock
 ZJ, SC = "330000", "510000"
@@ -90,6 +91,16 @@ def test_a_province_without_signing_certificates_gets_an_empty_dsc_folder(
     written = export_pem(view, tmp_path)
     assert written == [tmp_path / "root.pem", tmp_path / ZJ / "ca.pem"]
     assert (tmp_path / ZJ / "dsc").is_dir() and not any((tmp_path / ZJ / "dsc").iterdir())
+
+
+def test_every_root_goes_into_root_pem(tmp_path: Path) -> None:
+    """Before genesis (and during a root rotation) a view trusts more than one root."""
+    roots = [pki.create_root_ca().certificate for _ in range(2)]
+    written = export_pem(TrustView(roots=roots), tmp_path)
+    assert written == [tmp_path / "root.pem"]
+    pem = (tmp_path / "root.pem").read_bytes()
+    assert pem == b"".join(pki.certificate_to_pem(root) for root in roots)
+    assert pki.load_certificates_pem(pem) == roots
 
 
 def test_openssl_verifies_the_exported_chain_and_sees_the_crl(

@@ -424,6 +424,19 @@ def test_leaves_ahead_of_a_head_wait_for_the_next_head(world: World) -> None:
         reader.apply(_event(EventKind.PUT, HEAD_KEY, builder.head(6), revision=14))
 
 
+def test_a_head_signed_again_at_the_same_size_is_taken(world: World) -> None:
+    """Another gateway (or a repair) may sign the same tree again, later: nothing to refuse."""
+    builder = world.builder
+    view = TrustView(roots=builder.roots)
+    reader = LogReader(view)
+    assert reader.load(builder.snapshot())
+    again = builder.head(at=NOW + 60)
+    reader.apply(_event(EventKind.PUT, HEAD_KEY, again, revision=5000))
+    assert reader.inconsistent is None
+    assert view.log.head is not None and view.log.head.raw == again
+    assert view.log.head_revision == 5000 and view.revision == len(builder.leaves)
+
+
 def test_the_echo_of_an_append_this_process_made_is_ignored(world: World) -> None:
     builder = world.builder
     view = TrustView(roots=builder.roots)
@@ -449,6 +462,23 @@ def test_a_grown_log_appended_by_this_process_is_installed_once(world: World) ->
     reader.install_appended(verify_snapshot(builder.snapshot(4), builder.roots, VerifiedLog()))
     reader.install_appended(grown)
     assert view.log is grown and len(view.decisions) == 5, "nothing smaller or equal, no repeat"
+
+
+def test_an_own_append_the_watch_already_brought_keeps_the_store_revision_seen(
+    world: World,
+) -> None:
+    """The next append compares against the head revision the watch saw last, not an older
+    one the writer returned (which would make it conflict for nothing)."""
+    builder = world.builder
+    view = TrustView(roots=builder.roots)
+    reader = LogReader(view)
+    assert reader.load(builder.snapshot(3))
+    written = verify_snapshot(builder.snapshot(4), builder.roots, view.log)
+    for event in _events(builder.snapshot(4), 3, 7000):
+        reader.apply(event)
+    assert view.log.head_revision == 7000
+    reader.install_appended(written)
+    assert view.log.head_revision == 7000 and view.revision == 4
 
 
 def test_an_inconsistent_reader_does_not_install_its_own_appends(world: World) -> None:
@@ -561,6 +591,23 @@ def test_heads_of_a_log_key_the_log_revoked_are_refused(world: World) -> None:
     assert reader.load(builder.snapshot()), "the revocation itself is still under the old state"
     builder.onboard("110000")
     assert not reader.load(builder.snapshot())
+    assert reader.inconsistent is not None
+    assert reader.inconsistent.message == "tree head signed by a revoked log key"
+
+
+def test_watched_heads_of_a_log_key_the_log_revoked_are_refused(world: World) -> None:
+    builder = world.builder
+    serial = builder.log_signer.certificate.serial_number
+    builder.accept(builder.sign(CertRevocation(ROOT_ISSUER, serial, NOW, "key_compromise"),
+                                "alice"))  # fmt: skip
+    view = TrustView(roots=builder.roots)
+    reader = LogReader(view)
+    assert reader.load(builder.snapshot())
+    size = len(builder.leaves)
+    builder.onboard("110000")
+    for event in _events(builder.snapshot(), size, 5000):
+        reader.apply(event)
+    assert view.revision == size
     assert reader.inconsistent is not None
     assert reader.inconsistent.message == "tree head signed by a revoked log key"
 

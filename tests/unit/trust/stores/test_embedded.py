@@ -268,6 +268,19 @@ async def test_a_lease_never_granted_is_not_found(store: EmbeddedStore, lease: i
         assert await store.get("n") is None
 
 
+async def test_a_lease_whose_random_id_came_out_zero_is_lease_1(
+    store: EmbeddedStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0 means "no lease", so an all-zero draw becomes 1: a lease like any other."""
+    monkeypatch.setattr("trust.stores.embedded.secrets.randbits", lambda bits: 0)
+    lease = await store.grant_lease(10)
+    assert lease == 1
+    await store.put("nodes/330000/n1", b"route", lease=lease)
+    assert await store.keep_alive(lease) == 10
+    await store.revoke_lease(lease)
+    assert await store.get("nodes/330000/n1") is None
+
+
 async def test_lease_ids_are_not_guessable(store: EmbeddedStore) -> None:
     leases = {await store.grant_lease(30) for _ in range(8)}
     assert len(leases) == 8
