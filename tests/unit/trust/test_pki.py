@@ -1741,7 +1741,7 @@ CHECKS = [
         None,
     ),
     ChainCase(
-        "DSC without key usage",
+        "DSC without key usage or basic constraints",
         lambda f: _dsc_with(f, constraints=None),
         Reason.WRONG_PURPOSE,
         "DSC key usage must be digitalSignature only",
