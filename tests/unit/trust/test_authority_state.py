@@ -5,12 +5,11 @@ copy of the state (what a gateway does before it appends) changes nothing in the
 
 Each test starts from the world of test_authority.py: genesis (2 of 3: alice, bob, carol),
 province 330000 onboarded with a DSC, province 510000 onboarded with a DSC, all at the
-builder's clock ``NOW``.
+builder's clock (``world.now``: the time the test runs, so certificates made now are valid).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -52,13 +51,12 @@ from trust.statements import (
     Suspension,
 )
 
-NOW = int(time.time())
 ZJ, SC, HN = "330000", "510000", "460000"
 
 
 @pytest.fixture
 def world() -> RegistryBuilder:
-    builder = RegistryBuilder(clock=NOW)
+    builder = RegistryBuilder()
     builder.onboard(ZJ, "浙江省")
     builder.onboard(SC, "四川省")
     return builder
@@ -86,7 +84,7 @@ def _dsc(world: RegistryBuilder, code: str, name: str = "dsc-2") -> x509.Certifi
 def _propose(world: RegistryBuilder, change: statements.Change, **kw: int) -> bytes:
     """alice proposes ``change``; returns its id (nothing approved yet)."""
     base = kw.get("base", world.state.version_of(change))
-    statement = world.sign(Proposal(change, base, kw.get("expires", NOW + 3600)), "alice")
+    statement = world.sign(Proposal(change, base, kw.get("expires", world.now + 3600)), "alice")
     world.accept(statement)
     return statements.statement_id(statement)
 
@@ -173,8 +171,8 @@ def said_upload(w: RegistryBuilder) -> tuple[Decision, str, str, bytes]:
 
 def said_retirement(w: RegistryBuilder) -> tuple[Decision, str, str, bytes]:
     zj = w.provinces[ZJ]
-    decision = w.add(w.sign(Retirement(zj.kid, NOW + 60), zj.ca))
-    return decision, f"signing certificate {zj.kid.hex()} of {ZJ} retires at {NOW + 60}", ZJ, b""
+    decision = w.add(w.sign(Retirement(zj.kid, w.now + 60), zj.ca))
+    return decision, f"signing certificate {zj.kid.hex()} of {ZJ} retires at {w.now + 60}", ZJ, b""
 
 
 def said_crl(w: RegistryBuilder) -> tuple[Decision, str, str, bytes]:
@@ -185,23 +183,23 @@ def said_crl(w: RegistryBuilder) -> tuple[Decision, str, str, bytes]:
 
 def said_dsc_revocation(w: RegistryBuilder) -> tuple[Decision, str, str, bytes]:
     zj = w.provinces[ZJ]
-    decision = w.add(w.sign(DscRevocation(zj.kid, NOW, "key_compromise"), "alice"))
+    decision = w.add(w.sign(DscRevocation(zj.kid, w.now, "key_compromise"), "alice"))
     return decision, f"signing certificate {zj.kid.hex()} of {ZJ} revoked by alice", ZJ, b""
 
 
 def said_ca_revocation(w: RegistryBuilder) -> tuple[Decision, str, str, bytes]:
     serial = w.provinces[ZJ].ca.certificate.serial_number
-    decision = w.add(w.sign(CaRevocation(ZJ, serial, NOW, "ca_compromise"), "bob"))
+    decision = w.add(w.sign(CaRevocation(ZJ, serial, w.now, "ca_compromise"), "bob"))
     return decision, f"CA of province {ZJ} (serial {serial:x}) revoked by bob", ZJ, b""
 
 
 def said_root_cert_revocation(w: RegistryBuilder) -> tuple[Decision, str, str, bytes]:
-    decision = w.add(w.sign(CertRevocation(ROOT_ISSUER, 0xABC, NOW, "superseded"), "alice"))
+    decision = w.add(w.sign(CertRevocation(ROOT_ISSUER, 0xABC, w.now, "superseded"), "alice"))
     return decision, "certificate abc of root revoked by alice", "", b""
 
 
 def said_province_cert_revocation(w: RegistryBuilder) -> tuple[Decision, str, str, bytes]:
-    decision = w.add(w.sign(CertRevocation(SC, 0xABC, NOW, "key_compromise"), "alice"))
+    decision = w.add(w.sign(CertRevocation(SC, 0xABC, w.now, "key_compromise"), "alice"))
     return decision, f"certificate abc of {SC} revoked by alice", SC, b""
 
 
@@ -234,27 +232,33 @@ def test_the_audit_log_says_what_each_statement_did(world: RegistryBuilder, said
     assert decision.effect == words
     assert (decision.province, decision.proposal) == (province, proposal)
     assert decision.index == world.decisions.index(decision)
-    assert (decision.actor, decision.logged_at) == ("test", NOW)
+    assert (decision.actor, decision.logged_at) == ("test", world.now)
 
 
 def test_a_decision_names_the_signer_and_the_leaf(world: RegistryBuilder) -> None:
     statement = world.sign(Suspension(SC, "incident"), "carol")
-    decision = world.add(statement, logged_at=NOW + 7, actor="spiffe://hcx/national/gateway/g1")
+    decision = world.add(
+        statement, logged_at=world.now + 7, actor="spiffe://hcx/national/gateway/g1"
+    )
     assert decision == Decision(
         index=len(world.leaves) - 1, kind="suspend", accepted=True, reason=Reason.NONE,
         effect=f"province {SC} suspended by carol: incident",
         signer="spiffe://hcx/national/coordinator/carol",
-        actor="spiffe://hcx/national/gateway/g1", logged_at=NOW + 7, province=SC,
+        actor="spiffe://hcx/national/gateway/g1", logged_at=world.now + 7, province=SC,
     )  # fmt: skip
 
 
 def test_a_leaf_that_is_no_statement_is_refused_and_counted(world: RegistryBuilder) -> None:
     size, refused = world.state.size, world.state.refused
-    decision = world.add(b"\x00not an envelope", logged_at=NOW + 3, actor="gateway g1")
+    decision = world.add(b"\x00not an envelope", logged_at=world.now + 3, actor="gateway g1")
     assert (decision.index, decision.kind, decision.accepted) == (size, "?", False)
     assert decision.reason is not Reason.NONE
     assert decision.effect.startswith("refused: ")
-    assert (decision.signer, decision.actor, decision.logged_at) == ("?", "gateway g1", NOW + 3)
+    assert (decision.signer, decision.actor, decision.logged_at) == (
+        "?",
+        "gateway g1",
+        world.now + 3,
+    )
     assert (world.state.size, world.state.refused) == (size + 1, refused + 1)
     assert world.add(world.sign(Suspension(SC, "x"), "alice")).index == size + 1
 
@@ -283,7 +287,7 @@ class Refusal:
     name: str
     run: Callable[[RegistryBuilder], bytes]  # sets the scene, returns the statement
     reason: Reason
-    words: str  # the effect, after "refused: "
+    words: str  # the effect, after "refused: "; {now}, {early}, {late}: the clock, -/+ skew + 1
     province: str = ""
 
 
@@ -292,36 +296,36 @@ def suspend_unknown(w: RegistryBuilder) -> bytes:
 
 
 def revoke_unknown_kid(w: RegistryBuilder) -> bytes:
-    return w.sign(DscRevocation(b"\x01" * 8, NOW, "unspecified"), "alice")
+    return w.sign(DscRevocation(b"\x01" * 8, w.now, "unspecified"), "alice")
 
 
 def retire_unknown_kid(w: RegistryBuilder) -> bytes:
-    return w.sign(Retirement(b"\x01" * 8, NOW), w.provinces[ZJ].ca)
+    return w.sign(Retirement(b"\x01" * 8, w.now), w.provinces[ZJ].ca)
 
 
 def revoke_ca_unknown(w: RegistryBuilder) -> bytes:
-    return w.sign(CaRevocation(HN, 5, NOW, "ca_compromise"), "alice")
+    return w.sign(CaRevocation(HN, 5, w.now, "ca_compromise"), "alice")
 
 
 def revoke_dsc_too_late(w: RegistryBuilder) -> bytes:
-    when = NOW + STATEMENT_SKEW_S + 1
+    when = w.now + STATEMENT_SKEW_S + 1
     return w.sign(DscRevocation(w.provinces[ZJ].kid, when, "unspecified"), "alice")
 
 
 def revoke_ca_too_late(w: RegistryBuilder) -> bytes:
     serial = w.provinces[ZJ].ca.certificate.serial_number
-    return (w.sign(CaRevocation(ZJ, serial, NOW + STATEMENT_SKEW_S + 1, "unspecified"),
+    return (w.sign(CaRevocation(ZJ, serial, w.now + STATEMENT_SKEW_S + 1, "unspecified"),
                         "alice"))  # fmt: skip
 
 
 def revoke_cert_too_late(w: RegistryBuilder) -> bytes:
-    return (w.sign(CertRevocation(SC, 7, NOW + STATEMENT_SKEW_S + 1, "unspecified"),
+    return (w.sign(CertRevocation(SC, 7, w.now + STATEMENT_SKEW_S + 1, "unspecified"),
                         "alice"))  # fmt: skip
 
 
 def retire_too_far(w: RegistryBuilder) -> bytes:
     zj = w.provinces[ZJ]
-    return w.sign(Retirement(zj.kid, NOW + MAX_RETIREMENT_AHEAD_S + 1), zj.ca)
+    return w.sign(Retirement(zj.kid, w.now + MAX_RETIREMENT_AHEAD_S + 1), zj.ca)
 
 
 def crl_of_another_ca(w: RegistryBuilder) -> bytes:
@@ -363,68 +367,68 @@ def approve_rejected(w: RegistryBuilder) -> bytes:
 
 def resume_not_suspended(w: RegistryBuilder) -> bytes:
     return (w.sign(Proposal(Resume(SC, "why not"), w.state.provinces[SC].version,
-                                 NOW + 60), "alice"))  # fmt: skip
+                                 w.now + 60), "alice"))  # fmt: skip
 
 
 def resume_unknown(w: RegistryBuilder) -> bytes:
-    return w.sign(Proposal(Resume(HN, "x"), 0, NOW + 60), "alice")
+    return w.sign(Proposal(Resume(HN, "x"), 0, w.now + 60), "alice")
 
 
 def add_existing_coordinator(w: RegistryBuilder) -> bytes:
     bob = w.coordinators["bob"].certificate
-    return (w.sign(Proposal(AddCoordinator(bob), w.state.coordinator_version, NOW + 60),
+    return (w.sign(Proposal(AddCoordinator(bob), w.state.coordinator_version, w.now + 60),
                         "alice"))  # fmt: skip
 
 
 def add_a_second_bob(w: RegistryBuilder) -> bytes:
     other = _coordinator(w, "bob").certificate
-    return (w.sign(Proposal(AddCoordinator(other), w.state.coordinator_version, NOW + 60),
+    return (w.sign(Proposal(AddCoordinator(other), w.state.coordinator_version, w.now + 60),
                         "alice"))  # fmt: skip
 
 
 def remove_unknown(w: RegistryBuilder) -> bytes:
     return (w.sign(Proposal(RemoveCoordinator("mallory"), w.state.coordinator_version,
-                                 NOW + 60), "alice"))  # fmt: skip
+                                 w.now + 60), "alice"))  # fmt: skip
 
 
 def onboard_the_same_ca_again(w: RegistryBuilder) -> bytes:
     ca = w.provinces[ZJ].ca.certificate
     return (w.sign(Proposal(Onboard(ZJ, "浙江省", ca), w.state.provinces[ZJ].version,
-                                 NOW + 60), "alice"))  # fmt: skip
+                                 w.now + 60), "alice"))  # fmt: skip
 
 
 def onboard_a_revoked_ca(w: RegistryBuilder) -> bytes:
     """An old CA, replaced and then revoked by serial, cannot come back."""
     old = w.provinces[ZJ].ca.certificate
     w.propose(Onboard(ZJ, "浙江省", _new_ca(w, ZJ, "浙江省").certificate))
-    w.accept(w.sign(CaRevocation(ZJ, old.serial_number, NOW, "ca_compromise"), "carol"))
+    w.accept(w.sign(CaRevocation(ZJ, old.serial_number, w.now, "ca_compromise"), "carol"))
     return (w.sign(Proposal(Onboard(ZJ, "浙江省", old), w.state.provinces[ZJ].version,
-                                 NOW + 60), "alice"))  # fmt: skip
+                                 w.now + 60), "alice"))  # fmt: skip
 
 
 def onboard_stale_base(w: RegistryBuilder) -> bytes:
     ca = _new_ca(w, HN).certificate
-    return w.sign(Proposal(Onboard(HN, "海南省", ca), 3, NOW + 60), "alice")
+    return w.sign(Proposal(Onboard(HN, "海南省", ca), 3, w.now + 60), "alice")
 
 
 def propose_expiring_now(w: RegistryBuilder) -> bytes:
     ca = _new_ca(w, HN).certificate
-    return w.sign(Proposal(Onboard(HN, "海南省", ca), 0, NOW), "alice")
+    return w.sign(Proposal(Onboard(HN, "海南省", ca), 0, w.now), "alice")
 
 
 def propose_beyond_a_week(w: RegistryBuilder) -> bytes:
     ca = _new_ca(w, HN).certificate
-    expires = NOW + authority.MAX_PROPOSAL_S + 1
+    expires = w.now + authority.MAX_PROPOSAL_S + 1
     return w.sign(Proposal(Onboard(HN, "海南省", ca), 0, expires), "alice")
 
 
 def signed_too_early(w: RegistryBuilder) -> bytes:
-    statement = w.sign(Suspension(SC, "x"), "alice", signed_at=NOW - STATEMENT_SKEW_S - 1)
+    statement = w.sign(Suspension(SC, "x"), "alice", signed_at=w.now - STATEMENT_SKEW_S - 1)
     return statement
 
 
 def signed_too_late(w: RegistryBuilder) -> bytes:
-    statement = w.sign(Suspension(SC, "x"), "alice", signed_at=NOW + STATEMENT_SKEW_S + 1)
+    statement = w.sign(Suspension(SC, "x"), "alice", signed_at=w.now + STATEMENT_SKEW_S + 1)
     return statement
 
 
@@ -494,9 +498,9 @@ REFUSALS = [
             "a proposal must expire within 7 days of signing"),
     Refusal("statement signed skew + 1 s before it was logged", signed_too_early,
             Reason.BAD_TIME,
-            f"signed at {NOW - STATEMENT_SKEW_S - 1}, logged at {NOW}: more than 300 s apart"),
+            "signed at {early}, logged at {now}: more than 300 s apart"),
     Refusal("statement signed skew + 1 s after it was logged", signed_too_late, Reason.BAD_TIME,
-            f"signed at {NOW + STATEMENT_SKEW_S + 1}, logged at {NOW}: more than 300 s apart"),
+            "signed at {late}, logged at {now}: more than 300 s apart"),
     Refusal("upload of an expired DSC", upload_expired, Reason.EXPIRED,
             "the signing certificate has already expired", ZJ),
     Refusal("a second upload of a registered DSC", upload_the_same_certificate_again,
@@ -512,7 +516,9 @@ def test_a_statement_the_state_cannot_take_is_refused(
     before = _snapshot(world.state)
     decision = world.add(statement)
     assert (decision.accepted, decision.reason) == (False, refusal.reason), decision.effect
-    assert decision.effect == f"refused: {refusal.words}"
+    skew = STATEMENT_SKEW_S + 1
+    words = refusal.words.format(now=world.now, early=world.now - skew, late=world.now + skew)
+    assert decision.effect == f"refused: {words}"
     assert decision.province == refusal.province
     assert _snapshot(world.state)[:-2] == before[:-2]  # only the size and the refusals count
 
@@ -520,7 +526,7 @@ def test_a_statement_the_state_cannot_take_is_refused(
 def _crl_signed_by(
     province: Province, key: pki.PrivateKey, number: int
 ) -> x509.CertificateRevocationList:
-    now = datetime.fromtimestamp(NOW, tz=UTC)
+    now = datetime.fromtimestamp(province.now, tz=UTC)
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(province.ca.certificate.subject)
@@ -533,32 +539,32 @@ def _crl_signed_by(
 
 # -- the exact limits of every window -------------------------------------------------------------
 def _revoke_dsc_at_the_limit(w: RegistryBuilder) -> Decision:
-    when = NOW + STATEMENT_SKEW_S
+    when = w.now + STATEMENT_SKEW_S
     return w.add(w.sign(DscRevocation(w.provinces[ZJ].kid, when, "unspecified"), "alice"))
 
 
 def _retire_at_the_limit(w: RegistryBuilder) -> Decision:
     zj = w.provinces[ZJ]
-    return w.add(w.sign(Retirement(zj.kid, NOW + MAX_RETIREMENT_AHEAD_S), zj.ca))
+    return w.add(w.sign(Retirement(zj.kid, w.now + MAX_RETIREMENT_AHEAD_S), zj.ca))
 
 
 def _signed_skew_before(w: RegistryBuilder) -> Decision:
-    return w.add(w.sign(Suspension(SC, "x"), "alice", signed_at=NOW - STATEMENT_SKEW_S))
+    return w.add(w.sign(Suspension(SC, "x"), "alice", signed_at=w.now - STATEMENT_SKEW_S))
 
 
 def _signed_skew_after(w: RegistryBuilder) -> Decision:
-    return w.add(w.sign(Suspension(SC, "x"), "alice", signed_at=NOW + STATEMENT_SKEW_S))
+    return w.add(w.sign(Suspension(SC, "x"), "alice", signed_at=w.now + STATEMENT_SKEW_S))
 
 
 def _propose_for_a_week(w: RegistryBuilder) -> Decision:
     ca = _new_ca(w, HN).certificate
-    return w.add(w.sign(Proposal(Onboard(HN, "海南省", ca), 0, NOW + authority.MAX_PROPOSAL_S),
+    return w.add(w.sign(Proposal(Onboard(HN, "海南省", ca), 0, w.now + authority.MAX_PROPOSAL_S),
                         "alice"))  # fmt: skip
 
 
 def _propose_for_a_second(w: RegistryBuilder) -> Decision:
     ca = _new_ca(w, HN).certificate
-    return w.add(w.sign(Proposal(Onboard(HN, "海南省", ca), 0, NOW + 1), "alice"))
+    return w.add(w.sign(Proposal(Onboard(HN, "海南省", ca), 0, w.now + 1), "alice"))
 
 
 @pytest.mark.parametrize(
@@ -585,60 +591,60 @@ def test_a_second_revocation_at_the_same_time_keeps_the_first_reason(
 ) -> None:
     zj = world.provinces[ZJ]
     serial = zj.dsc.serial_number
-    world.accept(world.sign(CertRevocation(ZJ, serial, NOW - 10, "key_compromise"), "alice"))
-    world.accept(world.sign(CertRevocation(ZJ, serial, NOW - 10, "superseded"), "bob"))
-    world.accept(world.sign(CertRevocation(ZJ, serial, NOW - 5, "unspecified"), "carol"))
+    world.accept(world.sign(CertRevocation(ZJ, serial, world.now - 10, "key_compromise"), "alice"))
+    world.accept(world.sign(CertRevocation(ZJ, serial, world.now - 10, "superseded"), "bob"))
+    world.accept(world.sign(CertRevocation(ZJ, serial, world.now - 5, "unspecified"), "carol"))
     signer = world.view().signer(zj.kid)
     assert signer is not None
     assert (signer.revoked_at, signer.revocation_reason) == (
-        NOW - 10, "revoked nationally: key_compromise"
+        world.now - 10, "revoked nationally: key_compromise"
     )  # fmt: skip
 
 
 def test_an_earlier_revocation_replaces_a_later_one(world: RegistryBuilder) -> None:
     zj = world.provinces[ZJ]
     serial = zj.dsc.serial_number
-    world.accept(world.sign(CertRevocation(ZJ, serial, NOW - 5, "superseded"), "alice"))
-    world.accept(world.sign(CertRevocation(ZJ, serial, NOW - 50, "key_compromise"), "bob"))
+    world.accept(world.sign(CertRevocation(ZJ, serial, world.now - 5, "superseded"), "alice"))
+    world.accept(world.sign(CertRevocation(ZJ, serial, world.now - 50, "key_compromise"), "bob"))
     signer = world.view().signer(zj.kid)
     assert signer is not None
     assert (signer.revoked_at, signer.revocation_reason) == (
-        NOW - 50, "revoked nationally: key_compromise"
+        world.now - 50, "revoked nationally: key_compromise"
     )  # fmt: skip
 
 
 def test_a_revocation_of_another_serial_does_not_touch_this_one(world: RegistryBuilder) -> None:
     zj = world.provinces[ZJ]
-    world.accept(world.sign(CertRevocation(ZJ, zj.dsc.serial_number, NOW - 5, "superseded"),
+    world.accept(world.sign(CertRevocation(ZJ, zj.dsc.serial_number, world.now - 5, "superseded"),
                             "alice"))  # fmt: skip
-    world.accept(world.sign(CertRevocation(ZJ, zj.dsc.serial_number + 1, NOW - 50,
+    world.accept(world.sign(CertRevocation(ZJ, zj.dsc.serial_number + 1, world.now - 50,
                                            "key_compromise"), "bob"))  # fmt: skip
-    world.accept(world.sign(CertRevocation(SC, zj.dsc.serial_number, NOW - 60,
+    world.accept(world.sign(CertRevocation(SC, zj.dsc.serial_number, world.now - 60,
                                            "key_compromise"), "bob"))  # fmt: skip
     signer = world.view().signer(zj.kid)
     assert signer is not None
-    assert (signer.revoked_at, signer.revocation_reason) == (NOW - 5, "revoked nationally: "
+    assert (signer.revoked_at, signer.revocation_reason) == (world.now - 5, "revoked nationally: "
                                                              "superseded")  # fmt: skip
 
 
 def test_a_provinces_crl_says_who_revoked(world: RegistryBuilder) -> None:
     zj = world.provinces[ZJ]
-    revoked = datetime.fromtimestamp(NOW - 30, tz=UTC)
+    revoked = datetime.fromtimestamp(world.now - 30, tz=UTC)
     world.accept(world.sign(CrlUpload(zj.crl([zj.dsc.serial_number], revoked_at=revoked)), zj.ca))
     signer = world.view().signer(zj.kid)
     assert signer is not None
     assert (signer.revoked_at, signer.revocation_reason) == (
-        NOW - 30, "revoked by its provincial CA"
+        world.now - 30, "revoked by its provincial CA"
     )  # fmt: skip
 
 
 def test_a_national_dsc_revocation_says_why(world: RegistryBuilder) -> None:
     zj = world.provinces[ZJ]
-    world.accept(world.sign(DscRevocation(zj.kid, NOW - 3, "key_compromise"), "alice"))
+    world.accept(world.sign(DscRevocation(zj.kid, world.now - 3, "key_compromise"), "alice"))
     signer = world.view().signer(zj.kid)
     assert signer is not None
     assert (signer.revoked_at, signer.revocation_reason) == (
-        NOW - 3, "revoked nationally: key_compromise"
+        world.now - 3, "revoked nationally: key_compromise"
     )  # fmt: skip
 
 
@@ -646,32 +652,34 @@ def test_the_earliest_ca_revocation_wins(world: RegistryBuilder) -> None:
     """Two revocations of the current CA: the province's signers fall at the earliest time,
     whichever order they came in, and the serial is revoked for the root's callers too."""
     serial = world.provinces[ZJ].ca.certificate.serial_number
-    world.accept(world.sign(CaRevocation(ZJ, serial, NOW - 10, "ca_compromise"), "alice"))
-    world.accept(world.sign(CaRevocation(ZJ, serial, NOW - 40, "ca_compromise"), "bob"))
-    world.accept(world.sign(CaRevocation(ZJ, serial, NOW - 20, "ca_compromise"), "carol"))
-    assert world.state.provinces[ZJ].ca_revoked_at == NOW - 40
+    world.accept(world.sign(CaRevocation(ZJ, serial, world.now - 10, "ca_compromise"), "alice"))
+    world.accept(world.sign(CaRevocation(ZJ, serial, world.now - 40, "ca_compromise"), "bob"))
+    world.accept(world.sign(CaRevocation(ZJ, serial, world.now - 20, "ca_compromise"), "carol"))
+    assert world.state.provinces[ZJ].ca_revoked_at == world.now - 40
     assert world.state.revoked[(ROOT_ISSUER, serial)] == (
-        NOW - 40, "provincial CA revoked: ca_compromise"
+        world.now - 40, "provincial CA revoked: ca_compromise"
     )  # fmt: skip
-    assert world.state.caller_revoked(issuer=ROOT_ISSUER, serial=serial, now=NOW - 40)
-    assert not world.state.caller_revoked(issuer=ROOT_ISSUER, serial=serial, now=NOW - 41)
+    assert world.state.caller_revoked(issuer=ROOT_ISSUER, serial=serial, now=world.now - 40)
+    assert not world.state.caller_revoked(issuer=ROOT_ISSUER, serial=serial, now=world.now - 41)
 
 
 def test_revoking_an_old_cas_serial_leaves_the_current_ca(world: RegistryBuilder) -> None:
     old = world.provinces[ZJ].ca.certificate
     world.propose(Onboard(ZJ, "浙江省", _new_ca(world, ZJ, "浙江省").certificate))
-    world.accept(world.sign(CaRevocation(ZJ, old.serial_number, NOW, "ca_compromise"), "alice"))
+    world.accept(
+        world.sign(CaRevocation(ZJ, old.serial_number, world.now, "ca_compromise"), "alice")
+    )
     assert world.state.provinces[ZJ].ca_revoked_at is None
-    assert world.state.caller_revoked(issuer=ROOT_ISSUER, serial=old.serial_number, now=NOW)
+    assert world.state.caller_revoked(issuer=ROOT_ISSUER, serial=old.serial_number, now=world.now)
 
 
 def test_a_crl_entry_takes_effect_at_its_own_date(world: RegistryBuilder) -> None:
     """Earlier than the CRL's signing: the entry's date; later: the signing time + skew."""
     zj = world.provinces[ZJ]
-    past = datetime.fromtimestamp(NOW - 3600, tz=UTC)
+    past = datetime.fromtimestamp(world.now - 3600, tz=UTC)
     world.accept(world.sign(CrlUpload(zj.crl([zj.dsc.serial_number], revoked_at=past)), zj.ca))
     assert world.state.revoked[(ZJ, zj.dsc.serial_number)] == (
-        NOW - 3600, "revoked by its provincial CA"
+        world.now - 3600, "revoked by its provincial CA"
     )  # fmt: skip
 
 
@@ -688,7 +696,7 @@ def test_the_latest_crl_is_exported(world: RegistryBuilder, tmp_path: Path) -> N
 
 def test_a_crl_without_a_number_counts_as_number_zero(world: RegistryBuilder) -> None:
     zj = world.provinces[ZJ]
-    now = datetime.fromtimestamp(NOW, tz=UTC)
+    now = datetime.fromtimestamp(world.now, tz=UTC)
     unnumbered = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(zj.ca.certificate.subject)
@@ -718,27 +726,27 @@ def test_a_rejection_closes_the_proposal_with_its_reason(world: RegistryBuilder)
     world.accept(world.sign(Rejection(pid, "not yet"), "carol"))
     proposal = world.state.proposals[pid]
     assert (proposal.status, proposal.closed_by) == ("rejected", "carol: not yet")
-    assert world.state.proposal_status(proposal, now=NOW) == "rejected"
-    assert world.state.pending(now=NOW) == []
+    assert world.state.proposal_status(proposal, now=world.now) == "rejected"
+    assert world.state.pending(now=world.now) == []
 
 
 def test_pending_lists_the_proposals_still_open(world: RegistryBuilder) -> None:
     """What ``hcx registry pending`` shows: not applied, rejected, stale or expired."""
     open_one = _propose(world, Onboard(HN, "海南省", _new_ca(world, HN).certificate),
-                        expires=NOW + 100)  # fmt: skip
+                        expires=world.now + 100)  # fmt: skip
     applied = world.propose(AddCoordinator(_coordinator(world, "dave").certificate))
     world.accept(world.sign(Suspension(SC, "incident"), "bob"))
     stale = _propose(world, Resume(SC, "fixed"))
     world.accept(world.sign(Suspension(SC, "again: the resumption is stale"), "carol"))
     rejected = _propose(world, RemoveCoordinator("carol"))
     world.accept(world.sign(Rejection(rejected, "no"), "bob"))
-    assert world.state.proposal_status(world.state.proposals[stale], now=NOW) == "stale"
+    assert world.state.proposal_status(world.state.proposals[stale], now=world.now) == "stale"
     assert world.state.proposals[applied].status == "applied"
-    assert [p.id for p in world.state.pending(now=NOW)] == [open_one]
-    assert [p.id for p in world.state.pending(now=NOW + 100)] == [open_one]
-    assert world.state.pending(now=NOW + 101) == []
+    assert [p.id for p in world.state.pending(now=world.now)] == [open_one]
+    assert [p.id for p in world.state.pending(now=world.now + 100)] == [open_one]
+    assert world.state.pending(now=world.now + 101) == []
     proposal = world.state.proposals[open_one]
-    assert world.state.proposal_status(proposal, now=NOW + 101) == "expired"
+    assert world.state.proposal_status(proposal, now=world.now + 101) == "expired"
 
 
 def test_province_of_kid(world: RegistryBuilder) -> None:
@@ -749,13 +757,15 @@ def test_province_of_kid(world: RegistryBuilder) -> None:
 def test_a_new_ca_resets_its_revocation_and_remembers_the_old_one(world: RegistryBuilder) -> None:
     old = world.provinces[ZJ].ca.certificate
     before = world.state.provinces[ZJ].version
-    world.accept(world.sign(CaRevocation(ZJ, old.serial_number, NOW - 5, "ca_compromise"), "bob"))
+    world.accept(
+        world.sign(CaRevocation(ZJ, old.serial_number, world.now - 5, "ca_compromise"), "bob")
+    )
     new = _new_ca(world, ZJ, "浙江").certificate
     world.propose(Onboard(ZJ, "浙江", new))
     province = world.state.provinces[ZJ]
     assert (province.ca, province.name, province.version) == (new, "浙江", before + 1)
     assert province.ca_revoked_at is None
-    assert province.ca_replaced_at == {pki.fingerprint(old): float(NOW)}
+    assert province.ca_replaced_at == {pki.fingerprint(old): float(world.now)}
 
 
 # -- a dry run on a copy ----------------------------------------------------------------------
@@ -782,11 +792,11 @@ def _dry_crl(w: RegistryBuilder) -> bytes:
 
 
 def _dry_revocation(w: RegistryBuilder) -> bytes:
-    return w.sign(CertRevocation(ZJ, 99, NOW, "unspecified"), "alice")
+    return w.sign(CertRevocation(ZJ, 99, w.now, "unspecified"), "alice")
 
 
 def _dry_proposal(w: RegistryBuilder) -> bytes:
-    return w.sign(Proposal(Onboard(HN, "海南省", _new_ca(w, HN).certificate), 0, NOW + 60),
+    return w.sign(Proposal(Onboard(HN, "海南省", _new_ca(w, HN).certificate), 0, w.now + 60),
                   "alice")  # fmt: skip
 
 
@@ -797,7 +807,7 @@ def _dry_addition(w: RegistryBuilder) -> bytes:
 
 def _dry_retirement(w: RegistryBuilder) -> bytes:
     zj = w.provinces[ZJ]
-    return w.sign(Retirement(zj.kid, NOW + 60), zj.ca)
+    return w.sign(Retirement(zj.kid, w.now + 60), zj.ca)
 
 
 @pytest.mark.parametrize(
@@ -820,7 +830,7 @@ def test_a_dry_run_on_a_copy_changes_nothing(
     statement = make(world)
     before = _snapshot(world.state)
     copy = world.state.copy()
-    tried = copy.apply(Leaf.make(statement, logged_at=NOW, actor="dry run"))
+    tried = copy.apply(Leaf.make(statement, logged_at=world.now, actor="dry run"))
     assert tried.accepted, tried.effect
     assert _snapshot(copy) != before
     assert _snapshot(world.state) == before

@@ -12,7 +12,6 @@ registration of the node replaces the old one, whose handle dies with its lease.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +60,6 @@ from trust.statements import (
 from trust.stores.embedded import EmbeddedStore
 from trust.view import TrustView
 
-NOW = int(time.time())
 ZJ, SC = "330000", "510000"
 COORDINATOR = Submitter("spiffe://hcx/national/coordinator/alice", "coordinator")
 ZJ_OPERATOR = Submitter(f"spiffe://hcx/province/{ZJ}/operator/op", "operator", ZJ)
@@ -143,7 +141,7 @@ async def _gateway(
 
 @pytest.fixture
 def builder() -> RegistryBuilder:
-    world = RegistryBuilder(clock=NOW)
+    world = RegistryBuilder()  # the clock of every statement below: builder.now
     world.onboard(ZJ, "浙江省")
     world.onboard(SC, "四川省")
     return world
@@ -151,7 +149,7 @@ def builder() -> RegistryBuilder:
 
 @pytest.fixture
 async def gateway(builder: RegistryBuilder, tmp_path: Path) -> Gateway:
-    clock = Clock(NOW + 1)
+    clock = Clock(builder.now + 1)
     store = FlakyStore(tmp_path / "registry.db", clock=clock)
     await builder.write_to(store)
     store.appends = 0  # count the gateway's own appends only
@@ -182,7 +180,7 @@ async def test_an_accepted_statement_is_the_next_leaf(gateway: Gateway) -> None:
     assert decision.effect == f"province {SC} suspended by alice: incident"
     leaf = Leaf.decode((await gateway.stored())[leaf_key(size)])
     assert (leaf.statement, leaf.actor, leaf.logged_at) == (statement, COORDINATOR.spiffe_id,
-                                                            NOW + 1)  # fmt: skip
+                                                            gateway.builder.now + 1)  # fmt: skip
     assert gateway.view.revision == size + 1
     assert gateway.view.province(SC).suspended  # type: ignore[union-attr]
     assert gateway.changes == [size + 1]
@@ -209,7 +207,7 @@ def _upload(b: RegistryBuilder) -> bytes:
 
 
 def _retire(b: RegistryBuilder) -> bytes:
-    return b.sign(Retirement(b.provinces[ZJ].kid, NOW + 60), b.provinces[ZJ].ca)
+    return b.sign(Retirement(b.provinces[ZJ].kid, b.now + 60), b.provinces[ZJ].ca)
 
 
 def _crl(b: RegistryBuilder) -> bytes:
@@ -217,7 +215,7 @@ def _crl(b: RegistryBuilder) -> bytes:
 
 
 def _revoke(b: RegistryBuilder) -> bytes:
-    return b.sign(DscRevocation(b.provinces[ZJ].kid, NOW, "key_compromise"), "alice")
+    return b.sign(DscRevocation(b.provinces[ZJ].kid, b.now, "key_compromise"), "alice")
 
 
 WRITERS = [
@@ -281,7 +279,7 @@ async def test_an_operator_submits_for_its_own_province(gateway: Gateway, make: 
 async def test_an_operators_retirement_of_an_unknown_kid_is_refused(gateway: Gateway) -> None:
     """The province of a kid nobody uploaded is nobody's: no operator may retire it."""
     b = gateway.builder
-    statement = b.sign(Retirement(b"\x01" * 8, NOW), b.provinces[ZJ].ca)
+    statement = b.sign(Retirement(b"\x01" * 8, b.now), b.provinces[ZJ].ca)
     with pytest.raises(PermissionDenied, match=r"may not submit for province None$"):
         await gateway.registry.submit(statement, submitter=ZJ_OPERATOR)
 
@@ -348,7 +346,7 @@ async def test_a_statement_that_became_invalid_meanwhile_is_refused_on_retry(
     serial = b.coordinators["alice"].certificate.serial_number
     from trust.statements import CertRevocation
 
-    revoke_alice = b.sign(CertRevocation("root", serial, NOW, "key_compromise"), "bob")
+    revoke_alice = b.sign(CertRevocation("root", serial, b.now, "key_compromise"), "bob")
     await other.registry.submit(revoke_alice, submitter=COORDINATOR)
     with pytest.raises(RefusedStatement) as caught:
         await gateway.registry.submit(_suspension(b), submitter=COORDINATOR)

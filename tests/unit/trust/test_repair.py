@@ -7,7 +7,6 @@ is longer than the copy (a fork) is refused; a copy that does not verify is refu
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,6 @@ from trust.stores.embedded import EmbeddedStore
 from trust.verify import check_code
 from trust.view import TrustView
 
-NOW = int(time.time())
 ZJ = "330000"
 ROUTE = NodeRoute(ZJ, "n1", "127.0.0.1:7001", f"spiffe://hcx/province/{ZJ}/node/n1", 5)
 
@@ -55,10 +53,10 @@ class World:
 
 @pytest.fixture
 async def world(tmp_path: Path) -> World:
-    builder = RegistryBuilder(clock=NOW)
+    builder = RegistryBuilder()  # the clock of every statement below: builder.now
     zj = builder.onboard(ZJ, "浙江省")
-    token = zj.token(issued_at=NOW)
-    builder.accept(builder.sign(DscRevocation(zj.kid, NOW, "key_compromise"), "alice"))
+    token = zj.token(issued_at=builder.now)
+    builder.accept(builder.sign(DscRevocation(zj.kid, builder.now, "key_compromise"), "alice"))
     builder.onboard("510000", "四川省")
     store = EmbeddedStore(tmp_path / "registry.db")
     await builder.write_to(store)
@@ -73,7 +71,7 @@ async def _verdict(world: World) -> Reason:
     view = TrustView(roots=world.builder.roots)
     assert LogReader(view).load(await world.store.read_prefix("")), "the store does not verify"
     try:
-        check_code(world.token, view, now=NOW + 1)
+        check_code(world.token, view, now=world.builder.now + 1)
     except VerificationError as e:
         return e.reason
     return Reason.NONE
@@ -231,7 +229,7 @@ async def test_an_empty_store_is_refilled(tmp_path: Path, world: World) -> None:
 
 
 def test_a_verified_copy_is_the_saved_log() -> None:
-    builder = RegistryBuilder(clock=NOW)
+    builder = RegistryBuilder()
     builder.onboard(ZJ, "浙江省")
     copy = verified_copy(encode_saved(builder.view()), builder.roots)
     assert [leaf.raw for leaf in copy.log.leaves] == [leaf.raw for leaf in builder.leaves]
@@ -239,7 +237,7 @@ def test_a_verified_copy_is_the_saved_log() -> None:
 
 
 def test_a_copy_edited_on_disk_is_refused() -> None:
-    builder = RegistryBuilder(clock=NOW)
+    builder = RegistryBuilder()
     builder.onboard(ZJ, "浙江省")
     saved = bytearray(encode_saved(builder.view()))
     saved[len(saved) // 2] ^= 0x01
@@ -248,15 +246,15 @@ def test_a_copy_edited_on_disk_is_refused() -> None:
 
 
 def test_a_copy_of_another_federation_is_refused() -> None:
-    builder = RegistryBuilder(clock=NOW)
-    other = RegistryBuilder(clock=NOW)
+    builder = RegistryBuilder()
+    other = RegistryBuilder()
     with pytest.raises(LogInconsistent, match=r"^tree head refused: ") as caught:
         verified_copy(encode_saved(builder.view()), other.roots)
     assert caught.value.key == HEAD_KEY
 
 
 def test_a_file_that_is_no_saved_view_is_refused() -> None:
-    builder = RegistryBuilder(clock=NOW)
+    builder = RegistryBuilder()
     with pytest.raises(LogInconsistent, match=r"^saved view refused: ") as caught:
         verified_copy(b"not a view", builder.roots)
     assert caught.value.key == "view file"
