@@ -36,6 +36,7 @@ class Federation:
     sc: pki.Authority
     dsc: x509.Certificate
     dsc_key: pki.PrivateKey
+    look_alike: pki.Authority  # a root with the pinned root's name and another key
 
 
 def _issue(
@@ -67,7 +68,7 @@ def fed() -> Federation:
     zj = pki.create_provincial_ca(root, province=ZJ, name="Zhejiang", now=NOW - 5 * DAY)
     sc = pki.create_provincial_ca(root, province=SC, name="Sichuan", now=NOW - 5 * DAY)
     dsc, dsc_key = _issue(zj)
-    return Federation(root, zj, sc, dsc, dsc_key)
+    return Federation(root, zj, sc, dsc, dsc_key, pki.create_root_ca(now=NOW - 10 * DAY))
 
 
 # --- Hand-made certificates for what the issuing functions rightly refuse to produce --------
@@ -1041,11 +1042,10 @@ def test_identity_of_a_certificate(
 
 
 def test_pinned_roots_are_compared_byte_for_byte(fed: Federation) -> None:
-    look_alike = pki.create_root_ca(now=NOW - 10 * DAY)  # same name, another key
-    root = fed.root.certificate
+    root, look_alike = fed.root.certificate, fed.look_alike.certificate  # same name
     assert pki.is_pinned_root(root, [root])
-    assert pki.is_pinned_root(root, [look_alike.certificate, root])
-    assert not pki.is_pinned_root(look_alike.certificate, [root])
+    assert pki.is_pinned_root(root, [look_alike, root])
+    assert not pki.is_pinned_root(look_alike, [root])
     assert not pki.is_pinned_root(fed.zj.certificate, [root])
     assert not pki.is_pinned_root(root, [])
 
@@ -1705,16 +1705,6 @@ def _dsc_at(f: Federation, at: datetime) -> Chain:
     return f.dsc, f.zj.certificate, [f.root.certificate], at
 
 
-LOOK_ALIKE_ROOTS: list[pki.Authority] = []
-
-
-def _look_alike(f: Federation) -> pki.Authority:
-    """A root with the pinned root's name and another key (made once per test run)."""
-    if not LOOK_ALIKE_ROOTS:
-        LOOK_ALIKE_ROOTS.append(pki.create_root_ca(now=NOW - 10 * DAY))
-    return LOOK_ALIKE_ROOTS[0]
-
-
 ROOT_AKI_MISMATCH = "provincial CA authority key id does not match the national root key id"
 CHECKS = [
     ChainCase(
@@ -1905,7 +1895,7 @@ CHECKS = [
     ),
     ChainCase(
         "only a look-alike root pinned",
-        lambda f: (f.dsc, f.zj.certificate, [_look_alike(f).certificate], NOW),
+        lambda f: (f.dsc, f.zj.certificate, [f.look_alike.certificate], NOW),
         Reason.CHAIN_INVALID,
         f"provincial CA is not issued by any pinned root: {ROOT_AKI_MISMATCH}",
     ),
@@ -1914,7 +1904,7 @@ CHECKS = [
         lambda f: (
             f.dsc,
             f.zj.certificate,
-            [_look_alike(f).certificate, pki.create_root_ca(now=NOW - DAY).certificate],
+            [f.look_alike.certificate, pki.create_root_ca(now=NOW - DAY).certificate],
             NOW,
         ),
         Reason.CHAIN_INVALID,
@@ -1925,7 +1915,7 @@ CHECKS = [
         lambda f: (
             f.dsc,
             f.zj.certificate,
-            [_look_alike(f).certificate, f.root.certificate],
+            [f.look_alike.certificate, f.root.certificate],
             NOW,
         ),
         None,
@@ -1935,7 +1925,7 @@ CHECKS = [
         lambda f: (
             f.dsc,
             f.zj.certificate,
-            [f.root.certificate, _look_alike(f).certificate],
+            [f.root.certificate, f.look_alike.certificate],
             NOW,
         ),
         None,
@@ -2107,7 +2097,7 @@ TLS_TEXT = "['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']"
         ),
         pytest.param(
             lambda f: _forged_national(
-                f, usages=TLS, uri="spiffe://hcx/national/gateway/g", issuer=_look_alike(f)
+                f, usages=TLS, uri="spiffe://hcx/national/gateway/g", issuer=f.look_alike
             ),
             "gateway",
             Reason.CHAIN_INVALID,
@@ -2193,7 +2183,7 @@ LOG_EKU = f"['{pki.LOG_SIGNING_OID.dotted_string}']"
         ),
         pytest.param(
             lambda f: _forged_national(
-                f, usages=[pki.LOG_SIGNING_OID], uri=pki.LOG_SPIFFE_ID, issuer=_look_alike(f)
+                f, usages=[pki.LOG_SIGNING_OID], uri=pki.LOG_SPIFFE_ID, issuer=f.look_alike
             ),
             "log",
             Reason.CHAIN_INVALID,
