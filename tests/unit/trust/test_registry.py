@@ -469,6 +469,21 @@ async def test_a_new_registration_leaves_other_nodes_alone(gateway: Gateway) -> 
     assert await gateway.registry.keep_alive(owner=f"{ZJ_NODE[:-2]}n2", handle=other) == 10
 
 
+async def test_a_handle_already_taken_is_never_overwritten(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two registrations that drew the same handle (128 random bits; forced here): the second
+    fails as a whole, and the first keeps its handle and its route."""
+    monkeypatch.setattr("trust.registry.secrets.token_bytes", lambda n: b"\x05" * n)
+    handle, _ = await _register(gateway)
+    with pytest.raises(Conflict):
+        await _register(gateway, node_id="n2")
+    assert await gateway.store.get(route_key(ZJ, "n2")) is None
+    assert await gateway.registry.keep_alive(owner=ZJ_NODE, handle=handle) == 10
+    with pytest.raises(PermissionDenied):
+        await gateway.registry.keep_alive(owner=f"{ZJ_NODE[:-2]}n2", handle=handle)
+
+
 REGISTRATIONS = [
     pytest.param(dict(province="33000"), NotFound, Reason.UNKNOWN_PROVINCE,
                  "^province '33000' is not onboarded$", id="not a province code"),
