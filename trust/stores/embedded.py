@@ -121,6 +121,8 @@ class EmbeddedStore:
             revision = self._revision()
             self._db.execute("COMMIT")
         except sqlite3.Error as e:
+            if self._db.in_transaction:  # else every later write fails: "within a transaction"
+                self._db.rollback()
             raise StoreUnavailable(f"registry store read failed: {e}") from e
         return Snapshot(tuple(KvEntry(k, bytes(v), r) for k, v, r in rows), revision)
 

@@ -9,6 +9,7 @@ here opens a socket.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -357,3 +358,29 @@ def test_a_store_opened_on_one_thread_serves_another(tmp_path: Path) -> None:
     worker.join(timeout=30)
     assert seen == [KvEntry("k", b"v", 1)]
     asyncio.run(store.close())
+
+
+class FailingReads:
+    """The store's connection, except that reading values fails as a bad disk would."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if sql.startswith("SELECT key, value"):
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._db, name)
+
+
+async def test_a_prefix_read_that_fails_is_unavailable_and_leaves_the_store_usable(
+    store: EmbeddedStore,
+) -> None:
+    await store.put("log/head", b"head")
+    store._db = FailingReads(store._db)  # type: ignore[assignment]
+    with pytest.raises(StoreUnavailable) as refused:
+        await store.read_prefix("log/")
+    assert refused.value.message == "registry store read failed: disk I/O error"
+    assert await store.put("log/head", b"head 2") == 2, "the read left no transaction open"
