@@ -201,6 +201,9 @@ HEAD_REFUSALS: list[Any] = [
                                 b.log_signer.private_key, b.log_signer.certificate),
         "tree head refused: .*signature", id="a log key's signature for another purpose"),
     pytest.param(lambda b: b"\x00", "tree head refused", id="not an envelope"),
+    pytest.param(lambda b: b"\x00" * (envelope.MAX_ENVELOPE_BYTES + 1),
+                 f"^tree head refused: tree head is not bytes of at most "
+                 f"{envelope.MAX_ENVELOPE_BYTES}$", id="too large to be one"),
 ]  # fmt: skip
 
 
@@ -212,6 +215,15 @@ def test_tree_heads_that_are_refused(
         open_head(make(builder), builder.roots)
     assert refused.value.key == HEAD_KEY
     assert refused.value.reason is Reason.LOG_INCONSISTENT
+
+
+def test_a_refusal_that_names_no_entry_has_an_empty_key() -> None:
+    refused = LogInconsistent("the gateways disagree")
+    assert (refused.key, refused.message, refused.reason) == (
+        "",
+        "the gateways disagree",
+        Reason.LOG_INCONSISTENT,
+    )
 
 
 def test_a_tree_head_of_a_revoked_log_key_is_refused(builder: RegistryBuilder) -> None:

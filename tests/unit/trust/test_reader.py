@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+import cbor2
 import pytest
 
 from tests.registry_builder import RegistryBuilder
@@ -700,12 +701,11 @@ def _saved(world: World, **changes: object) -> bytes:
 
 
 ROUTE = _route(ZJ, "n1")
+_SAVED_KEYS = "saved view must have exactly the keys ['head', 'leaves', 'routes', 'v']"
 SAVED_REFUSALS = [
-    pytest.param({"v": 2}, "saved view refused: saved view format 2 not understood",
-                 id="another format"),
-    pytest.param({"v": None}, "saved view refused: saved view must have exactly the keys",
-                 id="no format"),
-    pytest.param({"extra": 1}, "must have exactly the keys", id="an extra key"),
+    pytest.param({"v": 2}, "saved view format 2 not understood", id="another format"),
+    pytest.param({"v": None}, _SAVED_KEYS, id="no format"),
+    pytest.param({"extra": 1}, _SAVED_KEYS, id="an extra key"),
     pytest.param({"leaves": b"x"}, "saved view has the wrong shape", id="leaves not a list"),
     pytest.param({"routes": {}}, "saved view has the wrong shape", id="routes not a list"),
     pytest.param({"head": "x"}, "saved view has the wrong shape", id="head not bytes"),
@@ -737,7 +737,7 @@ def test_a_saved_view_of_the_wrong_form_is_refused(
     assert not load_saved(_saved(world, **changes), reader)
     assert view.revision == 0 and seen == [reader.inconsistent]
     assert reader.inconsistent is not None and reader.inconsistent.key == "view file"
-    assert message in reader.inconsistent.message
+    assert reader.inconsistent.message == f"saved view refused: {message}"
 
 
 def test_a_saved_view_that_is_not_cbor_is_refused(world: World) -> None:
@@ -748,6 +748,26 @@ def test_a_saved_view_that_is_not_cbor_is_refused(world: World) -> None:
     assert reader.inconsistent.message.startswith("saved view refused: ")
     assert not load_saved(cbor.encode([1]), reader)
     assert reader.inconsistent.message == "saved view refused: saved view must be a map"
+
+
+@pytest.mark.parametrize(
+    ("encode", "message"),
+    [
+        pytest.param(lambda doc: cbor2.dumps(dict(reversed(list(doc.items())))),
+                     "saved view is not in deterministic CBOR form", id="keys out of order"),
+        pytest.param(lambda doc: cbor.encode(doc) + b"\x00",
+                     "saved view has trailing bytes after the CBOR item", id="trailing bytes"),
+    ],
+)  # fmt: skip
+def test_a_saved_view_in_another_encoding_is_refused(
+    world: World, encode: Callable[[dict[str, object]], bytes], message: str
+) -> None:
+    doc = cbor.decode(_saved(world), what="saved")
+    view = TrustView(roots=world.builder.roots)
+    reader = LogReader(view)
+    assert not load_saved(encode(doc), reader)
+    assert reader.inconsistent is not None
+    assert reader.inconsistent.message == f"saved view refused: {message}"
 
 
 def test_a_saved_view_without_its_head_is_refused_like_a_store(world: World) -> None:

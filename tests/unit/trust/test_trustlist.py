@@ -96,6 +96,16 @@ def test_a_tree_head_signature_is_not_a_trust_list(builder: RegistryBuilder) -> 
         trustlist.verify(as_head, builder.roots, now=NOW)
 
 
+def test_bytes_too_large_for_any_list_are_refused_unread(builder: RegistryBuilder) -> None:
+    data = b"\x00" * (envelope.MAX_ENVELOPE_BYTES + 1)
+    with pytest.raises(TrustListError) as refused:
+        trustlist.verify(data, builder.roots, now=NOW)
+    assert refused.value.message == (
+        f"trust list refused: trust list is not bytes of at most {envelope.MAX_ENVELOPE_BYTES}"
+    )
+    assert refused.value.reason is Reason.BAD_ENCODING
+
+
 def test_a_tampered_list_is_refused(builder: RegistryBuilder) -> None:
     data = bytearray(_list(builder))
     data[len(data) // 2] ^= 0x01
