@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from prometheus_client import start_http_server
 
 from nodes.authz import Authorizer
@@ -94,12 +94,16 @@ async def build_server(
     names = [b.service_name for b in bindings]
     for binding in bindings:
         binding.add_to_server(binding.servicer, registrar)
-    reflection.enable_server_reflection(
-        [
-            *names,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ],
+    # The asyncio servicer, named: enable_server_reflection picks the synchronous one for
+    # anything that is not a grpc.aio.Server, and the guarded registrar is not one.
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer(
+            [
+                *names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ]
+        ),
         registrar,
     )
     port = transport.add_port(server, listen)
