@@ -12,10 +12,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from healthcode.v1 import trustlist_pb2
 from trust import pki, trustlist
+from trust.errors import NotConfigured
 from trust.view import TrustView
 
 WATCH_POLL_S = 0.1
@@ -55,10 +54,7 @@ class TrustListService:
 
     async def _require_signer(self, context: Any) -> None:
         if self._signer is None:
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "this gateway holds no trust-list signing key (--trust-list-key)",
-            )
+            raise NotConfigured("this gateway holds no trust-list signing key (--trust-list-key)")
 
     async def GetTrustList(self, request: Any, context: Any) -> trustlist_pb2.TrustListResponse:
         await self._require_signer(context)

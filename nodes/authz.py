@@ -18,6 +18,7 @@ from prometheus_client import Counter
 from nodes.identity import Identity, PermissionDenied, Role, Unauthenticated
 from nodes.ratelimit import RateLimiter
 from nodes.tls import peer_identity
+from trust.errors import ResourceExhausted
 from trust.model import Reason
 
 DENIALS = Counter(
@@ -101,7 +102,11 @@ class Authorizer:
                 reason=Reason.CALLER_REVOKED,
             )
         self._check_rule(method, identity)
-        self._limiter.take(identity, cost)
+        try:
+            self._limiter.take(identity, cost)
+        except ResourceExhausted:
+            DENIALS.labels(method, "rate").inc()
+            raise
         return identity
 
     def _check_rule(self, method: str, identity: Identity) -> None:

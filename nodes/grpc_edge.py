@@ -21,6 +21,7 @@ from trust.errors import (
     HcxError,
     InvalidRequest,
     IssuerUnavailable,
+    NotConfigured,
     NotFound,
     PermissionDenied,
     PkiError,
@@ -45,6 +46,7 @@ STATUS_OF: tuple[tuple[type[HcxError], grpc.StatusCode], ...] = (
     (IssuerUnavailable, grpc.StatusCode.UNAVAILABLE),
     (LogInconsistent, grpc.StatusCode.FAILED_PRECONDITION),
     (TrustListError, grpc.StatusCode.FAILED_PRECONDITION),
+    (NotConfigured, grpc.StatusCode.FAILED_PRECONDITION),
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (DecodeError, grpc.StatusCode.INVALID_ARGUMENT),
     (PkiError, grpc.StatusCode.INVALID_ARGUMENT),
@@ -97,6 +99,17 @@ def to_status(
     return rpc_status.to_status(status)
 
 
+def forwarded_status(error: grpc.RpcError, via: str) -> grpc.Status:
+    """An upstream server's failed call as this server's answer: the same code and details
+    (ErrorInfo, RetryInfo), the message prefixed with where it came from."""
+    status = rpc_status.from_call(error)
+    if status is None:  # the upstream sent no details (e.g. gRPC's own DEADLINE_EXCEEDED)
+        status = status_pb2.Status(code=getattr(code_pb2, error.code().name))
+        status.message = error.details() or ""
+    status.message = f"{via}: {status.message}"
+    return rpc_status.to_status(status)
+
+
 def reason_of(error: grpc.RpcError) -> Reason | None:
     """The hcx reason in a failed call's status details, if any (client side)."""
     status = rpc_status.from_call(error)
@@ -118,11 +131,14 @@ async def abort_with_error(
 ) -> None:
     """Abort the call with the status of ``error`` (see STATUS_OF); INTERNAL if unexpected."""
     if isinstance(error, HcxError):
-        retry_after = error.retry_after if isinstance(error, ResourceExhausted) else None
         await context.abort_with_status(
-            to_status(status_code_of(error), error.message, error.reason, retry_after=retry_after)
+            to_status(
+                status_code_of(error), error.message, error.reason, retry_after=error.retry_after
+            )
         )
     log.exception("unexpected error in %s", method, exc_info=error)
     await context.abort_with_status(
-        to_status(grpc.StatusCode.INTERNAL, "internal error (logged by the server)", Reason.NONE)
+        to_status(
+            grpc.StatusCode.INTERNAL, "internal error (logged by the server)", Reason.INTERNAL_ERROR
+        )
     )

@@ -9,6 +9,9 @@ class HcxError(Exception):
     """Base of every error hcx raises on purpose; carries a stable reason code."""
 
     reason: Reason = Reason.NONE
+    # Seconds after which the same call may pass (answered as google.rpc.RetryInfo); None
+    # when retrying cannot help.
+    retry_after: float | None = None
 
     def __init__(self, message: str, *, reason: Reason | None = None) -> None:
         super().__init__(message)
@@ -70,6 +73,7 @@ class StoreUnavailable(HcxError):
     """A backing store (registry or status store) cannot be reached; nothing was written."""
 
     reason = Reason.STORE_UNAVAILABLE
+    retry_after = 1.0  # an etcd election or a database fail-over takes about a second
 
 
 class ResourceExhausted(HcxError):
@@ -88,6 +92,13 @@ class IssuerUnavailable(HcxError):
     """No replica of the issuing province answered within the deadline (transport trouble)."""
 
     reason = Reason.ISSUER_UNAVAILABLE
+    retry_after = 1.0
+
+
+class NotConfigured(HcxError):
+    """This server was started without what the call needs (a key, an upstream gateway)."""
+
+    reason = Reason.NOT_CONFIGURED
 
 
 class RelayError(HcxError):

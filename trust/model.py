@@ -73,6 +73,7 @@ class Reason(enum.IntEnum):
     NOT_FOUND = 38  # the subject of a request does not exist
     LOG_INCONSISTENT = 39  # the registry log failed verification; the view stays where it was
     STORE_UNAVAILABLE = 40  # the registry or status store cannot be reached
+    NOT_CONFIGURED = 41  # this server was started without what the call needs (a key, a gateway)
 
 
 def is_province_code(value: str) -> bool:

@@ -12,10 +12,11 @@ import grpc
 
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, node_pb2, node_pb2_grpc
 from nodes.convert import outcome_to_proto, validate_checkpoint
+from nodes.grpc_edge import forwarded_status
 from nodes.provincial.checkpoint import LocalVerifier
 from nodes.provincial.issuance import IssuedCode, Issuer
 from nodes.provincial.stores import CodeRecord, StatusStore
-from trust.errors import InvalidRequest
+from trust.errors import InvalidRequest, NotConfigured
 from trust.model import Colour
 
 MAX_BATCH = 1000
@@ -147,13 +148,14 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
     async def _forward(self, request: Any, context: Any) -> gateway_pb2.VerifyResponse:
         """Ask the national gateway, within what is left of the checkpoint's deadline."""
         if self._gateway is None:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "no national gateway configured")
+            raise NotConfigured("this node has no national gateway (--gateway) to ask")
         remaining = context.time_remaining()
         try:
-            reply: gateway_pb2.VerifyResponse = await self._gateway.Verify(  # type: ignore[union-attr]
+            reply: gateway_pb2.VerifyResponse = await self._gateway.Verify(
                 request, timeout=remaining if remaining is not None else 5.0
             )
         except grpc.aio.AioRpcError as e:
-            # The gateway's status is the answer: the checkpoint sees why it failed.
-            await context.abort(e.code(), f"national gateway: {e.details()}")
+            # The gateway's status is the answer: the checkpoint sees its code, its reason and
+            # its retry advice (the status details pass on unchanged).
+            await context.abort_with_status(forwarded_status(e, "national gateway"))
         return reply

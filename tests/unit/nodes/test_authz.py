@@ -277,9 +277,12 @@ def test_calls_and_charges_spend_the_callers_rate(pems: dict[str, bytes], case: 
     caller = identity_from_pem(pems["sc-checkpoint"])
     case.spend(authorizer, caller, call)
     if case.refused_next:
+        before = denials(VERIFY, "rate")
         with pytest.raises(ResourceExhausted, match=RATE_LIMITED) as refused:
             authorizer.check(VERIFY, call)
         assert refused.value.reason is Reason.RATE_LIMITED
+        assert refused.value.retry_after is not None and refused.value.retry_after > 0
+        assert denials(VERIFY, "rate") == before + 1
     else:
         assert authorizer.check(VERIFY, call) == caller
 
