@@ -5,11 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gateway.breaker import BreakerPolicy
-from gateway.coalescer import CoalescerPolicy
-from gateway.main import GatewayConfig, serve
-from gateway.relay import RelayPolicy
-from gateway.verification import VerifyPolicy
 from hcx.cli import run_async, subcommand, transport_from
 from nodes.ratelimit import parse_limits
 
@@ -109,6 +104,14 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: every hcx process parses the whole command line, and only
+    # a gateway may register the gateway's metric families (a node exports its own).
+    from gateway.breaker import BreakerPolicy
+    from gateway.coalescer import CoalescerPolicy
+    from gateway.main import GatewayConfig, serve
+    from gateway.relay import RelayPolicy
+    from gateway.verification import VerifyPolicy
+
     config = GatewayConfig(
         registry=args.registry,
         root_cert=args.root_cert,

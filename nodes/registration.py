@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 import grpc
 
 from healthcode.v1 import gateway_pb2, gateway_pb2_grpc
+from nodes.provincial import metrics
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class NodeRegistration:
             province=province, node_id=node_id, endpoint=endpoint, ttl_seconds=ttl_seconds
         )
         self._on_change = on_change
+        self._labels = (province, node_id)
+        metrics.REGISTERED.labels(*self._labels).set(0)
         self._lease: bytes | None = None  # the gateway's handle of our registration
         self._ttl = ttl_seconds
         self._last_renewal = 0.0
@@ -55,12 +58,15 @@ class NodeRegistration:
     def lease(self) -> bytes | None:
         return self._lease
 
-    async def start(self, *, wait: float = 10.0) -> None:
-        """Start the keep-alive loop and wait until the first registration succeeds."""
+    async def start(self, *, wait: float = 10.0, stopping: asyncio.Event | None = None) -> None:
+        """Start the keep-alive loop and wait until the first registration succeeds (at most
+        ``wait`` seconds, and no longer once ``stopping`` is set: a SIGTERM during start-up)."""
         self._task = asyncio.create_task(self._run())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while self._lease is None and loop.time() < deadline:
+            if stopping is not None and stopping.is_set():
+                return
             await asyncio.sleep(0.05)
         if self._lease is None:
             log.warning("not registered yet; will keep trying")
@@ -75,6 +81,7 @@ class NodeRegistration:
             except grpc.aio.AioRpcError as e:
                 if e.code() == grpc.StatusCode.NOT_FOUND and self._lease is not None:
                     log.warning("lease lost; registering again")
+                    metrics.LEASES_LOST.labels(*self._labels).inc()
                     await self._set_lease(None)
                     continue
                 log.warning("gateway call failed: %s %s", e.code().name, e.details())
@@ -97,6 +104,7 @@ class NodeRegistration:
             return
         if asyncio.get_running_loop().time() - self._last_renewal > self._ttl:
             log.warning("no keep-alive for %d s; lease considered lost", self._ttl)
+            metrics.LEASES_LOST.labels(*self._labels).inc()
             await self._set_lease(None)
 
     async def _register(self) -> None:
@@ -104,11 +112,13 @@ class NodeRegistration:
         self._ttl = response.ttl_seconds
         self._last_renewal = asyncio.get_running_loop().time()
         self.registrations += 1
+        metrics.REGISTRATIONS.labels(*self._labels).inc()
         await self._set_lease(response.handle)
         log.info("registered with the gateway (ttl %d s)", self._ttl)
 
     async def _set_lease(self, lease: bytes | None) -> None:
         self._lease = lease
+        metrics.REGISTERED.labels(*self._labels).set(1 if lease is not None else 0)
         if self._on_change is not None:
             await self._on_change(lease is not None)
 

@@ -15,6 +15,7 @@ from nodes.authz import Authorizer
 from nodes.provincial.checkpoint import LocalVerifier
 from nodes.provincial.issuance import DEFAULT_TOKEN_LIFETIME_S, Issuer
 from nodes.provincial.keys import ProvinceDir
+from nodes.provincial.metrics import MeteredStore
 from nodes.provincial.service import ProvincialNodeServicer
 from nodes.provincial.signing import SigningKeySource
 from nodes.provincial.stores import StatusStore, open_store
@@ -100,14 +101,18 @@ def build_servicer(
 
 
 async def start_node(
-    config: NodeConfig,
+    config: NodeConfig, *, stopping: asyncio.Event | None = None
 ) -> tuple[RunningServer, NodeRegistration, StatusStore]:
-    """Start serving and registering; used by ``serve`` and by the tests."""
-    store = open_store(config.store_url())
+    """Start serving and registering; used by ``serve`` and by the tests. Start-up stops
+    waiting for the first registration once ``stopping`` is set."""
+    store = MeteredStore(open_store(config.store_url()), config.province)
     channel = config.transport.aio_channel(config.gateway)
     gateway = gateway_pb2_grpc.GatewayStub(channel)
     trust = TrustListFollower(
-        gateway=gateway, roots=_roots(config), state_file=config.directory / TRUST_LIST_FILE
+        gateway=gateway,
+        roots=_roots(config),
+        state_file=config.directory / TRUST_LIST_FILE,
+        province=config.province,
     )
     binding = ServiceBinding(
         node_pb2_grpc.add_ProvincialNodeServicer_to_server,
@@ -132,7 +137,7 @@ async def start_node(
         on_change=running.set_serving,
         channel=channel,
     )
-    await registration.start(wait=config.register_wait)
+    await registration.start(wait=config.register_wait, stopping=stopping)
     return running, registration, store
 
 
@@ -158,8 +163,9 @@ async def serve(config: NodeConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before start-up: a stop then is orderly too
         loop.add_signal_handler(sig, stop.set)
-    running, registration, store = await start_node(config)
+    # /metrics first: a node that cannot register yet is exactly the one to look at.
     start_metrics(config.metrics_port, host=listen_host(config.listen))
+    running, registration, store = await start_node(config, stopping=stop)
     if config.port_file is not None:
         write_port_file(config.port_file, running.port)
     log.info("provincial node %s serving on port %d", config.province, running.port)

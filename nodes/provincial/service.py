@@ -13,6 +13,7 @@ import grpc
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, node_pb2, node_pb2_grpc
 from nodes.convert import outcome_to_proto, validate_checkpoint
 from nodes.grpc_edge import forwarded_status
+from nodes.provincial import metrics
 from nodes.provincial.checkpoint import LocalVerifier
 from nodes.provincial.issuance import IssuedCode, Issuer
 from nodes.provincial.stores import CodeRecord, StatusStore
@@ -78,6 +79,7 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._issuer = issuer
+        self._province = issuer.province
         self._store = store
         self._verifier = verifier
         self._gateway = gateway
@@ -97,28 +99,35 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
             full_name=request.full_name,
             colour=colour,
         )
+        metrics.CODES_ISSUED.labels(self._province, "issue").inc()
         return issued_to_proto(issued)
 
     async def RefreshCode(self, request: Any, context: Any) -> node_pb2.IssueCodeResponse:
         code_id = code_id_from_proto(request.code_id)
-        return issued_to_proto(await self._run(self._issuer.refresh, code_id))
+        issued = await self._run(self._issuer.refresh, code_id)
+        metrics.CODES_ISSUED.labels(self._province, "refresh").inc()
+        return issued_to_proto(issued)
 
     async def SetStatus(self, request: Any, context: Any) -> node_pb2.SetStatusResponse:
         if len(request.reason) > MAX_REASON_CHARS:
             raise InvalidRequest(f"reason is longer than {MAX_REASON_CHARS} characters")
+        now = self._clock()
         record = await self._run(
             self._store.set_colour,
             code_id=code_id_from_proto(request.code_id),
             colour=colour_from_proto(request.colour),
             reason=request.reason or "unspecified",
             request_id=request.request_id or str(uuid.uuid4()),
-            now=self._clock(),
+            now=now,
         )
+        if record.updated_at == now:  # applied now; a replayed request id returns the old record
+            metrics.COLOUR_CHANGES.labels(self._province, record.colour.name, "operator").inc()
         return node_pb2.SetStatusResponse(status=status_to_proto(record))
 
     async def GetStatus(self, request: Any, context: Any) -> common_pb2.CodeStatus:
         code_id = code_id_from_proto(request.code_id)
-        record = await self._run(self._store.get, code_id)
+        with metrics.LOOKUP_SECONDS.labels(self._province, "GetStatus").time():
+            record = await self._run(self._store.get, code_id)
         if record is None:
             return common_pb2.CodeStatus(code_id=code_id, found=False)
         return status_to_proto(record)
@@ -127,7 +136,8 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
         ids = list(request.code_ids)
         if not 0 < len(ids) <= MAX_BATCH:
             raise InvalidRequest(f"a batch holds 1 to {MAX_BATCH} code ids, not {len(ids)}")
-        found = await self._run(self._store.get_many, [code_id_from_proto(i) for i in ids])
+        with metrics.LOOKUP_SECONDS.labels(self._province, "GetStatusBatch").time():
+            found = await self._run(self._store.get_many, [code_id_from_proto(i) for i in ids])
         return node_pb2.GetStatusBatchResponse(
             statuses=[
                 status_to_proto(found[i]) if i in found else common_pb2.CodeStatus(code_id=i)
@@ -140,7 +150,8 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
         # error; any token, even an empty one, gets a verdict (BAD_ENCODING).
         validate_checkpoint(request.checkpoint_province, request.checkpoint_id)
         if self._verifier is not None:
-            local = await self._run(self._verifier.check, request.token)
+            with metrics.LOOKUP_SECONDS.labels(self._province, "Verify").time():
+                local = await self._run(self._verifier.check, request.token)
             if local is not None:  # None: only the national gateway can decide
                 return outcome_to_proto(local)
         return await self._forward(request, context)

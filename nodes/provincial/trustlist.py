@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -27,6 +28,7 @@ from cryptography import x509
 from healthcode.v1 import gateway_pb2_grpc, trustlist_pb2
 from nodes.files import write_public
 from nodes.identity import Identity
+from nodes.provincial import metrics
 from trust import cbor, trustlist
 from trust.errors import HcxError
 from trust.kv import KvEntry, Snapshot
@@ -50,8 +52,12 @@ class TrustListFollower:
         interval: float = DEFAULT_PULL_INTERVAL_S,
         clock: Callable[[], float] = time.time,
         state_file: Path | None = None,
+        province: str = "",
     ) -> None:
         self._gateway = gateway
+        self._province = province
+        self._verified_at: float | None = None  # when a pull last verified a fresh list
+        metrics.TRUST_LIST_AGE.labels(province).set_function(self._age)
         self._roots = list(roots)
         self._interval = interval
         self._clock = clock
@@ -90,14 +96,26 @@ class TrustListFollower:
             merged = self._merge(checked)
         except (grpc.aio.AioRpcError, HcxError) as e:
             log.warning("trust list not updated: %s", getattr(e, "message", e))
+            self._count("failed")
             return False
         if self._list is not None and merged.revision == self._list.revision:
             self._list = merged  # fresher times, same log
+            self._verified_at = self._clock()
+            self._count("unchanged")
             return True
         if not self._take(merged):
+            self._count("refused")
             return False
+        self._verified_at = self._clock()
+        self._count("changed")
         self._save(reply.signed_list)
         return True
+
+    def _count(self, outcome: str) -> None:
+        metrics.TRUST_LIST_PULLS.labels(self._province, outcome).inc()
+
+    def _age(self) -> float:
+        return math.nan if self._verified_at is None else self._clock() - self._verified_at
 
     def _take(self, merged: trustlist.TrustList) -> bool:
         if not self._reader.load(_snapshot(merged)):
@@ -106,6 +124,7 @@ class TrustListFollower:
             self._reader.inconsistent = None
             return False
         self._list = merged
+        metrics.TRUST_LIST_REVISION.labels(self._province).set(merged.revision)
         return True
 
     def _save(self, signed: bytes) -> None:

@@ -40,6 +40,15 @@ def test_dashboard_shows_what_the_issue_asks_for() -> None:
         'up{job="node"}',  # and as Prometheus sees it
         "hcx_gateway_log_root_prefix",  # gateways that disagree about the registry log
         "hcx_gateway_log_inconsistent",
+        # the node row: issuance, colour changes, look-ups, store, leases, trust-list age
+        "hcx_node_codes_issued_total",
+        "hcx_node_colour_changes_total",
+        "hcx_node_lookup_seconds_bucket",
+        "hcx_node_store_seconds_bucket",
+        "hcx_node_store_errors_total",
+        "hcx_node_registered",
+        "hcx_node_leases_lost_total",
+        "hcx_node_trust_list_age_seconds",
     ):
         assert series in text
     assert "by (verdict)" in text and "by (issuer, verdict)" in text
