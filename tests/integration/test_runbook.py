@@ -7,7 +7,10 @@ the commands that say so.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -17,9 +20,9 @@ from healthcode.v1 import common_pb2, gateway_pb2
 from nodes.provincial.keys import ProvinceDir
 from tests.integration.federation import Federation
 from tests.integration.postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
-from tests.integration.runbook import Runbook
+from tests.integration.runbook import Runbook, commands, section
 from tests.support import wait_for
-from trust import pki
+from trust import pki, statements
 from trust.codeformat import decode_token
 from trust.log import leaf_key
 from trust.stores import open_store
@@ -33,6 +36,18 @@ async def runbook(
 ) -> AsyncIterator[Runbook]:
     monkeypatch.chdir(federation.workdir)  # relative files (code.png, code.txt) land here
     book = Runbook(federation)
+    try:
+        yield book
+    finally:
+        book.stop()
+
+
+@pytest.fixture
+async def runbook_on_etcd(
+    federation_on_etcd3: Federation, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Runbook]:
+    monkeypatch.chdir(federation_on_etcd3.workdir)
+    book = Runbook(federation_on_etcd3)
     try:
         yield book
     finally:
@@ -160,7 +175,7 @@ async def test_5_repair_re_appends_a_deleted_entry(
         await store.close()
     await wait_for(lambda: gateway.feed.reader.inconsistent, timeout=15, what="the deletion seen")
     await gateway.feed.flush()
-    ran = await runbook.run(5)
+    ran = await runbook.run(5, start="hcx registry repair")
     assert (
         "would restore log/leaf/000000000003" in ran[0].out
         and "restored log/leaf/000000000003" in ran[1].out
@@ -174,3 +189,66 @@ async def test_6_the_audit_log_reads_in_words_and_verifies(
 ) -> None:
     ran = await runbook.run(6)
     assert "onboarded" in ran[0].out and "coordinator/alice" in ran[0].out
+
+
+async def test_5_an_etcd_backup_restored_keeps_every_revocation_and_codes_verify(
+    federation_on_etcd3: Federation, runbook_on_etcd: Runbook
+) -> None:
+    """The snapshot is taken, then a key is revoked; all three members are restored from the
+    older snapshot as the text says. The gateway sees a rollback and keeps the revocation;
+    the repair re-appends what the snapshot lacks, and codes verify again."""
+    federation, runbook = federation_on_etcd3, runbook_on_etcd
+    good = (await federation.issue("510000")).token
+    leaked = (await federation.issue("330000")).token
+    ran = await runbook.run(5, until="etcdutl snapshot restore")
+    assert (federation.workdir / "registry-snapshot.db").stat().st_size > 0
+    assert "HASH" in ran[1].out and "TOTAL KEYS" in ran[1].out  # the status table
+
+    kid = kid_of(federation, "330000")
+    await federation.submit(
+        federation.signed(statements.DscRevocation(kid, int(time.time()), "key_compromise"))
+    )
+    view = federation.gateway.view
+    await wait_for(lambda: view.signer(kid).revoked_at, timeout=10, what="the revocation")  # type: ignore[union-attr]
+    await federation.gateway.feed.flush()
+    assert await verdict(federation, leaked) == (common_pb2.INVALID, common_pb2.KEY_REVOKED)
+
+    cluster: Any = federation.etcd
+    for index in range(len(cluster.members)):  # "stop every member, move its data aside"
+        cluster.kill(index)
+    await runbook.run(5, start="etcdutl snapshot restore", until="hcx registry repair")
+    for index, member in enumerate(cluster.members):  # "start each on its restored directory"
+        member.data_dir = federation.workdir / "etcd-restored" / member.name
+        assert (member.data_dir / "member").is_dir()
+        cluster.start(index, state="new")
+    cluster.wait_healthy()
+
+    gateway = federation.gateway
+    await wait_for(lambda: gateway.feed.reader.inconsistent, timeout=30, what="the rollback seen")
+    assert await verdict(federation, leaked) == (common_pb2.INVALID, common_pb2.KEY_REVOKED)
+    ran = await runbook.run(5, start="hcx registry repair")
+    assert "would restore" in ran[0].out and "restored" in ran[1].out
+    await wait_for(lambda: gateway.feed.healthy, timeout=30, what="the gateway recovering")
+    assert await verdict(federation, leaked) == (common_pb2.INVALID, common_pb2.KEY_REVOKED)
+    await federation.wait_routable("510000", timeout=30)  # leases re-registered by the nodes
+    assert await verdict(federation, good) == (common_pb2.VALID, common_pb2.REASON_UNSPECIFIED)
+
+
+async def test_7_a_colour_change_is_seen_at_a_checkpoint_of_another_province(
+    federation: Federation, runbook: Runbook
+) -> None:
+    ran = await runbook.run(7, until="hcx node set-status")
+    code_id = re.match(r"code id ([0-9a-f]{32})  colour GREEN", ran[0].out)
+    assert code_id, ran[0].out
+    assert ran[1].out.startswith("VALID GREEN issuer 330000 holder 王*华"), ran[1].out
+    runbook.variables = {"CODE_ID": code_id.group(1)}
+    ran = await runbook.run(7, start="hcx node set-status")
+    outputs = [r.out for r in ran]
+    assert outputs[0].startswith("RED version 2"), outputs[0]
+    assert outputs[1].startswith("VALID RED issuer 330000 holder 王*华"), outputs[1]
+    assert outputs[2].startswith("GREEN version 3"), outputs[2]
+    assert outputs[3].startswith("GREEN version 3 since "), outputs[3]
+    assert outputs[4].startswith("VALID GREEN issuer 330000"), outputs[4]
+    red = next(line for line in commands(section(7)) if "--colour RED" in line)
+    again = await runbook.run_line(red)  # the operator retries the command: same request id
+    assert again.out.startswith("GREEN version 3"), "a retried request id applies once"

@@ -63,6 +63,7 @@ def test_operations_guide_cites_only_commands_that_parse() -> None:
         "Responding to a compromised key",
         "Adding a gateway",
         "Backing up and restoring etcd",
+        "A colour change seen at a checkpoint",
         "Reading the dashboard",
     ],
 )
