@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub,
             "node",
             "Provincial operators: keys, the node server, issuing codes.",
-            "hcx node serve --province 330000 --dir var/330000 --gateway 127.0.0.1:50051",
+            "hcx node serve --province 330000 --dir var/330000 --tls-dir var/330000/tls/node-1 "
+            "--gateway 127.0.0.1:50051",
         )
     )
     cmd_gateway.register(
@@ -74,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub,
             "checkpoint",
             "Checkpoints: verify a traveller's code.",
-            "hcx checkpoint verify --gateway 127.0.0.1:50051 'HCX1:...'",
+            "hcx checkpoint verify --gateway 127.0.0.1:50051 --tls-dir var/510000/tls/checkpoint "
+            "--province 510000 --image code.png",
         )
     )
     cmd_sim.register(

@@ -10,6 +10,7 @@ from pathlib import Path
 from cryptography import x509
 
 from hcx.cli import DEFAULT_GATEWAY, subcommand, transport_from
+from hcx.qr import read_qr_image
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, trustlist_pb2
 from trust import pki, trustlist
 from trust.errors import DecodeError, InvalidRequest, VerificationError
@@ -22,7 +23,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         sub,
         "verify",
         "Verify one code; prints the verdict and colour.",
-        "hcx checkpoint verify --gateway 127.0.0.1:50051 --province 510000 'HCX1:...'",
+        "hcx checkpoint verify --gateway 127.0.0.1:50051 --tls-dir var/510000/tls/checkpoint "
+        "--province 510000 --image code.png",
     )
     p.add_argument(
         "token",
@@ -31,6 +33,12 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="the QR code's text (HCX1:...), or - to read it from standard input",
     )
     p.add_argument("--token-file", type=Path, default=None, help="read the token from a file")
+    p.add_argument(
+        "--image",
+        type=Path,
+        default=None,
+        help="read the token from a picture of its QR code (PNG or JPEG, exactly one code)",
+    )
     p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national gateway address")
     p.add_argument("--province", default="", help="the checkpoint's province code")
     p.add_argument("--checkpoint-id", default="cli", help="checkpoint name for logs")
@@ -55,7 +63,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         sub,
         "fetch",
         "Fetch and verify the signed trust list for offline use (refuses rollbacks).",
-        "hcx checkpoint fetch --gateway 127.0.0.1:50051 --root root.pem --out trust-list.cbor",
+        "hcx checkpoint fetch --gateway 127.0.0.1:50051 --tls-dir var/510000/tls/checkpoint "
+        "--out trust-list.cbor",
     )
     p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national gateway address")
     p.add_argument("--root", type=Path, help="pinned national root (default: --tls-dir/root.pem)")
@@ -64,15 +73,21 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def read_token(args: argparse.Namespace) -> str:
-    """The token from the command line, ``-`` (standard input) or ``--token-file``."""
-    if args.token_file is not None and args.token is not None:
-        raise InvalidRequest("give the token or --token-file, not both")
+    """The token from the command line, ``-`` (standard input), ``--token-file`` or a picture
+    of its QR code (``--image``): exactly one of them."""
+    given = [args.token is not None, args.token_file is not None, args.image is not None]
+    if sum(given) > 1:
+        raise InvalidRequest("give one of: the token, --token-file, --image")
+    if args.image is not None:
+        return read_qr_image(args.image)
     if args.token_file is not None:
         return args.token_file.read_text(encoding="utf-8").strip()
     if args.token == "-":
         return sys.stdin.read().strip()
     if args.token is None:  # an empty token given is verified (INVALID BAD_ENCODING)
-        raise InvalidRequest("give the token (HCX1:...), - for standard input, or --token-file")
+        raise InvalidRequest(
+            "give the token (HCX1:...), - for standard input, --token-file or --image"
+        )
     return str(args.token)
 
 

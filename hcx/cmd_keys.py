@@ -62,7 +62,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         sub,
         "upload",
         "Upload the province's current DSC to the national registry.",
-        "hcx node keys upload --dir var/330000 --gateway 127.0.0.1:50051",
+        "hcx node keys upload --dir var/330000 --gateway 127.0.0.1:50051 "
+        "--tls-dir var/330000/tls/operator",
     )
     p.add_argument("--dir", type=Path, required=True, help="the province's key directory")
     p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national registry address")

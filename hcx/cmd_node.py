@@ -33,7 +33,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         sub,
         "serve",
         "Serve the province's node and register with the gateway.",
-        "hcx node serve --province 330000 --dir var/330000 --gateway 127.0.0.1:50051",
+        "hcx node serve --province 330000 --dir var/330000 --tls-dir var/330000/tls/node-1 "
+        "--gateway 127.0.0.1:50051",
     )
     p.add_argument("--province", required=True, help="GB/T 2260 code")
     p.add_argument("--dir", type=Path, required=True, help="the province's key directory")
@@ -85,7 +86,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "set-status",
         "Change a code's colour.",
         "hcx node set-status --node 127.0.0.1:7001 --tls-dir var/330000/tls/operator "
-        "--code-id 0011..ff --colour RED --reason 'confirmed case'",
+        "--code-id 3f2a9c0e5b7d41e8a6c2f09b1d3e5a77 --colour RED --reason 'confirmed case'",
     )
     p.add_argument("--node", required=True, help="the province node's address")
     p.add_argument("--code-id", type=code_id_arg, required=True, help="code id (32 hex characters)")
@@ -105,7 +106,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "status",
         "Show a code's live status.",
         "hcx node status --node 127.0.0.1:7001 --tls-dir var/330000/tls/operator "
-        "--code-id 0011..ff",
+        "--code-id 3f2a9c0e5b7d41e8a6c2f09b1d3e5a77",
     )
     p.add_argument("--node", required=True, help="the province node's address")
     p.add_argument("--code-id", type=code_id_arg, required=True, help="code id (32 hex characters)")

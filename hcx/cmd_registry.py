@@ -312,7 +312,8 @@ def _register_recovery(sub: argparse._SubParsersAction) -> None:
         "head",
         "Fetch the registry log's signed tree head, verify it, and write it for "
         "`hcx gateway serve --pin-head` (a fresh gateway then refuses an older store).",
-        "hcx registry head --gateway 127.0.0.1:50051 --root var/national/root.pem --out head.cbor",
+        "hcx registry head --gateway 127.0.0.1:50051 --tls-dir var/national/coordinators/alice "
+        "--root var/national/root.pem --out head.cbor",
     )
     _gateway(p)
     p.add_argument("--root", type=Path, required=True, help="pinned national root(s) (PEM)")
@@ -363,7 +364,7 @@ def _register_reads(sub: argparse._SubParsersAction) -> None:
         sub,
         "list",
         "List provinces, their CA serials and signing certificates with their status.",
-        "hcx registry list --gateway 127.0.0.1:50051",
+        "hcx registry list --gateway 127.0.0.1:50051 --tls-dir var/330000/tls/operator",
     )
     _gateway(p)
     p.set_defaults(handler=list_registry)
@@ -382,7 +383,8 @@ def _register_reads(sub: argparse._SubParsersAction) -> None:
         sub,
         "coordinators",
         "List the coordinators, the threshold and the root metadata version.",
-        "hcx registry coordinators --gateway 127.0.0.1:50051",
+        "hcx registry coordinators --gateway 127.0.0.1:50051 "
+        "--tls-dir var/national/coordinators/alice",
     )
     _gateway(p)
     p.set_defaults(handler=coordinators)
@@ -405,6 +407,7 @@ def _register_reads(sub: argparse._SubParsersAction) -> None:
         "Follow the registry log like a CT monitor: print every change in words (who, what, "
         "which province); exit 1 on an inconsistency (fork, rollback, tampered store).",
         "hcx registry monitor --gateway gateway-1:50051 --peer gateway-2:50051 "
+        "--tls-dir var/national/coordinators/alice "
         "--state monitor.state --root var/national/root.pem",
     )
     _log_readers(p)

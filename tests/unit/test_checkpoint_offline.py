@@ -8,15 +8,22 @@ TOKEN_TOO_OLD.
 from __future__ import annotations
 
 import argparse
+import io
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from hcx import cmd_checkpoint
+from hcx.cli import build_parser
+from hcx.cmd_node import write_qr_png
+from hcx.qr import read_qr_image
 from tests.registry_builder import RegistryBuilder
 from trust import pki, trustlist
+from trust.errors import InvalidRequest
 from trust.verify import DEFAULT_MAX_OFFLINE_AGE_S
 
 
@@ -75,3 +82,103 @@ def test_offline_verdict_by_age(
     out = capsys.readouterr().out
     assert out.startswith(expected), out
     assert code == (0 if expected.startswith("VALID") else 1)
+
+
+# --- reading the code from a picture of its QR code ------------------------------------------
+
+
+def _picture(tmp_path: Path, token: str, kind: str = "png") -> Path:
+    png = tmp_path / "code.png"
+    write_qr_png(token, png)
+    if kind == "png":
+        return png
+    out = tmp_path / f"code.{kind}"
+    with Image.open(png) as image:
+        image.convert("RGB").save(out, quality=85)  # a lossy photo-like copy
+    return out
+
+
+@pytest.mark.parametrize("kind", ["png", "jpg"])
+def test_a_qr_picture_reads_back_the_token_byte_for_byte(
+    offline: Offline, tmp_path: Path, kind: str
+) -> None:
+    token = _token(offline, 10)
+    assert read_qr_image(_picture(tmp_path, token, kind)) == token
+
+
+def test_verify_reads_the_code_from_an_image(
+    offline: Offline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    picture = _picture(tmp_path, _token(offline, 10))
+    argv = ["verify", "--offline", "--trust-list", str(offline.trust_list),
+            "--root", str(offline.root), "--image", str(picture)]  # fmt: skip
+    assert cmd_checkpoint.verify(offline.parser.parse_args(argv)) == 0
+    assert capsys.readouterr().out.startswith("VALID_OFFLINE GREEN (colour at issuance, 10 s old)")
+
+
+def test_verify_reads_the_code_from_standard_input(
+    offline: Offline, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(_token(offline, 10) + "\n"))
+    assert cmd_checkpoint.verify(offline.args("-")) == 0
+    assert capsys.readouterr().out.startswith("VALID_OFFLINE GREEN")
+
+
+def test_the_root_comes_from_the_tls_dir_by_default(
+    offline: Offline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    (tls / "root.pem").write_bytes(offline.root.read_bytes())
+    args = build_parser().parse_args(
+        ["checkpoint", "verify", "--offline", "--trust-list", str(offline.trust_list),
+         "--tls-dir", str(tls), _token(offline, 10)]
+    )  # fmt: skip
+    assert args.root is None
+    assert cmd_checkpoint.verify(args) == 0
+    assert capsys.readouterr().out.startswith("VALID_OFFLINE GREEN")
+
+
+def _two_codes(tmp_path: Path, token: str) -> Path:
+    one = _picture(tmp_path, token)
+    with Image.open(one) as image:
+        both = Image.new("RGB", (image.width * 2 + 20, image.height), "white")
+        both.paste(image, (0, 0))
+        both.paste(image, (image.width + 20, 0))
+    out = tmp_path / "two.png"
+    both.save(out)
+    return out
+
+
+def _blank(tmp_path: Path, token: str) -> Path:
+    out = tmp_path / "blank.png"
+    Image.new("L", (200, 200), 255).save(out)
+    return out
+
+
+def _not_an_image(tmp_path: Path, token: str) -> Path:
+    out = tmp_path / "code.png"
+    out.write_text(token)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("picture", "refusal"),
+    [
+        pytest.param(_two_codes, r"shows 2 QR codes; take a picture of one", id="two codes"),
+        pytest.param(_blank, r"^no QR code found in ", id="no code"),
+        pytest.param(_not_an_image, r"^cannot read .* as an image", id="not an image"),
+        pytest.param(lambda t, _: t / "missing.png", r"^cannot read .* as an image", id="missing"),
+    ],
+)
+def test_a_picture_that_is_not_one_code_is_refused_with_a_reason(
+    offline: Offline, tmp_path: Path, picture: Callable[[Path, str], Path], refusal: str
+) -> None:
+    with pytest.raises(InvalidRequest, match=refusal):
+        read_qr_image(picture(tmp_path, _token(offline, 10)))
+
+
+def test_only_one_source_of_the_token_is_taken(offline: Offline, tmp_path: Path) -> None:
+    picture = _picture(tmp_path, _token(offline, 10))
+    with pytest.raises(InvalidRequest, match="give one of: the token, --token-file, --image"):
+        cmd_checkpoint.verify(offline.args(_token(offline, 10), "--image", str(picture)))
