@@ -140,7 +140,7 @@ def keys_issue_cert(args: argparse.Namespace) -> int:
     ca = load_ca(directory)
     root = pki.load_certificate_pem((args.dir / "root.pem").read_bytes())
     province = pki.province_of(ca.certificate) or ""
-    issue_provincial_identity(
+    identity = issue_provincial_identity(
         ca,
         root,
         province=province,
@@ -149,7 +149,11 @@ def keys_issue_cert(args: argparse.Namespace) -> int:
         out=args.out,
         dns_names=args.dns,
     )
-    print(f"{args.kind} identity {args.name} of {province} written to {args.out} (--tls-dir)")
+    serial = pki.load_certificates_pem(identity.certificate_chain)[0].serial_number
+    print(
+        f"{args.kind} identity {args.name} of {province} (serial 0x{serial:x}) written to "
+        f"{args.out} (--tls-dir); revoke it with --serial 0x{serial:x}"
+    )
     return 0
 
 

@@ -23,7 +23,7 @@ from hcx.cli import DEFAULT_GATEWAY, run_async, subcommand, transport_from
 from hcx.registry_client import coordinator, load_authority, parse_serial, sign, submit_and_print
 from healthcode.v1 import gateway_pb2_grpc, registry_pb2, registry_pb2_grpc, trustlist_pb2
 from nodes.credentials import issue_national_identity, issue_service_signer
-from nodes.files import write_public
+from nodes.files import new_directory, write_new, write_public
 from trust import pki, statements, trustlist
 from trust.authority import MAX_PROPOSAL_S
 from trust.errors import Conflict, InvalidRequest, NotFound
@@ -441,20 +441,22 @@ def init(args: argparse.Namespace) -> int:
     if not 1 <= args.threshold <= len(names):
         raise InvalidRequest("the threshold must be between 1 and the number of coordinators")
     _refuse_existing(args.dir / "root-key.pem", args.dir / "genesis.cbor")
-    args.dir.mkdir(parents=True, exist_ok=True)
-    root = pki.create_root_ca()
-    pki.write_private_key(args.dir / "root-key.pem", root.private_key)
-    write_public(args.dir / "root.pem", root.certificate.public_bytes(Encoding.PEM))
-    issue_service_signer(root, kind="trust-list", out=args.dir / "trust-list")
-    issue_service_signer(root, kind="log", out=args.dir / "log")
-    certificates = []
-    for name in names:
-        identity = issue_national_identity(
-            root, kind="coordinator", name=name, out=args.dir / "coordinators" / name
+    with new_directory(args.dir) as work:  # all of it, or nothing: a rerun starts afresh
+        root = pki.create_root_ca()
+        pki.write_private_key(work / "root-key.pem", root.private_key)
+        write_public(work / "root.pem", root.certificate.public_bytes(Encoding.PEM))
+        issue_service_signer(root, kind="trust-list", out=work / "trust-list")
+        issue_service_signer(root, kind="log", out=work / "log")
+        certificates = []
+        for name in names:
+            identity = issue_national_identity(
+                root, kind="coordinator", name=name, out=work / "coordinators" / name
+            )
+            certificates.append(pki.load_certificates_pem(identity.certificate_chain)[0])
+        metadata = statements.RootMetadata(
+            1, (root.certificate,), args.threshold, tuple(certificates)
         )
-        certificates.append(pki.load_certificates_pem(identity.certificate_chain)[0])
-    metadata = statements.RootMetadata(1, (root.certificate,), args.threshold, tuple(certificates))
-    write_public(args.dir / "genesis.cbor", sign(metadata, root))
+        write_public(work / "genesis.cbor", sign(metadata, root))
     print(
         f"national root, trust-list and log signers and {len(names)} coordinator identities "
         f"written to {args.dir}; genesis (threshold {args.threshold} of {len(names)}) in "
@@ -498,11 +500,17 @@ def rotate_root(args: argparse.Namespace) -> int:
 def sign_ca(args: argparse.Namespace) -> int:
     _refuse_existing(args.out)
     root = load_authority(args.root_dir, key="root-key.pem", cert="root.pem")
+    root_pem = pki.certificate_to_pem(root.certificate)
+    root_out = args.out.with_name("root.pem")
+    if root_out.exists() and root_out.read_bytes() != root_pem:
+        raise Conflict(f"{root_out} holds another root: refusing to overwrite it")
     csr = pki.load_csr_pem(args.csr.read_bytes())
     ca = pki.sign_provincial_ca(root, csr, province=args.province, name=args.name)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_public(args.out, pki.certificate_to_pem(ca))
-    write_public(args.out.with_name("root.pem"), pki.certificate_to_pem(root.certificate))
+    # The root first: a run interrupted after it resumes with the same command.
+    if not root_out.exists():
+        write_new(root_out, root_pem)
+    write_new(args.out, pki.certificate_to_pem(ca))
     print(
         f"CA of {args.province} (serial 0x{ca.serial_number:x}, SHA-256 "
         f"{pki.fingerprint(ca).hex()}) written to {args.out}; now propose its onboarding"
@@ -518,8 +526,14 @@ def issue_cert(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise InvalidRequest(f"a {args.kind} identity needs --name")
-    issue_national_identity(root, kind=args.kind, name=args.name, out=args.out, dns_names=args.dns)
-    print(f"{args.kind} identity {args.name} written to {args.out} (use it as --tls-dir)")
+    identity = issue_national_identity(
+        root, kind=args.kind, name=args.name, out=args.out, dns_names=args.dns
+    )
+    serial = pki.load_certificates_pem(identity.certificate_chain)[0].serial_number
+    print(
+        f"{args.kind} identity {args.name} (serial 0x{serial:x}) written to {args.out} "
+        "(use it as --tls-dir)"
+    )
     return 0
 
 

@@ -19,12 +19,14 @@ def read_qr_image(path: Path) -> str:
     import zxingcpp
     from PIL import Image, UnidentifiedImageError
 
+    QR_ONLY = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
+
     try:
         if path.stat().st_size > MAX_IMAGE_BYTES:
             raise InvalidRequest(f"{path} is larger than {MAX_IMAGE_BYTES // 2**20} MiB")
         with Image.open(path) as image:
             image.load()
-            found = zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)
+            found = zxingcpp.read_barcodes(image, formats=QR_ONLY)
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
         raise InvalidRequest(f"cannot read {path} as an image: {e}") from e
     if not found:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from nodes.files import write_public
+from nodes.files import PUBLIC, SECRET, write_directory
 from nodes.tls import TlsIdentity, write_tls_identity
 from trust import pki
 
@@ -61,6 +61,10 @@ def issue_service_signer(root: pki.Authority, *, kind: str, out: Path) -> None:
         certificate = pki.sign_trust_list_signer(root, csr)
     else:
         raise ValueError(f"unknown signer kind {kind!r}")
-    out.mkdir(parents=True, exist_ok=True)
-    pki.write_private_key(out / "key.pem", key)
-    write_public(out / "cert.pem", pki.certificate_to_pem(certificate))
+    write_directory(
+        out,
+        {
+            "key.pem": (pki.private_key_to_pem(key), SECRET),
+            "cert.pem": (pki.certificate_to_pem(certificate), PUBLIC),
+        },
+    )

@@ -1,8 +1,19 @@
-"""Writing files so that a reader never sees half of one (temp file, then rename)."""
+"""Writing files so that a reader never sees half of one (temp file, then rename), and so that
+what a command makes (an identity, a province's first keys) appears whole or not at all."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
+import shutil
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+from trust.errors import Conflict
+
+SECRET = 0o600
+PUBLIC = 0o644
 
 
 def write_public(path: Path, data: bytes) -> None:
@@ -10,3 +21,55 @@ def write_public(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_bytes(data)
     tmp.replace(path)
+
+
+def _write_synced(path: Path, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)  # mode from the start
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_new(path: Path, data: bytes, *, mode: int = PUBLIC) -> None:
+    """Create ``path`` whole, never over an existing file (Conflict): written and synced
+    under a temporary name, then linked into place, which fails if the name is taken."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    _write_synced(tmp, data, mode)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise Conflict(f"{path} already exists: refusing to overwrite it") from None
+    finally:
+        tmp.unlink()
+
+
+@contextlib.contextmanager
+def new_directory(out: Path) -> Iterator[Path]:
+    """Build the directory ``out`` all or nothing: the body writes into the temporary sibling
+    it is given, which is renamed into place when the body succeeds. An ``out`` that exists
+    and is not empty is refused (Conflict) before anything is written; an interrupted run
+    leaves only a hidden temporary directory, and the same command can simply be run again."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise Conflict(f"{out} already exists and is not empty: refusing to overwrite it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp")
+    tmp.mkdir(mode=0o700)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        try:
+            os.rename(tmp, out)  # atomic; replaces an empty directory, never a full one
+        except OSError as e:
+            raise Conflict(f"{out} appeared while writing it: {e}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(tmp)
+
+
+def write_directory(out: Path, files: Mapping[str, tuple[bytes, int]]) -> None:
+    """Create the directory ``out`` holding exactly ``files`` (name -> (data, mode)), all or
+    nothing (``new_directory``)."""
+    with new_directory(out) as tmp:
+        for name, (data, mode) in files.items():
+            _write_synced(tmp / name, data, mode)

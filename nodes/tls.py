@@ -16,7 +16,7 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nodes.files import write_public
+from nodes.files import PUBLIC, SECRET, write_directory
 from nodes.identity import Identity, Unauthenticated, identity_from_pem
 from trust import pki
 
@@ -46,12 +46,17 @@ def write_tls_identity(
     chain: tuple[x509.Certificate, ...],
     root: x509.Certificate,
 ) -> TlsIdentity:
-    """Store a TLS identity (key 0600) and return it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    pki.write_private_key(directory / "key.pem", key)
+    """Store a TLS identity (key 0600) as a new directory, whole or not at all, and return it;
+    an existing identity is refused before anything is written (nodes.files)."""
     pem = b"".join(c.public_bytes(Encoding.PEM) for c in (certificate, *chain))
-    write_public(directory / "cert.pem", pem)
-    write_public(directory / "root.pem", root.public_bytes(Encoding.PEM))
+    write_directory(
+        directory,
+        {
+            "key.pem": (pki.private_key_to_pem(key), SECRET),
+            "cert.pem": (pem, PUBLIC),
+            "root.pem": (root.public_bytes(Encoding.PEM), PUBLIC),
+        },
+    )
     return TlsIdentity.load(directory)
 
 

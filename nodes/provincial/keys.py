@@ -5,7 +5,6 @@ Private keys are created here and never leave the province; files holding them a
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -15,8 +14,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nodes.files import write_public
+from nodes.files import SECRET, write_new, write_public
 from trust import pki, statements
+from trust.errors import Conflict
 
 
 @dataclass(frozen=True)
@@ -54,21 +54,30 @@ class ProvinceDir:
         return self.root / "status.db"
 
 
-def write_secret(path: Path, data: bytes) -> None:
-    """Create ``path`` with mode 0600 from the start; refuses to overwrite."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-
-
 def init_province(directory: ProvinceDir, *, province: str) -> x509.CertificateSigningRequest:
-    """Make the provincial CA key, its CSR and the holder-hash key; returns the CSR."""
+    """Make the provincial CA key, its CSR and the holder-hash key; returns the CSR.
+
+    Each file appears whole or not at all (nodes.files.write_new). A run that stopped half-way
+    resumes with the same command: what exists is kept (the CA key, once made, is never
+    replaced), what is missing is made. A directory that has all three is refused."""
+    made = [directory.ca_key, directory.ca_csr, directory.holder_key]
+    if all(p.exists() for p in made):
+        raise Conflict(f"{directory.root} is already initialised (CA key, CSR, holder key)")
     directory.root.mkdir(parents=True, exist_ok=True)
-    key = pki.generate_private_key()
-    pki.write_private_key(directory.ca_key, key)
-    csr = pki.make_csr(key, common_name=f"hcx province {province} CA")
-    write_public(directory.ca_csr, csr.public_bytes(Encoding.PEM))
-    write_secret(directory.holder_key, secrets.token_bytes(32))
+    if directory.ca_key.exists():
+        key = pki.load_private_key_pem(directory.ca_key.read_bytes())
+    else:
+        key = pki.generate_private_key()
+        write_new(directory.ca_key, pki.private_key_to_pem(key), mode=SECRET)
+    if directory.ca_csr.exists():
+        csr = pki.load_csr_pem(directory.ca_csr.read_bytes())
+        if csr.public_key() != key.public_key():
+            raise Conflict(f"{directory.ca_csr} is not for the CA key in {directory.root}")
+    else:
+        csr = pki.make_csr(key, common_name=f"hcx province {province} CA")
+        write_new(directory.ca_csr, csr.public_bytes(Encoding.PEM))
+    if not directory.holder_key.exists():
+        write_new(directory.holder_key, secrets.token_bytes(32), mode=SECRET)
     return csr
 
 

@@ -44,7 +44,8 @@ def test_every_variable_of_the_compose_file_is_documented() -> None:
 
 
 def operations_commands() -> list[list[str]]:
-    blocks = re.findall(r"```sh\n(.*?)```", OPERATIONS.read_text(encoding="utf-8"), re.S)
+    # every block, run or not: a command an operator copies must at least parse
+    blocks = re.findall(r"```(?:sh)?\n(.*?)```", OPERATIONS.read_text(encoding="utf-8"), re.S)
     return [argv for block in blocks for argv in d.shell_commands(block)]
 
 
