@@ -1,0 +1,101 @@
+"""A running node picks up a rotated signing key without a restart (nodes/provincial/signing.py).
+
+A real province directory (CA signed by a test root, DSCs made by ``new_signing_certificate``
+as ``hcx node keys rotate`` does) and a clock the test moves. The node switches to a new key
+only once its verified trust list knows the kid, never signs with a key file that does not
+match its certificate, and keeps its key when the files are unreadable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nodes.provincial.keys import ProvinceDir, init_province, new_signing_certificate
+from nodes.provincial.signing import SigningKeySource
+from trust import pki
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def province(tmp_path: Path) -> ProvinceDir:
+    directory = ProvinceDir(tmp_path / "330000")
+    csr = init_province(directory, province="330000")
+    root = pki.create_root_ca()
+    ca = pki.sign_provincial_ca(root, csr, province="330000", name="浙江省")
+    directory.ca_cert.write_bytes(pki.certificate_to_pem(ca))
+    new_signing_certificate(directory, province="330000", name="dsc-1")
+    return directory
+
+
+def rotate(province: ProvinceDir, name: str) -> bytes:
+    return pki.kid(new_signing_certificate(province, province="330000", name=name))
+
+
+def current_kid(province: ProvinceDir) -> bytes:
+    return pki.kid(pki.load_certificate_pem(province.dsc_cert.read_bytes()))
+
+
+def test_a_new_key_is_used_once_the_registry_knows_it(province: ProvinceDir) -> None:
+    clock, known = Clock(), set[bytes]()
+    first = current_kid(province)
+    source = SigningKeySource(province, known=known.__contains__, clock=clock)
+    assert source.current().kid == first
+    second = rotate(province, "dsc-2")
+    clock.now += 5
+    assert source.current().kid == first  # uploaded, not yet in the trust list
+    known.add(second)
+    assert source.current().kid == first  # checked less than a second ago
+    clock.now += 1
+    assert source.current().kid == second
+    assert pki.same_public_key(
+        source.current().private_key.public_key(),
+        pki.load_certificate_pem(province.dsc_cert.read_bytes()).public_key(),
+    )
+
+
+def test_a_key_that_does_not_match_its_certificate_is_never_used(
+    province: ProvinceDir,
+) -> None:
+    clock = Clock()
+    first = current_kid(province)
+    source = SigningKeySource(province, clock=clock)
+    kept_cert = province.dsc_cert.read_bytes()
+    second = rotate(province, "dsc-2")
+    new_cert = province.dsc_cert.read_bytes()
+    province.dsc_cert.write_bytes(kept_cert)  # half-way: the new key, still the old certificate
+    clock.now += 2
+    assert source.current().kid == first
+    province.dsc_cert.write_bytes(new_cert)  # the rest of the rotation arrives
+    clock.now += 2
+    assert source.current().kid == second
+
+
+def test_unreadable_key_files_keep_the_current_key(province: ProvinceDir) -> None:
+    clock = Clock()
+    first = current_kid(province)
+    source = SigningKeySource(province, clock=clock)
+    province.dsc_key.unlink()
+    clock.now += 2
+    assert source.current().kid == first
+    province.dsc_cert.write_bytes(b"-----BEGIN CERTIFICATE-----\ngarbage")
+    clock.now += 2
+    assert source.current().kid == first
+
+
+def test_a_node_refuses_to_start_on_a_key_that_is_not_its_certificates(
+    province: ProvinceDir,
+) -> None:
+    kept = province.dsc_cert.read_bytes()
+    rotate(province, "dsc-2")
+    province.dsc_cert.write_bytes(kept)
+    with pytest.raises(pki.PkiError, match=r"dsc-key\.pem does not belong to dsc\.pem"):
+        SigningKeySource(province)
