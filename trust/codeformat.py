@@ -33,7 +33,9 @@ from trust.cose import (
     SigningKey,
     VerifyingKey,
     check_canonical,
+    check_low_s,
     decode_sign1,
+    decode_sign1_exact,
     sign1,
     verify_sign1,
 )
@@ -153,10 +155,13 @@ def decode_token(token: str) -> DecodedCode:
     but is not in its one form is refused last, with NON_CANONICAL."""
     compressed = _unwrap_text(token)
     cose = _inflate(compressed)
-    msg = decode_sign1(cose)
+    # Every code an hcx issuer makes has the exact layout; anything else takes the general
+    # decoder, which names what is wrong (the same verdict either way: tests/unit/trust).
+    exact = decode_sign1_exact(cose)
+    msg = exact if exact is not None else decode_sign1(cose)
     kid, alg = _check_code_headers(msg)
     claims = _claims_from_cwt(cbor.decode(msg.payload, what="CWT claims"))
-    _check_canonical(compressed, cose, msg, claims)
+    _check_canonical(compressed, cose, msg, claims, layout_checked=exact is not None)
     return DecodedCode(claims=claims, kid=kid, alg=alg, sign1=msg)
 
 
@@ -213,14 +218,19 @@ def _claims_to_cwt(claims: CodeClaims) -> dict[int, object]:
     }
 
 
-def _check_canonical(compressed: bytes, cose: bytes, msg: Sign1, claims: CodeClaims) -> None:
+def _check_canonical(
+    compressed: bytes, cose: bytes, msg: Sign1, claims: CodeClaims, *, layout_checked: bool
+) -> None:
     # base45 needs no check: it has one text form per byte string (trust/base45.py).
     if zlib.compress(cose, ISSUE_ZLIB_LEVEL) != compressed:
         raise DecodeError(
             f"zlib stream is not the level-{ISSUE_ZLIB_LEVEL} compression of the code",
             reason=Reason.NON_CANONICAL,
         )
-    check_canonical(msg, cose)
+    if layout_checked:  # the exact layout is the canonical COSE form; only S is left
+        check_low_s(msg)
+    else:
+        check_canonical(msg, cose)
     if encode_claims(claims) != msg.payload:
         raise DecodeError(
             "CWT claims are not in deterministic CBOR form", reason=Reason.NON_CANONICAL

@@ -45,6 +45,8 @@ P256_HALF_ORDER = P256_ORDER // 2
 # Decoded protected headers, by their exact bytes: a verifier sees the same few (one per
 # signing key) over and over, and decoding one costs as much as the rest of a code.
 _PROTECTED_CACHE_SIZE = 1024
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())  # stateless: built once, not per signature
+_EMPTY: Mapping[int, object] = types.MappingProxyType({})
 
 SigningKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 VerifyingKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -95,7 +97,7 @@ def sign1(
     protected_bytes = cbor.encode(protected)
     to_be_signed = sig_structure(protected_bytes, external_aad, payload)
     if isinstance(private_key, ec.EllipticCurvePrivateKey):
-        der = private_key.sign(to_be_signed, ec.ECDSA(hashes.SHA256()))
+        der = private_key.sign(to_be_signed, _ECDSA_SHA256)
         signature = _der_to_raw(der)
     else:
         signature = private_key.sign(to_be_signed)
@@ -127,6 +129,50 @@ def decode_sign1(data: bytes, *, canonical: bool = False) -> Sign1:
     if canonical:
         check_canonical(msg, data)
     return msg
+
+
+def decode_sign1_exact(data: bytes) -> Sign1 | None:
+    """The message if ``data`` is byte for byte in the one form :func:`sign1` makes with no
+    unprotected header — ``d2 84``, three byte strings in their shortest length forms around
+    an empty map ``a0``, nothing after — else None (then :func:`decode_sign1` says what is
+    wrong). Parsing the layout proves the encoding canonical, so no CBOR decoder runs and
+    nothing is re-encoded; the protected header is still decoded and checked (once per header,
+    cached), and the caller still checks the signature's S half."""
+    if data[:2] != b"\xd2\x84":
+        return None
+    protected_bytes, at = _bstr_at(data, 2)
+    if protected_bytes is None or data[at : at + 1] != b"\xa0":
+        return None
+    payload, at = _bstr_at(data, at + 1)
+    if payload is None:
+        return None
+    signature, at = _bstr_at(data, at)
+    if signature is None or at != len(data):
+        return None
+    protected, canonical = _decode_protected(protected_bytes)
+    if not canonical:
+        return None
+    return Sign1(protected_bytes, protected, _EMPTY, payload, signature, tagged=True)
+
+
+def _bstr_at(data: bytes, at: int) -> tuple[bytes | None, int]:
+    """The byte string whose CBOR head is at ``data[at]``, if that head is the shortest
+    form for its length (RFC 8949 §4.2.1), and where the next item starts."""
+    if at >= len(data):
+        return None, at
+    head = data[at]
+    if 0x40 <= head <= 0x57:
+        length, start = head - 0x40, at + 1
+    elif head == 0x58 and at + 1 < len(data) and data[at + 1] >= 24:
+        length, start = data[at + 1], at + 2
+    elif head == 0x59 and at + 2 < len(data) and data[at + 1] > 0:
+        length, start = (data[at + 1] << 8) | data[at + 2], at + 3
+    else:
+        return None, at
+    end = start + length
+    if end > len(data):
+        return None, at
+    return data[start:end], end
 
 
 def _sign1_from_item(item: object, *, tagged: bool) -> Sign1:
@@ -163,6 +209,11 @@ def check_canonical(msg: Sign1, data: bytes) -> None:
         raise _non_canonical("protected header is not in deterministic CBOR form")
     if encode_sign1(msg.protected_bytes, msg.unprotected, msg.payload, msg.signature) != data:
         raise _non_canonical("COSE_Sign1 is not in deterministic CBOR form")
+    check_low_s(msg)
+
+
+def check_low_s(msg: Sign1) -> None:
+    """Refuse (NON_CANONICAL) an ES256 signature whose s is in the upper half of the order."""
     if msg.alg == ALG_ES256 and is_high_s(msg.signature):
         raise _non_canonical("ES256 signature has a high s (a malleated copy of a low-S one)")
 
@@ -184,7 +235,7 @@ def verify_sign1(
     try:
         if isinstance(public_key, ec.EllipticCurvePublicKey):
             der = _raw_to_der(msg.signature, low_s_only=low_s_only)
-            public_key.verify(der, to_be_signed, ec.ECDSA(hashes.SHA256()))
+            public_key.verify(der, to_be_signed, _ECDSA_SHA256)
         else:
             public_key.verify(msg.signature, to_be_signed)
     except InvalidSignature as e:

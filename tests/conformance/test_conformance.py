@@ -109,3 +109,24 @@ def test_the_originals_are_accepted_by_every_verifier(world: World) -> None:
     for spec in VERIFIERS:
         answers = asyncio.run(spec.verify(world, _originals(world)))
         assert all(verdict is not Verdict.INVALID for verdict, _ in answers), spec.name
+
+
+def test_the_fast_decoder_gives_every_case_the_general_decoders_answer(
+    tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """decode_token takes an exact-layout path for the codes issuers make (trust/cose.py,
+    decode_sign1_exact); with it switched off every case decodes, or fails, the same way."""
+    from trust import codeformat
+    from trust.errors import DecodeError
+
+    def outcome(token: str) -> object:
+        try:
+            decoded = codeformat.decode_token(token)
+        except DecodeError as e:
+            return (e.reason, e.message)
+        return (decoded.claims, decoded.kid, decoded.alg, decoded.sign1.payload,
+                decoded.sign1.signature, decoded.sign1.protected_bytes)  # fmt: skip
+
+    fast = {name: outcome(token) for name, token in tokens.items()}
+    monkeypatch.setattr(codeformat, "decode_sign1_exact", lambda data: None)
+    assert {name: outcome(token) for name, token in tokens.items()} == fast

@@ -705,3 +705,83 @@ def test_decoded_protected_headers_are_read_only(p256_key: ec.EllipticCurvePriva
     assert first.protected is second.protected  # decoded once, by its bytes
     with pytest.raises(TypeError):
         first.protected[1] = ALG_EDDSA  # type: ignore[index]
+
+
+# --- the exact-layout fast path: never a different answer from the general decoder ----------
+
+
+def _outcome(decode: object, data: bytes) -> object:
+    try:
+        return decode(data)  # type: ignore[operator]
+    except DecodeError as e:
+        return (e.reason, e.message)
+
+
+def _general(data: bytes) -> object:
+    msg = cose.decode_sign1(data, canonical=True)
+    return dataclasses.replace(msg, unprotected=dict(msg.unprotected))
+
+
+def _exact(data: bytes) -> object:
+    msg = cose.decode_sign1_exact(data)
+    if msg is None:
+        return None
+    cose.check_low_s(msg)
+    return dataclasses.replace(msg, unprotected=dict(msg.unprotected))
+
+
+def _agree(data: bytes) -> None:
+    """Where the fast path answers, it answers what the general decoder answers."""
+    fast = _outcome(_exact, data)
+    if fast is not None:
+        assert fast == _outcome(_general, data), data.hex()
+
+
+def _signed(key: ec.EllipticCurvePrivateKey, payload: bytes) -> bytes:
+    return sign1(payload=payload, private_key=key, kid=b"k" * 8)
+
+
+@pytest.mark.parametrize("size", [0, 1, 23, 24, 255, 256, 300])
+def test_the_exact_layout_is_found_for_every_length_form(
+    p256_key: ec.EllipticCurvePrivateKey, size: int
+) -> None:
+    data = _signed(p256_key, b"p" * size)
+    msg = cose.decode_sign1_exact(data)
+    assert msg is not None and msg.payload == b"p" * size
+    assert _exact(data) == _general(data)
+
+
+@given(st.binary(max_size=64), st.integers(0, 400), st.binary(max_size=4), st.integers(0, 3))
+def test_a_changed_message_gets_the_general_decoders_answer(
+    payload: bytes, where: int, inserted: bytes, cut: int
+) -> None:
+    key = ec.derive_private_key(7, ec.SECP256R1())
+    data = _signed(key, payload)
+    at = where % (len(data) + 1)
+    for variant in (
+        data,
+        data[:at] + inserted + data[at + cut :],  # bytes replaced, inserted or removed
+        data[:at],  # truncated
+        data + inserted,  # trailing bytes
+        data[:1] + bytes([data[1] ^ (where % 256)]) + data[2:],  # another array head
+    ):
+        _agree(variant)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(cbor2.dumps([b"\xa1\x01\x26", {}, b"p", b"s" * 64]), id="untagged"),
+        pytest.param(b"\xd2\x84\x58\x03\xa1\x01\x26\xa0\x41p\x58\x40" + b"s" * 64,
+                     id="protected header in a long length form"),
+        pytest.param(b"\xd2\x84\x43\xa1\x01\x26\xa0\x5f\x41p\xff\x58\x40" + b"s" * 64,
+                     id="indefinite payload"),
+        pytest.param(b"\xd2\x84\x43\xa1\x01\x26\xa1\x04\x41k\x41p\x58\x40" + b"s" * 64,
+                     id="an unprotected header"),
+        pytest.param(b"\xd2\x84\x44\xa1\x01\x38\x00\xa0\x41p\x58\x40" + b"s" * 64,
+                     id="a non-canonical protected header"),
+    ],
+)  # fmt: skip
+def test_other_forms_are_left_to_the_general_decoder(data: bytes) -> None:
+    assert cose.decode_sign1_exact(data) is None
+    _agree(data)
