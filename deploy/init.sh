@@ -63,7 +63,8 @@ start_init_gateway() {
 province() {
     code=$1
     dir="$PKI/$1"
-    [ -f "$dir/ca.csr" ] || hcx node keys init --province "$code" --dir "$dir"
+    # holder-key.bin is written last: a run stopped before it is completed by init itself
+    [ -f "$dir/holder-key.bin" ] || hcx node keys init --province "$code" --dir "$dir"
     [ -f "$dir/ca.pem" ] || hcx registry sign-ca --root-dir "$NATIONAL" --province "$code" \
         --name "$2" --csr "$dir/ca.csr" --out "$dir/ca.pem"
     if [ ! -f "$dir/onboarded" ]; then

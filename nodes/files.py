@@ -4,6 +4,7 @@ what a command makes (an identity, a province's first keys) appears whole or not
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import shutil
@@ -31,17 +32,40 @@ def _write_synced(path: Path, data: bytes, mode: int) -> None:
         os.fsync(f.fileno())
 
 
+def _sync_directory(directory: Path) -> None:
+    """Make a rename or link in ``directory`` durable (the entry, not only the data)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_new(path: Path, data: bytes, *, mode: int = PUBLIC) -> None:
     """Create ``path`` whole, never over an existing file (Conflict): written and synced
-    under a temporary name, then linked into place, which fails if the name is taken."""
+    under a temporary name, then linked into place, which fails if the name is taken. On a
+    file system without hard links (vfat, some network mounts) the file is created in place
+    with O_EXCL: still never over another, but a crash may leave it partly written."""
+    path = path.absolute()
+    if path.exists():
+        raise Conflict(f"{path} already exists: refusing to overwrite it")
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    _write_synced(tmp, data, mode)
     try:
+        _write_synced(tmp, data, mode)
         os.link(tmp, path)
     except FileExistsError:
         raise Conflict(f"{path} already exists: refusing to overwrite it") from None
+    except OSError as e:  # EPERM is what vfat answers to link()
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+        try:
+            _write_synced(path, data, mode)
+        except FileExistsError:
+            raise Conflict(f"{path} already exists: refusing to overwrite it") from None
     finally:
-        tmp.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    _sync_directory(path.parent)
 
 
 @contextlib.contextmanager
@@ -50,7 +74,8 @@ def new_directory(out: Path) -> Iterator[Path]:
     it is given, which is renamed into place when the body succeeds. An ``out`` that exists
     and is not empty is refused (Conflict) before anything is written; an interrupted run
     leaves only a hidden temporary directory, and the same command can simply be run again."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    out = out.absolute()  # "." has no name to build the temporary sibling from
+    if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
         raise Conflict(f"{out} already exists and is not empty: refusing to overwrite it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp")
@@ -61,7 +86,10 @@ def new_directory(out: Path) -> Iterator[Path]:
         try:
             os.rename(tmp, out)  # atomic; replaces an empty directory, never a full one
         except OSError as e:
-            raise Conflict(f"{out} appeared while writing it: {e}") from None
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise Conflict(f"{out} was filled while it was being written") from None
+            raise Conflict(f"cannot put {out} in place: {e.strerror}") from None
+        _sync_directory(out.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(tmp)

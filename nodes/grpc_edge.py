@@ -99,15 +99,41 @@ def to_status(
     return rpc_status.to_status(status)
 
 
+# An upstream refusal the caller can act on as if it were its own: the same code and details.
+_FORWARDED = frozenset({
+    grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.FAILED_PRECONDITION,
+})  # fmt: skip
+
+
 def forwarded_status(error: grpc.RpcError, via: str) -> grpc.Status:
-    """An upstream server's failed call as this server's answer: the same code and details
-    (ErrorInfo, RetryInfo), the message prefixed with where it came from."""
+    """An upstream server's failed call as this server's answer, the message prefixed with
+    where it came from. A refusal of the request (bad argument, upstream down or slow) passes
+    on with its details (ErrorInfo, RetryInfo). A refusal of *this server* by the upstream
+    (its certificate revoked, its role, its rate) is not the caller's: told as it were, a
+    checkpoint would read CALLER_REVOKED as its own revocation. Those become OVERLOADED (a
+    rate, with the upstream's RetryInfo) or INTERNAL_ERROR (a deployment problem, logged)."""
+    code = error.code()
     status = rpc_status.from_call(error)
     if status is None:  # the upstream sent no details (e.g. gRPC's own DEADLINE_EXCEEDED)
-        status = status_pb2.Status(code=getattr(code_pb2, error.code().name))
+        status = status_pb2.Status(code=getattr(code_pb2, code.name))
         status.message = error.details() or ""
-    status.message = f"{via}: {status.message}"
-    return rpc_status.to_status(status)
+    message = f"{via}: {status.message}"
+    if code in _FORWARDED:
+        status.message = message
+        return rpc_status.to_status(status)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return to_status(code, message, Reason.OVERLOADED, retry_after=_retry_delay(status))
+    log.error("%s refused this server: %s %s", via, code.name, status.message)
+    return to_status(grpc.StatusCode.INTERNAL, f"{via} refused this server", Reason.INTERNAL_ERROR)
+
+
+def _retry_delay(status: status_pb2.Status) -> float | None:
+    for detail in status.details:
+        retry = error_details_pb2.RetryInfo()
+        if detail.Unpack(retry):
+            return retry.retry_delay.ToNanoseconds() / 1e9
+    return None
 
 
 def reason_of(error: grpc.RpcError) -> Reason | None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
 from nodes.files import SECRET, write_new, write_public
 from trust import pki, statements
@@ -54,6 +55,10 @@ class ProvinceDir:
         return self.root / "status.db"
 
 
+def _ca_common_name(province: str) -> str:
+    return f"hcx province {province} CA"
+
+
 def init_province(directory: ProvinceDir, *, province: str) -> x509.CertificateSigningRequest:
     """Make the provincial CA key, its CSR and the holder-hash key; returns the CSR.
 
@@ -63,6 +68,18 @@ def init_province(directory: ProvinceDir, *, province: str) -> x509.CertificateS
     made = [directory.ca_key, directory.ca_csr, directory.holder_key]
     if all(p.exists() for p in made):
         raise Conflict(f"{directory.root} is already initialised (CA key, CSR, holder key)")
+    later = [p for p in (directory.ca_cert, directory.dsc_cert, directory.status_db) if p.exists()]
+    if later:
+        # Past initialisation, a missing file is lost, not unfinished: a new holder key would
+        # give every holder a new code (and the default colour), a new CA key would not match
+        # the signed CA. That is an incident to resolve by restoring the file, not a rerun.
+        missing = ", ".join(p.name for p in made if not p.exists())
+        raise Conflict(
+            f"{directory.root} already holds {later[0].name} but not {missing}: restore it "
+            "from the province's backup; init will not make a new one"
+        )
+    if directory.ca_csr.exists() and not directory.ca_key.exists():
+        raise Conflict(f"{directory.ca_csr} exists without its CA key: remove it to start over")
     directory.root.mkdir(parents=True, exist_ok=True)
     if directory.ca_key.exists():
         key = pki.load_private_key_pem(directory.ca_key.read_bytes())
@@ -73,8 +90,11 @@ def init_province(directory: ProvinceDir, *, province: str) -> x509.CertificateS
         csr = pki.load_csr_pem(directory.ca_csr.read_bytes())
         if csr.public_key() != key.public_key():
             raise Conflict(f"{directory.ca_csr} is not for the CA key in {directory.root}")
+        names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        if [n.value for n in names] != [_ca_common_name(province)]:
+            raise Conflict(f"{directory.ca_csr} was made for another province than {province}")
     else:
-        csr = pki.make_csr(key, common_name=f"hcx province {province} CA")
+        csr = pki.make_csr(key, common_name=_ca_common_name(province))
         write_new(directory.ca_csr, csr.public_bytes(Encoding.PEM))
     if not directory.holder_key.exists():
         write_new(directory.holder_key, secrets.token_bytes(32), mode=SECRET)

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from nodes.provincial.stores.base import BulkRow, CodeRecord, NewCode, StatusStore
+from nodes.provincial.stores.base import BulkRow, CodeRecord, ColourChange, NewCode, StatusStore
 from trust.errors import InvalidRequest, NotFound
 from trust.model import Colour
 
@@ -117,7 +117,7 @@ class MeteredStore:
 
     def set_colour(
         self, *, code_id: bytes, colour: Colour, reason: str, request_id: str, now: float
-    ) -> CodeRecord:
+    ) -> ColourChange:
         return self._timed(
             "set_colour",
             lambda: self.inner.set_colour(

@@ -111,18 +111,18 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
     async def SetStatus(self, request: Any, context: Any) -> node_pb2.SetStatusResponse:
         if len(request.reason) > MAX_REASON_CHARS:
             raise InvalidRequest(f"reason is longer than {MAX_REASON_CHARS} characters")
-        now = self._clock()
-        record = await self._run(
+        change = await self._run(
             self._store.set_colour,
             code_id=code_id_from_proto(request.code_id),
             colour=colour_from_proto(request.colour),
             reason=request.reason or "unspecified",
             request_id=request.request_id or str(uuid.uuid4()),
-            now=now,
+            now=self._clock(),
         )
-        if record.updated_at == now:  # applied now; a replayed request id returns the old record
-            metrics.COLOUR_CHANGES.labels(self._province, record.colour.name, "operator").inc()
-        return node_pb2.SetStatusResponse(status=status_to_proto(record))
+        if change.applied:  # a replayed request id changed nothing: not counted again
+            colour = change.record.colour.name
+            metrics.COLOUR_CHANGES.labels(self._province, colour, "operator").inc()
+        return node_pb2.SetStatusResponse(status=status_to_proto(change.record))
 
     async def GetStatus(self, request: Any, context: Any) -> common_pb2.CodeStatus:
         code_id = code_id_from_proto(request.code_id)

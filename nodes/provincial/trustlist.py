@@ -156,7 +156,12 @@ class TrustListFollower:
         except (HcxError, OSError) as e:
             log.warning("kept trust list %s not used: %s", self._state_file, e)
             return False
-        return self._take(kept)
+        if not self._take(kept):
+            return False
+        # Its age runs from when the gateway signed it, not from this restart: a node that
+        # restarts while the gateway is unreachable shows how old its list really is.
+        self._verified_at = float(kept.issued_at)
+        return True
 
     def _merge(self, checked: trustlist.TrustList) -> trustlist.TrustList:
         if checked.since == 0:
@@ -176,6 +181,8 @@ class TrustListFollower:
             await self.pull()
 
     async def stop(self) -> None:
+        # A stopped follower verifies nothing: its age is no longer this province's.
+        metrics.TRUST_LIST_AGE.labels(self._province).set_function(lambda: math.nan)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -81,9 +81,11 @@ def test_lookups_answer_known_ids_only(open_replica: Opener) -> None:
 def test_set_colour_increments_the_version_and_keeps_the_reason(open_replica: Opener) -> None:
     store = open_replica()
     code = create_or_get(store, new_code())
-    red = store.set_colour(
+    change = store.set_colour(
         code_id=code.code_id, colour=Colour.RED, reason="confirmed case", request_id="r1", now=5.0
     )
+    red = change.record
+    assert change.applied
     assert (red.colour, red.status_version, red.reason, red.updated_at) == (
         Colour.RED,
         2,
@@ -100,7 +102,8 @@ def test_set_colour_is_idempotent_by_request_id(open_replica: Opener) -> None:
     args = {"code_id": code.code_id, "colour": Colour.YELLOW, "reason": "contact", "now": 9.0}
     first = store.set_colour(request_id="same", **args)  # type: ignore[arg-type]
     repeat = store.set_colour(request_id="same", **args)  # type: ignore[arg-type]
-    assert first.status_version == repeat.status_version == 2
+    assert first.record.status_version == repeat.record.status_version == 2
+    assert (first.applied, repeat.applied) == (True, False)  # same clock, still told apart
     with pytest.raises(InvalidRequest):
         store.set_colour(
             code_id=other.code_id, colour=Colour.RED, reason="x", request_id="same", now=9.0
@@ -141,7 +144,7 @@ def test_bad_colour_changes_are_refused_and_change_nothing(
         done = store.set_colour(
             code_id=code.code_id, colour=Colour.RED, reason="ok", request_id=request_id, now=2.0
         )
-        assert done.status_version == 2
+        assert done.record.status_version == 2
 
 
 def test_replicas_on_one_store_answer_the_same_colour(open_replica: Opener) -> None:

@@ -139,6 +139,9 @@ def test_the_root_comes_from_the_tls_dir_by_default(
     assert capsys.readouterr().out.startswith("VALID_OFFLINE GREEN")
 
 
+UNREADABLE = r"^cannot read .* as a PNG or JPEG image"
+
+
 def _two_codes(tmp_path: Path, token: str) -> Path:
     one = _picture(tmp_path, token)
     with Image.open(one) as image:
@@ -167,8 +170,10 @@ def _not_an_image(tmp_path: Path, token: str) -> Path:
     [
         pytest.param(_two_codes, r"shows 2 QR codes; take a picture of one", id="two codes"),
         pytest.param(_blank, r"^no QR code found in ", id="no code"),
-        pytest.param(_not_an_image, r"^cannot read .* as an image", id="not an image"),
-        pytest.param(lambda t, _: t / "missing.png", r"^cannot read .* as an image", id="missing"),
+        pytest.param(_not_an_image, r"^cannot read .* as a PNG or JPEG image", id="not an image"),
+        pytest.param(
+            lambda t, _: t / "missing.png", r"^cannot read .* as a PNG or JPEG image", id="missing"
+        ),
     ],
 )
 def test_a_picture_that_is_not_one_code_is_refused_with_a_reason(
@@ -182,3 +187,32 @@ def test_only_one_source_of_the_token_is_taken(offline: Offline, tmp_path: Path)
     picture = _picture(tmp_path, _token(offline, 10))
     with pytest.raises(InvalidRequest, match="give one of: the token, --token-file, --image"):
         cmd_checkpoint.verify(offline.args(_token(offline, 10), "--image", str(picture)))
+
+
+def test_a_huge_picture_is_refused_before_its_pixels_are_read(tmp_path: Path) -> None:
+    bomb = tmp_path / "white.png"
+    Image.new("1", (8000, 6000), 1).save(bomb)  # 48 M pixels in a few kB of PNG
+    with pytest.raises(InvalidRequest, match=r"8000x6000 pixels, more than 40,000,000"):
+        read_qr_image(bomb)
+
+
+def test_a_large_photo_is_scaled_down_and_still_read(offline: Offline, tmp_path: Path) -> None:
+    token = _token(offline, 10)
+    small = _picture(tmp_path, token)
+    with Image.open(small) as image:
+        big = image.convert("L").resize((image.width * 8, image.height * 8), Image.NEAREST)
+        canvas = Image.new("L", (big.width * 2, big.height * 2), 255)
+        canvas.paste(big, (big.width // 2, big.height // 2))
+    photo = tmp_path / "photo.jpg"
+    canvas.save(photo, quality=90)
+    assert canvas.width * canvas.height > 4_000_000
+    assert read_qr_image(photo) == token
+
+
+@pytest.mark.parametrize("kind", ["GIF", "TIFF", "BMP"])
+def test_only_png_and_jpeg_are_opened(offline: Offline, tmp_path: Path, kind: str) -> None:
+    with Image.open(_picture(tmp_path, _token(offline, 10))) as image:
+        other = tmp_path / f"code.{kind.lower()}"
+        image.save(other, format=kind)
+    with pytest.raises(InvalidRequest, match="as a PNG or JPEG image"):
+        read_qr_image(other)

@@ -7,6 +7,7 @@ from pathlib import Path
 from nodes.provincial.stores.base import (
     BulkRow,
     CodeRecord,
+    ColourChange,
     NewCode,
     StatusStore,
     create_or_get,
@@ -17,6 +18,7 @@ from trust.errors import InvalidRequest
 __all__ = [
     "BulkRow",
     "CodeRecord",
+    "ColourChange",
     "NewCode",
     "SqliteStatusStore",
     "StatusStore",

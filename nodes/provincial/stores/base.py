@@ -54,6 +54,14 @@ class NewCode(NamedTuple):
     id_tail: str
 
 
+class ColourChange(NamedTuple):
+    """What ``set_colour`` did: the code's record after it, and whether this call changed it
+    (False for a request id already applied: nothing changed, the current record is returned)."""
+
+    record: CodeRecord
+    applied: bool
+
+
 class StatusStore(Protocol):
     """What issuance, the servicer and the benchmark need from a province's status store."""
 
@@ -74,7 +82,7 @@ class StatusStore(Protocol):
 
     def set_colour(
         self, *, code_id: bytes, colour: Colour, reason: str, request_id: str, now: float
-    ) -> CodeRecord:
+    ) -> ColourChange:
         """Change the colour (version + 1), durably; a repeated request_id changes nothing."""
         ...
 

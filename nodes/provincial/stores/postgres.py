@@ -21,6 +21,7 @@ from nodes.provincial.stores.base import (
     RECORD_COLUMNS,
     BulkRow,
     CodeRecord,
+    ColourChange,
     NewCode,
     check_set_colour,
     record_from_row,
@@ -139,7 +140,7 @@ class PostgresStatusStore:
 
     def set_colour(
         self, *, code_id: bytes, colour: Colour, reason: str, request_id: str, now: float
-    ) -> CodeRecord:
+    ) -> ColourChange:
         check_set_colour(code_id=code_id, reason=reason, request_id=request_id)
         with self._connection() as conn, conn.transaction():
             # Claiming the request id first serialises two replicas applying the same request:
@@ -150,7 +151,7 @@ class PostgresStatusStore:
                 (request_id, code_id, now),
             ).fetchone()
             if claimed is None:
-                return self._already_applied(conn, code_id, request_id)
+                return ColourChange(self._already_applied(conn, code_id, request_id), False)
             row = conn.execute(
                 "UPDATE codes SET colour=%s, status_version=status_version+1, updated_at=%s, "
                 f"reason=%s WHERE code_id=%s RETURNING {RECORD_COLUMNS}",
@@ -163,7 +164,7 @@ class PostgresStatusStore:
                 "UPDATE status_requests SET status_version=%s WHERE request_id=%s",
                 (record.status_version, request_id),
             )
-            return record
+            return ColourChange(record, True)
 
     def _already_applied(
         self, conn: psycopg.Connection[Any], code_id: bytes, request_id: str

@@ -20,6 +20,7 @@ from nodes.provincial.stores.base import (
     RECORD_COLUMNS,
     BulkRow,
     CodeRecord,
+    ColourChange,
     NewCode,
     check_set_colour,
     record_from_row,
@@ -168,14 +169,16 @@ class SqliteStatusStore:
 
     def set_colour(
         self, *, code_id: bytes, colour: Colour, reason: str, request_id: str, now: float
-    ) -> CodeRecord:
+    ) -> ColourChange:
         check_set_colour(code_id=code_id, reason=reason, request_id=request_id)
         with self._lock, self._tx():
             done = self._db.execute(
                 "SELECT code_id FROM status_requests WHERE request_id = ?", (request_id,)
             ).fetchone()
             if done is not None:
-                return self._already_applied(bytes(done[0]), code_id, request_id)
+                return ColourChange(
+                    self._already_applied(bytes(done[0]), code_id, request_id), False
+                )
             row = self._db.execute(
                 "UPDATE codes SET colour=?, status_version=status_version+1, updated_at=?, "
                 f"reason=? WHERE code_id=? RETURNING {RECORD_COLUMNS}",
@@ -188,7 +191,7 @@ class SqliteStatusStore:
                 "INSERT INTO status_requests VALUES (?,?,?,?)",
                 (request_id, code_id, record.status_version, now),
             )
-            return record
+            return ColourChange(record, True)
 
     def _already_applied(self, done_for: bytes, code_id: bytes, request_id: str) -> CodeRecord:
         if done_for != code_id:

@@ -97,14 +97,43 @@ async def test_an_unexpected_exception_does_not_leak_its_message() -> None:
 
 def test_a_forwarded_refusal_keeps_code_reason_and_retry_advice() -> None:
     upstream = to_status(
-        grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit spent", Reason.RATE_LIMITED,
+        grpc.StatusCode.UNAVAILABLE, "etcd is down", Reason.STORE_UNAVAILABLE, retry_after=1.0
+    )
+    status = forwarded_status(failed_call(upstream), "national gateway")
+    assert status.code == grpc.StatusCode.UNAVAILABLE
+    assert status.details == "national gateway: etcd is down"
+    assert reason_of(failed_call(status)) is Reason.STORE_UNAVAILABLE
+    assert retry_delay(status) == 1.0
+
+
+def test_the_upstreams_rate_limit_of_this_server_is_an_overload_for_the_caller() -> None:
+    upstream = to_status(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit of node-1 exceeded", Reason.RATE_LIMITED,
         retry_after=0.5,
     )  # fmt: skip
     status = forwarded_status(failed_call(upstream), "national gateway")
     assert status.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert status.details == "national gateway: rate limit spent"
-    assert reason_of(failed_call(status)) is Reason.RATE_LIMITED
+    assert reason_of(failed_call(status)) is Reason.OVERLOADED  # not the checkpoint's own rate
     assert retry_delay(status) == 0.5
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        (grpc.StatusCode.UNAUTHENTICATED, Reason.CALLER_REVOKED),
+        (grpc.StatusCode.PERMISSION_DENIED, Reason.WRONG_ROLE),
+        (grpc.StatusCode.INTERNAL, Reason.INTERNAL_ERROR),
+    ],
+)
+def test_the_upstreams_refusal_of_this_server_is_not_passed_on_as_the_callers(
+    code: grpc.StatusCode, reason: Reason
+) -> None:
+    """A checkpoint must not read the node's revocation at the gateway as its own."""
+    upstream = to_status(code, "certificate of spiffe://hcx/.../node/n1 is revoked", reason)
+    status = forwarded_status(failed_call(upstream), "national gateway")
+    assert status.code == grpc.StatusCode.INTERNAL
+    assert reason_of(failed_call(status)) is Reason.INTERNAL_ERROR
+    assert status.details == "national gateway refused this server"
 
 
 def test_a_forwarded_status_without_details_keeps_its_code_and_message() -> None:

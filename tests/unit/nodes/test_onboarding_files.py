@@ -222,3 +222,38 @@ def test_issue_cert_prints_the_serial_to_revoke_it_by(
         "--root-dir", str(national), "--out", str(out))  # fmt: skip
     serial = pki.load_certificates_pem((out / "cert.pem").read_bytes())[0].serial_number
     assert f"(serial 0x{serial:x})" in capsys.readouterr().out
+
+
+def test_a_lost_holder_key_is_never_made_again(national: Path, tmp_path: Path) -> None:
+    """Past initialisation a missing file is lost, not unfinished: a new holder key would give
+    every holder a new code id (and the default colour), so init refuses and says why."""
+    province = ProvinceDir(tmp_path / "440000")
+    hcx("node", "keys", "init", "--province", "440000", "--dir", str(province.root))
+    hcx("registry", "sign-ca", "--root-dir", str(national), "--province", "440000",
+        "--name", "广东省", "--csr", str(province.ca_csr),
+        "--out", str(province.ca_cert))  # fmt: skip
+    province.holder_key.unlink()
+    with pytest.raises(Conflict, match=r"already holds ca\.pem but not holder-key\.bin: restore"):
+        hcx("node", "keys", "init", "--province", "440000", "--dir", str(province.root))
+    assert not province.holder_key.exists()
+
+
+def test_a_csr_without_its_key_or_of_another_province_is_refused(tmp_path: Path) -> None:
+    province = ProvinceDir(tmp_path / "440000")
+    hcx("node", "keys", "init", "--province", "440000", "--dir", str(province.root))
+    province.holder_key.unlink()
+    with pytest.raises(Conflict, match="was made for another province than 510000"):
+        hcx("node", "keys", "init", "--province", "510000", "--dir", str(province.root))
+    key = province.ca_key.read_bytes()
+    province.ca_key.unlink()
+    with pytest.raises(Conflict, match="exists without its CA key"):
+        hcx("node", "keys", "init", "--province", "440000", "--dir", str(province.root))
+    assert not province.ca_key.exists() and key  # nothing new was written
+
+
+def test_the_current_directory_is_a_valid_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    hcx("registry", "init", "--dir", ".")
+    assert (tmp_path / "root-key.pem").exists() and (tmp_path / "genesis.cbor").exists()
