@@ -785,3 +785,24 @@ def test_a_changed_message_gets_the_general_decoders_answer(
 def test_other_forms_are_left_to_the_general_decoder(data: bytes) -> None:
     assert cose.decode_sign1_exact(data) is None
     _agree(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"\xd2\x84\x58", id="one-byte length head at the end"),
+        pytest.param(b"\xd2\x84\x59", id="two-byte length head at the end"),
+        pytest.param(b"\xd2\x84\x59\x01", id="two-byte length cut after its first byte"),
+        pytest.param(b"\xd2\x84\x43\xa1\x01\x26\xa0\x59", id="payload head at the end"),
+        pytest.param(b"\xd2\x84\x43\xa1\x01\x26\xa0\x41p\x58", id="signature head at the end"),
+        pytest.param(b"\xd2\x84\x59\x01\x00" + b"x" * 255, id="a length past the end"),
+        pytest.param(b"\xd2\x84\x59\x00\x18" + b"x" * 24, id="two-byte length for 24 bytes"),
+        pytest.param(b"\xd2\x84\x58\x17" + b"x" * 23, id="one-byte length for 23 bytes"),
+    ],
+)  # fmt: skip
+def test_a_cut_or_stretched_length_head_is_left_to_the_general_decoder(data: bytes) -> None:
+    """The fast path never raises on its own: it answers None and the general decoder says
+    what is wrong (an IndexError here would be an INTERNAL error at the gateway)."""
+    assert cose.decode_sign1_exact(data) is None
+    with pytest.raises(DecodeError):
+        cose.decode_sign1(data, canonical=True)
