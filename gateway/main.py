@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -65,6 +67,8 @@ class GatewayConfig:
     # backup restored from before it is a rollback). Restarts use view_file instead.
     pinned_head: Path | None = None
     rate_limits: Mapping[Role, Limit] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    # Share the port with sibling worker processes (SO_REUSEPORT; gateway.workers).
+    reuse_port: bool = False
 
 
 @dataclass
@@ -152,6 +156,7 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         authorizer=authorizer,
         request_ids=True,  # JSON logs carry each call's x-request-id
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+        reuse_port=config.reuse_port,
     )
     await report_view_health(server, feed)
     return RunningGateway(
@@ -164,6 +169,45 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         executor=executor,
         registry=registry,
     )
+
+
+def serve_workers(config: GatewayConfig, workers: int) -> None:
+    """``workers`` gateway processes on one port (gateway.workers) until SIGTERM/SIGINT."""
+    from gateway.workers import WorkerPool, serve_metrics
+
+    state = (config.port_file.parent if config.port_file else Path.cwd()) / ".gateway-workers"
+    pool = WorkerPool(config, workers, state / str(os.getpid()))
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    try:
+        port = pool.start()
+        if config.metrics_port is not None:
+            serve_metrics(pool, config.metrics_port, listen_host(config.listen))
+        if config.port_file is not None:
+            write_port_file(config.port_file, port)
+        log.info("national gateway serving on port %d with %d workers", port, workers)
+        supervisor = threading.Thread(target=pool.supervise, name="workers", daemon=True)
+        supervisor.start()
+        while not stopping.wait(0.2):
+            pass
+    finally:
+        pool.stop()
+
+
+async def serve_worker(config: GatewayConfig, metrics_file: Path) -> None:
+    """One worker of ``serve_workers``: the whole gateway, its metrics on a private port."""
+    running = await start_gateway(config)
+    metrics_port = start_metrics(0, host="127.0.0.1")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    write_port_file(metrics_file, int(metrics_port or 0))
+    if config.port_file is not None:
+        write_port_file(config.port_file, running.port)
+    await stop.wait()
+    await running.stop()
 
 
 async def serve(config: GatewayConfig) -> None:

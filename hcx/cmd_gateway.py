@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hcx.cli import run_async, subcommand, transport_from
 from nodes.ratelimit import parse_limits
+from trust.errors import InvalidRequest
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +28,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--root-cert", type=Path, required=True, help="pinned national root(s) (PEM bundle)"
     )
     p.add_argument("--listen", default="127.0.0.1:50051", help="host:port to serve on")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="gateway processes sharing the port, one per core by default (0); 1 serves in "
+        "this process",
+    )
     p.add_argument("--metrics-port", type=int, default=None, help="Prometheus port (0: any)")
     p.add_argument("--port-file", type=Path, default=None, help="write the bound port here")
     p.add_argument(
@@ -108,9 +116,10 @@ def run(args: argparse.Namespace) -> int:
     # a gateway may register the gateway's metric families (a node exports its own).
     from gateway.breaker import BreakerPolicy
     from gateway.coalescer import CoalescerPolicy
-    from gateway.main import GatewayConfig, serve
+    from gateway.main import GatewayConfig, serve, serve_workers
     from gateway.relay import RelayPolicy
     from gateway.verification import VerifyPolicy
+    from gateway.workers import default_workers
 
     config = GatewayConfig(
         registry=args.registry,
@@ -135,5 +144,11 @@ def run(args: argparse.Namespace) -> int:
             ),
         ),
     )
-    run_async(serve(config))
+    workers = args.workers or default_workers()
+    if workers < 0:
+        raise InvalidRequest("--workers must be 0 (one per core) or more")
+    if workers == 1:
+        run_async(serve(config))
+    else:
+        serve_workers(config, workers)
     return 0

@@ -66,6 +66,7 @@ async def build_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     maximum_concurrent_rpcs: int | None = None,
     request_ids: bool = False,
+    reuse_port: bool = False,
 ) -> RunningServer:
     """Create, bind and start a grpc.aio server with health, reflection and error mapping.
 
@@ -83,7 +84,9 @@ async def build_server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),
+            # Off unless sibling processes are meant to share the port (gateway --workers):
+            # otherwise a second server started on a busy port would silently share it.
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
         # Past this many calls in progress gRPC answers RESOURCE_EXHAUSTED: bounded memory.
         maximum_concurrent_rpcs=maximum_concurrent_rpcs,

@@ -76,6 +76,8 @@ class Federation:
             "gateway", "serve", "--registry", f"sqlite:///{national}/registry.db",
             "--root-cert", str(national / "root.pem"),
             "--listen", "127.0.0.1:0", *self.pki.gateway_flags("gw-1"),
+            # One process: the benchmarks pin it to a core, and the scenarios kill it.
+            "--workers", "1",
         ]  # fmt: skip
 
     def node_args(self, province: str, node_id: str) -> list[str]:

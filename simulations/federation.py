@@ -119,6 +119,9 @@ class Federation:
         args += ["--relay-timeout", str(self.topology.relay_timeout)]
         args += self.pki.gateway_flags(f"gw-{index + 1}")
         args += ["--view-file", str(self.view_file(index))]
+        # One process per gateway: the simulation's figures are per gateway process, and its
+        # scenario kills and freezes gateway processes (docs/simulation.md).
+        args += ["--workers", "1"]
         return args
 
     def view_file(self, index: int) -> Path:

@@ -1,0 +1,233 @@
+"""One gateway on every core: N worker processes serving one port (SO_REUSEPORT).
+
+A gateway process runs Python on one core at a time, so a 16-core host runs one gateway per
+core. ``hcx gateway serve --workers N`` starts N workers, each a whole gateway (its own
+verified view following the registry log, its own relay and coalescer) bound to the same port
+with SO_REUSEPORT: the kernel spreads incoming connections over them. Each worker watches the
+registry itself, so a revocation reaches every worker within the same bound as one process.
+
+This parent process holds no key, serves no call, and does three things:
+
+- it replaces a worker that exits (after a short back-off, so a worker that cannot start does
+  not spin), while the others keep serving;
+- it serves the workers' metrics as one ``/metrics`` page, each series labelled with its
+  ``worker`` (a PromQL ``sum`` adds them up), plus ``hcx_gateway_workers`` (workers serving)
+  and ``hcx_gateway_worker_restarts_total``;
+- it writes the port file once every worker serves, and on SIGTERM stops them all. Workers get
+  SIGTERM if the parent dies, even by SIGKILL (PR_SET_PDEATHSIG), so no orphan keeps the port.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+RESTART_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)  # after the 1st, 2nd, ... consecutive failure
+HEALTHY_AFTER_S = 10.0  # a worker that ran this long resets the back-off
+SCRAPE_TIMEOUT_S = 2.0
+
+
+def default_workers() -> int:
+    """One worker per core this process may run on."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+@dataclasses.dataclass
+class _Worker:
+    index: int
+    process: BaseProcess | None = None
+    started_at: float = 0.0
+    failures: int = 0
+    restarts: int = 0
+
+    def files(self, state: Path) -> tuple[Path, Path]:
+        return state / f"worker-{self.index}.port", state / f"worker-{self.index}.metrics"
+
+
+class WorkerPool:
+    """N gateway workers on one port, kept running; see the module docstring."""
+
+    def __init__(self, config: Any, workers: int, state: Path) -> None:
+        if workers < 1:
+            raise ValueError("a gateway needs at least one worker")
+        self._config = config
+        self._state = state
+        self._workers = [_Worker(i) for i in range(workers)]
+        self._context = multiprocessing.get_context("spawn")
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self.port = 0
+
+    # -- starting ---------------------------------------------------------------------------
+    def start(self, *, timeout: float = 60.0) -> int:
+        """Bind the port, start every worker, wait until each serves; returns the port."""
+        self._state.mkdir(parents=True, exist_ok=True)
+        host, _, wanted = self._config.listen.rpartition(":")
+        # Hold the port while the workers bind it too (a bound, non-listening socket takes no
+        # connection), so a port 0 becomes one port that every worker then shares.
+        holder = socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind((host.strip("[]") or "0.0.0.0", int(wanted)))
+        self.port = holder.getsockname()[1]
+        try:
+            for worker in self._workers:
+                self._spawn(worker)
+            deadline = time.monotonic() + timeout
+            while not all(self._serving(w) for w in self._workers):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"gateway workers did not all start within {timeout} s")
+                for worker in self._workers:
+                    if worker.process is not None and not worker.process.is_alive():
+                        raise RuntimeError(f"gateway worker {worker.index} exited at start-up")
+                time.sleep(0.05)
+        finally:
+            holder.close()
+        return self.port
+
+    def _spawn(self, worker: _Worker) -> None:
+        port_file, metrics_file = worker.files(self._state)
+        for path in (port_file, metrics_file):
+            path.unlink(missing_ok=True)
+        config = dataclasses.replace(
+            self._config,
+            listen=f"{self._config.listen.rpartition(':')[0]}:{self.port}",
+            port_file=port_file,
+            metrics_port=None,
+            reuse_port=True,
+        )
+        process = self._context.Process(
+            target=_worker_main,
+            args=(config, metrics_file, os.getpid()),
+            name=f"hcx-gateway-worker-{worker.index}",
+            daemon=False,
+        )
+        process.start()
+        worker.process, worker.started_at = process, time.monotonic()
+
+    def _serving(self, worker: _Worker) -> bool:
+        port_file, metrics_file = worker.files(self._state)
+        return port_file.exists() and metrics_file.exists()
+
+    # -- keeping them running --------------------------------------------------------------
+    def supervise(self) -> None:
+        """Replace exited workers until ``stop``; call from the main thread."""
+        while not self._stopping.wait(0.1):
+            for worker in self._workers:
+                process = worker.process
+                if process is None or process.is_alive():
+                    continue
+                ran = time.monotonic() - worker.started_at
+                worker.failures = 0 if ran > HEALTHY_AFTER_S else worker.failures + 1
+                delay = RESTART_BACKOFF_S[min(worker.failures, len(RESTART_BACKOFF_S) - 1)]
+                log.warning(
+                    "gateway worker %d (pid %s) exited with %s after %.1f s; restarting in %.1f s",
+                    worker.index, process.pid, process.exitcode, ran, delay,
+                )  # fmt: skip
+                if self._stopping.wait(delay):
+                    return
+                with self._lock:
+                    worker.restarts += 1
+                    self._spawn(worker)
+
+    def stop(self, *, grace: float = 10.0) -> None:
+        """SIGTERM every worker, wait ``grace`` seconds, then kill what is left."""
+        self._stopping.set()
+        processes = [w.process for w in self._workers if w.process is not None]
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers if w.process and w.process.pid]
+
+    # -- one /metrics page -------------------------------------------------------------------
+    def collect(self) -> Iterator[Metric]:
+        """Every worker's families, each sample labelled with its worker, and the pool's."""
+        merged: dict[str, Metric] = {}
+        serving = 0
+        for worker in self._workers:
+            text = self._scrape(worker)
+            if text is None:
+                continue
+            serving += 1
+            for family in text_string_to_metric_families(text):
+                into = merged.get(family.name)
+                if into is None:
+                    into = merged[family.name] = Metric(
+                        family.name, family.documentation, family.type, family.unit
+                    )
+                into.samples += [
+                    Sample(s.name, {**s.labels, "worker": str(worker.index)}, s.value,
+                           s.timestamp, s.exemplar)
+                    for s in family.samples
+                ]  # fmt: skip
+        yield from merged.values()
+        workers = GaugeMetricFamily(
+            "hcx_gateway_workers", "Gateway worker processes serving /metrics (of --workers)."
+        )
+        workers.add_metric([], serving)
+        yield workers
+        restarts = GaugeMetricFamily(
+            "hcx_gateway_worker_restarts",
+            "Gateway worker processes replaced after they exited, by worker.",
+            labels=["worker"],
+        )
+        for worker in self._workers:
+            restarts.add_metric([str(worker.index)], worker.restarts)
+        yield restarts
+
+    def _scrape(self, worker: _Worker) -> str | None:
+        _, metrics_file = worker.files(self._state)
+        try:
+            port = int(metrics_file.read_text())
+            url = f"http://127.0.0.1:{port}/metrics"
+            with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_S) as reply:
+                return str(reply.read().decode())
+        except (OSError, ValueError):
+            return None  # not started yet, restarting, or gone: counted as not serving
+
+
+def serve_metrics(pool: WorkerPool, port: int, host: str) -> int:
+    """Serve the pool's merged /metrics on ``host:port``; returns the port."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(pool)  # a collector: it has collect()
+    httpd, _thread = start_http_server(port, addr=host, registry=registry)
+    return int(httpd.server_port)
+
+
+def _worker_main(config: Any, metrics_file: Path, parent: int) -> None:
+    """A worker: die with the parent, serve the gateway, publish its private metrics port."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the line above: do not linger
+        return
+    import asyncio
+
+    from gateway.main import serve_worker
+
+    asyncio.run(serve_worker(config, metrics_file))
