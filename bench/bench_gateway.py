@@ -272,6 +272,35 @@ async def run_stream(
     return {"items_per_s": answered / (time.monotonic() - began)}
 
 
+# -- workers --------------------------------------------------------------------------------
+def workers_scaling(
+    federation: GatewayFederation,
+    supervisor: Supervisor,
+    client: Transport,
+    tokens: list[str],
+    conc: int,
+    seconds: float,
+) -> dict[str, float]:
+    """VerifyBatch throughput of a gateway with 2 workers over the same gateway with 1, both
+    free to use every core (batch mode: the load generator stays cheap next to them)."""
+    assert federation.gateway is not None
+    everywhere = set(range(os.cpu_count() or 1))
+    pin_process(federation.gateway.process.pid, everywhere)
+    base = [a for a in federation.gateway_args() if not a.startswith("--metrics-port")]
+    two = supervisor.start("gateway-2-workers", [*base, "--workers", "2"], timeout=60)
+    try:
+        rates = {}
+        for name, address in (("1", federation.gateway.address), ("2", two.address)):
+            rates[name] = asyncio.run(run_batch(client, address, tokens, conc, seconds, 100))
+    finally:
+        two.process.terminate()
+        two.process.wait(20)
+    return {
+        "one_worker_items_per_s": rates["1"]["items_per_s"],
+        "two_workers_items_per_s": rates["2"]["items_per_s"],
+    }
+
+
 # -- offline ----------------------------------------------------------------------------------
 def offline_rates(workdir: Path, tokens: list[str], seconds: float) -> dict[str, float]:
     """Full offline checks and bare ES256 verifications per second with one process per
@@ -387,6 +416,7 @@ def main(argv: list[str]) -> dict[str, object]:
                 p.terminate()
                 p.wait(5)
         pin_process(os.getpid(), set(range(os.cpu_count() or 1)))
+        results["scaling"] = workers_scaling(federation, supervisor, client, tokens, conc, seconds)
         results.update(offline_rates(workdir, tokens, min(seconds, 3.0)))
     return summarise(
         results,
@@ -472,6 +502,11 @@ def summarise(
         "gateway_cpu_us_per_batch_item": round(r["batch"]["cpu_us_per_item"], 1),
         "gateway_cpu_us_per_stream_item": round(r["stream"]["cpu_us_per_item"], 1),
         "unary_cpu_ratio": round(base["cpu_us_per_item"] / unary["cpu_us_per_item"], 3),
+        "one_worker_batch_items_per_s": round(r["scaling"]["one_worker_items_per_s"]),
+        "two_workers_batch_items_per_s": round(r["scaling"]["two_workers_items_per_s"]),
+        "workers_scaling": round(
+            r["scaling"]["two_workers_items_per_s"] / r["scaling"]["one_worker_items_per_s"], 3
+        ),
         "errors": base["errors"] + unary["errors"] + r["batch"]["errors"],
     }
     result["batch_ratio"] = round(r["batch"]["items_per_s"] / r["offline_verify_per_s"], 3)
@@ -500,7 +535,8 @@ def _print_table(result: dict[str, object]) -> None:
     print(
         f"offline/ES256: {result['offline_to_es256_ratio']} by rate, "
         f"{result['offline_to_es256_cpu_ratio']} by CPU per item (target >= 0.7); unary CPU "
-        f"relay/gateway {result['unary_cpu_ratio']} (target >= 1.0)"
+        f"relay/gateway {result['unary_cpu_ratio']} (target >= 1.0); workers_scaling "
+        f"{result['workers_scaling']} (2 workers over 1, batch, target >= 1.6)"
     )
     print(
         f"unary_ratio {result['unary_ratio']} (target >= 0.9), p99 ratio "
