@@ -8,10 +8,12 @@ must be served by the service it belongs to (``foo_total`` by a counter ``foo``,
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -42,24 +44,31 @@ def scrape(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -
     return wait_until(page, timeout=timeout, interval=0.1, what=f"/metrics on port {port}")
 
 
+@contextlib.contextmanager
+def serving(command: list[str], log: Path) -> Iterator[str]:
+    """Run a server with ``--metrics-port``; its /metrics page while it runs."""
+    port = free_port()
+    process = subprocess.Popen([*command, "--metrics-port", str(port)], stderr=log.open("wb"))
+    try:
+        yield scrape(port, process)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
 @pytest.fixture(scope="module")
 def gateway_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """/metrics of a real ``hcx gateway serve`` (embedded registry, loopback)."""
     tmp = tmp_path_factory.mktemp("gateway")
     hcx = [sys.executable, "-m", "hcx"]
     subprocess.run([*hcx, "registry", "init", "--dir", str(tmp)], check=True, timeout=60)
-    port = free_port()
-    process = subprocess.Popen(
+    with serving(
         [*hcx, "gateway", "serve", "--insecure-dev-only", "--registry",
          f"sqlite:///{tmp / 'registry.db'}", "--root-cert", str(tmp / "root.pem"),
-         "--listen", "127.0.0.1:0", "--metrics-port", str(port)],
-        stderr=(tmp / "gateway.log").open("wb"),
-    )  # fmt: skip
-    try:
-        yield scrape(port, process)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+         "--listen", "127.0.0.1:0"],
+        tmp / "gateway.log",
+    ) as page:  # fmt: skip
+        yield page
 
 
 @pytest.fixture(scope="module")
@@ -77,18 +86,13 @@ def node_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ["node", "keys", "new-dsc", "--province", "330000", "--dir", str(province)],
     ):  # fmt: skip
         subprocess.run([*hcx, *argv], check=True, timeout=60, capture_output=True)
-    port = free_port()
-    process = subprocess.Popen(
+    with serving(
         [*hcx, "node", "serve", "--insecure-dev-only", "--province", "330000",
          "--dir", str(province), "--gateway", f"127.0.0.1:{free_port()}",
-         "--listen", "127.0.0.1:0", "--metrics-port", str(port)],
-        stderr=(tmp / "node.log").open("wb"),
-    )  # fmt: skip
-    try:
-        yield scrape(port, process)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+         "--listen", "127.0.0.1:0"],
+        tmp / "node.log",
+    ) as page:  # fmt: skip
+        yield page
 
 
 def test_dashboard_queries_only_metrics_the_gateway_exports(gateway_metrics: str) -> None:
