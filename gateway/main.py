@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -175,8 +176,8 @@ def serve_workers(config: GatewayConfig, workers: int) -> None:
     """``workers`` gateway processes on one port (gateway.workers) until SIGTERM/SIGINT."""
     from gateway.workers import WorkerPool, serve_metrics
 
-    state = (config.port_file.parent if config.port_file else Path.cwd()) / ".gateway-workers"
-    pool = WorkerPool(config, workers, state / str(os.getpid()))
+    state = Path(tempfile.mkdtemp(prefix="hcx-gateway-workers-"))  # their port files
+    pool = WorkerPool(config, workers, state)
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
@@ -193,6 +194,7 @@ def serve_workers(config: GatewayConfig, workers: int) -> None:
             pass
     finally:
         pool.stop()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 async def serve_worker(config: GatewayConfig, metrics_file: Path) -> None:
