@@ -41,7 +41,8 @@ start_init_gateway() {
     rm -f "$PORT_FILE"
     hcx gateway serve --registry "$REGISTRY" --root-cert "$NATIONAL/root.pem" \
         --log-cert "$NATIONAL/log/cert.pem" --log-key "$NATIONAL/log/key.pem" \
-        --tls-dir "$PKI/init-gateway" --listen 127.0.0.1:50050 --port-file "$PORT_FILE" &
+        --tls-dir "$PKI/init-gateway" --listen 127.0.0.1:50050 --port-file "$PORT_FILE" \
+        --workers 1 &  # one process: each step reads what the previous one wrote
     GATEWAY_PID=$!
     trap 'kill "$GATEWAY_PID" 2>/dev/null || true' EXIT
     waited=0

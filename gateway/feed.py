@@ -63,7 +63,8 @@ def save_view(path: Path, view: TrustView) -> None:
 
 
 def _write_file(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    # One temporary name per process: the workers of one gateway save the same view file.
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)

@@ -7,7 +7,6 @@ import logging
 import shutil
 import signal
 import tempfile
-import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -178,20 +177,18 @@ def serve_workers(config: GatewayConfig, workers: int) -> None:
 
     state = Path(tempfile.mkdtemp(prefix="hcx-gateway-workers-"))  # their port files
     pool = WorkerPool(config, workers, state)
-    stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
+        signal.signal(sig, lambda *_: pool.stopping.set())
     try:
         port = pool.start()
+        if port is None:
+            return  # stopped during start-up
         if config.metrics_port is not None:
             serve_metrics(pool, config.metrics_port, listen_host(config.listen))
         if config.port_file is not None:
             write_port_file(config.port_file, port)
         log.info("national gateway serving on port %d with %d workers", port, workers)
-        supervisor = threading.Thread(target=pool.supervise, name="workers", daemon=True)
-        supervisor.start()
-        while not stopping.wait(0.2):
-            pass
+        pool.supervise()  # in this, the main thread, until a signal sets pool.stopping
     finally:
         pool.stop()
         shutil.rmtree(state, ignore_errors=True)

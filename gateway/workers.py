@@ -12,7 +12,8 @@ This parent process holds no key, serves no call, and does three things:
   not spin), while the others keep serving;
 - it serves the workers' metrics as one ``/metrics`` page, each series labelled with its
   ``worker`` (a PromQL ``sum`` adds them up), plus ``hcx_gateway_workers`` (workers serving)
-  and ``hcx_gateway_worker_restarts_total``;
+  and ``hcx_gateway_worker_restarts_total``; the workers are read in parallel with one
+  deadline, and the merged page is kept for a second, so a scrape costs the workers little;
 - it writes the port file once every worker serves, and on SIGTERM stops them all. Workers get
   SIGTERM if the parent dies, even by SIGKILL (PR_SET_PDEATHSIG), so no orphan keeps the port.
 """
@@ -30,12 +31,13 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -44,12 +46,21 @@ log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 RESTART_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)  # after the 1st, 2nd, ... consecutive failure
 HEALTHY_AFTER_S = 10.0  # a worker that ran this long resets the back-off
-SCRAPE_TIMEOUT_S = 2.0
+SCRAPE_TIMEOUT_S = 2.0  # for all workers together
+PAGE_TTL_S = 1.0  # a merged page is served again for this long
 
 
 def default_workers() -> int:
-    """One worker per core this process may run on."""
-    return max(1, len(os.sched_getaffinity(0)))
+    """One worker per core this process may run on: its CPU affinity, and the CPU quota of
+    its cgroup when one is set (a container limited to 2 of 16 cores gets 2)."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit to read: the affinity decides
+    return max(1, cores)
 
 
 @dataclasses.dataclass
@@ -74,37 +85,67 @@ class WorkerPool:
         self._state = state
         self._workers = [_Worker(i) for i in range(workers)]
         self._context = multiprocessing.get_context("spawn")
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
+        self.stopping = threading.Event()  # set by a signal handler, or by stop()
+        self._lock = threading.Lock()  # spawning and stopping do not interleave
+        self._page: tuple[float, list[Metric]] = (0.0, [])
+        self._page_lock = threading.Lock()
         self.port = 0
 
     # -- starting ---------------------------------------------------------------------------
-    def start(self, *, timeout: float = 60.0) -> int:
-        """Bind the port, start every worker, wait until each serves; returns the port."""
+    def start(self, *, timeout: float = 60.0) -> int | None:
+        """Take the port, start every worker, wait until each serves; returns the port, or
+        None when ``stopping`` was set meanwhile (a SIGTERM during start-up)."""
         self._state.mkdir(parents=True, exist_ok=True)
-        host, _, wanted = self._config.listen.rpartition(":")
-        # Hold the port while the workers bind it too (a bound, non-listening socket takes no
-        # connection), so a port 0 becomes one port that every worker then shares.
-        holder = socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET)
-        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        holder.bind((host.strip("[]") or "0.0.0.0", int(wanted)))
-        self.port = holder.getsockname()[1]
+        holder = self._take_port()
         try:
             for worker in self._workers:
                 self._spawn(worker)
             deadline = time.monotonic() + timeout
             while not all(self._serving(w) for w in self._workers):
+                if self.stopping.wait(0.05):
+                    return None
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"gateway workers did not all start within {timeout} s")
                 for worker in self._workers:
                     if worker.process is not None and not worker.process.is_alive():
                         raise RuntimeError(f"gateway worker {worker.index} exited at start-up")
-                time.sleep(0.05)
         finally:
             holder.close()
         return self.port
 
+    def _take_port(self) -> socket.socket:
+        """The port the workers will share, held by a socket bound to it (bound, not
+        listening: it takes no connection). It is first bound *without* SO_REUSEPORT, so a
+        port that anything else holds — another gateway pool included — is refused instead of
+        silently shared; port 0 becomes one free port."""
+        host, _, wanted = self._config.listen.rpartition(":")
+        host = host.strip("[]")
+        try:
+            family, _, _, _, address = socket.getaddrinfo(
+                host or None, int(wanted), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
+            probe = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                probe.bind(address)
+                port = probe.getsockname()[1]
+                holder = socket.socket(family, socket.SOCK_STREAM)
+                holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                probe.close()  # the holder takes its place at once
+                holder.bind((address[0], port, *address[2:]))
+            finally:
+                probe.close()
+        except OSError as e:
+            raise RuntimeError(f"cannot listen on {self._config.listen}: {e.strerror}") from None
+        self.port = port
+        return holder
+
     def _spawn(self, worker: _Worker) -> None:
+        with self._lock:
+            if self.stopping.is_set():
+                return  # stop() has begun: it would not see a worker started now
+            self._spawn_locked(worker)
+
+    def _spawn_locked(self, worker: _Worker) -> None:
         port_file, metrics_file = worker.files(self._state)
         for path in (port_file, metrics_file):
             path.unlink(missing_ok=True)
@@ -130,28 +171,37 @@ class WorkerPool:
 
     # -- keeping them running --------------------------------------------------------------
     def supervise(self) -> None:
-        """Replace exited workers until ``stop``; call from the main thread."""
-        while not self._stopping.wait(0.1):
+        """Replace exited workers until ``stopping`` is set. Call it from the main thread:
+        a worker gets its parent-death signal when the *thread* that started it ends."""
+        while not self.stopping.wait(0.1):
             for worker in self._workers:
-                process = worker.process
-                if process is None or process.is_alive():
-                    continue
-                ran = time.monotonic() - worker.started_at
-                worker.failures = 0 if ran > HEALTHY_AFTER_S else worker.failures + 1
-                delay = RESTART_BACKOFF_S[min(worker.failures, len(RESTART_BACKOFF_S) - 1)]
-                log.warning(
-                    "gateway worker %d (pid %s) exited with %s after %.1f s; restarting in %.1f s",
-                    worker.index, process.pid, process.exitcode, ran, delay,
-                )  # fmt: skip
-                if self._stopping.wait(delay):
-                    return
-                with self._lock:
-                    worker.restarts += 1
-                    self._spawn(worker)
+                try:
+                    self._replace_if_exited(worker)
+                except Exception:  # keep supervising the others; this one is tried again
+                    log.exception("could not restart gateway worker %d", worker.index)
+
+    def _replace_if_exited(self, worker: _Worker) -> None:
+        process = worker.process
+        if process is None or process.is_alive():
+            return
+        for path in worker.files(self._state):
+            path.unlink(missing_ok=True)  # its old metrics port may be anybody's now
+        ran = time.monotonic() - worker.started_at
+        worker.failures = 0 if ran > HEALTHY_AFTER_S else worker.failures + 1
+        delay = RESTART_BACKOFF_S[min(max(worker.failures - 1, 0), len(RESTART_BACKOFF_S) - 1)]
+        log.warning(
+            "gateway worker %d (pid %s) exited with %s after %.1f s; restarting in %.1f s",
+            worker.index, process.pid, process.exitcode, ran, delay,
+        )  # fmt: skip
+        if self.stopping.wait(delay):
+            return
+        worker.restarts += 1
+        self._spawn(worker)
 
     def stop(self, *, grace: float = 10.0) -> None:
         """SIGTERM every worker, wait ``grace`` seconds, then kill what is left."""
-        self._stopping.set()
+        with self._lock:  # no spawn runs now, and none starts after this
+            self.stopping.set()
         processes = [w.process for w in self._workers if w.process is not None]
         for process in processes:
             if process.is_alive() and process.pid is not None:
@@ -168,11 +218,21 @@ class WorkerPool:
 
     # -- one /metrics page -------------------------------------------------------------------
     def collect(self) -> Iterator[Metric]:
-        """Every worker's families, each sample labelled with its worker, and the pool's."""
+        """Every worker's families, each sample labelled with its worker, and the pool's;
+        built at most once a second, whoever asks."""
+        with self._page_lock:
+            built_at, page = self._page
+            if time.monotonic() - built_at > PAGE_TTL_S:
+                page = list(self._merge())
+                self._page = (time.monotonic(), page)
+        yield from page
+
+    def _merge(self) -> Iterator[Metric]:
         merged: dict[str, Metric] = {}
         serving = 0
-        for worker in self._workers:
-            text = self._scrape(worker)
+        with ThreadPoolExecutor(len(self._workers), thread_name_prefix="scrape") as pool:
+            pages = list(pool.map(self._scrape, self._workers))
+        for worker, text in zip(self._workers, pages, strict=True):
             if text is None:
                 continue
             serving += 1
@@ -193,7 +253,7 @@ class WorkerPool:
         )
         workers.add_metric([], serving)
         yield workers
-        restarts = GaugeMetricFamily(
+        restarts = CounterMetricFamily(
             "hcx_gateway_worker_restarts",
             "Gateway worker processes replaced after they exited, by worker.",
             labels=["worker"],

@@ -158,10 +158,25 @@ async def test_a_killed_worker_is_replaced_and_the_other_keeps_serving(
     )  # fmt: skip
     assert second in pool.workers()
     wait_until(lambda: pool.sample("hcx_gateway_workers") == 2, timeout=30, what="2 serving")
-    assert pool.sample("hcx_gateway_worker_restarts") == 1
+    assert pool.sample("hcx_gateway_worker_restarts_total") == 1
     assert set(await verdicts(federation, pool, token, 10)) == {
         (common_pb2.VALID, common_pb2.REASON_UNSPECIFIED)
     }
+
+
+def test_a_port_in_use_is_refused_not_shared(federation: Federation, pool: Pool) -> None:
+    """A second pool (SO_REUSEPORT too) on the first one's port would silently split the
+    connections between two gateways: it is refused before any worker starts."""
+    national = federation.workdir / "national"
+    second = subprocess.run(
+        [sys.executable, "-m", "hcx", "gateway", "serve", "--workers", "2",
+         "--registry", federation.gateway_url, "--root-cert", str(national / "root.pem"),
+         "--tls-dir", str(national / "gw-1"), "--listen", pool.address],
+        cwd=federation.workdir, capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert second.returncode != 0
+    assert f"cannot listen on {pool.address}" in second.stderr.decode()
+    assert len(pool.workers()) == 2
 
 
 def test_sigterm_stops_every_worker(pool: Pool) -> None:
