@@ -38,11 +38,11 @@ MUTATION_WORK    ?= var/mutation/work
 MUTATION_OUT     ?= var/mutation/score.json
 mutation: $(DEPS) $(GEN)  ## mutation score of the security core (long: not in CI)
 	$(BIN)/python tools/mutation_score.py prepare --work $(MUTATION_WORK) --modules "$(MUTATION_MODULES)"
-	# A private TMPDIR: mutmut's forked children each remove the pytest base directory's lock
-	# when they exit, and any other pytest session on the machine then deletes that directory
-	# under the run (its old-directory clean-up), failing tests for no fault of the mutant.
+	# A private TMPDIR (pytest's base directories apart from any other test run on the machine)
+	# and derandomised Hypothesis examples: a mutant's verdict is the same on every run.
 	mkdir -p $(MUTATION_WORK)/tmp
-	cd $(MUTATION_WORK) && TMPDIR=$(abspath $(MUTATION_WORK))/tmp $(MUTATION_NICE) \
+	cd $(MUTATION_WORK) && TMPDIR=$(abspath $(MUTATION_WORK))/tmp HYPOTHESIS_PROFILE=mutation \
+		$(MUTATION_NICE) \
 		$(abspath $(BIN))/mutmut run --max-children $(MUTATION_JOBS)
 	$(BIN)/python tools/mutation_score.py score --work $(MUTATION_WORK) --out $(MUTATION_OUT) $(if $(MUTATION_FAIL_UNDER),--fail-under $(MUTATION_FAIL_UNDER))
 
