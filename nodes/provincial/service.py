@@ -166,7 +166,7 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
                 request, timeout=remaining if remaining is not None else 5.0
             )
         except grpc.aio.AioRpcError as e:
-            # The gateway's status is the answer: the checkpoint sees its code, its reason and
-            # its retry advice (the status details pass on unchanged).
+            # The gateway's status is the answer: a refusal of the request passes on with its
+            # reason and retry advice, a refusal of this node does not (forwarded_status).
             await context.abort_with_status(forwarded_status(e, "national gateway"))
         return reply
