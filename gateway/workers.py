@@ -41,6 +41,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from trust.errors import Conflict
+
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
@@ -125,17 +127,20 @@ class WorkerPool:
                 host or None, int(wanted), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
             )[0]
             probe = socket.socket(family, socket.SOCK_STREAM)
+            holder = socket.socket(family, socket.SOCK_STREAM)
             try:
                 probe.bind(address)
                 port = probe.getsockname()[1]
-                holder = socket.socket(family, socket.SOCK_STREAM)
                 holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 probe.close()  # the holder takes its place at once
                 holder.bind((address[0], port, *address[2:]))
+            except OSError:
+                holder.close()
+                raise
             finally:
                 probe.close()
-        except OSError as e:
-            raise RuntimeError(f"cannot listen on {self._config.listen}: {e.strerror}") from None
+        except OSError as e:  # a port in use, an address this host does not have
+            raise Conflict(f"cannot listen on {self._config.listen}: {e.strerror}") from None
         self.port = port
         return holder
 
