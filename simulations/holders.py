@@ -130,13 +130,14 @@ class Holders:
         if traveller.token and traveller.expires_at - time.time() > REFRESH_MARGIN_S:
             return True
         province = self.codes[traveller.home]
-        id_number, name = random_holder(random.Random(traveller.index), province)
         try:
-            reply = await self.nodes.call(
-                province,
-                "IssueCode",
-                node_pb2.IssueCodeRequest(id_number=id_number, full_name=name),
-            )
+            if traveller.code_id:  # the app refreshes the code it holds: no write at the node
+                request: Any = node_pb2.RefreshCodeRequest(code_id=traveller.code_id)
+                reply = await self.nodes.call(province, "RefreshCode", request)
+            else:
+                id_number, name = random_holder(random.Random(traveller.index), province)
+                request = node_pb2.IssueCodeRequest(id_number=id_number, full_name=name)
+                reply = await self.nodes.call(province, "IssueCode", request)
         except grpc.aio.AioRpcError:
             self.issue_failures += 1
             return False

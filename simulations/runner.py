@@ -8,10 +8,11 @@ All servers are child processes on 127.0.0.1 and are stopped when the run ends, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ class SimConfig:
     exposures_per_s: float = 3.0
     stale_bound: float = 1.0
     max_in_flight: int = 200
+    token_lifetime: int = 120  # seconds; short, so that the run sees holders refresh
     workdir: Path = Path("var/sim/run")
     progress: bool = True
 
@@ -86,14 +88,27 @@ def pick_provinces(count: int) -> list[str]:
 
 def run_simulation(config: SimConfig, steps: Sequence[Step] | None = None) -> SimResult:
     """Start the federation, drive traffic and the scenario, check invariants; stop everything."""
-    config.workdir.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
+    with running_federation(config) as federation:
+        setup_s = time.monotonic() - began
+        status(config, f"federation up in {setup_s:.1f} s; traffic for {config.duration:.0f} s")
+        chosen = list(steps) if steps is not None else default_scenario(config.duration)
+        result = asyncio.run(Driver(config, federation, chosen).run(setup_s))
+    result.wall_s = time.monotonic() - began
+    return result
+
+
+@contextlib.contextmanager
+def running_federation(config: SimConfig) -> Iterator[Federation]:
+    """The federation of ``config``, started; every process is stopped on leaving."""
+    config.workdir.mkdir(parents=True, exist_ok=True)
     with Supervisor(config.workdir) as supervisor:
         topology = Topology(
             provinces=config.provinces,
             replicas=config.replicas,
             gateways=config.gateways,
             registry=config.registry,
+            token_lifetime=config.token_lifetime,
         )
         federation = Federation(config.workdir, topology, supervisor)
         status(
@@ -102,16 +117,11 @@ def run_simulation(config: SimConfig, steps: Sequence[Step] | None = None) -> Si
             f"{config.replicas} node replicas (logs in {config.workdir})",
         )
         federation.start()
-        setup_s = time.monotonic() - began
-        status(config, f"federation up in {setup_s:.1f} s; traffic for {config.duration:.0f} s")
-        chosen = list(steps) if steps is not None else default_scenario(config.duration)
         try:
-            result = asyncio.run(Driver(config, federation, chosen).run(setup_s))
+            yield federation
         finally:
             supervisor.stop_all()  # before the worker thread ends (its children die with it)
             federation.worker.shutdown(wait=True)
-    result.wall_s = time.monotonic() - began
-    return result
 
 
 def status(config: SimConfig, text: str) -> None:
@@ -141,6 +151,23 @@ class Driver:
         return time.monotonic() - self._start
 
     async def run(self, setup_s: float) -> SimResult:
+        await self.open()
+        scenario = asyncio.create_task(play(self.steps, self.ctx, self.results))
+        progress = asyncio.create_task(self._progress())
+        try:
+            await self.load(self.config.rate, until=self.config.duration)
+            await self._drain(scenario)
+            final = await self._final_statuses()
+        finally:
+            progress.cancel()
+            scenario.cancel()
+            await asyncio.gather(progress, scenario, return_exceptions=True)
+            await self.close()
+        return self._result(setup_s, final)
+
+    async def open(self) -> None:
+        """Channels to the gateways and nodes, the holders and the traffic modes; the clock
+        starts here."""
         self._start = time.monotonic()
         identities = self.federation.pki
         self.pool = GatewayPool(
@@ -164,21 +191,38 @@ class Driver:
         }
         self.live = [m for m in self.modes.values() if m.unavailable() is None]
         self.ctx = SimContext(self.federation, self.injector, self.mobility, self.clock)
-        scenario = asyncio.create_task(play(self.steps, self.ctx, self.results))
-        progress = asyncio.create_task(self._progress())
-        try:
-            await self._load()
-            await self._drain(scenario)
-            final = await self._final_statuses()
-        finally:
-            progress.cancel()
-            scenario.cancel()
-            for mode in self.modes.values():
-                mode.close()
-            await asyncio.gather(progress, scenario, return_exceptions=True)
-            await self.pool.close()
-            await self.nodes.close()
-        return self._result(setup_s, final)
+
+    async def close(self) -> None:
+        leftovers = {*self.in_flight, *self.holders.tasks}
+        for mode in self.modes.values():
+            leftovers |= set(mode.tasks)
+            mode.close()
+        for task in leftovers:  # whatever a bounded drain left running
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
+        await self.pool.close()
+        await self.nodes.close()
+
+    async def enrol(self, *, concurrency: int = 128) -> int:
+        """Every traveller fetches a code before traffic starts (residents hold their codes
+        before they travel); returns how many could not get one."""
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one(traveller: Traveller) -> bool:
+            async with slots:
+                return await self.holders.ensure_token(traveller)
+
+        done = await asyncio.gather(*(one(t) for t in self.mobility.travellers))
+        return done.count(False)
+
+    async def settle(self, timeout: float = DRAIN_S + 2) -> None:
+        """Wait (bounded) until the scans already sent are answered."""
+        self.modes["batch"].flush()
+        pending = set(self.in_flight)
+        for mode in self.modes.values():
+            pending |= set(mode.tasks)
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
 
     def _result(self, setup_s: float, final: dict[bytes, tuple[int, int] | None]) -> SimResult:
         invariants = check_all(
@@ -202,10 +246,11 @@ class Driver:
             notes=self.ctx.notes,
         )  # fmt: skip
 
-    async def _load(self) -> None:
+    async def load(self, rate: float, *, until: float) -> None:
+        """Scans at ``rate`` per second (and exposure events) until the clock reads ``until``."""
         arrivals = exposures = 0.0
-        while (now := self.clock()) < self.config.duration:
-            arrivals += self.config.rate * TICK_S
+        while (now := self.clock()) < until:
+            arrivals += rate * TICK_S
             exposures += self.config.exposures_per_s * TICK_S
             for _ in range(int(arrivals)):
                 self._spawn(self._trip(*self.mobility.next_trip()))

@@ -73,7 +73,7 @@ class Holder:
     colour: Colour = Colour.GREEN
 
 
-class _CheckedHolder(NamedTuple):
+class CheckedHolder(NamedTuple):
     """A holder whose ID number is valid (normalised) and whose name could be masked."""
 
     id_number: str
@@ -81,13 +81,13 @@ class _CheckedHolder(NamedTuple):
     colour: Colour
 
 
-def _check(holder: Holder) -> _CheckedHolder:
+def check_holder(holder: Holder) -> CheckedHolder:
     """Validate a holder before anything is written; InvalidRequest names the bad field."""
     id_number = validate_id_number(holder.id_number)
     full_name = holder.full_name.strip()
     if not full_name or len(full_name) > 64:
         raise InvalidRequest("full name must be 1 to 64 characters")
-    return _CheckedHolder(id_number, mask_name(full_name), holder.colour)
+    return CheckedHolder(id_number, mask_name(full_name), holder.colour)
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,10 @@ class Issuer:
         the chunks not yet started are dropped, and issuing again is safe (a holder keeps
         their code id).
         """
-        checked = [_check(holder) for holder in holders]
+        return self.issue_checked([check_holder(holder) for holder in holders])
+
+    def issue_checked(self, checked: list[CheckedHolder]) -> list[IssuedCode]:
+        """``issue_batch`` for holders already checked (``check_holder``)."""
         if len(checked) <= COMMIT_CHUNK:
             codes = [self._new_code(holder) for holder in checked]
             return [self._sign(record) for record in self._store.create_or_get_many(codes)]
@@ -173,7 +176,7 @@ class Issuer:
             self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="issuer-store")
         return self._write_pool
 
-    def _new_code(self, holder: _CheckedHolder) -> NewCode:
+    def _new_code(self, holder: CheckedHolder) -> NewCode:
         return NewCode(
             code_id=secrets.token_bytes(16),
             holder_ref=self.holder_ref(holder.id_number),

@@ -15,7 +15,8 @@ from nodes.convert import outcome_to_proto, validate_checkpoint
 from nodes.grpc_edge import forwarded_status
 from nodes.provincial import metrics
 from nodes.provincial.checkpoint import LocalVerifier
-from nodes.provincial.issuance import IssuedCode, Issuer
+from nodes.provincial.group_commit import IssueQueue
+from nodes.provincial.issuance import Holder, IssuedCode, Issuer
 from nodes.provincial.stores import CodeRecord, StatusStore
 from trust.errors import InvalidRequest, NotConfigured
 from trust.model import Colour
@@ -79,6 +80,7 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._issuer = issuer
+        self._issues = IssueQueue(issuer)  # concurrent calls share a durable commit
         self._province = issuer.province
         self._store = store
         self._verifier = verifier
@@ -93,12 +95,7 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
 
     async def IssueCode(self, request: Any, context: Any) -> node_pb2.IssueCodeResponse:
         colour = colour_from_proto(request.colour, default=Colour.GREEN)
-        issued = await self._run(
-            self._issuer.issue,
-            id_number=request.id_number,
-            full_name=request.full_name,
-            colour=colour,
-        )
+        issued = await self._issues.issue(Holder(request.id_number, request.full_name, colour))
         metrics.CODES_ISSUED.labels(self._province, "issue").inc()
         return issued_to_proto(issued)
 
