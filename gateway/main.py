@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.admission import Admission
 from gateway.coalescer import CoalescerPolicy, StatusCoalescer
 from gateway.feed import ViewFeed, report_view_health
 from gateway.metrics import REGISTRY_REJECTED
@@ -81,6 +82,7 @@ class RunningGateway:
     coalescer: StatusCoalescer | None = None
     executor: ThreadPoolExecutor | None = None
     registry: Registry | None = None
+    admission: Admission | None = None
 
     @property
     def port(self) -> int:
@@ -89,6 +91,8 @@ class RunningGateway:
     async def stop(self) -> None:
         await self.server.set_serving(False)
         await self.server.stop(grace=1.0)
+        if self.admission is not None:
+            await self.admission.lag.stop()
         await self.feed.stop()
         if self.coalescer is not None:
             await self.coalescer.close()
@@ -119,6 +123,8 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     coalescer = StatusCoalescer(relay, config.coalescing)
     # Batch signature checks run here: cryptography releases the GIL during ECDSA verify.
     executor = ThreadPoolExecutor(config.limits.check_workers, thread_name_prefix="verify")
+    admission = Admission(config.limits.admission)
+    admission.lag.start()
     gateway = GatewayServicer(
         view=view,
         statuses=coalescer,
@@ -126,6 +132,7 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         policy=config.policy,
         executor=executor,
         limits=config.limits,
+        admission=admission,
     )
     trust_list_signer = load_signer(config.trust_list_cert, config.trust_list_key)
     attach_trust_list(gateway, TrustListService(view=view, signer=trust_list_signer))
@@ -168,6 +175,7 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         coalescer=coalescer,
         executor=executor,
         registry=registry,
+        admission=admission,
     )
 
 

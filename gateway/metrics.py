@@ -62,6 +62,14 @@ OVERLOAD_REJECTIONS = Counter(
     "Look-ups refused with RESOURCE_EXHAUSTED because a province's queue was full.",
     ["province"],
 )
+SHED = Counter(
+    "hcx_gateway_shed",
+    "Calls (or stream items) refused on entry with RESOURCE_EXHAUSTED: the gateway at capacity.",
+    ["rpc", "why"],  # why: lag, in_flight, deadline
+)
+LOOP_LAG = Gauge(
+    "hcx_gateway_event_loop_lag_seconds", "How late the event loop runs (smoothed); sheds calls."
+)
 REGISTRY_UPDATED = Gauge(
     "hcx_gateway_registry_updated_timestamp_seconds",
     "Unix time at which the gateway's verified view last changed (full load or watch event).",

@@ -11,10 +11,11 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.coalescer import Overloaded, StatusCoalescer
+from gateway.admission import Admission, AdmissionPolicy
+from gateway.coalescer import StatusCoalescer
 from gateway.metrics import VERIFICATIONS, VERIFY_ITEMS, VERIFY_SECONDS
 from gateway.verification import (
     Outcome,
@@ -46,7 +47,7 @@ MAX_BATCH_TOKENS = 1000
 
 @dataclass(frozen=True)
 class ServingLimits:
-    max_in_flight_codes: int = 50_000  # codes being verified at once, all calls together
+    admission: AdmissionPolicy = field(default_factory=AdmissionPolicy)  # gateway/admission.py
     stream_window: int = 256  # unanswered requests per VerifyStream before it stops reading
     check_workers: int = 2  # threads for batch signature checks (one per core)
 
@@ -92,30 +93,24 @@ class VerificationRpcs:
         policy: VerifyPolicy,
         executor: Executor | None,
         limits: ServingLimits,
+        admission: Admission | None = None,
     ) -> None:
         self._view = view
         self._statuses = statuses
         self._policy = policy
         self._executor = executor
         self._limits = limits
-        self._in_flight = 0
+        self._admission = admission or Admission(limits.admission)
 
-    def _admit(self, codes: int) -> None:
-        """Bound the codes in progress: past the limit the call is refused, not queued.
-        The caller gives them back with ``_release`` (try/finally: the hot path avoids a
-        generator-based context manager per call)."""
-        if self._in_flight + codes > self._limits.max_in_flight_codes:
-            raise Overloaded("the gateway is at capacity; retry shortly")
-        self._in_flight += codes
-
-    def _release(self, codes: int) -> None:
-        self._in_flight -= codes
+    @property
+    def admission(self) -> Admission:
+        return self._admission
 
     async def Verify(self, request: Any, context: Any) -> gateway_pb2.VerifyResponse:
         # One token: the batch-size rule (validate_tokens) holds by construction.
         validate_checkpoint(request.checkpoint_province, request.checkpoint_id)
         began = time.perf_counter()
-        self._admit(1)
+        self._admission.admit("Verify", 1, remaining=context.time_remaining(), bulk=False)
         try:
             outcome = await verify_token(
                 request.token,
@@ -125,7 +120,7 @@ class VerificationRpcs:
                 deadline=call_deadline(context),
             )
         finally:
-            self._release(1)
+            self._admission.release(1)
         UNARY_SECONDS.observe(time.perf_counter() - began)
         record(outcome)
         return outcome_to_proto(outcome)
@@ -135,7 +130,9 @@ class VerificationRpcs:
         tokens = list(request.tokens)
         validate_tokens(tokens)
         began = time.perf_counter()
-        self._admit(len(tokens))
+        self._admission.admit(
+            "VerifyBatch", len(tokens), remaining=context.time_remaining(), bulk=True
+        )
         try:
             outcomes = await verify_tokens(
                 tokens,
@@ -147,7 +144,7 @@ class VerificationRpcs:
                 deadline=call_deadline(context),
             )
         finally:
-            self._release(len(tokens))
+            self._admission.release(len(tokens))
         BATCH_SECONDS.observe(time.perf_counter() - began)
         BATCH_ITEMS.observe(len(tokens))
         for outcome in outcomes:
@@ -213,13 +210,13 @@ class VerificationRpcs:
                 )
                 return
             began = time.perf_counter()
-            self._admit(1)
+            self._admission.admit("VerifyStream", 1, remaining=None, bulk=True)
             try:
                 outcome = await verify_one(
                     item.request.token, self._view, self._statuses, self._policy, context
                 )
             finally:
-                self._release(1)
+                self._admission.release(1)
             STREAM_SECONDS.observe(time.perf_counter() - began)
             record(outcome)
             reply = gateway_pb2.VerifyStreamResponse(
@@ -287,6 +284,7 @@ class GatewayServicer(VerificationRpcs, NodeRegistrationRpcs, gateway_pb2_grpc.G
         policy: VerifyPolicy,
         executor: Executor | None = None,
         limits: ServingLimits | None = None,
+        admission: Admission | None = None,
     ) -> None:
         VerificationRpcs.__init__(
             self,
@@ -295,5 +293,6 @@ class GatewayServicer(VerificationRpcs, NodeRegistrationRpcs, gateway_pb2_grpc.G
             policy=policy,
             executor=executor,
             limits=limits or ServingLimits(),
+            admission=admission,
         )
         NodeRegistrationRpcs.__init__(self, registry=registry)

@@ -108,19 +108,42 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="per-caller rate limit of a role, e.g. checkpoint=5000/10000 (repeatable; "
         "defaults in docs/security.md)",
     )
+    p.add_argument(
+        "--shed-lag-ms",
+        default="50/150",
+        metavar="UNARY/BULK",
+        help="refuse unary Verify calls (then batches and stream items too) with "
+        "RESOURCE_EXHAUSTED while the event loop runs this late (docs/capacity.md)",
+    )
     p.set_defaults(handler=run)
+
+
+def parse_shed_lag(spec: str) -> tuple[float, float]:
+    """``"50/150"`` -> (0.05, 0.15) seconds; InvalidRequest for anything else."""
+    try:
+        unary, bulk = (float(part) / 1000 for part in spec.split("/"))
+    except ValueError:
+        raise InvalidRequest(
+            f"--shed-lag-ms {spec!r}: expected UNARY/BULK in ms, e.g. 50/150"
+        ) from None
+    if not 0 < unary <= bulk:
+        raise InvalidRequest(f"--shed-lag-ms {spec!r}: both positive, unary at most bulk")
+    return unary, bulk
 
 
 def run(args: argparse.Namespace) -> int:
     # Imported here, not at the top: every hcx process parses the whole command line, and only
     # a gateway may register the gateway's metric families (a node exports its own).
+    from gateway.admission import AdmissionPolicy
     from gateway.breaker import BreakerPolicy
     from gateway.coalescer import CoalescerPolicy
     from gateway.main import GatewayConfig, serve, serve_workers
     from gateway.relay import RelayPolicy
+    from gateway.service import ServingLimits
     from gateway.verification import VerifyPolicy
     from gateway.workers import default_workers
 
+    unary_lag, bulk_lag = parse_shed_lag(args.shed_lag_ms)
     config = GatewayConfig(
         registry=args.registry,
         root_cert=args.root_cert,
@@ -135,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         log_key=args.log_key,
         pinned_head=args.pin_head,
         rate_limits=parse_limits(args.rate_limit),
+        limits=ServingLimits(admission=AdmissionPolicy(unary_lag_s=unary_lag, bulk_lag_s=bulk_lag)),
         policy=VerifyPolicy(relay_timeout=args.relay_timeout, max_offline_age=args.max_offline_age),
         relay=RelayPolicy(hedge_after=args.hedge_after),
         coalescing=CoalescerPolicy(
