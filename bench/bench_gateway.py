@@ -385,7 +385,10 @@ def main(argv: list[str]) -> dict[str, object]:
         workdir = Path(tmp)
         # Checkpoints here are a load generator: lift their per-caller rate limit.
         federation = GatewayFederation(
-            workdir, [PROVINCE], supervisor, gateway_args=["--rate-limit=checkpoint=1000000"]
+            workdir,
+            [PROVINCE],
+            supervisor,
+            gateway_args=["--rate-limit=checkpoint=1000000", "--max-in-flight-codes=100000"],
         )
         federation.start()
         assert federation.gateway is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from hcx.cli import run_async, subcommand, transport_from
@@ -109,6 +110,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         "defaults in docs/security.md)",
     )
     p.add_argument(
+        "--max-in-flight-codes",
+        type=int,
+        default=None,
+        help="codes verified at once by one gateway process; past it calls are refused with "
+        "RESOURCE_EXHAUSTED (default 2048, docs/capacity.md)",
+    )
+    p.add_argument(
         "--shed-lag-ms",
         default="50/150",
         metavar="UNARY/BULK",
@@ -144,6 +152,11 @@ def run(args: argparse.Namespace) -> int:
     from gateway.workers import default_workers
 
     unary_lag, bulk_lag = parse_shed_lag(args.shed_lag_ms)
+    admission = AdmissionPolicy(unary_lag_s=unary_lag, bulk_lag_s=bulk_lag)
+    if args.max_in_flight_codes is not None:
+        if args.max_in_flight_codes < 1:
+            raise InvalidRequest("--max-in-flight-codes must be at least 1")
+        admission = dataclasses.replace(admission, max_in_flight_codes=args.max_in_flight_codes)
     config = GatewayConfig(
         registry=args.registry,
         root_cert=args.root_cert,
@@ -158,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
         log_key=args.log_key,
         pinned_head=args.pin_head,
         rate_limits=parse_limits(args.rate_limit),
-        limits=ServingLimits(admission=AdmissionPolicy(unary_lag_s=unary_lag, bulk_lag_s=bulk_lag)),
+        limits=ServingLimits(admission=admission),
         policy=VerifyPolicy(relay_timeout=args.relay_timeout, max_offline_age=args.max_offline_age),
         relay=RelayPolicy(hedge_after=args.hedge_after),
         coalescing=CoalescerPolicy(

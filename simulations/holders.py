@@ -125,7 +125,7 @@ class Holders:
     issued: int = 0
     issue_failures: int = 0
 
-    async def ensure_token(self, traveller: Traveller) -> bool:
+    async def ensure_token(self, traveller: Traveller, *, timeout: float = NODE_DEADLINE_S) -> bool:
         """Give the traveller a valid token (first code, or a refresh near expiry)."""
         if traveller.token and traveller.expires_at - time.time() > REFRESH_MARGIN_S:
             return True
@@ -133,11 +133,11 @@ class Holders:
         try:
             if traveller.code_id:  # the app refreshes the code it holds: no write at the node
                 request: Any = node_pb2.RefreshCodeRequest(code_id=traveller.code_id)
-                reply = await self.nodes.call(province, "RefreshCode", request)
+                reply = await self.nodes.call(province, "RefreshCode", request, timeout=timeout)
             else:
                 id_number, name = random_holder(random.Random(traveller.index), province)
                 request = node_pb2.IssueCodeRequest(id_number=id_number, full_name=name)
-                reply = await self.nodes.call(province, "IssueCode", request)
+                reply = await self.nodes.call(province, "IssueCode", request, timeout=timeout)
         except grpc.aio.AioRpcError:
             self.issue_failures += 1
             return False

@@ -33,6 +33,7 @@ from simulations.traffic import BatchMode, GatewayPool, Scan, StreamMode, UnaryM
 TICK_S = 0.1
 DRAIN_S = 5.0
 STATUS_BATCH = 250
+ENROL_DEADLINE_S = 10.0  # before traffic: a queue at the node is expected, not a fault
 MODE_WEIGHTS = {"unary": 0.4, "batch": 0.35, "stream": 0.25}
 # The first five are spread across the country; then by population.
 PREFERRED_ORDER = ("110000", "310000", "440000", "510000", "330000")
@@ -210,7 +211,7 @@ class Driver:
 
         async def one(traveller: Traveller) -> bool:
             async with slots:
-                return await self.holders.ensure_token(traveller)
+                return await self.holders.ensure_token(traveller, timeout=ENROL_DEADLINE_S)
 
         done = await asyncio.gather(*(one(t) for t in self.mobility.travellers))
         return done.count(False)
