@@ -3,7 +3,8 @@
 A gateway process saturates its core long before its in-flight limit fills: calls then wait in
 the event loop's queue, run late, and time out at the checkpoint (ERROR verdicts, and the
 checkpoint's retry adds load). What does show saturation at once is the event loop's lag: how
-late a short sleep wakes up. A ticker measures it (``LoopLag``), and each new call is judged
+late a short sleep wakes up, on every one of the last three 20 ms ticks (``LoopLag``: one stall
+is not overload). Each new call is judged
 on entry, before any work is done for it:
 
 - past ``max_in_flight_codes`` codes in progress, every call is refused;
@@ -21,6 +22,7 @@ A refusal is ``Overloaded``: RESOURCE_EXHAUSTED, reason OVERLOADED and a RetryIn
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from dataclasses import dataclass
 from typing import NoReturn
@@ -29,7 +31,10 @@ from gateway.coalescer import Overloaded
 from gateway.metrics import LOOP_LAG, SHED
 
 LAG_TICK_S = 0.02
-LAG_SMOOTHING = 0.3  # weight of the newest sample: one late tick (a GC pause) sheds nothing
+# The lag is the smallest of the last LAG_WINDOW ticks: a loop with more work than its core
+# is late on every tick, while one stall (a collection, a big view rebuild, a blocking call)
+# makes one late tick and sheds nothing once it is over.
+LAG_WINDOW = 3
 
 
 @dataclass(frozen=True)
@@ -53,11 +58,12 @@ class AdmissionPolicy:
 
 
 class LoopLag:
-    """The event loop's scheduling delay, smoothed; 0 until ``start``."""
+    """How late the event loop runs: the least delay of the last few ticks; 0 until ``start``."""
 
     def __init__(self, tick: float = LAG_TICK_S) -> None:
         self._tick = tick
         self.seconds = 0.0
+        self._recent = collections.deque([0.0] * LAG_WINDOW, maxlen=LAG_WINDOW)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -73,7 +79,8 @@ class LoopLag:
             self.observe(loop.time() - before - self._tick)
 
     def observe(self, late: float) -> None:
-        self.seconds += LAG_SMOOTHING * (max(0.0, late) - self.seconds)
+        self._recent.append(max(0.0, late))
+        self.seconds = min(self._recent)
         LOOP_LAG.set(self.seconds)
 
     async def stop(self) -> None:

@@ -68,7 +68,8 @@ SHED = Counter(
     ["rpc", "why"],  # why: lag, in_flight, deadline
 )
 LOOP_LAG = Gauge(
-    "hcx_gateway_event_loop_lag_seconds", "How late the event loop runs (smoothed); sheds calls."
+    "hcx_gateway_event_loop_lag_seconds",
+    "How late the event loop runs (least of the last three 20 ms ticks); sheds calls.",
 )
 REGISTRY_UPDATED = Gauge(
     "hcx_gateway_registry_updated_timestamp_seconds",
