@@ -124,9 +124,13 @@ async def step(driver: Driver, federation: Federation, rate: float, seconds: flo
     after = usage(federation)
     shed_after = driver.shed + sum(m.shed for m in driver.modes.values())
     window = [v for v in driver.verifications[first:] if start <= v.scan.sent < start + seconds]
-    refused = [v for v in window if v.verdict == "ERROR" and v.reason == "RESOURCE_EXHAUSTED"]
+    refused = [  # refused calls, and stream items answered INVALID/OVERLOADED (retry)
+        v
+        for v in window
+        if (v.verdict, v.reason) in {("ERROR", "RESOURCE_EXHAUSTED"), ("INVALID", "OVERLOADED")}
+    ]
     failed = [v for v in window if v.verdict == "ERROR" and v.reason != "RESOURCE_EXHAUSTED"]
-    answered = [v for v in window if v.verdict != "ERROR"]
+    answered = [v for v in window if v.verdict != "ERROR" and v.reason != "OVERLOADED"]
     latencies = [v.latency * 1000 for v in answered]
     per_scan = max(len(answered), 1)
     spent = {r: after.cpu_s.get(r, 0.0) - before.cpu_s.get(r, 0.0) for r in after.cpu_s}
@@ -204,13 +208,13 @@ def _row(s: dict) -> str:
     )
 
 
-def capacity_of(steps: list[dict]) -> float:
+def capacity_of(steps: list[dict], seconds: float) -> float:
     good = [
         s["offered_per_s"]
         for s in steps
         if s["p99_ms"] < CAPACITY_P99_MS
         and s["errors"] == 0
-        and s["shed"] <= CAPACITY_SHED_SHARE * s["offered_per_s"] * 1.0
+        and s["shed"] <= CAPACITY_SHED_SHARE * s["offered_per_s"] * seconds
         and s["achieved_per_s"] > 0
     ]
     return max(good, default=0.0)
@@ -245,7 +249,7 @@ def main(argv: list[str]) -> dict[str, object]:
         print(HEADER)
         main_sweep = run_federation(31, travellers, rates, seconds, Path(tmp) / "p31")
         results.update(main_sweep)
-        results["capacity_per_s"] = capacity_of(main_sweep["steps"])
+        results["capacity_per_s"] = capacity_of(main_sweep["steps"], seconds)
         by_provinces = {}
         for count in province_counts:
             print(f"{count} provinces at {provinces_rate:g}/s")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.admission import Admission, AdmissionPolicy
-from gateway.coalescer import StatusCoalescer
+from gateway.coalescer import Overloaded, StatusCoalescer
 from gateway.metrics import VERIFICATIONS, VERIFY_ITEMS, VERIFY_SECONDS
 from gateway.verification import (
     Outcome,
@@ -27,7 +27,7 @@ from gateway.verification import (
     verify_tokens,
 )
 from healthcode.v1 import gateway_pb2, gateway_pb2_grpc
-from nodes.convert import outcome_to_proto, refused_item, validate_checkpoint
+from nodes.convert import outcome_to_proto, refused_item, shed_item, validate_checkpoint
 from nodes.identity import caller, require_province
 from nodes.logging import code_ref
 from trust.errors import InvalidRequest
@@ -101,10 +101,6 @@ class VerificationRpcs:
         self._executor = executor
         self._limits = limits
         self._admission = admission or Admission(limits.admission)
-
-    @property
-    def admission(self) -> Admission:
-        return self._admission
 
     async def Verify(self, request: Any, context: Any) -> gateway_pb2.VerifyResponse:
         # One token: the batch-size rule (validate_tokens) holds by construction.
@@ -210,7 +206,17 @@ class VerificationRpcs:
                 )
                 return
             began = time.perf_counter()
-            self._admission.admit("VerifyStream", 1, remaining=None, bulk=True)
+            try:
+                self._admission.admit("VerifyStream", 1, remaining=None, bulk=True)
+            except Overloaded as e:  # this item is shed; the stream and its other items go on
+                outcome = shed_item(e)
+                record(outcome)
+                await answers.put(
+                    gateway_pb2.VerifyStreamResponse(
+                        sequence=item.sequence, result=outcome_to_proto(outcome)
+                    )
+                )
+                return
             try:
                 outcome = await verify_one(
                     item.request.token, self._view, self._statuses, self._policy, context

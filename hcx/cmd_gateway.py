@@ -147,15 +147,17 @@ def run(args: argparse.Namespace) -> int:
     from gateway.coalescer import CoalescerPolicy
     from gateway.main import GatewayConfig, serve, serve_workers
     from gateway.relay import RelayPolicy
-    from gateway.service import ServingLimits
+    from gateway.service import MAX_BATCH_TOKENS, ServingLimits
     from gateway.verification import VerifyPolicy
     from gateway.workers import default_workers
 
     unary_lag, bulk_lag = parse_shed_lag(args.shed_lag_ms)
     admission = AdmissionPolicy(unary_lag_s=unary_lag, bulk_lag_s=bulk_lag)
     if args.max_in_flight_codes is not None:
-        if args.max_in_flight_codes < 1:
-            raise InvalidRequest("--max-in-flight-codes must be at least 1")
+        if args.max_in_flight_codes < MAX_BATCH_TOKENS:  # else a full batch is never admitted
+            raise InvalidRequest(
+                f"--max-in-flight-codes must be at least {MAX_BATCH_TOKENS} (the largest batch)"
+            )
         admission = dataclasses.replace(admission, max_in_flight_codes=args.max_in_flight_codes)
     config = GatewayConfig(
         registry=args.registry,

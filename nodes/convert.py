@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from healthcode.v1 import gateway_pb2
-from trust.errors import InvalidRequest
+from trust.errors import InvalidRequest, ResourceExhausted
 from trust.model import Reason, Verdict, is_province_code
 from trust.verify import Outcome
 
@@ -27,6 +27,12 @@ def validate_checkpoint(province: str, checkpoint_id: str) -> None:
 def refused_item(error: InvalidRequest) -> Outcome:
     """A bad item of a stream gets its own INVALID answer; the stream goes on."""
     return Outcome(Verdict.INVALID, Reason.INVALID_REQUEST, error.message)
+
+
+def shed_item(error: ResourceExhausted) -> Outcome:
+    """A stream item refused at capacity gets its own INVALID/OVERLOADED answer (retry it);
+    the stream and the items already admitted go on."""
+    return Outcome(Verdict.INVALID, Reason.OVERLOADED, error.message)
 
 
 def outcome_to_proto(outcome: Outcome) -> gateway_pb2.VerifyResponse:

@@ -73,11 +73,18 @@ class IssueQueue:
             return
         finally:
             self.commits += 1
+        if len(issued) != len(batch):  # never from a correct store; nobody may hang on it
+            error = RuntimeError(f"the store returned {len(issued)} codes for {len(batch)}")
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
         for (_, future), code in zip(batch, issued, strict=True):
             if not future.done():  # a caller that gave up (deadline) is skipped
                 future.set_result(code)
 
     async def close(self) -> None:
-        """Wait for the batch being written (a shutdown does not abandon a commit halfway)."""
+        """Wait until the queue is empty (a node's shutdown instead lets calls finish within
+        the server's grace; the store's lock keeps its close from cutting a commit)."""
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)

@@ -124,3 +124,45 @@ async def test_a_flood_is_shed_with_retry_info_and_admitted_calls_meet_their_dea
     assert not unexpected, dict(outcomes)  # no DEADLINE_EXCEEDED, no UNAVAILABLE, no INTERNAL
     assert outcomes["VALID"] > 0
     assert after.verdict == common_pb2.VALID  # and it serves normally once the flood ends
+
+
+async def test_a_shed_stream_item_is_answered_and_the_stream_goes_on(
+    federation: Federation,
+) -> None:
+    """At capacity a stream item gets its own INVALID/OVERLOADED answer (retry it); the
+    stream is not torn down, so the items already admitted on it are not lost."""
+    token = (await federation.issue("330000")).token
+    admission = federation.gateway.admission
+    assert admission is not None
+    await admission.lag.stop()  # the test sets the lag itself
+    queue: asyncio.Queue[gateway_pb2.VerifyStreamRequest | None] = asyncio.Queue()
+
+    async def requests():  # type: ignore[no-untyped-def]
+        while (item := await queue.get()) is not None:
+            yield item
+
+    def item(sequence: int) -> gateway_pb2.VerifyStreamRequest:
+        return gateway_pb2.VerifyStreamRequest(
+            sequence=sequence, request=gateway_pb2.VerifyRequest(token=token)
+        )
+
+    try:
+        call = federation.gateway_stub.VerifyStream(requests(), timeout=10)
+        admission.lag.seconds = 1.0  # far behind: batches and stream items are refused
+        for sequence in (1, 2):
+            await queue.put(item(sequence))
+        shed = [await call.read(), await call.read()]
+        admission.lag.seconds = 0.0  # caught up
+        await queue.put(item(3))
+        served = await call.read()
+        await queue.put(None)
+        assert await call.read() is grpc.aio.EOF
+    finally:
+        admission.lag.seconds = 0.0
+        admission.lag.start()
+    assert {(a.sequence, a.result.verdict, a.result.reason) for a in shed} == {
+        (1, common_pb2.INVALID, common_pb2.OVERLOADED),
+        (2, common_pb2.INVALID, common_pb2.OVERLOADED),
+    }
+    assert (served.sequence, served.result.verdict) == (3, common_pb2.VALID)
+    assert admission.in_flight == 0

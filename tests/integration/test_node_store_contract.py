@@ -186,6 +186,42 @@ def test_the_same_holder_through_two_replicas_gets_one_code(open_replica: Opener
     )
 
 
+def test_a_batch_answers_in_its_own_order_with_repeated_holders(open_replica: Opener) -> None:
+    store = open_replica()
+    a, b, c = (bytes([n]) * 32 for n in (9, 1, 5))  # not in holder_ref order
+    first = store.create_or_get_many([new_code(a), new_code(b), new_code(a), new_code(c)])
+    assert first[0].code_id == first[2].code_id != first[1].code_id != first[3].code_id
+    again = store.create_or_get_many([new_code(c), new_code(b), new_code(a)])
+    assert [r.code_id for r in again] == [first[3].code_id, first[1].code_id, first[0].code_id]
+
+
+def test_batches_sharing_holders_through_two_replicas_never_deadlock(
+    open_replica: Opener,
+) -> None:
+    """Replicas write the same holders in opposite orders at once (a client that timed out on
+    one replica retries on the other): both batches commit, with one code per holder."""
+    replicas = [open_replica(), open_replica()]
+    holders = [os.urandom(32) for _ in range(200)]
+    results: dict[int, list] = {}
+    errors: list[BaseException] = []
+
+    def write(worker: int) -> None:
+        order = holders if worker == 0 else holders[::-1]
+        try:
+            for _ in range(5):
+                results[worker] = replicas[worker].create_or_get_many([new_code(h) for h in order])
+        except BaseException as e:  # reported below, with the store's message
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert [r.code_id for r in results[0]] == [r.code_id for r in results[1][::-1]]
+
+
 def test_bulk_load_fills_the_store_and_survives_reopening(open_replica: Opener) -> None:
     store = open_replica()
     rows = [

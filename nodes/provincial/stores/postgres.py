@@ -96,8 +96,14 @@ class PostgresStatusStore:
                 return
 
     def create_or_get_many(self, codes: list[NewCode]) -> list[CodeRecord]:
+        # Rows are inserted in holder_ref order: two replicas writing batches that share
+        # holders then take the unique keys in the same order and never deadlock.
+        order = sorted(range(len(codes)), key=lambda i: codes[i].holder_ref)
+        records: list[CodeRecord | None] = [None] * len(codes)
         with self._connection() as conn, conn.transaction():
-            return [self._create_or_get(conn, code) for code in codes]
+            for i in order:
+                records[i] = self._create_or_get(conn, codes[i])
+        return [r for r in records if r is not None]
 
     def _create_or_get(self, conn: psycopg.Connection[Any], code: NewCode) -> CodeRecord:
         row = conn.execute(
