@@ -74,10 +74,10 @@ class IssueQueue:
         finally:
             self.commits += 1
         if len(issued) != len(batch):  # never from a correct store; nobody may hang on it
-            error = RuntimeError(f"the store returned {len(issued)} codes for {len(batch)}")
+            short = RuntimeError(f"the store returned {len(issued)} codes for {len(batch)}")
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(error)
+                    future.set_exception(short)
             return
         for (_, future), code in zip(batch, issued, strict=True):
             if not future.done():  # a caller that gave up (deadline) is skipped

@@ -167,3 +167,19 @@ def test_a_batch_is_at_most_max_batch_holders(issuer: Issuer, store: GatedStore)
     assert store.batches == [1, 4, 4, 2]
     with pytest.raises(ValueError):
         IssueQueue(issuer, max_batch=0)
+
+
+def test_a_store_that_answers_short_fails_the_batch_instead_of_hanging(
+    issuer: Issuer, store: GatedStore
+) -> None:
+    def short(codes: list[NewCode]) -> Any:
+        return store.inner.create_or_get_many(codes)[:-1]
+
+    store.create_or_get_many = short  # type: ignore[method-assign]
+
+    async def scenario() -> list[Any]:
+        queue = IssueQueue(issuer)
+        calls = [asyncio.create_task(queue.issue(holder(n))) for n in range(3)]
+        return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 5)
+
+    assert all(isinstance(r, RuntimeError) for r in asyncio.run(scenario()))
