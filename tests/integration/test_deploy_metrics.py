@@ -29,28 +29,31 @@ from tests.unit.deploy.dashboard import (
 pytestmark = pytest.mark.integration
 
 
-def scrape(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> str:
-    """The /metrics page on ``port``, once the process serves it."""
+def scrape(
+    port: int, process: subprocess.Popen[bytes], timeout: float = 30.0, ready: str = ""
+) -> str:
+    """The /metrics page on ``port``, once the process serves it and it holds ``ready``."""
 
     def page() -> str | None:
         if process.poll() is not None:
             raise AssertionError(f"{process.args} exited with {process.returncode}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                return str(r.read().decode())
+                text = str(r.read().decode())
         except OSError:
             return None
+        return text if ready in text else None
 
     return wait_until(page, timeout=timeout, interval=0.1, what=f"/metrics on port {port}")
 
 
 @contextlib.contextmanager
-def serving(command: list[str], log: Path) -> Iterator[str]:
-    """Run a server with ``--metrics-port``; its /metrics page while it runs."""
+def serving(command: list[str], log: Path, ready: str = "") -> Iterator[str]:
+    """Run a server with ``--metrics-port``; its /metrics page (once it holds ``ready``)."""
     port = free_port()
     process = subprocess.Popen([*command, "--metrics-port", str(port)], stderr=log.open("wb"))
     try:
-        yield scrape(port, process)
+        yield scrape(port, process, ready=ready)
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -91,6 +94,9 @@ def node_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
          "--dir", str(province), "--gateway", f"127.0.0.1:{free_port()}",
          "--listen", "127.0.0.1:0"],
         tmp / "node.log",
+        # /metrics is served before the node starts registering (on purpose: a node that
+        # cannot register is the one to look at); read it once registration has begun.
+        ready="hcx_node_registered{",
     ) as page:  # fmt: skip
         yield page
 
