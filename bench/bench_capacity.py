@@ -132,8 +132,13 @@ async def step(driver: Driver, federation: Federation, rate: float, seconds: flo
     failed = [v for v in window if v.verdict == "ERROR" and v.reason != "RESOURCE_EXHAUSTED"]
     answered = [v for v in window if v.verdict != "ERROR" and v.reason != "OVERLOADED"]
     latencies = [v.latency * 1000 for v in answered]
-    per_scan = max(len(answered), 1)
     spent = {r: after.cpu_s.get(r, 0.0) - before.cpu_s.get(r, 0.0) for r in after.cpu_s}
+    federation_s = sum(spent.values())
+    loadgen_s = after.loadgen_cpu_s - before.loadgen_cpu_s
+
+    def ms_per_scan(cpu_s: float) -> float | None:  # none for the idle step: it has no scans
+        return round(1000 * cpu_s / max(len(answered), 1), 3) if rate else None
+
     return {
         "offered_per_s": rate,
         "achieved_per_s": round(len(answered) / seconds, 1),
@@ -142,21 +147,13 @@ async def step(driver: Driver, federation: Federation, rate: float, seconds: flo
         "errors": len(failed),
         "error_kinds": dict(Counter(v.reason for v in failed)),
         "shed": len(refused) + (shed_after - shed_before),
-        "cpu_ms_per_scan": round(1000 * sum(spent.values()) / per_scan, 3) if rate else None,
-        "cpu_ms_per_scan_by_role": {
-            r: round(1000 * s / per_scan, 3) for r, s in sorted(spent.items())
-        }
-        if rate
-        else None,
-        "cpu_cores_busy": round(
-            (sum(spent.values()) + after.loadgen_cpu_s - before.loadgen_cpu_s) / elapsed, 2
+        "cpu_ms_per_scan": ms_per_scan(federation_s),
+        "cpu_ms_per_scan_by_role": (
+            {r: ms_per_scan(s) for r, s in sorted(spent.items())} if rate else None
         ),
-        "federation_cpu_s_per_s": round(sum(spent.values()) / elapsed, 3),
-        "loadgen_cpu_ms_per_scan": round(
-            1000 * (after.loadgen_cpu_s - before.loadgen_cpu_s) / per_scan, 3
-        )
-        if rate
-        else None,
+        "cpu_cores_busy": round((federation_s + loadgen_s) / elapsed, 2),
+        "federation_cpu_s_per_s": round(federation_s / elapsed, 3),
+        "loadgen_cpu_ms_per_scan": ms_per_scan(loadgen_s),
         "rss_mb_total": round(after.rss_mb, 1),
     }
 

@@ -194,36 +194,7 @@ class VerificationRpcs:
         answers: asyncio.Queue[gateway_pb2.VerifyStreamResponse | BaseException | None],
     ) -> None:
         try:
-            try:
-                validate_checkpoint(item.request.checkpoint_province, item.request.checkpoint_id)
-            except InvalidRequest as e:  # this item's own answer; the stream goes on
-                outcome = refused_item(e)
-                record(outcome)
-                await answers.put(
-                    gateway_pb2.VerifyStreamResponse(
-                        sequence=item.sequence, result=outcome_to_proto(outcome)
-                    )
-                )
-                return
-            began = time.perf_counter()
-            try:
-                self._admission.admit("VerifyStream", 1, remaining=None, bulk=True)
-            except Overloaded as e:  # this item is shed; the stream and its other items go on
-                outcome = shed_item(e)
-                record(outcome)
-                await answers.put(
-                    gateway_pb2.VerifyStreamResponse(
-                        sequence=item.sequence, result=outcome_to_proto(outcome)
-                    )
-                )
-                return
-            try:
-                outcome = await verify_one(
-                    item.request.token, self._view, self._statuses, self._policy, context
-                )
-            finally:
-                self._admission.release(1)
-            STREAM_SECONDS.observe(time.perf_counter() - began)
+            outcome = await self._stream_outcome(item, context)
             record(outcome)
             reply = gateway_pb2.VerifyStreamResponse(
                 sequence=item.sequence, result=outcome_to_proto(outcome)
@@ -231,6 +202,27 @@ class VerificationRpcs:
             await answers.put(reply)
         except Exception as e:
             await answers.put(e)
+
+    async def _stream_outcome(self, item: Any, context: Any) -> Outcome:
+        """The item's own answer: a bad item and a shed item are answered too, and the stream
+        goes on with its other items."""
+        try:
+            validate_checkpoint(item.request.checkpoint_province, item.request.checkpoint_id)
+        except InvalidRequest as e:
+            return refused_item(e)
+        began = time.perf_counter()
+        try:
+            self._admission.admit("VerifyStream", 1, remaining=None, bulk=True)
+        except Overloaded as e:
+            return shed_item(e)
+        try:
+            outcome = await verify_one(
+                item.request.token, self._view, self._statuses, self._policy, context
+            )
+        finally:
+            self._admission.release(1)
+        STREAM_SECONDS.observe(time.perf_counter() - began)
+        return outcome
 
 
 async def verify_one(

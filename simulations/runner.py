@@ -194,9 +194,8 @@ class Driver:
         self.ctx = SimContext(self.federation, self.injector, self.mobility, self.clock)
 
     async def close(self) -> None:
-        leftovers = {*self.in_flight, *self.holders.tasks}
+        leftovers = self._sent() | self.holders.tasks
         for mode in self.modes.values():
-            leftovers |= set(mode.tasks)
             mode.close()
         for task in leftovers:  # whatever a bounded drain left running
             task.cancel()
@@ -216,13 +215,17 @@ class Driver:
         done = await asyncio.gather(*(one(t) for t in self.mobility.travellers))
         return done.count(False)
 
-    async def settle(self, timeout: float = DRAIN_S + 2) -> None:
-        """Wait (bounded) until the scans already sent are answered."""
-        self.modes["batch"].flush()
+    def _sent(self) -> set[asyncio.Task[None]]:
+        """The scans sent and not yet answered."""
         pending = set(self.in_flight)
         for mode in self.modes.values():
             pending |= set(mode.tasks)
-        if pending:
+        return pending
+
+    async def settle(self, timeout: float = DRAIN_S + 2) -> None:
+        """Wait (bounded) until the scans already sent are answered."""
+        self.modes["batch"].flush()
+        if pending := self._sent():
             await asyncio.wait(pending, timeout=timeout)
 
     def _result(self, setup_s: float, final: dict[bytes, tuple[int, int] | None]) -> SimResult:
@@ -308,10 +311,7 @@ class Driver:
     async def _drain(self, scenario: asyncio.Task[None]) -> None:
         """Let calls in flight and a running step finish (bounded)."""
         self.modes["batch"].flush()
-        pending = set(self.in_flight) | set(self.holders.tasks)
-        for mode in self.modes.values():
-            pending |= set(mode.tasks)
-        if pending:
+        if pending := self._sent() | self.holders.tasks:
             await asyncio.wait(pending, timeout=DRAIN_S + 2)
         await asyncio.wait({scenario}, timeout=60)
 
