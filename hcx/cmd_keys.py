@@ -111,11 +111,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     p = subcommand(
         sub,
         "issue-cert",
-        "Issue a node, operator or checkpoint mTLS identity signed by the own CA.",
+        "Issue a node, operator, checkpoint or health-authority mTLS identity signed by the own CA.",
         "hcx node keys issue-cert --kind node --name hz-1 --dir var/330000 --out var/330000/hz-1",
     )
     p.add_argument(
-        "--kind", required=True, choices=("node", "operator", "checkpoint"), help="identity kind"
+        "--kind",
+        required=True,
+        choices=("node", "operator", "checkpoint", "authority"),
+        help="identity kind",
     )
     p.add_argument("--name", required=True, help="name in the SPIFFE id (a node: its --node-id)")
     p.add_argument(

@@ -6,6 +6,7 @@ Identities (DESIGN §3):
   spiffe://hcx/province/<code>/node/<name>          a provincial node replica
   spiffe://hcx/province/<code>/operator/<name>      a provincial operator
   spiffe://hcx/province/<code>/checkpoint/<name>    a checkpoint
+  spiffe://hcx/province/<code>/authority/<name>     the province's health authority
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Role(enum.Enum):
     NODE = "node"
     OPERATOR = "operator"
     CHECKPOINT = "checkpoint"
+    AUTHORITY = "authority"  # the province's health authority: risk data, assistance
 
 
 _NATIONAL = re.compile(
@@ -36,7 +38,7 @@ _NATIONAL = re.compile(
 )
 _PROVINCIAL = re.compile(
     r"spiffe://hcx/province/(?P<province>[1-8][0-9]0000)/"
-    r"(?P<kind>node|operator|checkpoint)/(?P<name>[\w.-]{1,63})"
+    r"(?P<kind>node|operator|checkpoint|authority)/(?P<name>[\w.-]{1,63})"
 )
 
 

@@ -49,6 +49,7 @@ class Purpose(enum.Enum):
     STATEMENT = b"hcx/v1/registry-statement"
     TREE_HEAD = b"hcx/v1/tree-head"
     TRUST_LIST = b"hcx/v1/trust-list"
+    COLOUR_POLICY = b"hcx/v1/colour-policy"  # a province's rules, signed by its operator
 
 
 @dataclass(frozen=True)

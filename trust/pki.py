@@ -128,6 +128,11 @@ _LEAF_PROFILES: dict[str, _LeafProfile] = {
     "operator": _LeafProfile(
         "operator", (ExtendedKeyUsageOID.CLIENT_AUTH,), False, "operator certificate"
     ),
+    # The province's health authority (imports risk areas and close contacts, asks other
+    # provinces for assistance).
+    "authority": _LeafProfile(
+        "authority", (ExtendedKeyUsageOID.CLIENT_AUTH,), False, "health-authority certificate"
+    ),
 }
 LEAF_KINDS = tuple(_LEAF_PROFILES)
 

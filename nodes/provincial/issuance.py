@@ -160,13 +160,13 @@ class Issuer:
         """``issue_batch`` for holders already checked (``check_holder``)."""
         if len(checked) <= COMMIT_CHUNK:
             codes = [self._new_code(holder) for holder in checked]
-            return [self._sign(record) for record in self._store.create_or_get_many(codes)]
+            return [self.sign(record) for record in self._store.create_or_get_many(codes)]
         writes: list[Future[list[CodeRecord]]] = []
         try:
             for start in range(0, len(checked), COMMIT_CHUNK):
                 codes = [self._new_code(holder) for holder in checked[start : start + COMMIT_CHUNK]]
                 writes.append(self._writer().submit(self._store.create_or_get_many, codes))
-            return [self._sign(record) for write in writes for record in write.result()]
+            return [self.sign(record) for write in writes for record in write.result()]
         finally:
             for write in writes:
                 write.cancel()  # only chunks still queued, after a failure
@@ -193,9 +193,10 @@ class Issuer:
         record = self._store.get(code_id)
         if record is None:
             raise NotFound(f"unknown code id {code_id.hex()}")
-        return self._sign(record)
+        return self.sign(record)
 
-    def _sign(self, record: CodeRecord) -> IssuedCode:
+    def sign(self, record: CodeRecord) -> IssuedCode:
+        """A fresh token for a stored code (its colour and status version as stored)."""
         now = int(self._clock())
         claims = CodeClaims(
             issuer=self.province,

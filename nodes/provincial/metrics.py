@@ -92,6 +92,7 @@ class MeteredStore:
     def __init__(self, inner: StatusStore, province: str) -> None:
         self.inner = inner
         self.blocking = inner.blocking
+        self.health = inner.health
         self._province = province
 
     def _timed(self, operation: str, call: Callable[[], _T]) -> _T:

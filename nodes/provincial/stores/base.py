@@ -8,10 +8,13 @@ where the rows live (one SQLite file, or a PostgreSQL database shared by hosts).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from trust.errors import InvalidRequest
 from trust.model import Colour
+
+if TYPE_CHECKING:
+    from nodes.provincial.stores.health import HealthTables
 
 MAX_REQUEST_ID_CHARS = 128
 MAX_REASON_CHARS = 200
@@ -67,6 +70,8 @@ class StatusStore(Protocol):
 
     #: True when calls wait on the network (PostgreSQL): the servicer runs them in a thread.
     blocking: bool
+    #: Quarantines, declarations, histories and risk areas (stores/health.py).
+    health: HealthTables
 
     def create_or_get_many(self, codes: list[NewCode]) -> list[CodeRecord]:
         """Create the codes in one durable transaction; a holder who has a code keeps it."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import queue
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -26,6 +26,7 @@ from nodes.provincial.stores.base import (
     check_set_colour,
     record_from_row,
 )
+from nodes.provincial.stores.health import POSTGRES_SCHEMA, HealthTables, Sql
 from trust.errors import InvalidRequest, NotFound, StoreUnavailable
 from trust.model import Colour
 
@@ -50,6 +51,7 @@ CREATE TABLE IF NOT EXISTS status_requests (
 
 BULK_CHUNK = 200_000
 CONNECT_TIMEOUT_S = 5
+_T = TypeVar("_T")
 
 
 class PostgresStatusStore:
@@ -64,6 +66,15 @@ class PostgresStatusStore:
         with self._connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(4242)")  # replicas create it once
             conn.execute(SCHEMA)
+            conn.execute(POSTGRES_SCHEMA)
+        self.health = HealthTables(Sql("%s"), self._run_health)
+
+    def _run_health(self, call: Callable[[psycopg.Connection[Any]], _T], write: bool) -> _T:
+        with self._connection() as conn:
+            if not write:
+                return call(conn)
+            with conn.transaction():
+                return call(conn)
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
@@ -219,4 +230,7 @@ class PostgresStatusStore:
     def truncate_for_tests_only(self) -> None:
         """Empty both tables (test isolation on a shared database)."""
         with self._connection() as conn:
-            conn.execute("TRUNCATE codes, status_requests")
+            conn.execute(
+                "TRUNCATE codes, status_requests, health, health_places, health_events, "
+                "health_requests, risk_areas"
+            )

@@ -11,8 +11,9 @@ import contextlib
 import itertools
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from nodes.provincial.stores.base import (
     CODE_COLUMNS,
@@ -25,6 +26,7 @@ from nodes.provincial.stores.base import (
     check_set_colour,
     record_from_row,
 )
+from nodes.provincial.stores.health import SQLITE_SCHEMA, HealthTables, Sql
 from nodes.provincial.stores.wal import Checkpointer
 from trust.errors import HcxError, InvalidRequest, NotFound, StoreUnavailable
 from trust.model import Colour
@@ -62,6 +64,7 @@ _GET_BY_ID = (
     "FROM codes WHERE code_id = ?"
 )
 _COLOURS = {int(c): c for c in Colour}
+_T = TypeVar("_T")
 
 
 def _issued_record(code: NewCode) -> CodeRecord:
@@ -92,7 +95,7 @@ class SqliteStatusStore:
             # automatic checkpoint is only the fallback that bounds the WAL (~100 MB).
             self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_FALLBACK_CHECKPOINT_PAGES}")
             with self._tx():
-                for statement in SCHEMA.split(";\n"):
+                for statement in (SCHEMA + SQLITE_SCHEMA).split(";\n"):
                     if statement.strip():
                         self._db.execute(statement)
         except sqlite3.Error as e:
@@ -100,6 +103,11 @@ class SqliteStatusStore:
         self._lookup = self._db.cursor()
         self._lock = threading.Lock()
         self._checkpointer = Checkpointer(self.path)
+        self.health = HealthTables(Sql("?"), self._run_health)
+
+    def _run_health(self, call: Callable[[sqlite3.Connection], _T], write: bool) -> _T:
+        with self._lock, self._tx() if write else self._reading():
+            return call(self._db)
 
     def close(self) -> None:
         if self._checkpointer is not None:

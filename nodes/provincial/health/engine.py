@@ -1,0 +1,549 @@
+"""The province's colour engine: events in, policy decisions, exactly-once transitions out.
+
+Every event (a declaration, a check-in, a risk-area or close-contact import, an assistance
+request, a quarantine's end) follows one path: read the code and its health state, let the
+policy decide, and write the transition as a compare-and-set (stores/health.py). A write that
+finds the versions moved (another replica, an operator) re-reads and decides again; a request id
+already applied answers what is stored now. Blocking: the servicer runs it in a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nodes.provincial.health import quarantine as q
+from nodes.provincial.health.facts import CheckIn, Declaration, check_district
+from nodes.provincial.health.policy import Event, Outcome, Policy
+from nodes.provincial.issuance import CheckedHolder, IssuedCode, Issuer
+from nodes.provincial.stores import CodeRecord, NewCode, StatusStore
+from nodes.provincial.stores.base import MAX_REQUEST_ID_CHARS
+from nodes.provincial.stores.health import EventRow, HealthWrite, WriteResult
+from trust.codeformat import id_tail
+from trust.errors import InvalidRequest, NotFound, StoreUnavailable
+from trust.model import Colour
+
+log = logging.getLogger(__name__)
+
+DAY_SECONDS = 86_400.0
+RESIDENT = 9.0e15  # the "at" of a residence place: a resident is there at every time
+ATTEMPTS = 8  # compare-and-set retries before a write gives up (StoreUnavailable)
+CHUNK = 500  # codes per transaction in imports and scans
+LEVELS = {"low": 1, "medium": 2, "high": 3}
+ASSISTANCE_KINDS = ("close_contact", "confirmed_case", "risk_area_visit")
+
+
+@dataclass(frozen=True)
+class CodeView:
+    """A code's state as GetCodeState reports it."""
+
+    record: CodeRecord
+    state: q.HealthState
+    progress: q.Progress | None
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    entries: int
+    matched: int  # codes the entries concern
+    changed: int  # codes whose colour changed
+
+
+@dataclass(frozen=True)
+class RiskArea:
+    district: str
+    level: int  # 1 low, 2 medium, 3 high
+    valid_from: float
+    valid_until: float
+
+
+def check_request_id(request_id: str) -> str:
+    if not request_id:
+        return str(uuid.uuid4())
+    if len(request_id) > MAX_REQUEST_ID_CHARS:
+        raise InvalidRequest(f"request_id is longer than {MAX_REQUEST_ID_CHARS} characters")
+    return request_id
+
+
+class ColourEngine:
+    def __init__(
+        self,
+        *,
+        store: StatusStore,
+        issuer: Issuer,
+        policy: Policy,
+        clock: Callable[[], float] = time.time,
+        day_seconds: float = DAY_SECONDS,
+        on_change: Callable[[str, Colour], None] | None = None,
+    ) -> None:
+        if day_seconds <= 0:
+            raise ValueError("a day must last more than 0 s")
+        self._store = store
+        self._issuer = issuer
+        self.policy = policy
+        self._clock = clock
+        self.day_seconds = day_seconds
+        self._on_change = on_change or (lambda kind, colour: None)
+
+    # -- reads -----------------------------------------------------------------------------------
+    def view(self, code_id: bytes) -> CodeView:
+        if len(code_id) != 16:
+            raise InvalidRequest("code_id must be 16 bytes")
+        record = self._store.get(code_id)
+        read = self._store.health.read(code_id)
+        if record is None or read is None:
+            raise NotFound(f"unknown code id {code_id.hex()}")
+        health = read[2]
+        state = q.HealthState() if health is None else q.HealthState.from_json(health.state)
+        active = state.active(record.status_version)
+        progress = None if active is None else active.progress(self._clock(), self.day_seconds)
+        return CodeView(record, state, progress)
+
+    def history(self, code_id: bytes) -> list[EventRow]:
+        self.view(code_id)  # NotFound for an unknown code
+        return self._store.health.history(code_id)
+
+    # -- events of residents ---------------------------------------------------------------------
+    def apply(
+        self, holder: CheckedHolder, declaration: Declaration, request_id: str
+    ) -> tuple[IssuedCode, CodeView]:
+        """ApplyCode: a code decided by the declaration (the holder's existing code, if any)."""
+        done = self._store.health.request(request_id)
+        if done is not None:
+            return self._replayed(done, "apply", request_id)
+        now = self._clock()
+        outcome = self.policy.decide(Event.DECLARATION, self._declaration_facts(declaration, now))
+        made = q.declare(
+            colour=Colour.GREEN,
+            status_version=0,
+            state=q.HealthState(),
+            declaration=declaration,
+            outcome=outcome,
+            now=now,
+            day_seconds=self.day_seconds,
+            adds=self.policy.missed_check_in_adds_days,
+        )
+        code = NewCode(
+            code_id=_new_code_id(),
+            holder_ref=self._issuer.holder_ref(holder.id_number),
+            colour=made.colour,
+            now=now,
+            masked_name=holder.masked_name,
+            id_tail=id_tail(holder.id_number),
+        )
+        # A new code starts at status version 1, the version its state's colour is of.
+        write = self._write_of(code.code_id, 0, 0, made, made.state, now, request_id, "apply")
+        record, result = self._store.health.create(code, write)
+        if result is WriteResult.APPLIED:
+            self._changed("declaration", made)
+            return self._issuer.sign(record), self.view(record.code_id)
+        # The holder has a code already: the declaration is an event on it.
+        view = self._event(
+            record.code_id,
+            lambda colour, version, st: q.declare(
+                colour=colour,
+                status_version=version,
+                state=st,
+                declaration=declaration,
+                outcome=outcome,
+                now=now,
+                day_seconds=self.day_seconds,
+                adds=self.policy.missed_check_in_adds_days,
+            ),
+            now=now,
+            request_id=request_id,
+            kind="apply",
+        )
+        return self._issuer.sign(view.record), view
+
+    def check_in(self, code_id: bytes, check: CheckIn, request_id: str) -> CodeView:
+        done = self._store.health.request(request_id)
+        if done is not None:
+            return self._replayed(done, "check_in", request_id)[1]
+        outcome = self.policy.decide(Event.CHECK_IN, {"check_in": check.facts()})
+        return self._event(
+            code_id,
+            lambda colour, version, st: q.check_in(
+                colour=colour,
+                status_version=version,
+                state=st,
+                check=check,
+                outcome=outcome,
+                day_seconds=self.day_seconds,
+                adds=self.policy.missed_check_in_adds_days,
+            ),
+            now=check.at,
+            request_id=request_id,
+            kind="check_in",
+        )
+
+    def assistance(
+        self, code_id: bytes, *, kind: str, at: float, district: str, request_id: str
+    ) -> tuple[CodeView, Outcome | None]:
+        """Another province's report about one of this province's codes; the policy decides."""
+        if kind not in ASSISTANCE_KINDS:
+            raise InvalidRequest(f"event kind must be one of {', '.join(ASSISTANCE_KINDS)}")
+        check_district(district, what="district")
+        now = self._clock()
+        if at > now + 300:
+            raise InvalidRequest("the event's time is in the future")
+        done = self._store.health.request(request_id)
+        if done is not None:
+            view = self._replayed(done, "assistance", request_id)[1]
+            return view, None
+        days_ago = max(0, int((now - at) // self.day_seconds))
+        facts = {"assistance": {"kind": kind, "district": district, "days_ago": days_ago}}
+        outcome = self.policy.decide(Event.ASSISTANCE, facts)
+        view = self._event(
+            code_id,
+            self._decider(outcome, "assistance", now),
+            now=now,
+            request_id=request_id,
+            kind="assistance",
+            always=True,
+        )
+        return view, outcome
+
+    # -- health authority imports ----------------------------------------------------------------
+    def import_risk_areas(self, areas: Sequence[RiskArea], import_id: str) -> ImportResult:
+        """Store the areas, then let the policy decide for every holder living in or having
+        gone to one of them (while it was a risk area, or in the 14 days before)."""
+        for area in areas:
+            check_district(area.district, what="risk area district")
+            if area.level not in (1, 2, 3) or not area.valid_from < area.valid_until:
+                raise InvalidRequest(
+                    f"risk area {area.district}: level 1-3, valid_from < valid_until"
+                )
+        self._store.health.put_risk_areas(
+            [(a.district, a.level, a.valid_from, a.valid_until) for a in areas], import_id
+        )
+        now = self._clock()
+        by_district = {a.district: a for a in areas if a.valid_until > now}
+        window = 14 * self.day_seconds
+        since = min((a.valid_from for a in by_district.values()), default=now) - window
+        hits: dict[bytes, RiskArea] = {}
+        districts = list(by_district)
+        for start in range(0, len(districts), CHUNK):
+            for code_id, district in self._store.health.codes_in(
+                districts[start : start + CHUNK], since
+            ):
+                area = by_district[district]
+                best = hits.get(code_id)
+                if best is None or area.level > best.level:
+                    hits[code_id] = area
+
+        def decider(code_id: bytes) -> Callable[[Colour, int, q.HealthState], q.Transition | None]:
+            area = hits[code_id]
+
+            def decide(colour: Colour, version: int, state: q.HealthState) -> q.Transition | None:
+                residence = state.declaration.residence if state.declaration else None
+                resident = residence == area.district
+                facts = {
+                    "risk": {
+                        "residence_level": area.level if resident else 0,
+                        "travel_level": 0 if resident else area.level,
+                    },
+                    "area": {"district": area.district, "level": area.level},
+                }
+                outcome = self.policy.decide(Event.RISK_AREA, facts)
+                return self._decider(outcome, "risk_area", now)(colour, version, state)
+
+            return decide
+
+        changed = self._events_many(list(hits), decider, now=now)
+        return ImportResult(len(areas), len(hits), changed)
+
+    def import_close_contacts(
+        self, holder_refs: Sequence[bytes], *, listed_at: float, import_id: str
+    ) -> ImportResult:
+        """Holders named by the keyed hash of their ID number (the status store's pseudonym)."""
+        if any(len(ref) != 32 for ref in holder_refs):
+            raise InvalidRequest("a close-contact entry is a 32-byte HMAC-SHA256 of the ID number")
+        now = self._clock()
+        if listed_at > now + 300:
+            raise InvalidRequest("listed_at is in the future")
+        days_ago = max(0, int((now - listed_at) // self.day_seconds))
+        outcome = self.policy.decide(Event.CLOSE_CONTACT, {"close_contact": {"days_ago": days_ago}})
+        refs = list(dict.fromkeys(holder_refs))
+        codes: list[bytes] = []
+        for start in range(0, len(refs), CHUNK):
+            codes += self._store.health.codes_of_holders(refs[start : start + CHUNK])
+        changed = self._events_many(
+            codes, lambda code_id: self._decider(outcome, "close_contact", now), now=now
+        )
+        return ImportResult(len(holder_refs), len(codes), changed)
+
+    # -- the clock -------------------------------------------------------------------------------
+    def complete_due(self, limit: int = CHUNK) -> int:
+        """End the quarantines that are complete (green); push back the due time of those a
+        missed check-in made longer. Any replica may run it: each transition happens once."""
+        now = self._clock()
+        due = self._store.health.due(now, limit)
+
+        def decider(code_id: bytes) -> Callable[[Colour, int, q.HealthState], q.Transition | None]:
+            def decide(colour: Colour, version: int, state: q.HealthState) -> q.Transition | None:
+                return q.complete(
+                    colour=colour,
+                    status_version=version,
+                    state=state,
+                    now=now,
+                    day_seconds=self.day_seconds,
+                )
+
+            return decide
+
+        return self._events_many(due, decider, now=now, reschedule=True)
+
+    # -- the one write path ----------------------------------------------------------------------
+    def _decider(
+        self, outcome: Outcome | None, kind: str, now: float
+    ) -> Callable[[Colour, int, q.HealthState], q.Transition | None]:
+        def decide(colour: Colour, version: int, state: q.HealthState) -> q.Transition | None:
+            return q.decide(
+                colour=colour,
+                status_version=version,
+                state=state,
+                outcome=outcome,
+                kind=kind,
+                now=now,
+                day_seconds=self.day_seconds,
+                adds=self.policy.missed_check_in_adds_days,
+            )
+
+        return decide
+
+    def _event(
+        self,
+        code_id: bytes,
+        decide: Callable[[Colour, int, q.HealthState], q.Transition | None],
+        *,
+        now: float,
+        request_id: str,
+        kind: str,
+        always: bool = False,
+    ) -> CodeView:
+        """One event on one code, retried while the versions move under it."""
+        for _ in range(ATTEMPTS):
+            colour, version, state, state_version = self._read(code_id)
+            made = decide(colour, version, state)
+            if made is None and not always:
+                return self.view(code_id)
+            write = (
+                self._write_of(
+                    code_id, version, state_version, made, made.state, now, request_id, kind
+                )
+                if made is not None
+                else self._note_of(
+                    code_id, colour, version, state_version, state, now, request_id, kind
+                )
+            )
+            result = self._store.health.write([write])[0]
+            if result is WriteResult.APPLIED:
+                if made is not None:
+                    self._changed(made.entry.kind, made)
+                return self.view(code_id)
+            if result is WriteResult.REPLAYED:
+                return self.view(code_id)
+        raise StoreUnavailable(f"code {code_id.hex()} kept changing: {ATTEMPTS} attempts")
+
+    def _events_many(
+        self,
+        code_ids: Iterable[bytes],
+        decider: Callable[[bytes], Callable[[Colour, int, q.HealthState], q.Transition | None]],
+        *,
+        now: float,
+        reschedule: bool = False,
+    ) -> int:
+        """The same kind of event on many codes, a chunk per transaction; the codes whose
+        write met moved versions go again. Returns how many codes changed colour."""
+        pending = list(dict.fromkeys(code_ids))
+        changed = 0
+        for _ in range(ATTEMPTS):
+            if not pending:
+                return changed
+            retry: list[bytes] = []
+            for start in range(0, len(pending), CHUNK):
+                chunk = pending[start : start + CHUNK]
+                writes, made_of = [], {}
+                for code_id in chunk:
+                    try:
+                        colour, version, state, state_version = self._read(code_id)
+                    except NotFound:
+                        continue
+                    made = decider(code_id)(colour, version, state)
+                    if made is not None:
+                        writes.append(
+                            self._write_of(
+                                code_id, version, state_version, made, made.state, now, None, ""
+                            )
+                        )
+                        made_of[code_id] = made
+                    elif reschedule:
+                        writes.append(
+                            self._reschedule_of(code_id, colour, version, state_version, state, now)
+                        )
+                if not writes:
+                    continue
+                for write, result in zip(writes, self._store.health.write(writes), strict=True):
+                    if result is WriteResult.CONFLICT:
+                        retry.append(write.code_id)
+                    elif result is WriteResult.APPLIED and write.code_id in made_of:
+                        made = made_of[write.code_id]
+                        self._changed(made.entry.kind, made)
+                        changed += made.changes_colour
+            pending = retry
+        if pending:
+            log.warning(
+                "%d codes kept changing during a batch of events; left for the next", len(pending)
+            )
+        return changed
+
+    def _read(self, code_id: bytes) -> tuple[Colour, int, q.HealthState, int]:
+        read = self._store.health.read(code_id)
+        if read is None:
+            raise NotFound(f"unknown code id {code_id.hex()}")
+        colour, version, health = read
+        if health is None:
+            return Colour(colour), version, q.HealthState(), 0
+        return Colour(colour), version, q.HealthState.from_json(health.state), health.state_version
+
+    def _write_of(
+        self,
+        code_id: bytes,
+        version: int,
+        state_version: int,
+        made: q.Transition,
+        state: q.HealthState,
+        now: float,
+        request_id: str | None,
+        kind: str,
+    ) -> HealthWrite:
+        entry = made.entry
+        after = version + 1 if made.changes_colour else max(version, 1)
+        declaration = state.declaration
+        places = None
+        if entry.kind == "declaration" and declaration is not None:
+            recent = declaration.recent_travel(now, self.day_seconds)
+            places = [(declaration.residence, RESIDENT)] + [(v.district, v.at) for v in recent]
+        return HealthWrite(
+            code_id=code_id,
+            status_version=version,
+            state_version=state_version,
+            colour=made.colour,
+            colour_changed=made.changes_colour,
+            reason=f"{entry.rule}: {entry.words}" if made.changes_colour else "",
+            state=state.to_json(),
+            due_at=q.due_at(state, after, now, self.day_seconds),
+            event=EventRow(
+                0,
+                entry.at,
+                entry.kind,
+                entry.rule,
+                entry.colour_before,
+                entry.colour_after,
+                entry.words,
+            ),
+            now=now,
+            request_id=request_id,
+            request_kind=kind,
+            residence=None if declaration is None else declaration.residence,
+            places=places,
+        )
+
+    def _note_of(
+        self,
+        code_id: bytes,
+        colour: Colour,
+        version: int,
+        state_version: int,
+        state: q.HealthState,
+        now: float,
+        request_id: str,
+        kind: str,
+    ) -> HealthWrite:
+        """An event that changed nothing, kept for its request id (an assistance request)."""
+        words = f"{kind}: no rule applies"
+        return HealthWrite(
+            code_id=code_id,
+            status_version=version,
+            state_version=state_version,
+            colour=colour,
+            colour_changed=False,
+            reason="",
+            state=state.to_json(),
+            due_at=q.due_at(state, version, now, self.day_seconds),
+            event=EventRow(0, now, kind, "", colour, colour, words),
+            now=now,
+            request_id=request_id,
+            request_kind=kind,
+            residence=None if state.declaration is None else state.declaration.residence,
+        )
+
+    def _reschedule_of(
+        self,
+        code_id: bytes,
+        colour: Colour,
+        version: int,
+        state_version: int,
+        state: q.HealthState,
+        now: float,
+    ) -> HealthWrite:
+        """A due quarantine that is not complete (a missed check-in): its new due time."""
+        return HealthWrite(
+            code_id=code_id,
+            status_version=version,
+            state_version=state_version,
+            colour=colour,
+            colour_changed=False,
+            reason="",
+            state=state.to_json(),
+            due_at=q.due_at(state, version, now, self.day_seconds),
+            event=None,
+            now=now,
+            residence=None if state.declaration is None else state.declaration.residence,
+        )
+
+    def _replayed(
+        self, done: tuple[bytes, str], kind: str, request_id: str
+    ) -> tuple[IssuedCode, CodeView]:
+        code_id, done_kind = done
+        if done_kind != kind:
+            raise InvalidRequest(f"request_id {request_id} was used for another request")
+        view = self.view(code_id)
+        return self._issuer.sign(view.record), view
+
+    def _declaration_facts(self, declaration: Declaration, now: float) -> dict[str, Any]:
+        recent = declaration.recent_travel(now, self.day_seconds)
+        districts = sorted({declaration.residence} | {v.district for v in recent})
+        areas = self._store.health.risk_areas(districts)
+        residence_level = max(
+            (lvl for d, lvl, a, b in areas if d == declaration.residence and a <= now < b),
+            default=0,
+        )
+        window = 14 * self.day_seconds
+        travel_level = max(
+            (
+                lvl
+                for v in recent
+                for d, lvl, a, b in areas
+                if d == v.district and a - window <= v.at < b
+            ),
+            default=0,
+        )
+        return {
+            "declaration": declaration.facts(),
+            "risk": {"residence_level": residence_level, "travel_level": travel_level},
+        }
+
+    def _changed(self, kind: str, made: q.Transition) -> None:
+        if made.changes_colour:
+            self._on_change(kind, made.colour)
+
+
+def _new_code_id() -> bytes:
+    return secrets.token_bytes(16)

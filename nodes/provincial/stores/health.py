@@ -1,0 +1,400 @@
+"""The health tables beside ``codes``: one SQL for SQLite and PostgreSQL (docs/colour-policy.md).
+
+    health          code_id, state (JSON), state_version, due_at   -- quarantine, declaration
+    health_places   district, code_id, at                          -- where a holder lives/went
+    health_events   code_id, seq, at, kind, rule, colours, words   -- the history in words
+    health_requests request_id, code_id, kind, at                  -- ApplyCode/CheckIn replays
+    risk_areas      district, level, valid_from, valid_until, import_id
+
+Every write is a compare-and-set on both the code's status version and its health state
+version, inside one transaction with its history entry and its request id: two replicas
+deciding the same transition cannot both apply it (the second finds the versions moved and
+re-reads), and a replica dying mid-write leaves nothing behind (the transaction rolls back; the
+next scan of due codes finds the code still due). The functions take an open connection inside
+a transaction; the backends own connections and transactions.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
+
+from trust.model import Colour
+
+SQLITE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS health (
+    code_id BLOB PRIMARY KEY, state TEXT NOT NULL, state_version INTEGER NOT NULL, due_at REAL,
+    residence TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS health_due ON health(due_at) WHERE due_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS health_places (
+    district TEXT NOT NULL, code_id BLOB NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (district, code_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS health_places_code ON health_places(code_id);
+CREATE TABLE IF NOT EXISTS health_events (
+    code_id BLOB NOT NULL, seq INTEGER NOT NULL, at REAL NOT NULL, kind TEXT NOT NULL,
+    rule TEXT NOT NULL, colour_before INTEGER NOT NULL, colour_after INTEGER NOT NULL,
+    words TEXT NOT NULL, PRIMARY KEY (code_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS health_requests (
+    request_id TEXT PRIMARY KEY, code_id BLOB NOT NULL, kind TEXT NOT NULL, at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS risk_areas (
+    district TEXT PRIMARY KEY, level INTEGER NOT NULL, valid_from REAL NOT NULL,
+    valid_until REAL NOT NULL, import_id TEXT NOT NULL
+) WITHOUT ROWID
+"""
+
+POSTGRES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS health (
+    code_id bytea PRIMARY KEY, state text NOT NULL, state_version bigint NOT NULL,
+    due_at double precision, residence text
+);
+CREATE INDEX IF NOT EXISTS health_due ON health(due_at) WHERE due_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS health_places (
+    district text NOT NULL, code_id bytea NOT NULL, at double precision NOT NULL,
+    PRIMARY KEY (district, code_id)
+);
+CREATE INDEX IF NOT EXISTS health_places_code ON health_places(code_id);
+CREATE TABLE IF NOT EXISTS health_events (
+    code_id bytea NOT NULL, seq bigint NOT NULL, at double precision NOT NULL, kind text NOT NULL,
+    rule text NOT NULL, colour_before smallint NOT NULL, colour_after smallint NOT NULL,
+    words text NOT NULL, PRIMARY KEY (code_id, seq)
+);
+CREATE TABLE IF NOT EXISTS health_requests (
+    request_id text PRIMARY KEY, code_id bytea NOT NULL, kind text NOT NULL,
+    at double precision NOT NULL
+);
+CREATE TABLE IF NOT EXISTS risk_areas (
+    district text PRIMARY KEY, level smallint NOT NULL, valid_from double precision NOT NULL,
+    valid_until double precision NOT NULL, import_id text NOT NULL
+)
+"""
+
+
+class HealthRow(NamedTuple):
+    state: dict[str, Any]
+    state_version: int
+
+
+class EventRow(NamedTuple):
+    seq: int
+    at: float
+    kind: str
+    rule: str
+    colour_before: Colour
+    colour_after: Colour
+    words: str
+
+
+@dataclass(frozen=True)
+class HealthWrite:
+    """A compare-and-set of one code: colour (and status version), state, history, request."""
+
+    code_id: bytes
+    status_version: int  # what the writer read: the write applies only if still so
+    state_version: int  # 0: the code has no health row yet
+    colour: Colour
+    colour_changed: bool
+    reason: str  # the codes row's reason when the colour changes
+    state: dict[str, Any]
+    due_at: float | None
+    event: EventRow | None  # its seq is assigned here (the new state version)
+    now: float
+    request_id: str | None = None
+    request_kind: str = ""
+    residence: str | None = None
+    places: Sequence[tuple[str, float]] | None = None  # replaces the code's places when given
+
+
+class WriteResult(enum.Enum):
+    APPLIED = "applied"
+    CONFLICT = "conflict"  # the versions moved: re-read and decide again
+    REPLAYED = "replayed"  # the request id was applied before
+    NOT_FOUND = "not_found"
+
+
+class Sql:
+    """The statements with the backend's placeholder (``?`` for sqlite3, ``%s`` for psycopg)."""
+
+    def __init__(self, placeholder: str) -> None:
+        self.p = placeholder
+
+    def q(self, text: str) -> str:
+        return text.replace("?", self.p)
+
+    def read(self, conn: Any, code_id: bytes) -> tuple[int, int, HealthRow | None] | None:
+        """(colour, status_version, health row or None) of a code, or None if unknown."""
+        row = conn.execute(
+            self.q(
+                "SELECT c.colour, c.status_version, h.state, h.state_version FROM codes c "
+                "LEFT JOIN health h ON h.code_id = c.code_id WHERE c.code_id = ?"
+            ),
+            (code_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        colour, version, state, state_version = row
+        health = None if state is None else HealthRow(json.loads(state), int(state_version))
+        return int(colour), int(version), health
+
+    def write(self, conn: Any, w: HealthWrite) -> WriteResult:
+        """One compare-and-set under a savepoint: all of it or none of it."""
+        conn.execute("SAVEPOINT health_write")
+        result = self._write(conn, w)
+        conn.execute(
+            "RELEASE SAVEPOINT health_write"
+            if result is WriteResult.APPLIED
+            else "ROLLBACK TO SAVEPOINT health_write"
+        )
+        if result is not WriteResult.APPLIED:
+            conn.execute("RELEASE SAVEPOINT health_write")
+        return result
+
+    def _write(self, conn: Any, w: HealthWrite) -> WriteResult:
+        if w.request_id is not None:
+            claimed = conn.execute(
+                self.q(
+                    "INSERT INTO health_requests VALUES (?,?,?,?) "
+                    "ON CONFLICT (request_id) DO NOTHING"
+                ),
+                (w.request_id, w.code_id, w.request_kind, w.now),
+            ).rowcount
+            if claimed == 0:
+                return WriteResult.REPLAYED
+        new_version = w.state_version + 1
+        state = json.dumps(w.state, separators=(",", ":"), sort_keys=True)
+        if w.state_version == 0:
+            changed = conn.execute(
+                self.q("INSERT INTO health VALUES (?,?,1,?,?) ON CONFLICT (code_id) DO NOTHING"),
+                (w.code_id, state, w.due_at, w.residence),
+            ).rowcount
+        else:
+            changed = conn.execute(
+                self.q(
+                    "UPDATE health SET state=?, state_version=?, due_at=?, residence=? "
+                    "WHERE code_id=? AND state_version=?"
+                ),
+                (state, new_version, w.due_at, w.residence, w.code_id, w.state_version),
+            ).rowcount
+        if changed == 0:
+            return WriteResult.CONFLICT
+        if w.colour_changed:
+            sql = (
+                "UPDATE codes SET colour=?, status_version=status_version+1, updated_at=?, "
+                "reason=? WHERE code_id=? AND status_version=?"
+            )
+            args: tuple[Any, ...] = (
+                int(w.colour),
+                w.now,
+                w.reason[:200],
+                w.code_id,
+                w.status_version,
+            )
+        else:
+            sql = "UPDATE codes SET colour=colour WHERE code_id=? AND status_version=?"
+            args = (w.code_id, w.status_version)
+        if conn.execute(self.q(sql), args).rowcount == 0:
+            return WriteResult.CONFLICT
+        if w.event is not None:
+            e = w.event
+            conn.execute(
+                self.q("INSERT INTO health_events VALUES (?,?,?,?,?,?,?,?)"),
+                (
+                    w.code_id,
+                    new_version,
+                    e.at,
+                    e.kind,
+                    e.rule,
+                    int(e.colour_before),
+                    int(e.colour_after),
+                    e.words,
+                ),
+            )
+        if w.places is not None:
+            conn.execute(self.q("DELETE FROM health_places WHERE code_id=?"), (w.code_id,))
+            for district, at in w.places:
+                conn.execute(
+                    self.q(
+                        "INSERT INTO health_places VALUES (?,?,?) "
+                        "ON CONFLICT (district, code_id) DO UPDATE SET at=excluded.at"
+                    ),
+                    (district, w.code_id, at),
+                )
+        return WriteResult.APPLIED
+
+    def request(self, conn: Any, request_id: str) -> tuple[bytes, str] | None:
+        row = conn.execute(
+            self.q("SELECT code_id, kind FROM health_requests WHERE request_id=?"), (request_id,)
+        ).fetchone()
+        return None if row is None else (bytes(row[0]), str(row[1]))
+
+    def due(self, conn: Any, now: float, limit: int) -> list[bytes]:
+        rows = conn.execute(
+            self.q("SELECT code_id FROM health WHERE due_at <= ? ORDER BY due_at LIMIT ?"),
+            (now, limit),
+        ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    def history(self, conn: Any, code_id: bytes) -> list[EventRow]:
+        rows = conn.execute(
+            self.q(
+                "SELECT seq, at, kind, rule, colour_before, colour_after, words "
+                "FROM health_events WHERE code_id=? ORDER BY seq"
+            ),
+            (code_id,),
+        ).fetchall()
+        return [
+            EventRow(int(s), float(at), k, r, Colour(b), Colour(a), w)
+            for s, at, k, r, b, a, w in rows
+        ]
+
+    def codes_in(
+        self, conn: Any, districts: Sequence[str], since: float
+    ) -> list[tuple[bytes, str]]:
+        """(code id, district) of holders who live in or went to ``districts`` since ``since``."""
+        if not districts:
+            return []
+        marks = ",".join([self.p] * len(districts))
+        rows = conn.execute(
+            f"SELECT code_id, district FROM health_places WHERE district IN ({marks}) "
+            f"AND at >= {self.p}",
+            (*districts, since),
+        ).fetchall()
+        return [(bytes(c), str(d)) for c, d in rows]
+
+    def codes_of_holders(self, conn: Any, holder_refs: Sequence[bytes]) -> list[bytes]:
+        if not holder_refs:
+            return []
+        marks = ",".join([self.p] * len(holder_refs))
+        rows = conn.execute(
+            f"SELECT code_id FROM codes WHERE holder_ref IN ({marks})", tuple(holder_refs)
+        ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    def put_risk_areas(
+        self, conn: Any, areas: Iterable[tuple[str, int, float, float]], import_id: str
+    ) -> None:
+        for district, level, valid_from, valid_until in areas:
+            conn.execute(
+                self.q(
+                    "INSERT INTO risk_areas VALUES (?,?,?,?,?) ON CONFLICT (district) DO UPDATE "
+                    "SET level=excluded.level, valid_from=excluded.valid_from, "
+                    "valid_until=excluded.valid_until, import_id=excluded.import_id"
+                ),
+                (district, level, valid_from, valid_until, import_id),
+            )
+
+    def risk_areas(
+        self, conn: Any, districts: Sequence[str]
+    ) -> list[tuple[str, int, float, float]]:
+        """(district, level, valid_from, valid_until) of the risk areas among ``districts``."""
+        if not districts:
+            return []
+        marks = ",".join([self.p] * len(districts))
+        rows = conn.execute(
+            "SELECT district, level, valid_from, valid_until FROM risk_areas "
+            f"WHERE district IN ({marks})",
+            tuple(districts),
+        ).fetchall()
+        return [(str(d), int(level), float(a), float(b)) for d, level, a, b in rows]
+
+    def statistics(self, conn: Any) -> dict[str, Any]:
+        by_colour = conn.execute("SELECT colour, count(*) FROM codes GROUP BY colour").fetchall()
+        in_quarantine = conn.execute(
+            "SELECT count(*) FROM health WHERE due_at IS NOT NULL"
+        ).fetchone()[0]
+        by_district = conn.execute(
+            "SELECT h.residence, c.colour, count(*) FROM health h "
+            "JOIN codes c ON c.code_id = h.code_id WHERE h.residence IS NOT NULL "
+            "GROUP BY h.residence, c.colour"
+        ).fetchall()
+        return {
+            "by_colour": {Colour(c).name: int(n) for c, n in by_colour},
+            "in_quarantine": int(in_quarantine),
+            "by_district": sorted((str(d), Colour(c).name, int(n)) for d, c, n in by_district),
+        }
+
+    def create(self, conn: Any, code: Any, w: HealthWrite) -> tuple[Any, WriteResult]:
+        """Create a code (``NewCode``) with its health row in one transaction; a holder who
+        has a code keeps it: (the existing record, CONFLICT), nothing written."""
+        from nodes.provincial.stores.base import RECORD_COLUMNS, record_from_row
+
+        row = conn.execute(
+            self.q(
+                "INSERT INTO codes VALUES (?,?,?,1,?,?,?,?) ON CONFLICT (holder_ref) DO NOTHING "
+                f"RETURNING {RECORD_COLUMNS}"
+            ),
+            (
+                code.code_id,
+                code.holder_ref,
+                int(code.colour),
+                code.now,
+                w.reason[:200] or "issued",
+                code.masked_name,
+                code.id_tail,
+            ),
+        ).fetchone()
+        if row is None:
+            existing = conn.execute(
+                self.q(f"SELECT {RECORD_COLUMNS} FROM codes WHERE holder_ref = ?"),
+                (code.holder_ref,),
+            ).fetchone()
+            return record_from_row(existing), WriteResult.CONFLICT
+        # The INSERT wrote the colour: the health row is written against status version 1.
+        result = self.write(conn, replace(w, status_version=1, colour_changed=False))
+        if result is not WriteResult.APPLIED:
+            raise RuntimeError(f"health row of a new code not written: {result}")
+        return record_from_row(row), result
+
+
+Runner = Callable[[Callable[[Any], Any], bool], Any]
+
+
+class HealthTables:
+    """The health tables of one store: ``run(fn, write)`` runs ``fn(conn)`` in the backend's
+    read (write=False) or transaction (write=True)."""
+
+    def __init__(self, sql: Sql, run: Runner) -> None:
+        self._sql = sql
+        self._run = run
+
+    def read(self, code_id: bytes) -> tuple[int, int, HealthRow | None] | None:
+        return self._run(lambda c: self._sql.read(c, code_id), False)  # type: ignore[no-any-return]
+
+    def write(self, writes: Sequence[HealthWrite]) -> list[WriteResult]:
+        """All the writes in one transaction, each applied or not on its own."""
+        return self._run(lambda c: [self._sql.write(c, w) for w in writes], True)  # type: ignore[no-any-return]
+
+    def create(self, code: Any, w: HealthWrite) -> tuple[Any, WriteResult]:
+        return self._run(lambda c: self._sql.create(c, code, w), True)  # type: ignore[no-any-return]
+
+    def request(self, request_id: str) -> tuple[bytes, str] | None:
+        return self._run(lambda c: self._sql.request(c, request_id), False)  # type: ignore[no-any-return]
+
+    def due(self, now: float, limit: int) -> list[bytes]:
+        return self._run(lambda c: self._sql.due(c, now, limit), False)  # type: ignore[no-any-return]
+
+    def history(self, code_id: bytes) -> list[EventRow]:
+        return self._run(lambda c: self._sql.history(c, code_id), False)  # type: ignore[no-any-return]
+
+    def codes_in(self, districts: Sequence[str], since: float) -> list[tuple[bytes, str]]:
+        return self._run(lambda c: self._sql.codes_in(c, districts, since), False)  # type: ignore[no-any-return]
+
+    def codes_of_holders(self, holder_refs: Sequence[bytes]) -> list[bytes]:
+        return self._run(lambda c: self._sql.codes_of_holders(c, holder_refs), False)  # type: ignore[no-any-return]
+
+    def put_risk_areas(
+        self, areas: Sequence[tuple[str, int, float, float]], import_id: str
+    ) -> None:
+        self._run(lambda c: self._sql.put_risk_areas(c, areas, import_id), True)
+
+    def risk_areas(self, districts: Sequence[str]) -> list[tuple[str, int, float, float]]:
+        return self._run(lambda c: self._sql.risk_areas(c, districts), False)  # type: ignore[no-any-return]
+
+    def statistics(self) -> dict[str, Any]:
+        return self._run(self._sql.statistics, False)  # type: ignore[no-any-return]

@@ -1,0 +1,67 @@
+"""Quarantine arithmetic under a fake clock: days, check-ins, misses, completion."""
+
+from __future__ import annotations
+
+import pytest
+
+from nodes.provincial.health.quarantine import Quarantine
+from trust.model import Colour
+
+DAY = 100.0
+START = 1_000.0
+
+
+def quarantine(days: int, checked: tuple[int, ...], adds: int = 1) -> Quarantine:
+    return Quarantine(Colour.RED, "r", "reason", days, START, adds, checked)
+
+
+# (name, days, checked day indices, adds, now in days since the start, complete?, length, missed)
+ROWS = [
+    ("first day, nothing yet", 7, (), 1, 0.5, False, 7, 0),
+    ("every day checked, last day not over", 3, (0, 1, 2), 1, 2.5, False, 3, 0),
+    ("every day checked, last day over", 3, (0, 1, 2), 1, 3.0, True, 3, 0),
+    ("one day missed adds a day", 3, (0, 2, 3), 1, 3.5, False, 4, 1),
+    ("one day missed, the added day done", 3, (0, 2, 3), 1, 4.0, True, 4, 1),
+    ("the last day missed: not complete", 3, (0, 1), 1, 3.0, False, 4, 1),
+    ("the missed last day made up", 3, (0, 1, 3), 1, 4.0, True, 4, 1),
+    ("two missed days add two", 3, (1, 3, 4), 1, 5.0, True, 5, 2),
+    ("nothing checked for days", 3, (), 1, 10.0, False, 13, 10),
+    ("misses add nothing when the policy says so", 3, (), 0, 3.0, True, 3, 3),
+    ("misses add two days each", 3, (1, 2, 3, 4), 2, 5.0, True, 5, 1),
+    ("misses add two days each, a second miss", 3, (1, 2, 3), 2, 5.0, False, 7, 2),
+    ("a check-in before the start does not exist", 2, (0, 1), 1, 1.99, False, 2, 0),
+]
+
+
+@pytest.mark.parametrize(
+    ("days", "checked", "adds", "at_day", "complete", "length", "missed"),
+    [pytest.param(*row[1:], id=row[0]) for row in ROWS],
+)
+def test_progress(
+    days: int, checked: tuple[int, ...], adds: int, at_day: float, complete: bool, length: int, missed: int
+) -> None:
+    progress = quarantine(days, checked, adds).progress(START + at_day * DAY, DAY)
+    assert (progress.complete, progress.length, progress.missed) == (complete, length, missed)
+    assert progress.ends_at >= START + days * DAY
+
+
+def test_the_next_check_in_is_due_by_the_end_of_the_first_day_without_one() -> None:
+    q = quarantine(7, (0, 1))
+    assert q.progress(START + 2.2 * DAY, DAY).next_check_in_by == START + 3 * DAY
+    assert quarantine(2, (0, 1)).progress(START + 1.5 * DAY, DAY).next_check_in_by is None
+
+
+def test_a_quarantine_never_ends_before_its_days() -> None:
+    """Whatever was checked, completion is never before started + days (the invariant)."""
+    for days in range(1, 6):
+        for mask in range(1 << 8):
+            checked = tuple(d for d in range(8) if mask >> d & 1)
+            q = quarantine(days, checked)
+            for tenth in range(0, 90):
+                now = START + tenth * DAY / 10
+                p = q.progress(now, DAY)
+                if p.complete:
+                    assert now >= START + days * DAY
+                    assert p.checked >= days or p.missed  # misses only lengthen it
+                    counted = len([d for d in checked if d < p.length])
+                    assert counted + p.missed == p.length
