@@ -1,0 +1,319 @@
+"""The colour engine on both status stores: transitions exactly once across replicas, none lost
+when a replica dies mid-transition, idempotent requests, operator overrides, risk imports."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import secrets
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nodes.provincial.health.engine import ColourEngine, RiskArea
+from nodes.provincial.health.facts import check_check_in, check_declaration
+from nodes.provincial.health.policy import default_policy
+from nodes.provincial.issuance import (
+    CheckedHolder,
+    Holder,
+    Issuer,
+    check_holder,
+    with_check_character,
+)
+from nodes.provincial.stores import StatusStore, open_store
+from nodes.provincial.stores import health as health_sql
+from tests.integration.postgres import postgres_dsn, postgres_server  # noqa: F401
+from tests.registry_builder import RegistryBuilder
+from tests.support import wait_until
+from trust.model import Colour
+
+pytestmark = pytest.mark.integration
+
+ZJ = "330000"
+DAY = 100.0  # a compressed day: the clock is fake, the arithmetic is the same
+START = 1_800_000_000.0
+HOLDER_KEY = b"\x07" * 32
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> float:
+        return self.now
+
+
+_PROVINCE = RegistryBuilder(clock=START)
+_PROVINCE.onboard(ZJ, "浙江省")
+
+
+def make_engine(store: StatusStore, clock: Callable[[], float]) -> ColourEngine:
+    province = _PROVINCE.provinces[ZJ]
+    issuer = Issuer(
+        province=ZJ,
+        signing_key=province.dsc_key,
+        kid=province.kid,
+        holder_key=HOLDER_KEY,
+        store=store,
+        clock=clock,
+    )
+    return ColourEngine(
+        store=store, issuer=issuer, policy=default_policy(), clock=clock, day_seconds=DAY
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path}/status.db"
+    return str(request.getfixturevalue("postgres_dsn"))
+
+
+@pytest.fixture
+def replicas(store_url: str) -> Iterator[Callable[[Clock], ColourEngine]]:
+    opened: list[StatusStore] = []
+
+    def replica(clock: Clock) -> ColourEngine:
+        store = open_store(store_url)
+        opened.append(store)
+        return make_engine(store, clock)
+
+    yield replica
+    for store in opened:
+        store.close()
+
+
+def holder(n: int) -> CheckedHolder:
+    return check_holder(Holder(with_check_character(f"3301061990{n:07d}"), "张三明"))
+
+
+def declare(clock: Clock, **overrides: Any) -> Any:
+    fields: dict[str, Any] = {
+        "fever": False,
+        "symptoms": [],
+        "contact_with_confirmed_case": False,
+        "residence": "330106",
+        "travel": [],
+    }
+    fields.update(overrides)
+    return check_declaration(now=clock.now, **fields)
+
+
+def check_in_every_day(engine: ColourEngine, clock: Clock, codes: list[bytes], days: int) -> None:
+    for day in range(days):
+        clock.now = START + day * DAY + DAY / 2
+        for code in codes:
+            engine.check_in(
+                code,
+                check_check_in(temperature_c=36.5, symptoms=[], now=clock.now),
+                f"{code.hex()}-{day}",
+            )
+
+
+def completions(engine: ColourEngine, code: bytes) -> int:
+    return sum(1 for e in engine.history(code) if e.kind == "complete")
+
+
+def test_a_fever_makes_yellow_and_seven_checked_days_make_green(replicas: Any) -> None:
+    clock = Clock()
+    engine = replicas(clock)
+    issued, view = engine.apply(holder(1), declare(clock, fever=True), "apply-1")
+    code = issued.record.code_id
+    assert view.record.colour is Colour.YELLOW and issued.record.colour is Colour.YELLOW
+    assert view.progress is not None and view.progress.length == 7
+    check_in_every_day(engine, clock, [code], 7)
+    clock.now = START + 7 * DAY - 1
+    assert engine.complete_due() == 0
+    assert engine.view(code).record.colour is Colour.YELLOW
+    clock.now = START + 7 * DAY
+    assert engine.complete_due() == 1
+    after = engine.view(code)
+    assert after.record.colour is Colour.GREEN and after.progress is None
+    assert after.record.status_version == 2  # issued yellow (1), green (2): nothing else
+    kinds = [(e.kind, e.rule, e.colour_after) for e in engine.history(code)]
+    assert kinds[0] == ("declaration", "fever-declared", Colour.YELLOW)
+    assert kinds[-1] == ("complete", "quarantine-complete", Colour.GREEN)
+
+
+def test_a_missed_check_in_adds_a_day(replicas: Any) -> None:
+    clock = Clock()
+    engine = replicas(clock)
+    code = engine.apply(holder(2), declare(clock, fever=True), "a")[0].record.code_id
+    for day in [0, 1, 3, 4, 5, 6]:  # day 2 missed
+        clock.now = START + day * DAY + 10
+        engine.check_in(
+            code, check_check_in(temperature_c=36.5, symptoms=[], now=clock.now), f"c{day}"
+        )
+    clock.now = START + 7 * DAY
+    assert engine.complete_due() == 0 and engine.view(code).record.colour is Colour.YELLOW
+    clock.now = START + 7 * DAY + 10
+    engine.check_in(code, check_check_in(temperature_c=36.5, symptoms=[], now=clock.now), "c7")
+    clock.now = START + 8 * DAY
+    assert engine.complete_due() == 1 and engine.view(code).record.colour is Colour.GREEN
+
+
+def test_requests_are_idempotent(replicas: Any) -> None:
+    clock = Clock()
+    engine = replicas(clock)
+    first, _ = engine.apply(holder(3), declare(clock, fever=True), "same")
+    again, view = engine.apply(holder(3), declare(clock, fever=True), "same")
+    assert again.record.code_id == first.record.code_id
+    check = check_check_in(temperature_c=36.5, symptoms=[], now=clock.now)
+    engine.check_in(first.record.code_id, check, "check-same")
+    engine.check_in(first.record.code_id, check, "check-same")
+    history = engine.history(first.record.code_id)
+    assert [e.kind for e in history] == ["declaration", "check_in"]
+    assert engine.view(first.record.code_id).progress.checked == 1  # type: ignore[union-attr]
+
+
+def test_a_second_declaration_is_an_event_on_the_holders_code(replicas: Any) -> None:
+    clock = Clock()
+    engine = replicas(clock)
+    first, _ = engine.apply(holder(4), declare(clock), "d1")
+    assert first.record.colour is Colour.GREEN
+    clock.now += 10
+    second, view = engine.apply(holder(4), declare(clock, contact_with_confirmed_case=True), "d2")
+    assert second.record.code_id == first.record.code_id
+    assert view.record.colour is Colour.RED and view.progress.length == 14  # type: ignore[union-attr]
+
+
+def test_an_operator_colour_ends_the_automatic_quarantine(replicas: Any) -> None:
+    clock = Clock()
+    engine = replicas(clock)
+    code = engine.apply(holder(5), declare(clock, fever=True), "o")[0].record.code_id
+    store = engine._store  # the replica's store, as SetStatus uses it
+    store.set_colour(
+        code_id=code, colour=Colour.RED, reason="confirmed case", request_id="op-1", now=clock.now
+    )
+    check_in_every_day(engine, clock, [code], 7)
+    clock.now = START + 30 * DAY
+    assert engine.complete_due() == 0
+    assert engine.view(code).record.colour is Colour.RED and engine.view(code).progress is None
+
+
+def test_replicas_complete_each_quarantine_exactly_once(replicas: Any) -> None:
+    clock = Clock()
+    first, second = replicas(clock), replicas(clock)
+    codes = [
+        first.apply(holder(100 + i), declare(clock, fever=True), f"r{i}")[0].record.code_id
+        for i in range(120)
+    ]
+    check_in_every_day(first, clock, codes, 7)
+    clock.now = START + 7 * DAY
+    changed: list[int] = []
+    threads = [
+        threading.Thread(target=lambda e=e: changed.append(e.complete_due(limit=1000)))
+        for e in (first, second)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(changed) == len(codes)
+    for code in codes:
+        view = second.view(code)
+        assert view.record.colour is Colour.GREEN and view.record.status_version == 2
+        assert completions(second, code) == 1
+
+
+def _die_mid_transition(url: str, ready: Any) -> None:
+    """A replica that stops, never to commit, in the middle of a batch of transitions."""
+    clock = Clock()
+    clock.now = START + 7 * DAY
+    engine = make_engine(open_store(url), clock)
+    real = health_sql.Sql.write
+    calls = [0]
+
+    def write(self: Any, conn: Any, w: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 20:  # 19 transitions written in the open transaction
+            ready.set()
+            threading.Event().wait(60)  # killed here
+        return real(self, conn, w)
+
+    health_sql.Sql.write = write  # type: ignore[method-assign]
+    engine.complete_due(limit=1000)
+
+
+def test_a_replica_killed_mid_transition_loses_none(replicas: Any, store_url: str) -> None:
+    clock = Clock()
+    engine = replicas(clock)
+    codes = [
+        engine.apply(holder(300 + i), declare(clock, fever=True), f"k{i}")[0].record.code_id
+        for i in range(60)
+    ]
+    check_in_every_day(engine, clock, codes, 7)
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    doomed = context.Process(target=_die_mid_transition, args=(store_url, ready))
+    doomed.start()
+    try:
+        assert ready.wait(60), "the replica never reached its transitions"
+        # Mid-transaction: nothing of its batch is visible to the other replica.
+        assert all(engine.view(c).record.colour is Colour.YELLOW for c in codes)
+        os.kill(doomed.pid or 0, signal.SIGKILL)
+        doomed.join(10)
+    finally:
+        if doomed.is_alive():
+            doomed.kill()
+    clock.now = START + 7 * DAY
+    wait_until(
+        lambda: (
+            engine.complete_due(limit=1000) >= 0
+            and all(engine.view(c).record.colour is Colour.GREEN for c in codes)
+        ),
+        timeout=20,
+        what="the surviving replica completing every quarantine",
+    )
+    for code in codes:
+        assert engine.view(code).record.status_version == 2
+        assert completions(engine, code) == 1
+
+
+def test_close_contacts_turn_red_and_no_one_else(replicas: Any) -> None:
+    clock = Clock()
+    engine = replicas(clock)
+    listed = [holder(500 + i) for i in range(50)]
+    others = [holder(600 + i) for i in range(20)]
+    codes = {
+        h.id_number: engine.apply(h, declare(clock), f"c{h.id_number}")[0].record.code_id
+        for h in listed + others
+    }
+    refs = [engine._issuer.holder_ref(h.id_number) for h in listed]
+    strangers = [secrets.token_bytes(32) for _ in range(1000)]  # not holders of this province
+    result = engine.import_close_contacts(
+        refs + strangers, listed_at=clock.now - DAY, import_id="list-1"
+    )
+    assert (result.entries, result.matched, result.changed) == (1050, 50, 50)
+    for h in listed:
+        view = engine.view(codes[h.id_number])
+        assert view.record.colour is Colour.RED
+        assert engine.history(codes[h.id_number])[-1].rule == "listed-close-contact"
+    assert all(engine.view(codes[h.id_number]).record.colour is Colour.GREEN for h in others)
+    again = engine.import_close_contacts(refs, listed_at=clock.now - DAY, import_id="list-1")
+    assert again.changed == 0  # the same list again: served by the quarantine it started
+
+
+def test_a_risk_area_reaches_residents_and_recent_visitors(replicas: Any) -> None:
+    clock = Clock()
+    engine = replicas(clock)
+    resident = engine.apply(holder(700), declare(clock, residence="330106"), "r")[0].record.code_id
+    visitor = engine.apply(
+        holder(701), declare(clock, residence="330102", travel=[("330106", clock.now - DAY)]), "v"
+    )[0].record.code_id
+    elsewhere = engine.apply(holder(702), declare(clock, residence="330102"), "e")[0].record.code_id
+    clock.now += DAY
+    area = RiskArea("330106", 3, clock.now - 2 * DAY, clock.now + 14 * DAY)
+    result = engine.import_risk_areas([area], "areas-1")
+    assert (result.matched, result.changed) == (2, 2)
+    assert engine.view(resident).record.colour is Colour.RED
+    assert engine.view(visitor).record.colour is Colour.YELLOW
+    assert engine.view(elsewhere).record.colour is Colour.GREEN
+    # A later declaration of someone living there is decided with the stored area.
+    newcomer = engine.apply(holder(703), declare(clock, residence="330106"), "n")[1]
+    assert newcomer.record.colour is Colour.RED
+    assert engine.history(newcomer.record.code_id)[0].rule == "lives-in-high-risk-area"
