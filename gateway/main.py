@@ -133,6 +133,7 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
         executor=executor,
         limits=config.limits,
         admission=admission,
+        relay=relay,
     )
     trust_list_signer = load_signer(config.trust_list_cert, config.trust_list_key)
     attach_trust_list(gateway, TrustListService(view=view, signer=trust_list_signer))

@@ -94,3 +94,9 @@ def _registry_age() -> float:
 
 
 REGISTRY_AGE.set_function(_registry_age)
+ASSISTANCE = Counter(
+    "hcx_gateway_assistance",
+    "Cross-province assistance requests relayed, by requesting and issuing province and how "
+    "they ended (ok, duplicate, or the gRPC status).",
+    ["from_province", "to_province", "outcome"],
+)

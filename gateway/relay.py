@@ -240,6 +240,31 @@ class StatusRelay:
         log.error("status look-up refused by the node: %s", details, extra=extra)
         return RelayError(f"province {province} refused the status look-up ({code.name})")
 
+    async def assistance(self, request: Any, *, deadline: float) -> Any:
+        """Relay an assistance request (gateway.proto) to the code's province: its replicas in
+        turn until one answers within ``deadline`` (monotonic). At least once: a replica that
+        timed out may have applied it, and the province de-duplicates by request id. A node's
+        refusal is its answer (the AioRpcError is raised as it came)."""
+        province = request.province
+        nodes = self._view.nodes(province)
+        if not nodes:
+            raise IssuerUnavailable(f"no live node registered for province {province}")
+        start = next(self._turn)
+        for i in range(len(nodes)):
+            node = nodes[(start + i) % len(nodes)]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                return await self._stub(node).ReceiveAssistance(request, timeout=remaining)
+            except grpc.aio.AioRpcError as e:
+                if e.code() not in UNAVAILABLE_CODES:
+                    raise
+                log.warning(
+                    "assistance relay failed", extra={"province": province, "node": node.node_id}
+                )
+        raise IssuerUnavailable(f"province {province} did not answer the assistance request")
+
     async def close(self) -> None:
         for channel in self._channels.values():
             await channel.close()

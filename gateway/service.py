@@ -14,9 +14,12 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
+
 from gateway.admission import Admission, AdmissionPolicy
 from gateway.coalescer import Overloaded, StatusCoalescer
-from gateway.metrics import VERIFICATIONS, VERIFY_ITEMS, VERIFY_SECONDS
+from gateway.metrics import ASSISTANCE, VERIFICATIONS, VERIFY_ITEMS, VERIFY_SECONDS
+from gateway.relay import StatusRelay
 from gateway.verification import (
     Outcome,
     VerifyPolicy,
@@ -27,11 +30,14 @@ from gateway.verification import (
     verify_tokens,
 )
 from healthcode.v1 import gateway_pb2, gateway_pb2_grpc
+from nodes.assistance import check_assistance
 from nodes.convert import outcome_to_proto, refused_item, shed_item, validate_checkpoint
-from nodes.identity import caller, require_province
+from nodes.grpc_edge import forwarded_status
+from nodes.identity import Role, caller, require_province
 from nodes.logging import code_ref
-from trust.errors import InvalidRequest
-from trust.model import Reason, Verdict
+from nodes.ratelimit import Limit, RateLimiter
+from trust.errors import InvalidRequest, IssuerUnavailable, PermissionDenied
+from trust.model import Reason, Verdict, is_province_code
 from trust.registry import Registry
 from trust.view import TrustView
 
@@ -264,14 +270,76 @@ class NodeRegistrationRpcs:
         return gateway_pb2.DeregisterNodeResponse()
 
 
+ASSISTANCE_LIMIT = Limit(rate=20.0, burst=100.0)  # per caller, on top of its role's rate
+ASSISTANCE_DEADLINE_S = 10.0
+
+
+class AssistanceRpcs:
+    """RequestAssistance: authorize, rate-limit, relay to the code's province, audit."""
+
+    def __init__(self, *, relay: StatusRelay, limiter: RateLimiter | None = None) -> None:
+        self._relay = relay
+        limit = {Role.NODE: ASSISTANCE_LIMIT, Role.AUTHORITY: ASSISTANCE_LIMIT}
+        self._limiter = limiter or RateLimiter(limit)
+
+    async def RequestAssistance(self, request: Any, context: Any) -> gateway_pb2.AssistanceAck:
+        event = check_assistance(request)
+        who = caller()
+        if who is not None:
+            if who.province is None:
+                raise PermissionDenied(f"{who} is not of a province", reason=Reason.WRONG_ROLE)
+            from_province = who.province  # never the request's word for it
+            self._limiter.take(who)
+        elif is_province_code(request.from_province):  # a development server: no identities
+            from_province = request.from_province
+        else:
+            raise InvalidRequest("from_province is required without mTLS identities")
+        if event.province == from_province:
+            raise InvalidRequest("a province does not ask itself for assistance")
+        relayed = gateway_pb2.AssistanceRequest()
+        relayed.CopyFrom(request)
+        relayed.from_province = from_province
+        remaining = context.time_remaining()
+        budget = min(
+            remaining if remaining is not None else ASSISTANCE_DEADLINE_S, ASSISTANCE_DEADLINE_S
+        )
+        audit = {
+            "actor": _owner() or from_province,
+            "from_province": from_province,
+            "to_province": event.province,
+            "code": event.code_id.hex(),
+            "event_kind": event.kind,
+            "assistance_request": event.request_id,
+        }
+        try:
+            ack = await self._relay.assistance(relayed, deadline=time.monotonic() + budget)
+        except grpc.aio.AioRpcError as e:
+            ASSISTANCE.labels(from_province, event.province, e.code().name).inc()
+            log.warning(
+                "audit assistance refused by the province",
+                extra={**audit, "outcome": e.code().name},
+            )
+            await context.abort_with_status(forwarded_status(e, f"province {event.province}"))
+        except IssuerUnavailable:
+            ASSISTANCE.labels(from_province, event.province, "UNAVAILABLE").inc()
+            log.warning("audit assistance not delivered", extra={**audit, "outcome": "UNAVAILABLE"})
+            raise
+        outcome = "duplicate" if ack.duplicate else "ok"
+        ASSISTANCE.labels(from_province, event.province, outcome).inc()
+        log.info("audit assistance relayed", extra={**audit, "outcome": outcome, "rule": ack.rule})
+        return ack
+
+
 def _owner() -> str | None:
     """The caller's SPIFFE id; None on a development server without identities."""
     who = caller()
     return who.spiffe_id if who is not None else None
 
 
-class GatewayServicer(VerificationRpcs, NodeRegistrationRpcs, gateway_pb2_grpc.GatewayServicer):
-    """Verification for checkpoints, registration for provincial nodes."""
+class GatewayServicer(
+    VerificationRpcs, NodeRegistrationRpcs, AssistanceRpcs, gateway_pb2_grpc.GatewayServicer
+):
+    """Verification for checkpoints, registration for provincial nodes, assistance relay."""
 
     def __init__(
         self,
@@ -283,6 +351,7 @@ class GatewayServicer(VerificationRpcs, NodeRegistrationRpcs, gateway_pb2_grpc.G
         executor: Executor | None = None,
         limits: ServingLimits | None = None,
         admission: Admission | None = None,
+        relay: StatusRelay | None = None,
     ) -> None:
         VerificationRpcs.__init__(
             self,
@@ -294,3 +363,5 @@ class GatewayServicer(VerificationRpcs, NodeRegistrationRpcs, gateway_pb2_grpc.G
             admission=admission,
         )
         NodeRegistrationRpcs.__init__(self, registry=registry)
+        if relay is not None:
+            AssistanceRpcs.__init__(self, relay=relay)

@@ -111,7 +111,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     p = subcommand(
         sub,
         "issue-cert",
-        "Issue a node, operator, checkpoint or health-authority mTLS identity signed by the own CA.",
+        "Issue a node, operator, checkpoint or health-authority mTLS identity from the own CA.",
         "hcx node keys issue-cert --kind node --name hz-1 --dir var/330000 --out var/330000/hz-1",
     )
     p.add_argument(

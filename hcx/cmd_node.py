@@ -9,8 +9,9 @@ from pathlib import Path
 
 import segno
 
-from hcx import cmd_keys
+from hcx import cmd_health, cmd_keys
 from hcx.cli import run_async, subcommand, transport_from
+from hcx.cmd_health import code_id_arg
 from healthcode.v1 import common_pb2, node_pb2, node_pb2_grpc
 from nodes.files import write_public
 from nodes.provincial.main import NodeConfig, serve
@@ -62,6 +63,25 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--advertise-host", default="127.0.0.1", help="host the gateway should call back on"
     )
+    p.add_argument(
+        "--policy",
+        type=Path,
+        default=None,
+        help="the colour policy signed by an operator of the province (hcx node policy sign); "
+        "default: the built-in policy (docs/colour-policy.md)",
+    )
+    p.add_argument(
+        "--day-seconds",
+        type=float,
+        default=86400.0,
+        help="length of a quarantine day in seconds (shorter only in simulations)",
+    )
+    p.add_argument(
+        "--colour-tick",
+        type=float,
+        default=1.0,
+        help="seconds between the colour clock's looks for completed quarantines",
+    )
     p.set_defaults(handler=run_serve)
 
     p = subcommand(
@@ -112,6 +132,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--code-id", type=code_id_arg, required=True, help="code id (32 hex characters)")
     p.set_defaults(handler=status)
 
+    cmd_health.register(sub)
+
 
 def run_serve(args: argparse.Namespace) -> int:
     config = NodeConfig(
@@ -128,6 +150,9 @@ def run_serve(args: argparse.Namespace) -> int:
         drain_seconds=args.drain_seconds,
         advertise_host=args.advertise_host,
         transport=transport_from(args),
+        policy=args.policy,
+        day_seconds=args.day_seconds,
+        colour_tick=args.colour_tick,
     )
     run_async(serve(config))
     return 0
@@ -160,17 +185,6 @@ def write_qr_png(token: str, path: Path) -> None:
     """Render the token as a QR code; alphanumeric mode is why the text is base45."""
     qr = segno.make_qr(token, error="m", mode="alphanumeric")
     qr.save(str(path), kind="png", scale=4, border=4)
-
-
-def code_id_arg(value: str) -> bytes:
-    """A code id on the command line: 32 hex characters."""
-    try:
-        code_id = bytes.fromhex(value)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError("code id must be 32 hex characters") from e
-    if len(code_id) != 16:
-        raise argparse.ArgumentTypeError("code id must be 32 hex characters")
-    return code_id
 
 
 def set_status(args: argparse.Namespace) -> int:

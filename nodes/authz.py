@@ -26,6 +26,7 @@ DENIALS = Counter(
 )
 
 C, G, N, OP, K = Role.COORDINATOR, Role.GATEWAY, Role.NODE, Role.OPERATOR, Role.CHECKPOINT
+HA = Role.AUTHORITY
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ RULES: Mapping[str, Rule] = {
     "/healthcode.v1.Gateway/RegisterNode": rule(N),
     "/healthcode.v1.Gateway/KeepAliveNode": rule(N),
     "/healthcode.v1.Gateway/DeregisterNode": rule(N),
+    # Cross-province assistance: a province's node (for its health authority) or the
+    # authority itself; the requesting province is the caller's, never the request's.
+    "/healthcode.v1.Gateway/RequestAssistance": rule(N, HA),
     # Registry: coordinators and operators submit statements they signed themselves; which
     # statement each may submit, and who must have signed it, is trust.authority.AUTHORITY.
     "/healthcode.v1.Registry/Submit": rule(C, OP),
@@ -65,6 +69,18 @@ RULES: Mapping[str, Rule] = {
     "/healthcode.v1.ProvincialNode/GetStatus": rule(G, OP, own_province=True),
     "/healthcode.v1.ProvincialNode/GetStatusBatch": rule(G, OP, own_province=True),
     "/healthcode.v1.ProvincialNode/Verify": rule(K, own_province=True),
+    # Colours by rules (docs/colour-policy.md): residents apply and check in through the
+    # province's front ends (operators); its health authority imports risk data and asks
+    # other provinces; other provinces' requests arrive only through the national gateway.
+    "/healthcode.v1.ProvincialNode/ApplyCode": rule(OP, own_province=True),
+    "/healthcode.v1.ProvincialNode/CheckIn": rule(OP, own_province=True),
+    "/healthcode.v1.ProvincialNode/GetCodeState": rule(OP, HA, own_province=True),
+    "/healthcode.v1.ProvincialNode/ExplainCode": rule(OP, HA, own_province=True),
+    "/healthcode.v1.ProvincialNode/ImportRiskAreas": rule(HA, own_province=True),
+    "/healthcode.v1.ProvincialNode/ImportCloseContacts": rule(HA, own_province=True),
+    "/healthcode.v1.ProvincialNode/SendAssistance": rule(HA, own_province=True),
+    "/healthcode.v1.ProvincialNode/ReceiveAssistance": rule(G),
+    "/healthcode.v1.ProvincialNode/GetStatistics": rule(HA, OP, own_province=True),
 }
 ANY_AUTHENTICATED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 

@@ -25,6 +25,7 @@ DEFAULT_LIMITS: Mapping[Role, Limit] = {
     Role.GATEWAY: Limit(rate=100000.0, burst=200000.0),
     Role.OPERATOR: Limit(rate=5000.0, burst=10000.0),
     Role.COORDINATOR: Limit(rate=100.0, burst=200.0),
+    Role.AUTHORITY: Limit(rate=200.0, burst=400.0),  # imports come in parts of 20,000
 }
 
 

@@ -12,7 +12,11 @@ from cryptography import x509
 
 from healthcode.v1 import gateway_pb2_grpc, node_pb2, node_pb2_grpc
 from nodes.authz import Authorizer
+from nodes.provincial import metrics
 from nodes.provincial.checkpoint import LocalVerifier
+from nodes.provincial.health.clock import ColourClock
+from nodes.provincial.health.engine import DAY_SECONDS, ColourEngine
+from nodes.provincial.health.policy import Policy, default_policy, open_signed_policy
 from nodes.provincial.issuance import DEFAULT_TOKEN_LIFETIME_S, Issuer
 from nodes.provincial.keys import ProvinceDir
 from nodes.provincial.metrics import MeteredStore
@@ -30,6 +34,7 @@ from nodes.server import (
 )
 from nodes.tls import Transport
 from trust import pki
+from trust.model import Colour
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +63,10 @@ class NodeConfig:
     store: str | None = None
     drain_seconds: float = DEFAULT_DRAIN_S
     register_wait: float = 10.0  # start-up waits this long for the first registration
+    # The colour policy: an operator-signed policy file, or None for the built-in default.
+    policy: Path | None = None
+    day_seconds: float = DAY_SECONDS  # a quarantine day (shorter in simulations)
+    colour_tick: float = 1.0  # how often the colour clock looks for completed quarantines
 
     def store_url(self) -> str:
         return self.store or str(ProvinceDir(self.directory).status_db)
@@ -88,16 +97,45 @@ def build_issuer(
     )
 
 
+def load_policy(config: NodeConfig) -> Policy:
+    """The operator-signed policy file, checked, or the built-in default."""
+    if config.policy is None:
+        return default_policy()
+    files = ProvinceDir(config.directory)
+    return open_signed_policy(
+        config.policy.read_bytes(),
+        province=config.province,
+        provincial_ca=pki.load_certificate_pem(files.ca_cert.read_bytes()),
+        roots=_roots(config),
+    )
+
+
+def build_engine(config: NodeConfig, store: StatusStore, issuer: Issuer) -> ColourEngine:
+    def changed(cause: str, colour: Colour) -> None:
+        metrics.COLOUR_CHANGES.labels(config.province, colour.name, cause).inc()
+
+    return ColourEngine(
+        store=store,
+        issuer=issuer,
+        policy=load_policy(config),
+        day_seconds=config.day_seconds,
+        on_change=changed,
+    )
+
+
 def build_servicer(
     config: NodeConfig,
     store: StatusStore,
     gateway: gateway_pb2_grpc.GatewayStub,
     trust: TrustListFollower,
-) -> ProvincialNodeServicer:
+) -> tuple[ProvincialNodeServicer, ColourEngine]:
     verifier = LocalVerifier(province=config.province, trust=trust, store=store)
-    return ProvincialNodeServicer(
-        issuer=build_issuer(config, store, trust), store=store, verifier=verifier, gateway=gateway
+    issuer = build_issuer(config, store, trust)
+    engine = build_engine(config, store, issuer)
+    servicer = ProvincialNodeServicer(
+        issuer=issuer, store=store, verifier=verifier, gateway=gateway, engine=engine
     )
+    return servicer, engine
 
 
 async def start_node(
@@ -114,9 +152,10 @@ async def start_node(
         state_file=config.directory / TRUST_LIST_FILE,
         province=config.province,
     )
+    servicer, engine = build_servicer(config, store, gateway, trust)
     binding = ServiceBinding(
         node_pb2_grpc.add_ProvincialNodeServicer_to_server,
-        build_servicer(config, store, gateway, trust),
+        servicer,
         node_pb2.DESCRIPTOR.services_by_name["ProvincialNode"].full_name,
     )
     running = await build_server(
@@ -127,6 +166,9 @@ async def start_node(
     )
     await trust.start()  # the national view: caller revocations and local verification
     running.on_stop(trust.stop)
+    colour_clock = ColourClock(engine, config.province, tick=config.colour_tick)
+    colour_clock.start()  # quarantines complete with no operator action, on every replica
+    running.on_stop(colour_clock.stop)
     await running.set_serving(False)  # NOT_SERVING until the gateway knows us
     registration = NodeRegistration(
         gateway=gateway,

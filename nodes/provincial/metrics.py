@@ -34,6 +34,33 @@ COLOUR_CHANGES = Counter(
     "replayed request id counts once.",
     ["province", "colour", "cause"],
 )
+CHECK_INS = Counter(
+    "hcx_node_check_ins",
+    "Daily health check-ins received (a replayed request id counts).",
+    ["province"],
+)
+ASSISTANCE = Counter(
+    "hcx_node_assistance",
+    "Cross-province assistance requests, by direction: sent (for this province's health "
+    "authority) or received (about this province's codes); duplicates count once.",
+    ["province", "direction"],
+)
+HEALTH_CODES = Gauge(
+    "hcx_node_codes", "Codes by colour (refreshed by the colour clock).", ["province", "colour"]
+)
+QUARANTINES = Gauge(
+    "hcx_node_quarantines", "Quarantines in progress (refreshed by the colour clock).", ["province"]
+)
+CHECK_IN_COMPLIANCE = Gauge(
+    "hcx_node_check_in_compliance",
+    "Share of the quarantined holders whose check-in of yesterday was due who made it.",
+    ["province"],
+)
+TRANSITIONS = Counter(
+    "hcx_node_quarantines_completed",
+    "Quarantines completed by the colour clock (each once, whichever replica ran it).",
+    ["province"],
+)
 LOOKUP_SECONDS = Histogram(
     "hcx_node_lookup_seconds",
     "Time to answer a status look-up or a local verification, by API.",

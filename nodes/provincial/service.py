@@ -11,12 +11,16 @@ from typing import Any, TypeVar
 import grpc
 
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, node_pb2, node_pb2_grpc
+from nodes.assistance import check_assistance
 from nodes.convert import outcome_to_proto, validate_checkpoint
 from nodes.grpc_edge import forwarded_status
+from nodes.identity import CALLER
 from nodes.provincial import metrics
 from nodes.provincial.checkpoint import LocalVerifier
 from nodes.provincial.group_commit import IssueQueue
-from nodes.provincial.issuance import Holder, IssuedCode, Issuer
+from nodes.provincial.health import wire
+from nodes.provincial.health.engine import ColourEngine, check_request_id
+from nodes.provincial.issuance import Holder, IssuedCode, Issuer, check_holder
 from nodes.provincial.stores import CodeRecord, StatusStore
 from trust.errors import InvalidRequest, NotConfigured
 from trust.model import Colour
@@ -78,6 +82,7 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
         verifier: LocalVerifier | None = None,
         gateway: gateway_pb2_grpc.GatewayStub | None = None,
         clock: Callable[[], float] = time.time,
+        engine: ColourEngine | None = None,
     ) -> None:
         self._issuer = issuer
         self._issues = IssueQueue(issuer)  # concurrent calls share a durable commit
@@ -86,6 +91,7 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
         self._verifier = verifier
         self._gateway = gateway
         self._clock = clock
+        self._engine = engine
 
     async def _run(self, call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """Run a store call; in a thread when it waits on the network (PostgreSQL)."""
@@ -167,3 +173,145 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
             # reason and retry advice, a refusal of this node does not (forwarded_status).
             await context.abort_with_status(forwarded_status(e, "national gateway"))
         return reply
+
+    # -- how a code gets its colour (docs/colour-policy.md) ----------------------------------------
+    def _colours(self) -> ColourEngine:
+        if self._engine is None:
+            raise NotConfigured("this node runs no colour policy")
+        return self._engine
+
+    def _state(self, view: Any) -> node_pb2.CodeState:
+        return wire.state_to_proto(view, self._colours().policy.label)
+
+    async def ApplyCode(self, request: Any, context: Any) -> node_pb2.ApplyCodeResponse:
+        engine = self._colours()
+        holder = check_holder(Holder(request.id_number, request.full_name))
+        declaration = wire.declaration_from_proto(request.declaration, now=self._clock())
+        request_id = check_request_id(request.request_id)
+        issued, view = await self._run(engine.apply, holder, declaration, request_id)
+        metrics.CODES_ISSUED.labels(self._province, "apply").inc()
+        return node_pb2.ApplyCodeResponse(code=issued_to_proto(issued), state=self._state(view))
+
+    async def CheckIn(self, request: Any, context: Any) -> node_pb2.CodeState:
+        engine = self._colours()
+        code_id = code_id_from_proto(request.code_id)
+        check = wire.check_in_from_proto(request, now=self._clock())
+        view = await self._run(
+            engine.check_in, code_id, check, check_request_id(request.request_id)
+        )
+        metrics.CHECK_INS.labels(self._province).inc()
+        return self._state(view)
+
+    async def GetCodeState(self, request: Any, context: Any) -> node_pb2.CodeState:
+        view = await self._run(self._colours().view, code_id_from_proto(request.code_id))
+        return self._state(view)
+
+    async def ExplainCode(self, request: Any, context: Any) -> node_pb2.ExplainCodeResponse:
+        engine = self._colours()
+        code_id = code_id_from_proto(request.code_id)
+        view = await self._run(engine.view, code_id)
+        history = await self._run(engine.history, code_id)
+        return node_pb2.ExplainCodeResponse(
+            state=self._state(view), history=wire.history_to_proto(history)
+        )
+
+    async def ImportRiskAreas(self, request: Any, context: Any) -> node_pb2.ImportResponse:
+        engine = self._colours()
+        import_id = wire.check_import_id(request.import_id)
+        areas = wire.risk_areas_from_proto(request)
+        result = await self._run(engine.import_risk_areas, areas, import_id)
+        await self._audit("risk-areas-imported", import_id, result)
+        return wire.import_to_proto(result)
+
+    async def ImportCloseContacts(self, request: Any, context: Any) -> node_pb2.ImportResponse:
+        engine = self._colours()
+        import_id = wire.check_import_id(request.import_id)
+        refs = wire.holder_refs_from_proto(request)
+        result = await self._run(
+            engine.import_close_contacts,
+            refs,
+            listed_at=float(request.listed_at),
+            import_id=import_id,
+        )
+        await self._audit("close-contacts-imported", import_id, result)
+        return wire.import_to_proto(result)
+
+    async def _audit(self, action: str, subject: str, result: Any) -> None:
+        outcome = f"{result.entries} entries, {result.matched} codes, {result.changed} changed"
+        await self._run(self._colours().audit, _caller(), action, subject, outcome)
+
+    async def ReceiveAssistance(self, request: Any, context: Any) -> gateway_pb2.AssistanceAck:
+        """From the national gateway: another province's report about one of our codes."""
+        engine = self._colours()
+        event = check_assistance(request, now=self._clock())
+        if event.province != self._province:
+            raise InvalidRequest(f"the code is of province {event.province}, not {self._province}")
+        if not request.from_province or request.from_province == self._province:
+            raise InvalidRequest(
+                "from_province must be the requesting province (set by the gateway)"
+            )
+        request_id = f"{request.from_province}:{event.request_id}"
+        view, duplicate = await self._run(engine.assistance, event, request_id=request_id)
+        last = (await self._run(engine.history, event.code_id))[-1]
+        decision = last.words if last.kind == "assistance" else f"colour {view.record.colour.name}"
+        if not duplicate:
+            metrics.ASSISTANCE.labels(self._province, "received").inc()
+            await self._run(
+                engine.audit,
+                f"{_caller()} for {request.from_province}",
+                "assistance-received",
+                f"{event.code_id.hex()} {event.kind} {event.district} #{event.request_id}",
+                decision,
+            )
+        return wire.ack(
+            request,
+            province=self._province,
+            duplicate=duplicate,
+            rule=last.rule if last.kind == "assistance" else "",
+            colour=view.record.colour,
+            decision=decision,
+        )
+
+    async def SendAssistance(self, request: Any, context: Any) -> gateway_pb2.AssistanceAck:
+        """From this province's health authority: ask another province, through the gateway."""
+        engine = self._colours()
+        event = check_assistance(request, now=self._clock())
+        if event.province == self._province:
+            raise InvalidRequest("the code is of this province: import the event here instead")
+        if self._gateway is None:
+            raise NotConfigured("this node has no national gateway (--gateway) to ask")
+        relayed = gateway_pb2.AssistanceRequest()
+        relayed.CopyFrom(request)
+        relayed.from_province = self._province  # never what the caller wrote
+        remaining = context.time_remaining()
+        try:
+            reply: gateway_pb2.AssistanceAck = await self._gateway.RequestAssistance(
+                relayed, timeout=remaining if remaining is not None else 10.0
+            )
+        except grpc.aio.AioRpcError as e:
+            await self._run(
+                engine.audit,
+                _caller(),
+                "assistance-failed",
+                f"{event.province} {event.code_id.hex()} #{event.request_id}",
+                e.code().name,
+            )
+            await context.abort_with_status(forwarded_status(e, "national gateway"))
+        if not reply.duplicate:
+            metrics.ASSISTANCE.labels(self._province, "sent").inc()
+        await self._run(
+            engine.audit,
+            _caller(),
+            "assistance-sent",
+            f"{event.province} {event.code_id.hex()} {event.kind} #{event.request_id}",
+            f"{'duplicate; ' if reply.duplicate else ''}{reply.decision}",
+        )
+        return reply
+
+    async def GetStatistics(self, request: Any, context: Any) -> node_pb2.ProvinceStatistics:
+        return wire.statistics_to_proto(await self._run(self._colours().statistics))
+
+
+def _caller() -> str:
+    caller = CALLER.get(None)
+    return caller.spiffe_id if caller is not None else "unauthenticated (development)"

@@ -17,8 +17,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nodes.assistance import AssistanceEvent
+from nodes.districts import check_district
 from nodes.provincial.health import quarantine as q
-from nodes.provincial.health.facts import CheckIn, Declaration, check_district
+from nodes.provincial.health.facts import CheckIn, Declaration
 from nodes.provincial.health.policy import Event, Outcome, Policy
 from nodes.provincial.issuance import CheckedHolder, IssuedCode, Issuer
 from nodes.provincial.stores import CodeRecord, NewCode, StatusStore
@@ -34,8 +36,6 @@ DAY_SECONDS = 86_400.0
 RESIDENT = 9.0e15  # the "at" of a residence place: a resident is there at every time
 ATTEMPTS = 8  # compare-and-set retries before a write gives up (StoreUnavailable)
 CHUNK = 500  # codes per transaction in imports and scans
-LEVELS = {"low": 1, "medium": 2, "high": 3}
-ASSISTANCE_KINDS = ("close_contact", "confirmed_case", "risk_area_visit")
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,17 @@ class ImportResult:
     entries: int
     matched: int  # codes the entries concern
     changed: int  # codes whose colour changed
+
+
+@dataclass(frozen=True)
+class Statistics:
+    by_colour: dict[str, int]
+    by_district: list[tuple[str, str, int]]  # (district of residence, colour, codes)
+    in_quarantine: int
+    check_ins_due: int  # quarantined holders whose check-in of yesterday was due
+    check_ins_made: int  # ... and who made it
+    assistance_sent: int
+    assistance_received: int
 
 
 @dataclass(frozen=True)
@@ -182,20 +193,14 @@ class ColourEngine:
             kind="check_in",
         )
 
-    def assistance(
-        self, code_id: bytes, *, kind: str, at: float, district: str, request_id: str
-    ) -> tuple[CodeView, Outcome | None]:
-        """Another province's report about one of this province's codes; the policy decides."""
-        if kind not in ASSISTANCE_KINDS:
-            raise InvalidRequest(f"event kind must be one of {', '.join(ASSISTANCE_KINDS)}")
-        check_district(district, what="district")
+    def assistance(self, event: AssistanceEvent, *, request_id: str) -> tuple[CodeView, bool]:
+        """Another province's report about one of this province's codes; the policy decides.
+        Returns the code's view after it, and whether the request id was applied before."""
         now = self._clock()
-        if at > now + 300:
-            raise InvalidRequest("the event's time is in the future")
         done = self._store.health.request(request_id)
         if done is not None:
-            view = self._replayed(done, "assistance", request_id)[1]
-            return view, None
+            return self._replayed(done, "assistance", request_id)[1], True
+        code_id, kind, at, district = event.code_id, event.kind, event.at, event.district
         days_ago = max(0, int((now - at) // self.day_seconds))
         facts = {"assistance": {"kind": kind, "district": district, "days_ago": days_ago}}
         outcome = self.policy.decide(Event.ASSISTANCE, facts)
@@ -207,7 +212,7 @@ class ColourEngine:
             kind="assistance",
             always=True,
         )
-        return view, outcome
+        return view, False
 
     # -- health authority imports ----------------------------------------------------------------
     def import_risk_areas(self, areas: Sequence[RiskArea], import_id: str) -> ImportResult:
@@ -277,6 +282,36 @@ class ColourEngine:
             codes, lambda code_id: self._decider(outcome, "close_contact", now), now=now
         )
         return ImportResult(len(holder_refs), len(codes), changed)
+
+    # -- statistics and audit --------------------------------------------------------------------
+    def statistics(self) -> Statistics:
+        now = self._clock()
+        counts = self._store.health.statistics()
+        due = made = 0
+        for doc in self._store.health.quarantined():
+            state = q.HealthState.from_json(doc)
+            if state.quarantine is None:
+                continue
+            yesterday = state.quarantine.progress(now, self.day_seconds).day - 1
+            if yesterday >= 0:
+                due += 1
+                made += yesterday in state.quarantine.checked
+        audit = self._store.health.audit_counts()
+        return Statistics(
+            by_colour=counts["by_colour"],
+            by_district=counts["by_district"],
+            in_quarantine=counts["in_quarantine"],
+            check_ins_due=due,
+            check_ins_made=made,
+            assistance_sent=audit.get("assistance-sent", 0),
+            assistance_received=audit.get("assistance-received", 0),
+        )
+
+    def audit(self, actor: str, action: str, subject: str, outcome: str) -> None:
+        """A durable audit line (who did what to which code or import, and how it ended);
+        never personal data: codes by id, imports by id, callers by SPIFFE id."""
+        self._store.health.audit(self._clock(), actor, action, subject, outcome)
+        log.info("audit %s", action, extra={"actor": actor, "subject": subject, "outcome": outcome})
 
     # -- the clock -------------------------------------------------------------------------------
     def complete_due(self, limit: int = CHUNK) -> int:

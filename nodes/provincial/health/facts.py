@@ -1,17 +1,16 @@
 """What residents tell the province: health declarations and daily check-ins, checked.
 
 Everything here is validated before anything is stored; InvalidRequest names the bad field.
-Districts are GB/T 2260 county-level codes (the GB2260 package's revisions: a code that was
-ever in the standard up to 2014; a county merged away still names where someone lives).
+Districts are GB/T 2260 county-level codes (nodes.districts).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
+from nodes.districts import check_district
 from trust.errors import InvalidRequest
 
 SYMPTOMS = (
@@ -27,22 +26,6 @@ MAX_TRAVEL = 30  # districts in one declaration
 TRAVEL_WINDOW_DAYS = 14  # travel further back does not count
 CLOCK_SKEW_S = 300
 MIN_TEMPERATURE_TENTHS, MAX_TEMPERATURE_TENTHS = 340, 430  # 34.0 to 43.0 °C: a reading
-
-
-@cache
-def _districts() -> frozenset[str]:
-    from gb2260.data import data  # ~3,500 codes per revision: loaded once, on first use
-
-    return frozenset(f"{code:06d}" for revision in data.values() for code in revision)
-
-
-def check_district(code: str, *, what: str) -> str:
-    """A GB/T 2260 county-level district code (not a province or prefecture total)."""
-    if not isinstance(code, str) or len(code) != 6 or not code.isascii() or not code.isdigit():
-        raise InvalidRequest(f"{what} must be a 6-digit GB/T 2260 district code")
-    if code.endswith("00") or code not in _districts():
-        raise InvalidRequest(f"{what} {code} is not a GB/T 2260 county-level district")
-    return code
 
 
 def _symptoms(values: Sequence[str], *, what: str) -> tuple[str, ...]:

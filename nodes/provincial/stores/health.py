@@ -5,6 +5,7 @@
     health_events   code_id, seq, at, kind, rule, colours, words   -- the history in words
     health_requests request_id, code_id, kind, at                  -- ApplyCode/CheckIn replays
     risk_areas      district, level, valid_from, valid_until, import_id
+    health_audit    at, actor, action, subject, outcome           -- who imported, asked, answered
 
 Every write is a compare-and-set on both the code's status version and its health state
 version, inside one transaction with its history entry and its request id: two replicas
@@ -46,7 +47,11 @@ CREATE TABLE IF NOT EXISTS health_requests (
 CREATE TABLE IF NOT EXISTS risk_areas (
     district TEXT PRIMARY KEY, level INTEGER NOT NULL, valid_from REAL NOT NULL,
     valid_until REAL NOT NULL, import_id TEXT NOT NULL
-) WITHOUT ROWID
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS health_audit (
+    at REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, subject TEXT NOT NULL,
+    outcome TEXT NOT NULL
+)
 """
 
 POSTGRES_SCHEMA = """
@@ -72,6 +77,10 @@ CREATE TABLE IF NOT EXISTS health_requests (
 CREATE TABLE IF NOT EXISTS risk_areas (
     district text PRIMARY KEY, level smallint NOT NULL, valid_from double precision NOT NULL,
     valid_until double precision NOT NULL, import_id text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS health_audit (
+    at double precision NOT NULL, actor text NOT NULL, action text NOT NULL,
+    subject text NOT NULL, outcome text NOT NULL
 )
 """
 
@@ -319,6 +328,22 @@ class Sql:
             "by_district": sorted((str(d), Colour(c).name, int(n)) for d, c, n in by_district),
         }
 
+    def audit(
+        self, conn: Any, at: float, actor: str, action: str, subject: str, outcome: str
+    ) -> None:
+        conn.execute(
+            self.q("INSERT INTO health_audit VALUES (?,?,?,?,?)"),
+            (at, actor[:200], action[:64], subject[:200], outcome[:500]),
+        )
+
+    def audit_counts(self, conn: Any) -> dict[str, int]:
+        rows = conn.execute("SELECT action, count(*) FROM health_audit GROUP BY action").fetchall()
+        return {str(a): int(n) for a, n in rows}
+
+    def quarantined(self, conn: Any) -> list[dict[str, Any]]:
+        rows = conn.execute("SELECT state FROM health WHERE due_at IS NOT NULL").fetchall()
+        return [json.loads(r[0]) for r in rows]
+
     def create(self, conn: Any, code: Any, w: HealthWrite) -> tuple[Any, WriteResult]:
         """Create a code (``NewCode``) with its health row in one transaction; a holder who
         has a code keeps it: (the existing record, CONFLICT), nothing written."""
@@ -364,29 +389,29 @@ class HealthTables:
         self._run = run
 
     def read(self, code_id: bytes) -> tuple[int, int, HealthRow | None] | None:
-        return self._run(lambda c: self._sql.read(c, code_id), False)  # type: ignore[no-any-return]
+        return self._run(lambda c: self._sql.read(c, code_id), False)
 
     def write(self, writes: Sequence[HealthWrite]) -> list[WriteResult]:
         """All the writes in one transaction, each applied or not on its own."""
-        return self._run(lambda c: [self._sql.write(c, w) for w in writes], True)  # type: ignore[no-any-return]
+        return self._run(lambda c: [self._sql.write(c, w) for w in writes], True)
 
     def create(self, code: Any, w: HealthWrite) -> tuple[Any, WriteResult]:
-        return self._run(lambda c: self._sql.create(c, code, w), True)  # type: ignore[no-any-return]
+        return self._run(lambda c: self._sql.create(c, code, w), True)
 
     def request(self, request_id: str) -> tuple[bytes, str] | None:
-        return self._run(lambda c: self._sql.request(c, request_id), False)  # type: ignore[no-any-return]
+        return self._run(lambda c: self._sql.request(c, request_id), False)
 
     def due(self, now: float, limit: int) -> list[bytes]:
-        return self._run(lambda c: self._sql.due(c, now, limit), False)  # type: ignore[no-any-return]
+        return self._run(lambda c: self._sql.due(c, now, limit), False)
 
     def history(self, code_id: bytes) -> list[EventRow]:
-        return self._run(lambda c: self._sql.history(c, code_id), False)  # type: ignore[no-any-return]
+        return self._run(lambda c: self._sql.history(c, code_id), False)
 
     def codes_in(self, districts: Sequence[str], since: float) -> list[tuple[bytes, str]]:
-        return self._run(lambda c: self._sql.codes_in(c, districts, since), False)  # type: ignore[no-any-return]
+        return self._run(lambda c: self._sql.codes_in(c, districts, since), False)
 
     def codes_of_holders(self, holder_refs: Sequence[bytes]) -> list[bytes]:
-        return self._run(lambda c: self._sql.codes_of_holders(c, holder_refs), False)  # type: ignore[no-any-return]
+        return self._run(lambda c: self._sql.codes_of_holders(c, holder_refs), False)
 
     def put_risk_areas(
         self, areas: Sequence[tuple[str, int, float, float]], import_id: str
@@ -394,7 +419,16 @@ class HealthTables:
         self._run(lambda c: self._sql.put_risk_areas(c, areas, import_id), True)
 
     def risk_areas(self, districts: Sequence[str]) -> list[tuple[str, int, float, float]]:
-        return self._run(lambda c: self._sql.risk_areas(c, districts), False)  # type: ignore[no-any-return]
+        return self._run(lambda c: self._sql.risk_areas(c, districts), False)
 
     def statistics(self) -> dict[str, Any]:
-        return self._run(self._sql.statistics, False)  # type: ignore[no-any-return]
+        return self._run(self._sql.statistics, False)
+
+    def audit(self, at: float, actor: str, action: str, subject: str, outcome: str) -> None:
+        self._run(lambda c: self._sql.audit(c, at, actor, action, subject, outcome), True)
+
+    def audit_counts(self) -> dict[str, int]:
+        return self._run(self._sql.audit_counts, False)
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        return self._run(self._sql.quarantined, False)

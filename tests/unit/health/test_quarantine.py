@@ -38,7 +38,13 @@ ROWS = [
     [pytest.param(*row[1:], id=row[0]) for row in ROWS],
 )
 def test_progress(
-    days: int, checked: tuple[int, ...], adds: int, at_day: float, complete: bool, length: int, missed: int
+    days: int,
+    checked: tuple[int, ...],
+    adds: int,
+    at_day: float,
+    complete: bool,
+    length: int,
+    missed: int,
 ) -> None:
     progress = quarantine(days, checked, adds).progress(START + at_day * DAY, DAY)
     assert (progress.complete, progress.length, progress.missed) == (complete, length, missed)

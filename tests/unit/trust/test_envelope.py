@@ -95,6 +95,7 @@ def test_the_purposes_are_the_documented_domain_separation_strings() -> None:
         "STATEMENT": b"hcx/v1/registry-statement",
         "TREE_HEAD": b"hcx/v1/tree-head",
         "TRUST_LIST": b"hcx/v1/trust-list",
+        "COLOUR_POLICY": b"hcx/v1/colour-policy",
     }
 
 
