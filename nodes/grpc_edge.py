@@ -100,9 +100,11 @@ def to_status(
 
 
 # An upstream refusal the caller can act on as if it were its own: the same code and details.
+# NOT_FOUND is the request's subject missing there (an assistance request's unknown code).
 _FORWARDED = frozenset({
     grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.NOT_FOUND,
 })  # fmt: skip
 
 

@@ -18,7 +18,7 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import pytest
 
@@ -97,3 +97,16 @@ def _timed_out(what: str, timeout: float, last: object) -> NoReturn:
     if len(shown) > _SHOWN_CHARS:
         shown = shown[:_SHOWN_CHARS] + "..."
     raise AssertionError(f"waited {timeout} s for {what}; last seen: {shown}")
+
+
+def error_reason(error: Any) -> str:
+    """The stable hcx reason (google.rpc.ErrorInfo) a refused call carries; "" when none."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    status = rpc_status.from_call(error)
+    for detail in status.details if status else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return str(info.reason)
+    return ""

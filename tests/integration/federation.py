@@ -208,8 +208,10 @@ class Federation:
             lease_ttl=3,
         )
 
-    async def start_node(self, province: str, *, node_id: str = "n1") -> RunningNode:
-        config = self.node_config(province, node_id)
+    async def start_node(
+        self, province: str, *, node_id: str = "n1", **overrides: object
+    ) -> RunningNode:
+        config = replace(self.node_config(province, node_id), **overrides)  # type: ignore[arg-type]
         parts = await start_node(config)
         channel = self.operator(province).aio_channel(f"127.0.0.1:{parts[0].port}")
         node = RunningNode(

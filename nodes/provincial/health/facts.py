@@ -140,6 +140,9 @@ class CheckIn:
 
 
 def check_check_in(*, temperature_c: float, symptoms: Sequence[str], now: float) -> CheckIn:
+    low, high = MIN_TEMPERATURE_TENTHS / 10, MAX_TEMPERATURE_TENTHS / 10
+    if not low <= temperature_c <= high:  # NaN and the infinities too: no comparison holds
+        raise InvalidRequest(f"temperature must be {low} to {high} °C")
     tenths = round(temperature_c * 10)
     if not MIN_TEMPERATURE_TENTHS <= tenths <= MAX_TEMPERATURE_TENTHS:
         raise InvalidRequest(
