@@ -221,21 +221,18 @@ def test_replicas_complete_each_quarantine_exactly_once(replicas: Any) -> None:
 
 
 def _die_mid_transition(url: str, ready: Any) -> None:
-    """A replica that stops, never to commit, in the middle of a batch of transitions."""
+    """A replica that stops after writing a batch of transitions, before its commit."""
     clock = Clock()
     clock.now = START + 7 * DAY
     engine = make_engine(open_store(url), clock)
-    real = health_sql.Sql.write
-    calls = [0]
+    real = health_sql.Sql.write_locked
 
-    def write(self: Any, conn: Any, w: Any) -> Any:
-        calls[0] += 1
-        if calls[0] == 20:  # 19 transitions written in the open transaction
-            ready.set()
-            threading.Event().wait(60)  # killed here
-        return real(self, conn, w)
+    def write_locked(self: Any, conn: Any, writes: Any) -> None:
+        real(self, conn, writes)  # every transition of the batch written, not committed
+        ready.set()
+        threading.Event().wait(60)  # killed here
 
-    health_sql.Sql.write = write  # type: ignore[method-assign]
+    health_sql.Sql.write_locked = write_locked  # type: ignore[method-assign]
     engine.complete_due(limit=1000)
 
 

@@ -196,7 +196,8 @@ def _impose(
     )
     # The colour's status version after this write: +1 when the colour changes.
     version = status_version + (1 if quarantine.colour != colour else 0)
-    new_state = replace(state, quarantine=quarantine, colour_version=version)
+    # The constructor, not dataclasses.replace: this runs once per code of a 100,000 import.
+    new_state = HealthState(quarantine, version, state.declaration, state.last_check_in)
     entry = Entry(now, kind, quarantine.rule, colour, quarantine.colour, words)
     return Transition(quarantine.colour, new_state, entry)
 
@@ -294,7 +295,7 @@ def complete(
         f"quarantine complete: {progress.length} days with {progress.checked} check-ins"
         f"{extra} (rule {current.rule} served); turned GREEN"
     )
-    new_state = replace(state, quarantine=None, colour_version=status_version + 1)
+    new_state = HealthState(None, status_version + 1, state.declaration, state.last_check_in)
     entry = Entry(now, "complete", COMPLETE_RULE, colour, Colour.GREEN, words)
     return Transition(Colour.GREEN, new_state, entry)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from trust.model import Colour
@@ -100,9 +99,9 @@ class EventRow(NamedTuple):
     words: str
 
 
-@dataclass(frozen=True)
-class HealthWrite:
-    """A compare-and-set of one code: colour (and status version), state, history, request."""
+class HealthWrite(NamedTuple):
+    """A compare-and-set of one code: colour (and status version), state, history, request.
+    (A tuple: a batch makes 100,000 of them, ``_replace`` copies one in a microsecond.)"""
 
     code_id: bytes
     status_version: int  # what the writer read: the write applies only if still so
@@ -120,11 +119,45 @@ class HealthWrite:
     places: Sequence[tuple[str, float]] | None = None  # replaces the code's places when given
 
 
+LockedRow = tuple[int, int, str | None, int]
+
+
 class WriteResult(enum.Enum):
     APPLIED = "applied"
     CONFLICT = "conflict"  # the versions moved: re-read and decide again
     REPLAYED = "replayed"  # the request id was applied before
     NOT_FOUND = "not_found"
+
+
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _many(conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """executemany on a cursor (psycopg has it on cursors only; sqlite3 on both)."""
+    cursor = conn.cursor()
+    try:
+        cursor.executemany(sql, rows)
+    finally:
+        cursor.close()
+
+
+def _state_text(state: dict[str, Any]) -> str:
+    return _ENCODE(state)
+
+
+def _event_row(w: HealthWrite) -> tuple[Any, ...]:
+    e = w.event
+    assert e is not None
+    return (
+        w.code_id,
+        w.state_version + 1,
+        e.at,
+        e.kind,
+        e.rule,
+        int(e.colour_before),
+        int(e.colour_after),
+        e.words,
+    )
 
 
 class Sql:
@@ -175,23 +208,8 @@ class Sql:
             ).rowcount
             if claimed == 0:
                 return WriteResult.REPLAYED
-        new_version = w.state_version + 1
-        state = json.dumps(w.state, separators=(",", ":"), sort_keys=True)
-        if w.state_version == 0:
-            changed = conn.execute(
-                self.q("INSERT INTO health VALUES (?,?,1,?,?) ON CONFLICT (code_id) DO NOTHING"),
-                (w.code_id, state, w.due_at, w.residence),
-            ).rowcount
-        else:
-            changed = conn.execute(
-                self.q(
-                    "UPDATE health SET state=?, state_version=?, due_at=?, residence=? "
-                    "WHERE code_id=? AND state_version=?"
-                ),
-                (state, new_version, w.due_at, w.residence, w.code_id, w.state_version),
-            ).rowcount
-        if changed == 0:
-            return WriteResult.CONFLICT
+        # The code's row first: every writer locks it before the health row (the batch path
+        # too), so two writers never hold one row each while waiting for the other.
         if w.colour_changed:
             sql = (
                 "UPDATE codes SET colour=?, status_version=status_version+1, updated_at=?, "
@@ -209,20 +227,26 @@ class Sql:
             args = (w.code_id, w.status_version)
         if conn.execute(self.q(sql), args).rowcount == 0:
             return WriteResult.CONFLICT
-        if w.event is not None:
-            e = w.event
-            conn.execute(
-                self.q("INSERT INTO health_events VALUES (?,?,?,?,?,?,?,?)"),
-                (
-                    w.code_id,
-                    new_version,
-                    e.at,
-                    e.kind,
-                    e.rule,
-                    int(e.colour_before),
-                    int(e.colour_after),
-                    e.words,
+        new_version = w.state_version + 1
+        state = _state_text(w.state)
+        if w.state_version == 0:
+            changed = conn.execute(
+                self.q("INSERT INTO health VALUES (?,?,1,?,?) ON CONFLICT (code_id) DO NOTHING"),
+                (w.code_id, state, w.due_at, w.residence),
+            ).rowcount
+        else:
+            changed = conn.execute(
+                self.q(
+                    "UPDATE health SET state=?, state_version=?, due_at=?, residence=? "
+                    "WHERE code_id=? AND state_version=?"
                 ),
+                (state, new_version, w.due_at, w.residence, w.code_id, w.state_version),
+            ).rowcount
+        if changed == 0:
+            return WriteResult.CONFLICT
+        if w.event is not None:
+            conn.execute(
+                self.q("INSERT INTO health_events VALUES (?,?,?,?,?,?,?,?)"), _event_row(w)
             )
         if w.places is not None:
             conn.execute(self.q("DELETE FROM health_places WHERE code_id=?"), (w.code_id,))
@@ -235,6 +259,70 @@ class Sql:
                     (district, w.code_id, at),
                 )
         return WriteResult.APPLIED
+
+    def read_locked(self, conn: Any, code_ids: Sequence[bytes]) -> dict[bytes, LockedRow]:
+        """(colour, status version, state text or None, state version) of each code, locked
+        until the transaction ends (PostgreSQL: FOR UPDATE, in code id order, so two batches
+        never deadlock; SQLite: the writer holds the whole database)."""
+        if not code_ids:
+            return {}
+        ordered = sorted(set(code_ids))
+        marks = ",".join([self.p] * len(ordered))
+        if self.p == "%s":
+            conn.execute(
+                f"SELECT code_id FROM codes WHERE code_id IN ({marks}) ORDER BY code_id FOR UPDATE",
+                tuple(ordered),
+            ).fetchall()
+        # A new statement after the locks: it reads what the locks' holders committed.
+        rows = conn.execute(
+            "SELECT c.code_id, c.colour, c.status_version, h.state, h.state_version FROM codes c "
+            f"LEFT JOIN health h ON h.code_id = c.code_id WHERE c.code_id IN ({marks})",
+            tuple(ordered),
+        ).fetchall()
+        return {
+            bytes(code_id): (int(colour), int(version), state, int(state_version or 0))
+            for code_id, colour, version, state, state_version in rows
+        }
+
+    def write_locked(self, conn: Any, writes: Sequence[HealthWrite]) -> None:
+        """Writes decided on rows ``read_locked`` in this transaction: no compare needed, each
+        statement once for the whole batch."""
+        changed = [w for w in writes if w.colour_changed]
+        if changed:
+            _many(
+                conn,
+                self.q(
+                    "UPDATE codes SET colour=?, status_version=status_version+1, updated_at=?, "
+                    "reason=? WHERE code_id=?"
+                ),
+                [(int(w.colour), w.now, w.reason[:200], w.code_id) for w in changed],
+            )
+        texts: dict[int, str] = {}  # a state shared by many writes is encoded once
+        _many(
+            conn,
+            self.q(
+                "INSERT INTO health VALUES (?,?,?,?,?) ON CONFLICT (code_id) DO UPDATE SET "
+                "state=excluded.state, state_version=excluded.state_version, "
+                "due_at=excluded.due_at, residence=excluded.residence"
+            ),
+            [
+                (
+                    w.code_id,
+                    texts.get(id(w.state)) or texts.setdefault(id(w.state), _state_text(w.state)),
+                    w.state_version + 1,
+                    w.due_at,
+                    w.residence,
+                )
+                for w in writes
+            ],
+        )
+        events = [w for w in writes if w.event is not None]
+        if events:
+            _many(
+                conn,
+                self.q("INSERT INTO health_events VALUES (?,?,?,?,?,?,?,?)"),
+                [_event_row(w) for w in events],
+            )
 
     def request(self, conn: Any, request_id: str) -> tuple[bytes, str] | None:
         row = conn.execute(
@@ -371,7 +459,7 @@ class Sql:
             ).fetchone()
             return record_from_row(existing), WriteResult.CONFLICT
         # The INSERT wrote the colour: the health row is written against status version 1.
-        result = self.write(conn, replace(w, status_version=1, colour_changed=False))
+        result = self.write(conn, w._replace(status_version=1, colour_changed=False))
         if result is not WriteResult.APPLIED:
             raise RuntimeError(f"health row of a new code not written: {result}")
         return record_from_row(row), result
@@ -394,6 +482,23 @@ class HealthTables:
     def write(self, writes: Sequence[HealthWrite]) -> list[WriteResult]:
         """All the writes in one transaction, each applied or not on its own."""
         return self._run(lambda c: [self._sql.write(c, w) for w in writes], True)
+
+    def transact(
+        self,
+        code_ids: Sequence[bytes],
+        plan: Callable[[bytes, LockedRow], HealthWrite | None],
+    ) -> list[HealthWrite]:
+        """One transaction over many codes: lock and read them, ``plan`` a write for each (or
+        None), write the plans; returns the writes made."""
+
+        def run(conn: Any) -> list[HealthWrite]:
+            found = self._sql.read_locked(conn, code_ids)
+            writes = [w for code_id, row in found.items() if (w := plan(code_id, row)) is not None]
+            if writes:
+                self._sql.write_locked(conn, writes)
+            return writes
+
+        return self._run(run, True)
 
     def create(self, code: Any, w: HealthWrite) -> tuple[Any, WriteResult]:
         return self._run(lambda c: self._sql.create(c, code, w), True)
