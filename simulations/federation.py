@@ -45,6 +45,7 @@ class Topology:
     registry: str | None = None  # None: the embedded SQLite file in the run's folder
     token_lifetime: int = 120
     relay_timeout: float = 0.5
+    day_seconds: float = 86_400.0  # a quarantine day on the nodes' colour clocks
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,10 @@ class Federation:
             node_id,
             "--token-lifetime",
             str(self.topology.token_lifetime),
+            "--day-seconds",
+            str(self.topology.day_seconds),
+            "--colour-tick",
+            str(min(1.0, self.topology.day_seconds / 20)),
         ]
 
     def _start_nodes(self) -> None:

@@ -1,23 +1,21 @@
-"""The provinces' side of the simulation: issuing travellers' codes and changing their colours.
+"""The holders' side of the simulation: getting a code (ApplyCode), keeping it fresh.
 
-Every colour change is sent with one request id and retried (same id: SetStatus is idempotent)
-on another replica until it is acknowledged or the run ends; the ledger keeps what was
-acknowledged and when, which is what the invariants are checked against.
+A traveller's first code comes from an application with a health declaration
+(simulations.health); the app then refreshes it before it expires. The ledger keeps every
+status the provinces acknowledged and when, which is what the invariants are checked against.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 
-from healthcode.v1 import common_pb2, node_pb2, node_pb2_grpc
+from healthcode.v1 import node_pb2, node_pb2_grpc
 from nodes.provincial.issuance import with_check_character
 from nodes.tls import Transport
 from simulations.mobility import Traveller
@@ -113,15 +111,11 @@ class NodePool:
 
 @dataclass
 class Holders:
-    """Issues codes to travellers and sends exposure events to their home provinces."""
+    """Gives travellers codes (through the residents' applications) and keeps them fresh."""
 
     nodes: NodePool
     codes: Sequence[str]
-    ledger: StatusLedger
-    clock: Callable[[], float]
-    rng: random.Random
-    until: float  # seconds since traffic start after which retries stop
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    apply: Callable[..., Awaitable[Any]]  # simulations.health.Residents.apply
     issued: int = 0
     issue_failures: int = 0
 
@@ -130,57 +124,19 @@ class Holders:
         if traveller.token and traveller.expires_at - time.time() > REFRESH_MARGIN_S:
             return True
         province = self.codes[traveller.home]
-        try:
-            if traveller.code_id:  # the app refreshes the code it holds: no write at the node
-                request: Any = node_pb2.RefreshCodeRequest(code_id=traveller.code_id)
+        if traveller.code_id:  # the app refreshes the code it holds: no write at the node
+            try:
+                request = node_pb2.RefreshCodeRequest(code_id=traveller.code_id)
                 reply = await self.nodes.call(province, "RefreshCode", request, timeout=timeout)
-            else:
-                id_number, name = random_holder(random.Random(traveller.index), province)
-                request = node_pb2.IssueCodeRequest(id_number=id_number, full_name=name)
-                reply = await self.nodes.call(province, "IssueCode", request, timeout=timeout)
-        except grpc.aio.AioRpcError:
-            self.issue_failures += 1
-            return False
+            except grpc.aio.AioRpcError:
+                self.issue_failures += 1
+                return False
+        else:
+            reply = await self.apply(traveller, timeout=timeout)
+            if reply is None:
+                self.issue_failures += 1
+                return False
         self.issued += 1
-        if not traveller.code_id:
-            status = common_pb2.CodeStatus(status_version=reply.status_version, colour=reply.colour)
-            self.ledger.acknowledge(reply.code_id, traveller.home, self.clock(), status)
         traveller.code_id, traveller.token = reply.code_id, reply.token
         traveller.expires_at = reply.expires_at
         return True
-
-    def expose(self, traveller: Traveller, recovery_s: float) -> None:
-        """An exposure event: YELLOW or RED now, GREEN again after ``recovery_s``."""
-        traveller.busy = True
-        task = asyncio.create_task(self._episode(traveller, recovery_s))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _episode(self, traveller: Traveller, recovery_s: float) -> None:
-        try:
-            colour = common_pb2.RED if self.rng.random() < 0.3 else common_pb2.YELLOW
-            if await self.set_colour(traveller, colour, "close contact"):
-                await asyncio.sleep(recovery_s)
-                await self.set_colour(traveller, common_pb2.GREEN, "negative test")
-        finally:
-            traveller.busy = False
-
-    async def set_colour(self, traveller: Traveller, colour: Any, reason: str) -> bool:
-        """Send until acknowledged (same request id each time); False if the run ended first."""
-        request = node_pb2.SetStatusRequest(
-            code_id=traveller.code_id, colour=colour, reason=reason, request_id=str(uuid.uuid4())
-        )
-        province = self.codes[traveller.home]
-        self.ledger.sent += 1
-        while self.clock() < self.until:
-            try:
-                reply = await self.nodes.call(province, "SetStatus", request)
-            except grpc.aio.AioRpcError:
-                self.ledger.retries += 1
-                await asyncio.sleep(0.2)
-                continue
-            self.ledger.acknowledge(traveller.code_id, traveller.home, self.clock(), reply.status)
-            return True
-        self.ledger.abandoned += 1
-        self.ledger.abandoned_codes.add(traveller.code_id)
-        return False

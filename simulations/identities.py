@@ -81,7 +81,7 @@ class LocalPki:
         return out
 
     def provincial_tls(self, province: str, kind: str, name: str) -> Path:
-        """A node, operator or checkpoint identity's --tls-dir, signed by the province's CA."""
+        """A node, operator, checkpoint or authority --tls-dir, signed by the province's CA."""
         files = ProvinceDir(self.workdir / province)
         out = files.root / "tls" / f"{kind}-{name}"
         if not (out / "cert.pem").exists():
@@ -100,6 +100,10 @@ class LocalPki:
 
     def operator(self, province: str) -> Transport:
         return Transport.mtls(self.provincial_tls(province, "operator", "ops"))
+
+    def authority(self, province: str) -> Transport:
+        """The province's health authority (risk data, assistance, statistics)."""
+        return Transport.mtls(self.provincial_tls(province, "authority", "health"))
 
     def checkpoint(self, province: str, name: str = "station") -> Transport:
         return Transport.mtls(self.provincial_tls(province, "checkpoint", name))

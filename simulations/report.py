@@ -23,6 +23,38 @@ VERDICT_COLOURS = {
     "ERROR": "#555555",
 }
 LATENCY_COLOURS = {"p50": "#4a7ebb", "p95": "#e0a526", "p99": "#c8553d"}
+CODE_COLOURS = {"GREEN": "#3a9d5d", "YELLOW": "#e0a526", "RED": "#c8553d"}
+
+
+def colours_by_day(result: SimResult) -> dict[str, list[dict[str, int]]]:
+    """Per province, one row a simulated day: codes by colour and quarantines (the provinces'
+    own statistics, GetStatistics, sampled by their health authorities)."""
+    rows: dict[str, list[dict[str, int]]] = {}
+    for s in result.residents.samples if result.residents else ():
+        rows.setdefault(s.province, []).append(
+            {"day": s.day, "GREEN": s.green, "YELLOW": s.yellow, "RED": s.red,
+             "in_quarantine": s.in_quarantine}
+        )  # fmt: skip
+    return rows
+
+
+def _colour_lines(summary: dict[str, Any]) -> list[str]:
+    """A line per province: yellow and red codes every few simulated days."""
+    days = summary["colours_by_day"]
+    if not days:
+        return []
+    lines = ["  colours by rule (yellow/red codes on simulated days, per province):"]
+    for province, rows in sorted(days.items()):
+        step = max(1, len(rows) // 8)
+        cells = "  ".join(f"d{r['day']}:{r['YELLOW']}/{r['RED']}" for r in rows[::step])
+        lines.append(f"    {province}  {cells}")
+    c = summary["colour_policy"]
+    lines.append(
+        f"    {c['applications']} applications, {c['exposures']} exposures declared, "
+        f"{c['check_ins']} check-ins ({c['missed_days']} days missed), "
+        f"{c['quarantines_ended']} quarantines ended by the nodes' clocks, no SetStatus"
+    )
+    return lines
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -89,6 +121,16 @@ def summarise(result: SimResult) -> dict[str, Any]:
             "unacknowledged_at_end": result.ledger.abandoned,
         },
         "shed_by_load_generator": result.shed,
+        "colours_by_day": colours_by_day(result),
+        "colour_policy": {
+            "day_s": result.config.day_s,
+            "applications": result.residents.applied if result.residents else 0,
+            "exposures": result.residents.exposures if result.residents else 0,
+            "check_ins": result.residents.check_ins if result.residents else 0,
+            "missed_days": result.residents.missed if result.residents else 0,
+            "failures": result.residents.failures if result.residents else 0,
+            "quarantines_ended": inv.quarantines_ended,
+        },
         "cross_province": cross_province(result),
         "notes": result.notes,
         "steps": [
@@ -113,6 +155,8 @@ def summarise(result: SimResult) -> dict[str, Any]:
             "codes_unreachable_at_end": inv.unreachable_codes,
             "codes_checked": inv.checked_codes,
             "codes_with_unacknowledged_change": inv.unacknowledged_codes,
+            "early_quarantine_ends": inv.early_ends,
+            "histories_checked": inv.histories_checked,
             "examples": inv.examples,
         },
     }
@@ -171,6 +215,7 @@ def terminal_summary(summary: dict[str, Any], html: Path) -> str:
         f"gateway failovers {summary['failovers']}   shed {summary['shed_by_load_generator']}",
         "  modes: " + "; ".join(f"{k}: {v}" for k, v in summary["mode_availability"].items()),
         *_cross_lines(summary["cross_province"]),
+        *_colour_lines(summary),
         "  scenario:",
     ]
     for s in summary["steps"]:
@@ -190,6 +235,10 @@ def terminal_summary(summary: dict[str, Any], html: Path) -> str:
         f"    [{mark[inv['lost_updates'] == 0]}] lost status updates: {inv['lost_updates']} "
         f"(of {inv['codes_checked']:,} codes checked; "
         f"{inv['codes_with_unacknowledged_change']} with a change unacknowledged at the end)",
+        f"    [{mark[inv['early_quarantine_ends'] == 0]}] quarantines ended before their days "
+        f"and check-ins: {inv['early_quarantine_ends']} (of "
+        f"{summary['colour_policy']['quarantines_ended']} ended; "
+        f"{inv['histories_checked']} histories read)",
     ]
     if inv["codes_unreachable_at_end"]:
         lines.append(f"    [FAIL] codes whose province did not answer the final read: "
@@ -267,14 +316,30 @@ def write_html(result: SimResult, summary: dict[str, Any], path: Path) -> None:
                 f"{inv['valid_checked']} VALID verdicts checked",
             ),
             ("zero lost status updates", inv["lost_updates"], f"{inv['codes_checked']} codes"),
+            (
+                "no quarantine ends before its days and check-ins",
+                inv["early_quarantine_ends"],
+                f"{inv['histories_checked']} histories",
+            ),
         ],
         ("invariant", "violations", "checked"),
+    )
+    colour_charts = "".join(
+        f"<h3>{escape(province)}</h3>"
+        + svg.line_chart(
+            {name: [(r["day"], r[name]) for r in rows] for name in ("GREEN", "YELLOW", "RED")},
+            CODE_COLOURS,
+            x_label=f"simulated day ({result.config.day_s:g} s each)",
+            y_label="codes",
+            x_max=max((r["day"] for r in rows), default=1),
+        )
+        for province, rows in sorted(summary["colours_by_day"].items())
     )
     figures = _table(
         [
             (k, json.dumps(v, ensure_ascii=False))
             for k, v in summary.items()
-            if k not in ("steps", "invariants")
+            if k not in ("steps", "invariants", "colours_by_day")
         ],
         ("figure", "value"),
     )
@@ -290,6 +355,7 @@ def write_html(result: SimResult, summary: dict[str, Any], path: Path) -> None:
             latency=latency,
             revocation=revocation_section(result),
             matrix=svg.heatmap(labels, matrix, title="origin (rows) → destination (columns)"),
+            colours=colour_charts or "<p class='na'>no samples</p>",
             figures=figures,
         ),
         encoding="utf-8",
@@ -321,6 +387,7 @@ td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-a
 <h2>Latency percentiles (per second, client-side, incl. failover)</h2>{latency}
 <h2>Revocation propagation</h2>{revocation}
 <h2>Province-to-province traffic (checkpoint scans)</h2>{matrix}
+<h2>Colours by rule over simulated days, per province</h2>{colours}
 <h2>Figures</h2>{figures}
 </body></html>
 """

@@ -19,8 +19,9 @@ from typing import Any
 
 import grpc
 
-from healthcode.v1 import node_pb2
+from healthcode.v1 import common_pb2, node_pb2
 from simulations.federation import Federation, Topology
+from simulations.health import Residents
 from simulations.holders import Holders, NodePool, StatusLedger
 from simulations.injection import INJECTED_KINDS, Injector
 from simulations.invariants import InvariantReport, check_all
@@ -56,6 +57,7 @@ class SimConfig:
     stale_bound: float = 1.0
     max_in_flight: int = 200
     token_lifetime: int = 120  # seconds; short, so that the run sees holders refresh
+    day_s: float = 2.0  # a simulated day: a 60 s run plays 30 days of quarantines
     workdir: Path = Path("var/sim/run")
     progress: bool = True
 
@@ -75,6 +77,7 @@ class SimResult:
     issued: int
     wall_s: float
     notes: list[str] = field(default_factory=list)
+    residents: Residents | None = None
 
 
 def pick_provinces(count: int) -> list[str]:
@@ -110,6 +113,7 @@ def running_federation(config: SimConfig) -> Iterator[Federation]:
             gateways=config.gateways,
             registry=config.registry,
             token_lifetime=config.token_lifetime,
+            day_seconds=config.day_s,
         )
         federation = Federation(config.workdir, topology, supervisor)
         status(
@@ -147,6 +151,7 @@ class Driver:
         self.in_flight: set[asyncio.Task[None]] = set()
         self.shed = 0
         self._start = 0.0
+        self.visits: dict[int, list[Traveller]] = {}  # province index -> who went there
 
     def clock(self) -> float:
         return time.monotonic() - self._start
@@ -155,16 +160,19 @@ class Driver:
         await self.open()
         scenario = asyncio.create_task(play(self.steps, self.ctx, self.results))
         progress = asyncio.create_task(self._progress())
+        days = asyncio.create_task(self.residents.days())
         try:
             await self.load(self.config.rate, until=self.config.duration)
             await self._drain(scenario)
+            days.cancel()
             final = await self._final_statuses()
+            histories = await self._histories(final)
         finally:
-            progress.cancel()
-            scenario.cancel()
-            await asyncio.gather(progress, scenario, return_exceptions=True)
+            for task in (progress, scenario, days):
+                task.cancel()
+            await asyncio.gather(progress, scenario, days, return_exceptions=True)
             await self.close()
-        return self._result(setup_s, final)
+        return self._result(setup_s, final, histories)
 
     async def open(self) -> None:
         """Channels to the gateways and nodes, the holders and the traffic modes; the clock
@@ -180,10 +188,14 @@ class Driver:
             lambda p: [c.address for c in self.federation.nodes[p]], identities.operator
         )
         self.ledger = StatusLedger()
-        self.holders = Holders(
-            self.nodes, self.codes, self.ledger, self.clock, self.rng,
-            until=self.config.duration + DRAIN_S,
+        self.authorities = NodePool(
+            lambda p: [c.address for c in self.federation.nodes[p]], identities.authority
+        )
+        self.residents = Residents(
+            self.nodes, self.authorities, self.codes, self.ledger, self.clock, self.rng,
+            day_s=self.config.day_s, until=self.config.duration + DRAIN_S,
         )  # fmt: skip
+        self.holders = Holders(self.nodes, self.codes, self.residents.apply)
         self.modes = {
             cls.name: cls(
                 self.pool, self.codes, self.verifications.append, limit=self.config.max_in_flight
@@ -191,10 +203,14 @@ class Driver:
             for cls in (UnaryMode, BatchMode, StreamMode)
         }
         self.live = [m for m in self.modes.values() if m.unavailable() is None]
-        self.ctx = SimContext(self.federation, self.injector, self.mobility, self.clock)
+        self.ctx = SimContext(
+            self.federation, self.injector, self.mobility, self.clock,
+            residents=self.residents, visits=self.visits,
+        )  # fmt: skip
 
     async def close(self) -> None:
-        leftovers = self._sent() | self.holders.tasks
+        await self.authorities.close()
+        leftovers = self._sent() | self.residents.tasks
         for mode in self.modes.values():
             mode.close()
         for task in leftovers:  # whatever a bounded drain left running
@@ -228,13 +244,20 @@ class Driver:
         if pending := self._sent():
             await asyncio.wait(pending, timeout=timeout)
 
-    def _result(self, setup_s: float, final: dict[bytes, tuple[int, int] | None]) -> SimResult:
+    def _result(
+        self,
+        setup_s: float,
+        final: dict[bytes, tuple[int, int] | None],
+        histories: dict[bytes, list[Any]],
+    ) -> SimResult:
         invariants = check_all(
             verifications=self.verifications,
             ledger=self.ledger,
             final=final,
             revoked_at=self.ctx.revocation_acked,
             bound=self.config.stale_bound,
+            histories=histories,
+            day_s=self.config.day_s,
         )
         modes = {
             name: "live"
@@ -247,7 +270,7 @@ class Driver:
             steps=self.results, invariants=invariants, ledger=self.ledger, modes=modes,
             shed=self.shed + sum(m.shed for m in self.modes.values()),
             issued=self.holders.issued, wall_s=0.0,
-            notes=self.ctx.notes,
+            notes=self.ctx.notes, residents=self.residents,
         )  # fmt: skip
 
     async def load(self, rate: float, *, until: float) -> None:
@@ -278,12 +301,14 @@ class Driver:
         for _ in range(10):  # a few tries to find a holder with a code and no change in flight
             traveller = self.rng.choice(self.mobility.travellers)
             if traveller.code_id and not traveller.busy:
-                self.holders.expose(traveller, recovery_s=self.rng.uniform(3.0, 10.0))
+                self.residents.expose(traveller)  # a declaration: the province's rules decide
                 return
 
     async def _trip(self, traveller: Traveller, origin: int, destination: int) -> None:
         if not await self.holders.ensure_token(traveller):
             return
+        if destination != traveller.home:
+            self.visits.setdefault(destination, []).append(traveller)
         kind = self._kind(traveller)
         token = traveller.token
         if kind != "genuine":
@@ -311,7 +336,7 @@ class Driver:
     async def _drain(self, scenario: asyncio.Task[None]) -> None:
         """Let calls in flight and a running step finish (bounded)."""
         self.modes["batch"].flush()
-        if pending := self._sent() | self.holders.tasks:
+        if pending := self._sent() | self.residents.tasks:
             await asyncio.wait(pending, timeout=DRAIN_S + 2)
         await asyncio.wait({scenario}, timeout=60)
 
@@ -331,6 +356,34 @@ class Driver:
                 for s in reply.statuses:
                     final[bytes(s.code_id)] = (s.status_version, s.colour) if s.found else None
         return final
+
+    async def _histories(
+        self, final: dict[bytes, tuple[int, int] | None]
+    ) -> dict[bytes, list[Any]]:
+        """ExplainCode of every code whose colour ever left green, or that changed after its
+        last acknowledgement (the quarantine invariant and the lost-update check read them)."""
+        wanted = [
+            code_id
+            for code_id, acks in self.ledger.acks.items()
+            if any(a.colour != common_pb2.GREEN for a in acks)
+            or (final.get(code_id) or (0, 0))[0] > max(a.version for a in acks)
+        ]
+        slots = asyncio.Semaphore(32)
+        histories: dict[bytes, list[Any]] = {}
+
+        async def one(code_id: bytes) -> None:
+            province = self.codes[self.ledger.home[code_id]]
+            request = node_pb2.GetCodeStateRequest(code_id=code_id)
+            async with slots:
+                try:
+                    reply = await self.nodes.call(province, "ExplainCode", request, timeout=5.0)
+                except grpc.aio.AioRpcError as e:
+                    self.ctx.notes.append(f"history of {code_id.hex()[:8]}: {e.code().name}")
+                    return
+            histories[code_id] = list(reply.history)
+
+        await asyncio.gather(*(one(c) for c in wanted))
+        return histories
 
     async def _status_batch(
         self, province: str, ids: list[bytes]

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from simulations.federation import Federation, SigningKey
+from simulations.health import Residents
 from simulations.injection import Injector
-from simulations.mobility import Mobility
+from simulations.mobility import Mobility, Traveller
 
 NOT_AVAILABLE = "not available in this build"
 
@@ -30,6 +31,8 @@ class SimContext:
     clock: Callable[[], float]
     revocation_acked: float | None = None  # seconds since traffic start
     notes: list[str] = field(default_factory=list)
+    residents: Residents | None = None
+    visits: dict[int, list[Traveller]] = field(default_factory=dict)  # province -> visitors
 
     def province(self, index: int) -> str:
         provinces = self.federation.topology.provinces
@@ -282,6 +285,38 @@ class GatewayKilled:
 
 
 @dataclass
+class Outbreak:
+    """An outbreak in one district: the province's health authority declares it a high-risk
+    area (its residents' codes turn red by rule), and reports visitors from other provinces
+    to their provinces (cross-province assistance), whose rules decide."""
+
+    at: float
+    province_index: int = 0
+    reported: int = 15
+    name: str = "outbreak: risk area + cross-province assistance"
+
+    def unavailable(self, ctx: SimContext) -> str | None:
+        return None if ctx.residents is not None else "the run has no residents"
+
+    async def run(self, ctx: SimContext) -> str:
+        assert ctx.residents is not None
+        province = ctx.province(self.province_index)
+        index = ctx.federation.topology.provinces.index(province)
+        residents = ctx.residents
+        homes = [
+            residents.residence[t.index]
+            for t in ctx.mobility.travellers
+            if t.home == index and t.index in residents.residence
+        ]
+        if not homes:
+            return f"{province}: no resident holds a code yet"
+        district = max(set(homes), key=homes.count)
+        visitors = [t for t in ctx.visits.get(index, []) if t.code_id and t.home != index]
+        unique = list({t.index: t for t in visitors}.values())
+        return await residents.outbreak(province, district, unique, reported=self.reported)
+
+
+@dataclass
 class EtcdMemberLost:
     """With an etcd registry: one member of the cluster stops."""
 
@@ -302,6 +337,7 @@ def default_scenario(duration: float) -> list[Step]:
     """The steps of ``make run``, placed at fractions of the run so every duration fits."""
     outage = min(6.0, max(2.0, duration * 0.1))
     return [
+        Outbreak(at=round(duration * 0.15, 1)),
         KeyRotation(at=round(duration * 0.10, 1)),
         KeyCompromise(at=round(duration * 0.20, 1)),
         SuspendAndResume(at=round(duration * 0.30, 1), suspended_s=min(3.0, outage)),

@@ -270,6 +270,7 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
             rule=last.rule if last.kind == "assistance" else "",
             colour=view.record.colour,
             decision=decision,
+            status_version=view.record.status_version,
         )
 
     async def SendAssistance(self, request: Any, context: Any) -> gateway_pb2.AssistanceAck:

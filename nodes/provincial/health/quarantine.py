@@ -277,7 +277,10 @@ def check_in(
     day = current.progress(now, day_seconds).day
     counted = replace(current, checked=tuple(sorted(set(current.checked) | {day})))
     progress = counted.progress(now, day_seconds)
-    words = f"check-in: well; day {day + 1} counted, {progress.checked} of {progress.length} days"
+    words = (
+        f"check-in: well; day {day + 1} counted ({progress.checked} days checked in, "
+        f"{progress.missed} missed, {progress.length} days in all)"
+    )
     new_state = replace(checked_state, quarantine=counted)
     return Transition(colour, new_state, Entry(now, "check_in", "", colour, colour, words))
 

@@ -58,7 +58,7 @@ def state_to_proto(view: CodeView, policy: str) -> node_pb2.CodeState:
 def history_to_proto(rows: list[EventRow]) -> list[node_pb2.HistoryEntry]:
     return [
         node_pb2.HistoryEntry(
-            at=int(row.at),
+            at=row.at,
             kind=row.kind,
             rule=row.rule,
             colour_before=int(row.colour_before),  # type: ignore[arg-type]
@@ -132,7 +132,14 @@ def statistics_to_proto(stats: Statistics) -> node_pb2.ProvinceStatistics:
 
 
 def ack(
-    request: Any, *, province: str, duplicate: bool, rule: str, colour: Colour, decision: str
+    request: Any,
+    *,
+    province: str,
+    duplicate: bool,
+    rule: str,
+    colour: Colour,
+    decision: str,
+    status_version: int,
 ) -> gateway_pb2.AssistanceAck:
     return gateway_pb2.AssistanceAck(
         request_id=request.request_id,
@@ -141,6 +148,7 @@ def ack(
         rule=rule,
         colour=int(colour),  # type: ignore[arg-type]
         decision=decision,
+        status_version=status_version,
     )
 
 
