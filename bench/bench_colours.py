@@ -32,7 +32,7 @@ from nodes.provincial.health.engine import ColourEngine
 from nodes.provincial.health.facts import check_check_in
 from nodes.provincial.health.policy import default_policy
 from nodes.provincial.issuance import Issuer
-from nodes.provincial.stores import BulkRow, SqliteStatusStore
+from nodes.provincial.stores import BulkRow, SqliteStatusStore, StatusStore
 from trust import pki
 from trust.model import Colour
 
@@ -46,6 +46,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--codes", type=int, default=100_000, help="codes in an import")
     parser.add_argument("--check-ins", type=int, default=3_000, help="check-ins per round")
     parser.add_argument("--dir", type=Path, default=Path("var/bench/colours"), help="work dir")
+    parser.add_argument(
+        "--stores",
+        default="sqlite,postgresql",
+        help="backends, comma-separated (postgresql: a throw-away server on 127.0.0.1)",
+    )
     return parser.parse_args(argv)
 
 
@@ -57,11 +62,32 @@ class Clock:
         return self.now
 
 
-def fresh_store(directory: Path, codes: int) -> tuple[SqliteStatusStore, list[bytes], list[bytes]]:
+class Stores:
+    """Fresh stores of one backend: a SQLite file each, or a database each on one server."""
+
+    def __init__(self, kind: str, directory: Path, postgres: Any = None) -> None:
+        self.kind, self.directory, self.postgres = kind, directory, postgres
+
+    def new(self, name: str) -> StatusStore:
+        if self.kind == "sqlite":
+            shutil.rmtree(self.directory / name, ignore_errors=True)
+            (self.directory / name).mkdir(parents=True)
+            return SqliteStatusStore(self.directory / name / "status.db")
+        import psycopg
+
+        from nodes.provincial.stores.postgres import PostgresStatusStore
+
+        database = f"bench_{name}_{secrets.token_hex(4)}"
+        with psycopg.connect(self.postgres.dsn(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{database}"')
+        return PostgresStatusStore(self.postgres.dsn(database))
+
+
+def fresh_store(
+    stores: Stores, name: str, codes: int
+) -> tuple[StatusStore, list[bytes], list[bytes]]:
     """A store of ``codes`` green codes; their ids and holder hashes."""
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
-    store = SqliteStatusStore(directory / "status.db")
+    store = stores.new(name)
     ids = [secrets.token_bytes(16) for _ in range(codes)]
     refs = [secrets.token_bytes(32) for _ in range(codes)]
     rows: list[BulkRow] = [
@@ -72,7 +98,7 @@ def fresh_store(directory: Path, codes: int) -> tuple[SqliteStatusStore, list[by
     return store, ids, refs
 
 
-def engine_on(store: SqliteStatusStore, clock: Clock) -> ColourEngine:
+def engine_on(store: StatusStore, clock: Clock) -> ColourEngine:
     key = pki.generate_private_key()
     issuer = Issuer(
         province=PROVINCE,
@@ -94,28 +120,34 @@ def timed(call: Callable[[], Any]) -> tuple[float, float, Any]:
     return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
-def plain_update(store: SqliteStatusStore, ids: list[bytes]) -> None:
+def plain_update(store: StatusStore, ids: list[bytes]) -> None:
+    mark = "?" if isinstance(store, SqliteStatusStore) else "%s"
+
     def update(conn: Any) -> None:
-        conn.executemany(
-            "UPDATE codes SET colour=3, status_version=status_version+1 WHERE code_id=?",
+        cursor = conn.cursor()
+        cursor.executemany(
+            f"UPDATE codes SET colour=3, status_version=status_version+1 WHERE code_id={mark}",
             [(i,) for i in ids],
         )
+        cursor.close()
 
     store.health._run(update, True)  # the same transaction path as the engine's
 
 
-def one_round(args: argparse.Namespace, round_: int) -> dict[str, tuple[float, float]]:
+def one_round(
+    args: argparse.Namespace, stores: Stores, round_: int
+) -> dict[str, tuple[float, float]]:
     """One round of every measure, each on a fresh store; (wall, CPU) seconds by measure."""
     out: dict[str, tuple[float, float]] = {}
     clock = Clock()
-    store, ids, refs = fresh_store(args.dir / f"r{round_}", args.codes)
+    store, ids, refs = fresh_store(stores, f"r{round_}", args.codes)
     engine = engine_on(store, clock)
     wall, cpu, result = timed(
         lambda: engine.import_close_contacts(refs, listed_at=clock.now, import_id="bench")
     )
     assert result.changed == args.codes, result
     out["import"] = (wall, cpu)
-    base_store, base_ids, _ = fresh_store(args.dir / f"b{round_}", args.codes)
+    base_store, base_ids, _ = fresh_store(stores, f"b{round_}", args.codes)
     out["import_baseline"] = timed(lambda: plain_update(base_store, base_ids))[:2]
     base_store.close()
 
@@ -152,23 +184,19 @@ def one_round(args: argparse.Namespace, round_: int) -> dict[str, tuple[float, f
     out["complete"] = (wall, cpu)
     store.close()
     for name in (f"r{round_}", f"b{round_}"):
-        shutil.rmtree(args.dir / name, ignore_errors=True)
+        shutil.rmtree(stores.directory / name, ignore_errors=True)
     return out
 
 
-def main(argv: list[str]) -> dict[str, Any]:
-    args = parse(argv)
-    rounds = [one_round(args, r) for r in range(ROUNDS)]
+def figures(args: argparse.Namespace, stores: Stores) -> dict[str, float]:
+    rounds = [one_round(args, stores, r) for r in range(ROUNDS)]
     rows = {key: [r[key] for r in rounds] for key in rounds[0]}
 
     def median(key: str, index: int) -> float:
         return statistics.median(r[index] for r in rows[key])
 
     n, c = args.codes, args.check_ins
-    result = {
-        "codes": n,
-        "check_ins": c,
-        "rounds": ROUNDS,
+    return {
         "import_s": median("import", 0),
         "import_cpu_us_per_code": median("import", 1) / n * 1e6,
         "import_baseline_s": median("import_baseline", 0),
@@ -180,17 +208,40 @@ def main(argv: list[str]) -> dict[str, Any]:
         "complete_s": median("complete", 0),
         "complete_cpu_us_per_code": median("complete", 1) / n * 1e6,
     }
-    print(f"{'measure':<44}{'median':>14}")
-    print(f"{'close-contact import of ' + str(n) + ' (s)':<44}{result['import_s']:>14.2f}")
-    print(f"{'  CPU per code (us)':<44}{result['import_cpu_us_per_code']:>14.1f}")
-    print(
-        f"{'  baseline: one UPDATE of the same codes (s)':<44}{result['import_baseline_s']:>14.2f}"
-    )
-    print(f"{'  ratio import / baseline':<44}{result['import_ratio']:>14.1f}")
-    print(f"{'check-ins per s (durable each)':<44}{result['check_in_per_s']:>14.0f}")
-    print(f"{'  CPU per check-in (us)':<44}{result['check_in_cpu_us']:>14.0f}")
-    print(f"{'  baseline: set_colour per s':<44}{result['set_colour_per_s']:>14.0f}")
-    print(f"{'  ratio check-in / set_colour time':<44}{result['check_in_ratio']:>14.2f}")
-    print(f"{'quarantines completed: ' + str(n) + ' (s)':<44}{result['complete_s']:>14.2f}")
-    print(f"{'  CPU per completion (us)':<44}{result['complete_cpu_us_per_code']:>14.1f}")
-    return result
+
+
+ROWS = (
+    ("close-contact import of N (s)", "import_s", ".2f"),
+    ("  CPU per code (us)", "import_cpu_us_per_code", ".1f"),
+    ("  baseline: one UPDATE of the same codes (s)", "import_baseline_s", ".2f"),
+    ("  ratio import / baseline", "import_ratio", ".1f"),
+    ("check-ins per s (durable each)", "check_in_per_s", ".0f"),
+    ("  CPU per check-in (us)", "check_in_cpu_us", ".0f"),
+    ("  baseline: set_colour per s", "set_colour_per_s", ".0f"),
+    ("  ratio check-in / set_colour time", "check_in_ratio", ".2f"),
+    ("quarantines completed: N (s)", "complete_s", ".2f"),
+    ("  CPU per completion (us)", "complete_cpu_us_per_code", ".1f"),
+)
+
+
+def main(argv: list[str]) -> dict[str, Any]:
+    args = parse(argv)
+    kinds = [k.strip() for k in args.stores.split(",") if k.strip()]
+    by_store: dict[str, dict[str, float]] = {}
+    for kind in kinds:
+        if kind == "sqlite":
+            by_store[kind] = figures(args, Stores(kind, args.dir))
+            continue
+        from tests.integration.postgres import find_bin_dir, run_postgres
+
+        bin_dir = find_bin_dir()
+        if bin_dir is None:
+            print("postgresql: no initdb on this machine (apt-get install postgresql): skipped")
+            continue
+        with run_postgres(bin_dir) as server:
+            by_store[kind] = figures(args, Stores(kind, args.dir, server))
+    print(f"N = {args.codes} codes, {args.check_ins} check-ins, medians of {ROUNDS} rounds")
+    print(f"{'measure':<46}" + "".join(f"{k:>14}" for k in by_store))
+    for label, key, form in ROWS:
+        print(f"{label:<46}" + "".join(f"{f[key]:>14{form}}" for f in by_store.values()))
+    return {"codes": args.codes, "check_ins": args.check_ins, "rounds": ROUNDS, **by_store}

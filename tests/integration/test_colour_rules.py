@@ -320,3 +320,52 @@ async def test_a_quarantine_ends_on_its_own_on_a_running_node(empty_federation: 
     assert len(completed) == 1 and completed[0].rule == "quarantine-complete"
     assert completed[0].at >= started + int(7 * 0.4)  # never before its days
     assert state.status_version == 2
+
+
+async def test_fields_of_the_wrong_wire_type_are_refused_not_crashed(
+    federation: Federation,
+) -> None:
+    """Hand-made bytes: every field of an application with the wrong wire type (a varint where
+    text or a message belongs). Protobuf keeps them as unknown fields; the request then lacks
+    them and is refused as such, INVALID_ARGUMENT, never INTERNAL."""
+    channel = federation.nodes[ZJ].channel
+    call = channel.unary_unary(
+        "/healthcode.v1.ProvincialNode/ApplyCode",
+        request_serializer=lambda raw: raw,
+        response_deserializer=node_pb2.ApplyCodeResponse.FromString,
+    )
+    id_number, name = federation.holder(ZJ)
+    good = node_pb2.ApplyCodeRequest(id_number=id_number, full_name=name, declaration=declaration())
+    for field_number in (1, 2, 3, 4):
+        wrong = bytes([field_number << 3 | 0, 0x2A])  # field N as the varint 42
+        raw = (
+            b"".join(
+                part for number, part in _fields(good.SerializeToString()) if number != field_number
+            )
+            + wrong
+        )
+        if field_number == 4:  # the request id: absent is allowed, the rest is a good request
+            reply = await call(raw, timeout=5)
+            assert reply.state.colour == common_pb2.GREEN
+            continue
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(raw, timeout=5)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+
+
+def _fields(raw: bytes) -> list[tuple[int, bytes]]:
+    """The top-level length-delimited fields of a message, as (number, encoded bytes)."""
+    out, i = [], 0
+    while i < len(raw):
+        key = raw[i]
+        length, j, shift = 0, i + 1, 0
+        while True:
+            byte = raw[j]
+            length |= (byte & 0x7F) << shift
+            j += 1
+            shift += 7
+            if not byte & 0x80:
+                break
+        out.append((key >> 3, raw[i : j + length]))
+        i = j + length
+    return out

@@ -31,6 +31,15 @@ class ColourClock:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        # Every series exists from the start (a dashboard reads zeros, not gaps); the gauges
+        # of codes and quarantines get their first values on the first tick.
+        metrics.CHECK_INS.labels(self._province)
+        metrics.TRANSITIONS.labels(self._province)
+        metrics.QUARANTINES.labels(self._province)
+        for direction in ("sent", "received"):
+            metrics.ASSISTANCE.labels(self._province, direction)
+        for colour in ("GREEN", "YELLOW", "RED"):
+            metrics.HEALTH_CODES.labels(self._province, colour)
         self._task = asyncio.create_task(self._run(), name=f"colour-clock-{self._province}")
 
     async def stop(self) -> None:
