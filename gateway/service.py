@@ -30,7 +30,7 @@ from gateway.verification import (
     verify_tokens,
 )
 from healthcode.v1 import gateway_pb2, gateway_pb2_grpc
-from nodes.assistance import check_assistance
+from nodes.assistance import check_assistance, relay_ack, relay_request
 from nodes.convert import outcome_to_proto, refused_item, shed_item, validate_checkpoint
 from nodes.grpc_edge import forwarded_status
 from nodes.identity import Role, caller, require_province
@@ -296,9 +296,7 @@ class AssistanceRpcs:
             raise InvalidRequest("from_province is required without mTLS identities")
         if event.province == from_province:
             raise InvalidRequest("a province does not ask itself for assistance")
-        relayed = gateway_pb2.AssistanceRequest()
-        relayed.CopyFrom(request)
-        relayed.from_province = from_province
+        relayed = relay_request(event, from_province=from_province)
         remaining = context.time_remaining()
         budget = min(
             remaining if remaining is not None else ASSISTANCE_DEADLINE_S, ASSISTANCE_DEADLINE_S
@@ -327,7 +325,7 @@ class AssistanceRpcs:
         outcome = "duplicate" if ack.duplicate else "ok"
         ASSISTANCE.labels(from_province, event.province, outcome).inc()
         log.info("audit assistance relayed", extra={**audit, "outcome": outcome, "rule": ack.rule})
-        return ack
+        return relay_ack(ack)
 
 
 def _owner() -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import hmac
 import sys
 import uuid
@@ -98,7 +99,9 @@ def register(sub: Any) -> None:
     p.add_argument("--node", required=True, help="the province node's address")
     p.add_argument("file", type=Path, help="CSV: district,level (low/medium/high),from,until")
     p.add_argument(
-        "--import-id", default="", help="names the import in the audit (default: random)"
+        "--import-id",
+        default="",
+        help="names the import in the audit (default: the file's digest; a re-run is one import)",
     )
     p.set_defaults(handler=import_risk_areas)
 
@@ -115,7 +118,9 @@ def register(sub: Any) -> None:
     p.add_argument("--hashed", action="store_true", help="lines are already HMAC-SHA256 in hex")
     p.add_argument("--listed-at", default=None, help="when the contacts were identified (now)")
     p.add_argument(
-        "--import-id", default="", help="names the import in the audit (default: random)"
+        "--import-id",
+        default="",
+        help="names the import in the audit (default: the file's digest; a re-run is one import)",
     )
     p.set_defaults(handler=import_contacts)
 
@@ -300,6 +305,9 @@ def _parts(items: list[Any]) -> Iterator[list[Any]]:
 
 
 def _print_import(kind: str, totals: list[Any]) -> None:
+    if totals and all(t.duplicate for t in totals):
+        print(f"{kind}: applied before, nothing changed")
+        return
     entries = sum(t.entries for t in totals)
     matched = sum(t.matched for t in totals)
     changed = sum(t.changed for t in totals)
@@ -308,7 +316,7 @@ def _print_import(kind: str, totals: list[Any]) -> None:
 
 def import_risk_areas(args: argparse.Namespace) -> int:
     areas = list(_risk_rows(args.file))
-    import_id = args.import_id or f"areas-{uuid.uuid4()}"
+    import_id = args.import_id or f"areas-{_digest(args.file)}"
     channel, stub = _stub(args)
     with channel:
         totals = [
@@ -319,6 +327,12 @@ def import_risk_areas(args: argparse.Namespace) -> int:
         ]
     _print_import(f"risk areas ({import_id})", totals)
     return 0
+
+
+def _digest(path: Path) -> str:
+    """The default import id: the file's own digest, so running the same file again (after a
+    time-out, say) is the same import, which the node applies once."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:32]
 
 
 def hash_ids(lines: list[str], holder_key: bytes) -> list[bytes]:
@@ -338,7 +352,7 @@ def import_contacts(args: argparse.Namespace) -> int:
         raise InvalidRequest("--holder-key is needed to hash ID numbers (or give --hashed lines)")
     else:
         refs = hash_ids(lines, args.holder_key.read_bytes())
-    import_id = args.import_id or f"contacts-{uuid.uuid4()}"
+    import_id = args.import_id or f"contacts-{_digest(args.file)}"
     channel, stub = _stub(args)
     with channel:
         totals = [

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from healthcode.v1 import gateway_pb2
 from nodes.districts import check_district
 from trust.errors import InvalidRequest
 from trust.model import is_province_code
@@ -54,4 +55,31 @@ def check_assistance(request: Any, *, now: float | None = None) -> AssistanceEve
         request.event_kind,
         float(request.event_at),
         request.district,
+    )
+
+
+def relay_request(event: AssistanceEvent, *, from_province: str) -> gateway_pb2.AssistanceRequest:
+    """The request as it travels on: the checked fields and nothing else (no unknown field a
+    caller added crosses the border), from ``from_province``."""
+    return gateway_pb2.AssistanceRequest(
+        request_id=event.request_id,
+        province=event.province,
+        code_id=event.code_id,
+        event_kind=event.kind,
+        event_at=int(event.at),
+        district=event.district,
+        from_province=from_province,
+    )
+
+
+def relay_ack(ack: gateway_pb2.AssistanceAck) -> gateway_pb2.AssistanceAck:
+    """An acknowledgement as it travels back: its known fields only."""
+    return gateway_pb2.AssistanceAck(
+        request_id=ack.request_id,
+        province=ack.province,
+        duplicate=ack.duplicate,
+        rule=ack.rule,
+        colour=ack.colour,
+        decision=ack.decision,
+        status_version=ack.status_version,
     )

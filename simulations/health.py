@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 
 from healthcode.v1 import common_pb2, gateway_pb2, node_pb2
+from nodes import districts
 from nodes.provincial.health.policy import default_policy
 from simulations.holders import NodePool, StatusLedger, random_holder
 from simulations.mobility import Traveller
@@ -37,13 +38,8 @@ COUNTED_DAY = re.compile(r"day (\d+) counted")
 
 @cache
 def districts_of(province: str, count: int = 4) -> tuple[str, ...]:
-    """A few real county-level districts of the province (GB/T 2260, latest revision)."""
-    from gb2260.data import data
-
-    codes = sorted(
-        f"{c:06d}" for c in data[None] if f"{c:06d}".startswith(province[:2]) and c % 100
-    )
-    return tuple(codes[:count])
+    """A few real county-level districts of the province (GB/T 2260)."""
+    return tuple(districts.districts_of(province)[:count])
 
 
 @dataclass
@@ -265,27 +261,49 @@ def quarantine_violations(history: Sequence[Any], day_s: float) -> list[str]:
     """The invariant: no quarantine ends before its days and its check-ins are complete.
 
     Walks a code's history (ExplainCode): a quarantine starts with an entry imposing a colour
-    (or restarting), counts the check-ins the node counted, and must not end ("complete")
-    before ``days`` days have passed and ``days`` check-ins were counted."""
+    (or restarting it), counts the days the node counted a check-in on, and must not end
+    ("complete") before ``days`` days have passed and ``days`` days were checked in. A lesser
+    quarantine noted during it ("once the current … is complete") is followed the same way
+    from its own start, the check-ins made meanwhile counting for it too."""
     problems: list[str] = []
-    start: float | None = None
-    days = 0
-    counted: set[str] = set()  # the days the node counted (a day checked twice counts once)
+    current: _Tracked | None = None
+    following: _Tracked | None = None
     for entry in history:
         imposing = (
-            entry.colour_after != entry.colour_before and entry.colour_after != common_pb2.GREEN
+            entry.colour_after != entry.colour_before
+            and entry.colour_after != common_pb2.GREEN
+            and entry.kind != "complete"
         )
         if imposing or "quarantine restarted" in entry.words:
-            start, days, counted = entry.at, QUARANTINE_RULES.get(entry.rule, 0), set()
-        elif entry.kind == "check_in" and start is not None:
-            if found := COUNTED_DAY.search(entry.words):
-                counted.add(found[1])
+            current = _Tracked(entry.at, QUARANTINE_RULES.get(entry.rule, 0))
+            if following is not None and following.start < current.start:
+                following = None
+        elif "once the current" in entry.words:
+            following = _Tracked(entry.at, QUARANTINE_RULES.get(entry.rule, 0))
+        elif entry.kind == "check_in" and COUNTED_DAY.search(entry.words):
+            for tracked in (current, following):
+                if tracked is not None:
+                    tracked.days_checked.add(int((entry.at - tracked.start) // day_s))
         elif entry.kind == "complete":
-            if start is None:
-                problems.append("a quarantine ended that never started")
-            elif entry.at < start + days * day_s - 1e-3:
-                problems.append(f"ended after {entry.at - start:.2f} s, before {days} days")
-            elif len(counted) < days:
-                problems.append(f"ended with {len(counted)} of {days} days checked in")
-            start = None
+            problems += _ended_early(current, entry.at, day_s)
+            current, following = (
+                (following, None) if entry.colour_after != common_pb2.GREEN else (None, None)
+            )
     return problems
+
+
+@dataclass
+class _Tracked:
+    start: float
+    days: int
+    days_checked: set[int] = field(default_factory=set)
+
+
+def _ended_early(tracked: _Tracked | None, at: float, day_s: float) -> list[str]:
+    if tracked is None:
+        return ["a quarantine ended that never started"]
+    if at < tracked.start + tracked.days * day_s - 1e-3:
+        return [f"ended after {at - tracked.start:.2f} s, before {tracked.days} days"]
+    if len(tracked.days_checked) < tracked.days:
+        return [f"ended with {len(tracked.days_checked)} of {tracked.days} days checked in"]
+    return []

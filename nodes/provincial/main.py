@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,11 +13,17 @@ from cryptography import x509
 
 from healthcode.v1 import gateway_pb2_grpc, node_pb2, node_pb2_grpc
 from nodes.authz import Authorizer
+from nodes.identity import certificate_identity
 from nodes.provincial import metrics
 from nodes.provincial.checkpoint import LocalVerifier
 from nodes.provincial.health.clock import ColourClock
 from nodes.provincial.health.engine import DAY_SECONDS, ColourEngine
-from nodes.provincial.health.policy import Policy, default_policy, open_signed_policy
+from nodes.provincial.health.policy import (
+    Policy,
+    PolicyError,
+    default_policy,
+    open_signed_policy,
+)
 from nodes.provincial.issuance import DEFAULT_TOKEN_LIFETIME_S, Issuer
 from nodes.provincial.keys import ProvinceDir
 from nodes.provincial.metrics import MeteredStore
@@ -111,16 +118,34 @@ def load_policy(config: NodeConfig) -> Policy:
 
 
 def build_engine(config: NodeConfig, store: StatusStore, issuer: Issuer) -> ColourEngine:
+    """The colour engine on the checked policy, which must not be older than one this
+    province's nodes already ran (a replayed old signed file, or the built-in default after a
+    signed policy, is refused: to go back, sign the old rules as a new version)."""
+
     def changed(cause: str, colour: Colour) -> None:
         metrics.COLOUR_CHANGES.labels(config.province, colour.name, cause).inc()
 
+    policy = load_policy(config)
+    refused = store.health.admit_policy(policy.version, policy.digest, time.time())
+    if refused is not None:
+        raise PolicyError(f"{config.policy or 'the built-in policy'}: {refused}")
     return ColourEngine(
         store=store,
         issuer=issuer,
-        policy=load_policy(config),
+        policy=policy,
         day_seconds=config.day_seconds,
         on_change=changed,
     )
+
+
+def check_policy_signer(engine: ColourEngine, trust: TrustListFollower) -> None:
+    """Once the trust list is in: the policy's signer must not be revoked."""
+    signer = engine.policy.signer
+    if signer is not None and trust.is_revoked(certificate_identity(signer)):
+        raise PolicyError(
+            f"the policy {engine.policy.label} was signed by a revoked certificate "
+            f"({pki.spiffe_id(signer)}): sign it again with a current operator key"
+        )
 
 
 def build_servicer(
@@ -166,6 +191,11 @@ async def start_node(
     )
     await trust.start()  # the national view: caller revocations and local verification
     running.on_stop(trust.stop)
+    try:
+        check_policy_signer(engine, trust)
+    except PolicyError:
+        await running.stop(grace=0)
+        raise
     colour_clock = ColourClock(engine, config.province, tick=config.colour_tick)
     colour_clock.start()  # quarantines complete with no operator action, on every replica
     running.on_stop(colour_clock.stop)

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import grpc
 
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, node_pb2, node_pb2_grpc
-from nodes.assistance import check_assistance
+from nodes.assistance import check_assistance, relay_request
 from nodes.convert import outcome_to_proto, validate_checkpoint
 from nodes.grpc_edge import forwarded_status
 from nodes.identity import CALLER
@@ -23,7 +23,7 @@ from nodes.provincial.health.engine import ColourEngine, check_request_id
 from nodes.provincial.issuance import Holder, IssuedCode, Issuer, check_holder
 from nodes.provincial.stores import CodeRecord, StatusStore
 from trust.errors import InvalidRequest, NotConfigured
-from trust.model import Colour
+from trust.model import Colour, is_province_code
 
 MAX_BATCH = 1000
 MAX_REASON_CHARS = 200
@@ -241,33 +241,41 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
         await self._run(self._colours().audit, _caller(), action, subject, outcome)
 
     async def ReceiveAssistance(self, request: Any, context: Any) -> gateway_pb2.AssistanceAck:
-        """From the national gateway: another province's report about one of our codes."""
+        """From the national gateway: another province's report about one of our codes. The
+        decision and its audit row are written in one transaction; a duplicate is audited too."""
         engine = self._colours()
         event = check_assistance(request, now=self._clock())
         if event.province != self._province:
             raise InvalidRequest(f"the code is of province {event.province}, not {self._province}")
-        if not request.from_province or request.from_province == self._province:
+        origin = request.from_province
+        if not is_province_code(origin) or origin == self._province:
             raise InvalidRequest(
                 "from_province must be the requesting province (set by the gateway)"
             )
-        request_id = f"{request.from_province}:{event.request_id}"
-        view, duplicate = await self._run(engine.assistance, event, request_id=request_id)
-        last = (await self._run(engine.history, event.code_id))[-1]
-        decision = last.words if last.kind == "assistance" else f"colour {view.record.colour.name}"
-        if not duplicate:
-            metrics.ASSISTANCE.labels(self._province, "received").inc()
+        view, duplicate = await self._run(
+            engine.assistance, event, from_province=origin, actor=_caller()
+        )
+        latest = await self._run(engine.history, event.code_id, 1)
+        last = latest[-1] if latest else None
+        decided = last is not None and last.kind == "assistance"
+        decision = (
+            last.words if last is not None and decided else f"colour {view.record.colour.name}"
+        )
+        if duplicate:
             await self._run(
                 engine.audit,
-                f"{_caller()} for {request.from_province}",
-                "assistance-received",
+                f"{_caller()} for {origin}",
+                "assistance-duplicate",
                 f"{event.code_id.hex()} {event.kind} {event.district} #{event.request_id}",
                 decision,
             )
+        else:
+            metrics.ASSISTANCE.labels(self._province, "received").inc()
         return wire.ack(
             request,
             province=self._province,
             duplicate=duplicate,
-            rule=last.rule if last.kind == "assistance" else "",
+            rule=last.rule if last is not None and decided else "",
             colour=view.record.colour,
             decision=decision,
             status_version=view.record.status_version,
@@ -281,9 +289,7 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
             raise InvalidRequest("the code is of this province: import the event here instead")
         if self._gateway is None:
             raise NotConfigured("this node has no national gateway (--gateway) to ask")
-        relayed = gateway_pb2.AssistanceRequest()
-        relayed.CopyFrom(request)
-        relayed.from_province = self._province  # never what the caller wrote
+        relayed = relay_request(event, from_province=self._province)  # never the caller's word
         remaining = context.time_remaining()
         try:
             reply: gateway_pb2.AssistanceAck = await self._gateway.RequestAssistance(

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from nodes.assistance import AssistanceEvent
 from nodes.provincial.health.engine import ColourEngine, RiskArea
 from nodes.provincial.health.facts import check_check_in, check_declaration
 from nodes.provincial.health.policy import default_policy
@@ -29,6 +30,7 @@ from nodes.provincial.stores import health as health_sql
 from tests.integration.postgres import postgres_dsn, postgres_server  # noqa: F401
 from tests.registry_builder import RegistryBuilder
 from tests.support import wait_until
+from trust.errors import InvalidRequest
 from trust.model import Colour
 
 pytestmark = pytest.mark.integration
@@ -314,3 +316,106 @@ def test_a_risk_area_reaches_residents_and_recent_visitors(replicas: Any) -> Non
     newcomer = engine.apply(holder(703), declare(clock, residence="330106"), "n")[1]
     assert newcomer.record.colour is Colour.RED
     assert engine.history(newcomer.record.code_id)[0].rule == "lives-in-high-risk-area"
+
+
+# -- attacks found by review: each failed on the first version of the engine ----------------------
+def test_a_request_id_answers_only_for_its_own_holder_and_code(replicas: Any) -> None:
+    clock = Clock()
+    engine = replicas(clock)
+    first, _ = engine.apply(holder(800), declare(clock, contact_with_confirmed_case=True), "same")
+    with pytest.raises(InvalidRequest, match="another holder"):
+        engine.apply(holder(801), declare(clock), "same")  # would have been handed 800's code
+    other = engine.apply(holder(802), declare(clock, fever=True), "other")[0].record.code_id
+    check = check_check_in(temperature_c=36.5, symptoms=[], now=clock.now)
+    engine.check_in(first.record.code_id, check, "check-1")
+    with pytest.raises(InvalidRequest, match="another code"):
+        engine.check_in(other, check, "check-1")
+    # An application and a check-in may use the same id: they are different requests.
+    assert engine.check_in(other, check, "same").progress.checked == 1  # type: ignore[union-attr]
+
+
+def test_a_resident_of_an_area_is_decided_as_a_resident_whatever_else_they_visited(
+    replicas: Any,
+) -> None:
+    clock = Clock()
+    engine = replicas(clock)
+    visited = [("330106", clock.now - DAY)]
+    code = engine.apply(holder(810), declare(clock, residence="330102", travel=visited), "r")
+    home_too = engine.apply(
+        holder(811), declare(clock, residence="330102", travel=[("330102", clock.now - DAY)]), "h"
+    )
+    clock.now += 20 * DAY  # the visits are long past; the residence is not
+    areas = [
+        RiskArea("330102", 3, clock.now - DAY, clock.now + 14 * DAY),
+        RiskArea("330106", 3, clock.now - DAY, clock.now + 14 * DAY),
+    ]
+    engine.import_risk_areas(areas, "both")
+    for made in (code, home_too):
+        view = engine.view(made[0].record.code_id)
+        assert view.record.colour is Colour.RED
+        assert engine.history(view.record.code_id)[-1].rule == "resident-of-new-high-risk-area"
+
+
+def test_an_area_in_force_later_is_decided_when_it_starts(replicas: Any) -> None:
+    clock = Clock()
+    engine = replicas(clock)
+    code = engine.apply(holder(820), declare(clock, residence="330106"), "f")[0].record.code_id
+    later = RiskArea("330106", 3, clock.now + 2 * DAY, clock.now + 16 * DAY)
+    result = engine.import_risk_areas([later], "later")
+    assert (result.matched, result.changed) == (0, 0)
+    assert engine.view(code).record.colour is Colour.GREEN
+    clock.now += 2 * DAY
+    assert engine.apply_areas_due() == (1, 1)
+    assert engine.view(code).record.colour is Colour.RED
+    assert engine.apply_areas_due() == (0, 0)  # decided once
+    again = engine.import_risk_areas([later], "later-again")  # the same area again
+    assert (again.matched, again.changed) == (0, 0)
+    assert len(engine.history(code)) == 2  # the declaration and the area, nothing else
+
+
+def test_the_same_close_contact_list_twice_changes_nothing(replicas: Any) -> None:
+    clock = Clock()
+    engine = replicas(clock)
+    h = holder(830)
+    code = engine.apply(h, declare(clock), "c")[0].record.code_id
+    refs = [engine._issuer.holder_ref(h.id_number)]
+    first = engine.import_close_contacts(refs, listed_at=clock.now, import_id="list")
+    started = engine.view(code).state.quarantine.started_at  # type: ignore[union-attr]
+    clock.now += 10 * DAY
+    again = engine.import_close_contacts(refs, listed_at=START, import_id="list")
+    assert first.changed == 1 and again.duplicate and again.changed == 0
+    assert engine.view(code).state.quarantine.started_at == started  # type: ignore[union-attr]
+    assert len(engine.history(code)) == 2  # not restarted, not even noted
+
+
+def test_a_province_reusing_an_assistance_id_for_another_code_is_refused(replicas: Any) -> None:
+    clock = Clock()
+    engine = replicas(clock)
+    one = engine.apply(holder(840), declare(clock), "a")[0].record.code_id
+    two = _codes_without_history(engine, clock)
+    first = AssistanceEvent("x-1", ZJ, one, "close_contact", clock.now, "420106")
+    view, duplicate = engine.assistance(first, from_province="420000", actor="gw")
+    assert view.record.colour is Colour.RED and not duplicate
+    assert engine.assistance(first, from_province="420000", actor="gw")[1]  # a retry
+    reused = AssistanceEvent("x-1", ZJ, two, "close_contact", clock.now, "420106")
+    with pytest.raises(InvalidRequest, match="another code"):
+        engine.assistance(reused, from_province="420000", actor="gw")
+    # Another province's request ids are its own.
+    assert not engine.assistance(reused, from_province="510000", actor="gw")[1]
+    rows = engine._store.health.audit_counts()
+    assert rows.get("assistance-received") == 2
+
+
+def _codes_without_history(engine: ColourEngine, clock: Clock) -> bytes:
+    """A code issued by IssueCode (no declaration, no history)."""
+    return engine._issuer.issue(id_number=holder(850).id_number, full_name="李四").record.code_id
+
+
+def test_an_older_or_edited_policy_version_is_refused(replicas: Any) -> None:
+    clock = Clock()
+    store = replicas(clock)._store
+    assert store.health.admit_policy(3, "aaa", clock.now) is None
+    assert store.health.admit_policy(3, "aaa", clock.now) is None  # a restart: the same
+    assert "older than version 3" in (store.health.admit_policy(2, "bbb", clock.now) or "")
+    assert "other rules" in (store.health.admit_policy(3, "ccc", clock.now) or "")
+    assert store.health.admit_policy(4, "ddd", clock.now) is None

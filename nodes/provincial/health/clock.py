@@ -56,6 +56,7 @@ class ColourClock:
             completed = 0
             try:
                 completed = await asyncio.to_thread(self._engine.complete_due)
+                await asyncio.to_thread(self._engine.apply_areas_due)  # areas now in force
                 metrics.TRANSITIONS.labels(self._province).inc(completed)
                 if loop.time() >= next_stats:
                     next_stats = loop.time() + self._stats_every

@@ -9,8 +9,10 @@ already applied answers what is stored now. Blocking: the servicer runs it in a 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import secrets
 import time
 import uuid
@@ -26,7 +28,13 @@ from nodes.provincial.health.policy import Event, Outcome, Policy
 from nodes.provincial.issuance import CheckedHolder, IssuedCode, Issuer
 from nodes.provincial.stores import CodeRecord, NewCode, StatusStore
 from nodes.provincial.stores.base import MAX_REQUEST_ID_CHARS
-from nodes.provincial.stores.health import EventRow, HealthWrite, LockedRow, WriteResult
+from nodes.provincial.stores.health import (
+    EventRow,
+    HealthWrite,
+    LockedRow,
+    RequestReplayed,
+    WriteResult,
+)
 from trust.codeformat import id_tail
 from trust.errors import InvalidRequest, NotFound, StoreUnavailable
 from trust.model import Colour
@@ -35,6 +43,7 @@ log = logging.getLogger(__name__)
 
 DAY_SECONDS = 86_400.0
 RESIDENT = 9.0e15  # the "at" of a residence place: a resident is there at every time
+MAX_HISTORY = 1000  # entries ExplainCode answers (the newest)
 ATTEMPTS = 8  # compare-and-set retries before a write gives up (StoreUnavailable)
 CHUNK = 2000  # codes per transaction of imports and scans (~40 ms of SQLite's writer each)
 
@@ -53,6 +62,7 @@ class ImportResult:
     entries: int
     matched: int  # codes the entries concern
     changed: int  # codes whose colour changed
+    duplicate: bool = False  # this import (its id and entries) was applied before
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,12 @@ class RiskArea:
     valid_until: float
 
 
+def request_key(kind: str, request_id: str) -> str:
+    """Where a request id is remembered: per kind of request (an operator's check-in id and an
+    assistance id never collide), assistance ids per requesting province."""
+    return f"{kind}:{request_id}"
+
+
 def check_request_id(request_id: str) -> str:
     if not request_id:
         return str(uuid.uuid4())
@@ -93,8 +109,8 @@ class ColourEngine:
         day_seconds: float = DAY_SECONDS,
         on_change: Callable[[str, Colour], None] | None = None,
     ) -> None:
-        if day_seconds <= 0:
-            raise ValueError("a day must last more than 0 s")
+        if not math.isfinite(day_seconds) or day_seconds <= 0:
+            raise ValueError(f"a day must last a finite time of more than 0 s, not {day_seconds}")
         self._store = store
         self._issuer = issuer
         self.policy = policy
@@ -116,18 +132,22 @@ class ColourEngine:
         progress = None if active is None else active.progress(self._clock(), self.day_seconds)
         return CodeView(record, state, progress)
 
-    def history(self, code_id: bytes) -> list[EventRow]:
+    def history(self, code_id: bytes, limit: int = MAX_HISTORY) -> list[EventRow]:
+        """The code's last ``limit`` history entries, oldest first (bounded: a holder checking
+        in daily for years has thousands)."""
         self.view(code_id)  # NotFound for an unknown code
-        return self._store.health.history(code_id)
+        return self._store.health.history(code_id, limit)
 
     # -- events of residents ---------------------------------------------------------------------
     def apply(
         self, holder: CheckedHolder, declaration: Declaration, request_id: str
     ) -> tuple[IssuedCode, CodeView]:
         """ApplyCode: a code decided by the declaration (the holder's existing code, if any)."""
-        done = self._store.health.request(request_id)
+        holder_ref = self._issuer.holder_ref(holder.id_number)
+        key = request_key("apply", request_id)
+        done = self._store.health.request(key)
         if done is not None:
-            return self._replayed(done, "apply", request_id)
+            return self._replayed_application(done, holder_ref, request_id)
         now = self._clock()
         outcome = self.policy.decide(Event.DECLARATION, self._declaration_facts(declaration, now))
         made = q.declare(
@@ -142,15 +162,20 @@ class ColourEngine:
         )
         code = NewCode(
             code_id=_new_code_id(),
-            holder_ref=self._issuer.holder_ref(holder.id_number),
+            holder_ref=holder_ref,
             colour=made.colour,
             now=now,
             masked_name=holder.masked_name,
             id_tail=id_tail(holder.id_number),
         )
         # A new code starts at status version 1, the version its state's colour is of.
-        write = self._write_of(code.code_id, 0, 0, made, made.state, now, request_id, "apply")
-        record, result = self._store.health.create(code, write)
+        write = self._write_of(code.code_id, 0, 0, made, made.state, now, key, "apply")
+        try:
+            record, result = self._store.health.create(code, write)
+        except RequestReplayed:  # the same request, applied meanwhile by another call
+            done = self._store.health.request(key)
+            assert done is not None
+            return self._replayed_application(done, holder_ref, request_id)
         if result is WriteResult.APPLIED:
             self._changed("declaration", made)
             return self._issuer.sign(record), self.view(record.code_id)
@@ -168,15 +193,16 @@ class ColourEngine:
                 adds=self.policy.missed_check_in_adds_days,
             ),
             now=now,
-            request_id=request_id,
+            request_id=key,
             kind="apply",
         )
         return self._issuer.sign(view.record), view
 
     def check_in(self, code_id: bytes, check: CheckIn, request_id: str) -> CodeView:
-        done = self._store.health.request(request_id)
+        key = request_key("check_in", request_id)
+        done = self._store.health.request(key)
         if done is not None:
-            return self._replayed(done, "check_in", request_id)[1]
+            return self._replayed(done, code_id, request_id)
         outcome = self.policy.decide(Event.CHECK_IN, {"check_in": check.facts()})
         return self._event(
             code_id,
@@ -190,17 +216,21 @@ class ColourEngine:
                 adds=self.policy.missed_check_in_adds_days,
             ),
             now=check.at,
-            request_id=request_id,
+            request_id=key,
             kind="check_in",
         )
 
-    def assistance(self, event: AssistanceEvent, *, request_id: str) -> tuple[CodeView, bool]:
+    def assistance(
+        self, event: AssistanceEvent, *, from_province: str, actor: str
+    ) -> tuple[CodeView, bool]:
         """Another province's report about one of this province's codes; the policy decides.
-        Returns the code's view after it, and whether the request id was applied before."""
+        Returns the code's view after it, and whether that province sent this request id
+        before (request ids are the requesting province's: two provinces never collide)."""
         now = self._clock()
-        done = self._store.health.request(request_id)
+        key = request_key("assistance", f"{from_province}:{event.request_id}")
+        done = self._store.health.request(key)
         if done is not None:
-            return self._replayed(done, "assistance", request_id)[1], True
+            return self._replayed(done, event.code_id, event.request_id), True
         code_id, kind, at, district = event.code_id, event.kind, event.at, event.district
         days_ago = max(0, int((now - at) // self.day_seconds))
         facts = {"assistance": {"kind": kind, "district": district, "days_ago": days_ago}}
@@ -209,60 +239,75 @@ class ColourEngine:
             code_id,
             self._decider(outcome, "assistance", now),
             now=now,
-            request_id=request_id,
+            request_id=key,
             kind="assistance",
             always=True,
+            audit=(
+                f"{actor} for {from_province}",
+                "assistance-received",
+                f"{code_id.hex()} {kind} {district} #{event.request_id}",
+            ),
         )
         return view, False
 
     # -- health authority imports ----------------------------------------------------------------
     def import_risk_areas(self, areas: Sequence[RiskArea], import_id: str) -> ImportResult:
-        """Store the areas, then let the policy decide for every holder living in or having
-        gone to one of them (while it was a risk area, or in the 14 days before)."""
+        """Store the areas; the policy decides at once for the holders of those in force now
+        (the colour clock does it for the others when they come into force)."""
         for area in areas:
             check_district(area.district, what="risk area district")
             if area.level not in (1, 2, 3) or not area.valid_from < area.valid_until:
                 raise InvalidRequest(
                     f"risk area {area.district}: level 1-3, valid_from < valid_until"
                 )
+        if len({a.district for a in areas}) != len(areas):
+            raise InvalidRequest("a district is named twice in one import")
         self._store.health.put_risk_areas(
             [(a.district, a.level, a.valid_from, a.valid_until) for a in areas], import_id
         )
+        matched, changed = self.apply_areas_due()
+        return ImportResult(len(areas), matched, changed)
+
+    def apply_areas_due(self) -> tuple[int, int]:
+        """Decide for the holders of every stored area in force now and not yet decided:
+        residents of the district, and those who went there while it was a risk area or in
+        the 14 days before. (codes concerned, codes whose colour changed)."""
         now = self._clock()
-        by_district = {a.district: a for a in areas if a.valid_until > now}
+        areas = {
+            d: RiskArea(d, level, a, b) for d, level, a, b in self._store.health.areas_due(now)
+        }
+        if not areas:
+            return 0, 0
         window = 14 * self.day_seconds
-        since = min((a.valid_from for a in by_district.values()), default=now) - window
-        hits: dict[bytes, RiskArea] = {}
-        districts = list(by_district)
+        since = min(a.valid_from for a in areas.values()) - window
+        hits: dict[bytes, list[tuple[RiskArea, bool]]] = {}  # code -> (area, lives there)
+        districts = list(areas)
         for start in range(0, len(districts), CHUNK):
-            for code_id, district in self._store.health.codes_in(
-                districts[start : start + CHUNK], since
-            ):
-                area = by_district[district]
-                best = hits.get(code_id)
-                if best is None or area.level > best.level:
-                    hits[code_id] = area
+            chunk = districts[start : start + CHUNK]
+            for code_id, district, at in self._store.health.codes_in(chunk, since):
+                area = areas[district]
+                resident = at == RESIDENT
+                if resident or at >= area.valid_from - window:  # this area's own window
+                    hits.setdefault(code_id, []).append((area, resident))
 
         def decider(code_id: bytes) -> Callable[[Colour, int, q.HealthState], q.Transition | None]:
-            area = hits[code_id]
+            found = hits[code_id]
+            residence = max((a.level for a, lives in found if lives), default=0)
+            travel = max((a.level for a, lives in found if not lives), default=0)
+            worst = max(found, key=lambda hit: hit[0].level)[0]
+            facts = {
+                "risk": {"residence_level": residence, "travel_level": travel},
+                "area": {"district": worst.district, "level": worst.level},
+            }
+            return self._decider(self.policy.decide(Event.RISK_AREA, facts), "risk_area", now)
 
-            def decide(colour: Colour, version: int, state: q.HealthState) -> q.Transition | None:
-                residence = state.declaration.residence if state.declaration else None
-                resident = residence == area.district
-                facts = {
-                    "risk": {
-                        "residence_level": area.level if resident else 0,
-                        "travel_level": 0 if resident else area.level,
-                    },
-                    "area": {"district": area.district, "level": area.level},
-                }
-                outcome = self.policy.decide(Event.RISK_AREA, facts)
-                return self._decider(outcome, "risk_area", now)(colour, version, state)
-
-            return decide
-
-        changed = self._events_many(list(hits), decider, now=now, same_for=hits.__getitem__)
-        return ImportResult(len(areas), len(hits), changed)
+        changed = self._events_many(
+            list(hits), decider, now=now, same_for=lambda code_id: tuple(hits[code_id])
+        )
+        self._store.health.mark_applied(
+            [(a.district, a.valid_from, a.valid_until) for a in areas.values()]
+        )
+        return len(hits), changed
 
     def import_close_contacts(
         self, holder_refs: Sequence[bytes], *, listed_at: float, import_id: str
@@ -273,6 +318,12 @@ class ColourEngine:
         now = self._clock()
         if listed_at > now + 300:
             raise InvalidRequest("listed_at is in the future")
+        # The same list sent again (a retry, the same file) changes nothing: the import is
+        # known by its id and its entries.
+        digest = hashlib.sha256(b"".join(sorted(holder_refs))).hexdigest()
+        key = request_key("close_contacts", f"{import_id}:{int(listed_at)}:{digest}")
+        if self._store.health.request(key) is not None:
+            return ImportResult(len(holder_refs), 0, 0, duplicate=True)
         days_ago = max(0, int((now - listed_at) // self.day_seconds))
         outcome = self.policy.decide(Event.CLOSE_CONTACT, {"close_contact": {"days_ago": days_ago}})
         refs = list(dict.fromkeys(holder_refs))
@@ -283,6 +334,7 @@ class ColourEngine:
         changed = self._events_many(
             codes, lambda code_id: decide, now=now, same_for=lambda code_id: None
         )
+        self._store.health.remember(key, "close_contacts", now)
         return ImportResult(len(holder_refs), len(codes), changed)
 
     # -- statistics and audit --------------------------------------------------------------------
@@ -363,8 +415,10 @@ class ColourEngine:
         request_id: str,
         kind: str,
         always: bool = False,
+        audit: tuple[str, str, str] | None = None,
     ) -> CodeView:
-        """One event on one code, retried while the versions move under it."""
+        """One event on one code, retried while the versions move under it; ``audit``
+        (actor, action, subject) is written with it, the decision in words as its outcome."""
         for _ in range(ATTEMPTS):
             colour, version, state, state_version = self._read(code_id)
             made = decide(colour, version, state)
@@ -379,6 +433,8 @@ class ColourEngine:
                     code_id, colour, version, state_version, state, now, request_id, kind
                 )
             )
+            if audit is not None and write.event is not None:
+                write = write._replace(audit=(*audit, write.event.words))
             result = self._store.health.write([write])[0]
             if result is WriteResult.APPLIED:
                 if made is not None:
@@ -443,6 +499,8 @@ class ColourEngine:
         colour = Colour(colour_number)
         state = q.HealthState() if text is None else q.HealthState.from_json(json.loads(text))
         made = decide(colour, version, state)
+        if made is not None and made.state is state and not made.changes_colour:
+            made = None  # a note ("served by the current quarantine"): batches leave no trace
         if made is not None:
             write = self._write_of(code_id, version, state_version, made, made.state, now, None, "")
             return made, write
@@ -476,7 +534,13 @@ class ColourEngine:
         places = None
         if entry.kind == "declaration" and declaration is not None:
             recent = declaration.recent_travel(now, self.day_seconds)
-            places = [(declaration.residence, RESIDENT)] + [(v.district, v.at) for v in recent]
+            # One row per district: living there covers every visit to it (a visit must not
+            # replace the residence, or an area declared later would miss a resident).
+            visits: dict[str, float] = {}
+            for visit in recent:
+                if visit.district != declaration.residence:
+                    visits[visit.district] = max(visit.at, visits.get(visit.district, 0.0))
+            places = [(declaration.residence, RESIDENT), *visits.items()]
         return HealthWrite(
             code_id=code_id,
             status_version=version,
@@ -555,13 +619,20 @@ class ColourEngine:
             residence=None if state.declaration is None else state.declaration.residence,
         )
 
-    def _replayed(
-        self, done: tuple[bytes, str], kind: str, request_id: str
+    def _replayed(self, done: tuple[bytes, str], code_id: bytes, request_id: str) -> CodeView:
+        """A request id seen before: the same request again (answered with the state now), or
+        another request reusing it (refused: it must not answer for another code)."""
+        if done[0] != code_id:
+            raise InvalidRequest(f"request_id {request_id} was used for another code")
+        return self.view(code_id)
+
+    def _replayed_application(
+        self, done: tuple[bytes, str], holder_ref: bytes, request_id: str
     ) -> tuple[IssuedCode, CodeView]:
-        code_id, done_kind = done
-        if done_kind != kind:
-            raise InvalidRequest(f"request_id {request_id} was used for another request")
-        view = self.view(code_id)
+        """An application seen before: only the same holder gets its code back."""
+        if self._store.health.codes_of_holders([holder_ref]) != [done[0]]:
+            raise InvalidRequest(f"request_id {request_id} was used for another holder")
+        view = self.view(done[0])
         return self._issuer.sign(view.record), view
 
     def _declaration_facts(self, declaration: Declaration, now: float) -> dict[str, Any]:

@@ -33,9 +33,8 @@ def _symptoms(values: Sequence[str], *, what: str) -> tuple[str, ...]:
         raise InvalidRequest(f"{what}: at most {len(SYMPTOMS)} symptoms")
     unknown = [s for s in values if s not in SYMPTOMS]
     if unknown:
-        raise InvalidRequest(
-            f"{what}: unknown symptom {unknown[0]!r}; known: {', '.join(SYMPTOMS)}"
-        )
+        shown = unknown[0][:32]  # never echo a whole hostile value back
+        raise InvalidRequest(f"{what}: unknown symptom {shown!r}; known: {', '.join(SYMPTOMS)}")
     return tuple(sorted(set(values)))
 
 

@@ -18,10 +18,11 @@ with the rule named (PolicyError). Operators sign what they edit (``signed_polic
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -37,6 +38,7 @@ FORMAT = "hcx-colour-policy/1"
 MAX_POLICY_BYTES = 256 * 1024
 MAX_RULES = 200
 MAX_DAYS = 60
+MAX_DEPTH = 32  # levels of nesting in one condition
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _RULE_KEYS = {"name", "on", "colour", "days", "reason", "when"}
 _POLICY_KEYS = {
@@ -116,6 +118,8 @@ class Policy:
     missed_check_in_adds_days: int
     rules: tuple[Rule, ...]
     description: str = ""
+    digest: str = ""  # SHA-256 of the file's bytes: which rules exactly
+    signer: x509.Certificate | None = None  # the operator who signed it (None: built in)
 
     @property
     def label(self) -> str:
@@ -146,6 +150,8 @@ def parse_policy(data: bytes, *, province: str | None = None) -> Policy:
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PolicyError(f"policy is not JSON: {e}") from e
+    except RecursionError as e:
+        raise PolicyError("policy nests too deep to be read") from e
     if not isinstance(doc, dict):
         raise PolicyError("policy must be a JSON object")
     unknown = set(doc) - _POLICY_KEYS
@@ -173,7 +179,7 @@ def parse_policy(data: bytes, *, province: str | None = None) -> Policy:
     description = doc.get("description", "")
     if not isinstance(description, str) or len(description) > 2000:
         raise PolicyError("policy description must be text of at most 2000 characters")
-    return Policy(owner, version, adds, parsed, description)
+    return Policy(owner, version, adds, parsed, description, hashlib.sha256(data).hexdigest())
 
 
 def _integer(value: Any, what: str, *, low: int, high: int) -> int:
@@ -222,6 +228,8 @@ def _rule(raw: Any, index: int) -> Rule:
 
 def _check_condition(rule: Rule, refuse: Any) -> None:
     """Well formed, only allowed operators, only known facts, and a boolean on every event."""
+    if _depth(rule.when) > MAX_DEPTH:
+        raise refuse(f"when nests deeper than {MAX_DEPTH} levels")
     issues = certlogic.validate_format(rule.when)
     if issues:
         raise refuse(f"when is not CertLogic: {issues[0].message}")
@@ -229,9 +237,9 @@ def _check_condition(rule: Rule, refuse: Any) -> None:
     if banned:
         raise refuse(f"operator {sorted(banned)[0]} is not available in colour policies")
     for event in rule.events:
-        for path in _var_paths(rule.when):
-            if not _known_path(FACTS[event], path):
-                raise refuse(f'reads "{path}", which a {event.value} event does not have')
+        for found in _var_paths(rule.when):
+            if not _known_path(FACTS[event], found):
+                raise refuse(f'reads "{found[0]}", which a {event.value} event does not have')
         try:
             value = certlogic.evaluate(rule.when, dict(FACTS[event]))
         except Exception as e:  # the evaluator raises what Python raises: any is a bad rule
@@ -240,20 +248,56 @@ def _check_condition(rule: Rule, refuse: Any) -> None:
             raise refuse(f"when must give true or false, not {value!r}")
 
 
-def _var_paths(expr: Any) -> list[str]:
+def _depth(expr: Any) -> int:
+    """How deep an expression nests (without recursion: a hostile file may nest thousands)."""
+    deepest, stack = 0, [(expr, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            return deepest
+        children = (
+            node
+            if isinstance(node, list)
+            else list(node.values())
+            if isinstance(node, dict)
+            else []
+        )
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _var_paths(expr: Any, *, in_reduce: bool = False) -> list[tuple[str, bool]]:
+    """Every data path the expression reads, and whether it is read inside a ``reduce``'s
+    step (where the data is {current, accumulator, data})."""
     if isinstance(expr, list):
-        return [path for item in expr for path in _var_paths(item)]
-    if isinstance(expr, dict):
-        if "var" in expr and isinstance(expr["var"], str):
-            return [expr["var"]]
-        return [path for values in expr.values() for path in _var_paths(values)]
-    return []
+        return [found for item in expr for found in _var_paths(item, in_reduce=in_reduce)]
+    if not isinstance(expr, dict):
+        return []
+    if "var" in expr and isinstance(expr["var"], str):
+        return [(expr["var"], in_reduce)]
+    if "reduce" in expr and isinstance(expr["reduce"], list):
+        items, *rest = expr["reduce"] or [None]
+        step = rest[0] if rest else None
+        init = rest[1:]
+        return (
+            _var_paths(items, in_reduce=in_reduce)
+            + _var_paths(init, in_reduce=in_reduce)
+            + _var_paths(step, in_reduce=True)
+        )
+    return [found for values in expr.values() for found in _var_paths(values, in_reduce=in_reduce)]
 
 
-def _known_path(facts: Mapping[str, Any], path: str) -> bool:
-    """Whether ``path`` names a fact (or a list element, or inside ``reduce``'s context)."""
-    if path in ("", "current", "accumulator") or path.startswith(("current.", "data.")):
-        return True
+def _known_path(facts: Mapping[str, Any], found: tuple[str, bool]) -> bool:
+    """Whether the path names a fact (or a list element); inside a ``reduce`` step, the
+    step's own data (``current``, ``accumulator``) or a fact under ``data.``."""
+    path, in_reduce = found
+    if in_reduce:
+        if path in ("current", "accumulator") or path.startswith(("current.", "accumulator.")):
+            return True
+        if not path.startswith("data."):
+            return False
+        path = path.removeprefix("data.")
     value: Any = facts
     for part in path.split("."):
         if isinstance(value, Mapping) and part in value:
@@ -307,4 +351,4 @@ def open_signed_policy(
     policy = parse_policy(opened.payload, province=province)
     if policy.province != province:
         raise PolicyError(f"a signed policy must name its province {province}, not *")
-    return policy
+    return replace(policy, signer=opened.signer)

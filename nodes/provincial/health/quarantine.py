@@ -7,7 +7,8 @@ check-in adds the policy's ``missed_check_in_adds_days`` to the length; a check-
 check-in rule objects to (a fever) is recorded but does not count. The quarantine is complete
 when every day of its length has ended and none is left waiting for a check-in; the colour then
 turns green (rule ``quarantine-complete``). A stricter outcome during a quarantine starts a new
-one; an equal one restarts it when it would end later; a lesser one is served by it.
+one; an equal one restarts it when it would end later; a lesser one is served by it or, when it
+would end later, follows it (``pending``; the check-ins made meanwhile count for both).
 
 An operator's SetStatus ends any automatic quarantine: the state remembers the status version
 its colour was set at, and a quarantine under a colour changed since is over.
@@ -98,6 +99,9 @@ class HealthState:
     colour_version: int = 0  # the code's status version when this state set its colour
     declaration: Declaration | None = None
     last_check_in: float | None = None
+    # A lesser quarantine that outlasts the current one (a fever on day 13 of a red one): it
+    # takes over when the current one is complete, with the check-ins made meanwhile.
+    pending: Quarantine | None = None
 
     def active(self, status_version: int) -> Quarantine | None:
         """The quarantine, unless an operator has changed the colour since it was set."""
@@ -109,16 +113,18 @@ class HealthState:
             "colour_version": self.colour_version,
             "declaration": None if self.declaration is None else self.declaration.to_json(),
             "last_check_in": self.last_check_in,
+            "pending": None if self.pending is None else self.pending.to_json(),
         }
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> HealthState:
-        q, d = doc.get("quarantine"), doc.get("declaration")
+        q, d, p = doc.get("quarantine"), doc.get("declaration"), doc.get("pending")
         return cls(
             None if q is None else Quarantine.from_json(q),
             int(doc.get("colour_version", 0)),
             None if d is None else Declaration.from_json(d),
             doc.get("last_check_in"),
+            None if p is None else Quarantine.from_json(p),
         )
 
 
@@ -168,10 +174,26 @@ def decide(
         return None
     fresh = _start(outcome, now, adds)
     stricter = SEVERITY[outcome.colour] > SEVERITY[colour]
+    pending = state.pending
+    if pending is not None and SEVERITY[outcome.colour] >= SEVERITY[pending.colour]:
+        ends = pending.progress(now, day_seconds).ends_at
+        if ends <= fresh.progress(now, day_seconds).ends_at:  # the new one serves it
+            state = replace(state, pending=None)
     if not stricter and current is not None and SEVERITY[outcome.colour] == SEVERITY[colour]:
         if fresh.progress(now, day_seconds).ends_at <= current.progress(now, day_seconds).ends_at:
             return _note(colour, state, kind, outcome, now, "served by the current quarantine")
         return _impose(colour, state, fresh, kind, now, status_version, restarted=True)
+    if not stricter and current is not None:
+        ends = fresh.progress(now, day_seconds).ends_at
+        if ends > current.progress(now, day_seconds).ends_at and (
+            state.pending is None or ends > state.pending.progress(now, day_seconds).ends_at
+        ):
+            words = (
+                f"{outcome.reason} (rule {outcome.rule}): {outcome.colour.name} for "
+                f"{outcome.days} days once the current {colour.name} quarantine is complete"
+            )
+            later = replace(state, pending=fresh)
+            return Transition(colour, later, Entry(now, kind, outcome.rule, colour, colour, words))
     if not stricter:
         return _note(
             colour, state, kind, outcome, now, f"served by the current {colour.name} colour"
@@ -197,7 +219,9 @@ def _impose(
     # The colour's status version after this write: +1 when the colour changes.
     version = status_version + (1 if quarantine.colour != colour else 0)
     # The constructor, not dataclasses.replace: this runs once per code of a 100,000 import.
-    new_state = HealthState(quarantine, version, state.declaration, state.last_check_in)
+    new_state = HealthState(
+        quarantine, version, state.declaration, state.last_check_in, state.pending
+    )
     entry = Entry(now, kind, quarantine.rule, colour, quarantine.colour, words)
     return Transition(quarantine.colour, new_state, entry)
 
@@ -277,6 +301,11 @@ def check_in(
     day = current.progress(now, day_seconds).day
     counted = replace(current, checked=tuple(sorted(set(current.checked) | {day})))
     progress = counted.progress(now, day_seconds)
+    pending = state.pending
+    if pending is not None:  # the same check-in counts for the quarantine that follows
+        later_day = pending.progress(now, day_seconds).day
+        pending = replace(pending, checked=tuple(sorted(set(pending.checked) | {later_day})))
+        checked_state = replace(checked_state, pending=pending)
     words = (
         f"check-in: well; day {day + 1} counted ({progress.checked} days checked in, "
         f"{progress.missed} missed, {progress.length} days in all)"
@@ -294,12 +323,20 @@ def complete(
         return None
     progress = current.progress(now, day_seconds)
     extra = f", {progress.missed} missed check-ins added days" if progress.missed else ""
-    words = (
+    served = (
         f"quarantine complete: {progress.length} days with {progress.checked} check-ins"
-        f"{extra} (rule {current.rule} served); turned GREEN"
+        f"{extra} (rule {current.rule} served)"
     )
+    following = state.pending
+    if following is not None and not following.progress(now, day_seconds).complete:
+        words = f"{served}; the {following.colour.name} quarantine of rule {following.rule} goes on"
+        new_state = HealthState(
+            following, status_version + 1, state.declaration, state.last_check_in, None
+        )
+        entry = Entry(now, "complete", COMPLETE_RULE, colour, following.colour, words)
+        return Transition(following.colour, new_state, entry)
     new_state = HealthState(None, status_version + 1, state.declaration, state.last_check_in)
-    entry = Entry(now, "complete", COMPLETE_RULE, colour, Colour.GREEN, words)
+    entry = Entry(now, "complete", COMPLETE_RULE, colour, Colour.GREEN, f"{served}; turned GREEN")
     return Transition(Colour.GREEN, new_state, entry)
 
 

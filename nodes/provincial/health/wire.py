@@ -109,7 +109,10 @@ def check_import_id(import_id: str) -> str:
 
 def import_to_proto(result: ImportResult) -> node_pb2.ImportResponse:
     return node_pb2.ImportResponse(
-        entries=result.entries, matched=result.matched, changed=result.changed
+        entries=result.entries,
+        matched=result.matched,
+        changed=result.changed,
+        duplicate=result.duplicate,
     )
 
 

@@ -4,8 +4,9 @@
     health_places   district, code_id, at                          -- where a holder lives/went
     health_events   code_id, seq, at, kind, rule, colours, words   -- the history in words
     health_requests request_id, code_id, kind, at                  -- ApplyCode/CheckIn replays
-    risk_areas      district, level, valid_from, valid_until, import_id
+    risk_areas      district, level, valid_from, valid_until, import_id, applied
     health_audit    at, actor, action, subject, outcome           -- who imported, asked, answered
+    policy_versions version, digest, loaded_at                    -- no older policy comes back
 
 Every write is a compare-and-set on both the code's status version and its health state
 version, inside one transaction with its history entry and its request id: two replicas
@@ -22,6 +23,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
+from trust.errors import StoreUnavailable
 from trust.model import Colour
 
 SQLITE_SCHEMA = """
@@ -45,8 +47,11 @@ CREATE TABLE IF NOT EXISTS health_requests (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS risk_areas (
     district TEXT PRIMARY KEY, level INTEGER NOT NULL, valid_from REAL NOT NULL,
-    valid_until REAL NOT NULL, import_id TEXT NOT NULL
+    valid_until REAL NOT NULL, import_id TEXT NOT NULL, applied INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS policy_versions (
+    version INTEGER PRIMARY KEY, digest TEXT NOT NULL, loaded_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS health_audit (
     at REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, subject TEXT NOT NULL,
     outcome TEXT NOT NULL
@@ -75,7 +80,10 @@ CREATE TABLE IF NOT EXISTS health_requests (
 );
 CREATE TABLE IF NOT EXISTS risk_areas (
     district text PRIMARY KEY, level smallint NOT NULL, valid_from double precision NOT NULL,
-    valid_until double precision NOT NULL, import_id text NOT NULL
+    valid_until double precision NOT NULL, import_id text NOT NULL, applied smallint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS policy_versions (
+    version bigint PRIMARY KEY, digest text NOT NULL, loaded_at double precision NOT NULL
 );
 CREATE TABLE IF NOT EXISTS health_audit (
     at double precision NOT NULL, actor text NOT NULL, action text NOT NULL,
@@ -117,9 +125,15 @@ class HealthWrite(NamedTuple):
     request_kind: str = ""
     residence: str | None = None
     places: Sequence[tuple[str, float]] | None = None  # replaces the code's places when given
+    # (actor, action, subject, outcome): an audit row written in the same transaction
+    audit: tuple[str, str, str, str] | None = None
 
 
 LockedRow = tuple[int, int, str | None, int]
+
+
+class RequestReplayed(Exception):
+    """A new code's request id was applied meanwhile (its transaction is rolled back)."""
 
 
 class WriteResult(enum.Enum):
@@ -248,6 +262,8 @@ class Sql:
             conn.execute(
                 self.q("INSERT INTO health_events VALUES (?,?,?,?,?,?,?,?)"), _event_row(w)
             )
+        if w.audit is not None:
+            self.audit(conn, w.now, *w.audit)
         if w.places is not None:
             conn.execute(self.q("DELETE FROM health_places WHERE code_id=?"), (w.code_id,))
             for district, at in w.places:
@@ -324,6 +340,37 @@ class Sql:
                 [_event_row(w) for w in events],
             )
 
+    def admit_policy(self, conn: Any, version: int, digest: str, now: float) -> str | None:
+        """Record the policy version this node runs; why not, if an older one or other rules
+        under the same version (None: admitted)."""
+        row = conn.execute("SELECT max(version) FROM policy_versions").fetchone()
+        newest = None if row is None or row[0] is None else int(row[0])
+        if newest is not None and version < newest:
+            return f"policy version {version} is older than version {newest}, already in force"
+        known = conn.execute(
+            self.q("SELECT digest FROM policy_versions WHERE version = ?"), (version,)
+        ).fetchone()
+        if known is not None and known[0] != digest:
+            return f"version {version} is already in force with other rules: sign a new version"
+        if known is None:
+            conn.execute(
+                self.q("INSERT INTO policy_versions VALUES (?,?,?) ON CONFLICT DO NOTHING"),
+                (version, digest, now),
+            )
+        return None
+
+    def remember(self, conn: Any, request_id: str, kind: str, now: float) -> bool:
+        """Remember a request that concerns no one code (an import); False if it was known."""
+        return bool(
+            conn.execute(
+                self.q(
+                    "INSERT INTO health_requests VALUES (?,?,?,?) "
+                    "ON CONFLICT (request_id) DO NOTHING"
+                ),
+                (request_id, b"", kind, now),
+            ).rowcount
+        )
+
     def request(self, conn: Any, request_id: str) -> tuple[bytes, str] | None:
         row = conn.execute(
             self.q("SELECT code_id, kind FROM health_requests WHERE request_id=?"), (request_id,)
@@ -337,32 +384,34 @@ class Sql:
         ).fetchall()
         return [bytes(r[0]) for r in rows]
 
-    def history(self, conn: Any, code_id: bytes) -> list[EventRow]:
+    def history(self, conn: Any, code_id: bytes, limit: int) -> list[EventRow]:
+        """The code's last ``limit`` entries, oldest first."""
         rows = conn.execute(
             self.q(
                 "SELECT seq, at, kind, rule, colour_before, colour_after, words "
-                "FROM health_events WHERE code_id=? ORDER BY seq"
+                "FROM health_events WHERE code_id=? ORDER BY seq DESC LIMIT ?"
             ),
-            (code_id,),
+            (code_id, limit),
         ).fetchall()
         return [
             EventRow(int(s), float(at), k, r, Colour(b), Colour(a), w)
-            for s, at, k, r, b, a, w in rows
+            for s, at, k, r, b, a, w in reversed(rows)
         ]
 
     def codes_in(
         self, conn: Any, districts: Sequence[str], since: float
-    ) -> list[tuple[bytes, str]]:
-        """(code id, district) of holders who live in or went to ``districts`` since ``since``."""
+    ) -> list[tuple[bytes, str, float]]:
+        """(code id, district, when) of holders who live in (when: RESIDENT) or went to
+        ``districts`` since ``since``."""
         if not districts:
             return []
         marks = ",".join([self.p] * len(districts))
         rows = conn.execute(
-            f"SELECT code_id, district FROM health_places WHERE district IN ({marks}) "
+            f"SELECT code_id, district, at FROM health_places WHERE district IN ({marks}) "
             f"AND at >= {self.p}",
             (*districts, since),
         ).fetchall()
-        return [(bytes(c), str(d)) for c, d in rows]
+        return [(bytes(c), str(d), float(at)) for c, d, at in rows]
 
     def codes_of_holders(self, conn: Any, holder_refs: Sequence[bytes]) -> list[bytes]:
         if not holder_refs:
@@ -379,12 +428,39 @@ class Sql:
         for district, level, valid_from, valid_until in areas:
             conn.execute(
                 self.q(
-                    "INSERT INTO risk_areas VALUES (?,?,?,?,?) ON CONFLICT (district) DO UPDATE "
-                    "SET level=excluded.level, valid_from=excluded.valid_from, "
+                    # The same area imported again stays decided; a changed one is decided anew.
+                    "INSERT INTO risk_areas VALUES (?,?,?,?,?,0) ON CONFLICT (district) DO UPDATE "
+                    "SET applied = CASE WHEN risk_areas.level = excluded.level "
+                    "AND risk_areas.valid_from = excluded.valid_from "
+                    "AND risk_areas.valid_until = excluded.valid_until "
+                    "THEN risk_areas.applied ELSE 0 END, "
+                    "level=excluded.level, valid_from=excluded.valid_from, "
                     "valid_until=excluded.valid_until, import_id=excluded.import_id"
                 ),
                 (district, level, valid_from, valid_until, import_id),
             )
+
+    def areas_due(self, conn: Any, now: float) -> list[tuple[str, int, float, float]]:
+        """Stored areas in force now whose holders have not been decided yet."""
+        rows = conn.execute(
+            self.q(
+                "SELECT district, level, valid_from, valid_until FROM risk_areas "
+                "WHERE applied = 0 AND valid_from <= ? AND valid_until > ?"
+            ),
+            (now, now),
+        ).fetchall()
+        return [(str(d), int(level), float(a), float(b)) for d, level, a, b in rows]
+
+    def mark_applied(self, conn: Any, areas: Sequence[tuple[str, float, float]]) -> None:
+        """The areas' holders are decided (unless the area was imported again meanwhile)."""
+        _many(
+            conn,
+            self.q(
+                "UPDATE risk_areas SET applied=1 WHERE district=? AND valid_from=? "
+                "AND valid_until=?"
+            ),
+            list(areas),
+        )
 
     def risk_areas(
         self, conn: Any, districts: Sequence[str]
@@ -460,8 +536,10 @@ class Sql:
             return record_from_row(existing), WriteResult.CONFLICT
         # The INSERT wrote the colour: the health row is written against status version 1.
         result = self.write(conn, w._replace(status_version=1, colour_changed=False))
+        if result is WriteResult.REPLAYED:  # roll the new code back with the transaction
+            raise RequestReplayed(w.request_id)
         if result is not WriteResult.APPLIED:
-            raise RuntimeError(f"health row of a new code not written: {result}")
+            raise StoreUnavailable(f"health row of a new code not written: {result.value}")
         return record_from_row(row), result
 
 
@@ -503,16 +581,22 @@ class HealthTables:
     def create(self, code: Any, w: HealthWrite) -> tuple[Any, WriteResult]:
         return self._run(lambda c: self._sql.create(c, code, w), True)
 
+    def admit_policy(self, version: int, digest: str, now: float) -> str | None:
+        return self._run(lambda c: self._sql.admit_policy(c, version, digest, now), True)
+
+    def remember(self, request_id: str, kind: str, now: float) -> bool:
+        return self._run(lambda c: self._sql.remember(c, request_id, kind, now), True)
+
     def request(self, request_id: str) -> tuple[bytes, str] | None:
         return self._run(lambda c: self._sql.request(c, request_id), False)
 
     def due(self, now: float, limit: int) -> list[bytes]:
         return self._run(lambda c: self._sql.due(c, now, limit), False)
 
-    def history(self, code_id: bytes) -> list[EventRow]:
-        return self._run(lambda c: self._sql.history(c, code_id), False)
+    def history(self, code_id: bytes, limit: int) -> list[EventRow]:
+        return self._run(lambda c: self._sql.history(c, code_id, limit), False)
 
-    def codes_in(self, districts: Sequence[str], since: float) -> list[tuple[bytes, str]]:
+    def codes_in(self, districts: Sequence[str], since: float) -> list[tuple[bytes, str, float]]:
         return self._run(lambda c: self._sql.codes_in(c, districts, since), False)
 
     def codes_of_holders(self, holder_refs: Sequence[bytes]) -> list[bytes]:
@@ -522,6 +606,12 @@ class HealthTables:
         self, areas: Sequence[tuple[str, int, float, float]], import_id: str
     ) -> None:
         self._run(lambda c: self._sql.put_risk_areas(c, areas, import_id), True)
+
+    def areas_due(self, now: float) -> list[tuple[str, int, float, float]]:
+        return self._run(lambda c: self._sql.areas_due(c, now), False)
+
+    def mark_applied(self, areas: Sequence[tuple[str, float, float]]) -> None:
+        self._run(lambda c: self._sql.mark_applied(c, areas), True)
 
     def risk_areas(self, districts: Sequence[str]) -> list[tuple[str, int, float, float]]:
         return self._run(lambda c: self._sql.risk_areas(c, districts), False)

@@ -232,5 +232,5 @@ class PostgresStatusStore:
         with self._connection() as conn:
             conn.execute(
                 "TRUNCATE codes, status_requests, health, health_places, health_events, "
-                "health_requests, risk_areas, health_audit"
+                "health_requests, risk_areas, health_audit, policy_versions"
             )

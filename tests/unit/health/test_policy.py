@@ -267,6 +267,12 @@ def _policy(*rules: dict[str, Any], **fields: Any) -> bytes:
     return json.dumps(doc).encode()
 
 
+def _deep(levels: int) -> bytes:
+    """A policy whose rule's condition nests ``levels`` deep (as text: json.dumps would not)."""
+    text = _policy(_rule(when="DEEP")).decode()
+    return text.replace('"DEEP"', '{"!": [' * levels + "true" + "]}" * levels).encode()
+
+
 def _rule(**overrides: Any) -> dict[str, Any]:
     rule = {
         "name": "fever",
@@ -330,6 +336,28 @@ REFUSALS = [
         "not available",
     ),
     ("too large", b" " * 300_000, "larger than"),
+    (
+        "reduce's data outside a reduce",
+        _policy(_rule(when={"===": [{"var": "data.declaration.fever"}, True]})),
+        'reads "data.declaration.fever"',
+    ),
+    (
+        "misspelt fact inside a reduce",
+        _policy(
+            _rule(
+                when={
+                    "reduce": [
+                        {"var": "declaration.symptoms"},
+                        {"if": [{"var": "data.declaration.fevr"}, True, {"var": "accumulator"}]},
+                        False,
+                    ]
+                }
+            )
+        ),
+        'reads "data.declaration.fevr"',
+    ),
+    ("nested 40 deep", _deep(40), "deeper than 32"),
+    ("nested 20,000 deep", _deep(20_000), "nests too deep"),
 ]
 
 
@@ -410,6 +438,23 @@ def test_a_signature_made_for_another_purpose_is_refused(world: RegistryBuilder)
     statement = envelope.seal(envelope.Purpose.STATEMENT, _policy(_rule()), key, cert)
     with pytest.raises(VerificationError):
         _open(world, statement)
+
+
+def test_a_reduce_over_the_facts_is_a_valid_rule() -> None:
+    rule = _rule(
+        name="cough-counted",
+        when={
+            "reduce": [
+                {"var": "declaration.symptoms"},
+                {"if": [{"===": [{"var": "current"}, "cough"]}, True, {"var": "accumulator"}]},
+                False,
+            ]
+        },
+    )
+    policy = parse_policy(_policy(rule), province=ZJ)
+    facts = declaration(declaration__symptoms=["fatigue", "cough"])
+    outcome = policy.decide(Event.DECLARATION, facts)
+    assert outcome is not None and outcome.rule == "cough-counted"
 
 
 def test_a_bad_policy_is_never_signed(world: RegistryBuilder) -> None:

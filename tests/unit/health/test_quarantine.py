@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import pytest
 
 from nodes.provincial.health.quarantine import Quarantine
@@ -71,3 +74,47 @@ def test_a_quarantine_never_ends_before_its_days() -> None:
                     assert p.checked >= days or p.missed  # misses only lengthen it
                     counted = len([d for d in checked if d < p.length])
                     assert counted + p.missed == p.length
+
+
+# -- transitions: a lesser outcome during a quarantine -------------------------------------------
+def _outcome(colour: Colour, days: int, rule: str) -> Any:
+    from nodes.provincial.health.policy import Outcome
+
+    return Outcome(rule, colour, days, rule)
+
+
+def test_a_fever_late_in_a_red_quarantine_follows_it_instead_of_green() -> None:
+    from nodes.provincial.health import quarantine as q
+
+    red = q.Quarantine(Colour.RED, "contact", "contact", 14, START, 1, tuple(range(13)))
+    state = q.HealthState(red, colour_version=2)
+    fever_at = START + 12.5 * DAY
+    made = q.decide(
+        colour=Colour.RED, status_version=2, state=state,
+        outcome=_outcome(Colour.YELLOW, 7, "fever"), kind="check_in", now=fever_at,
+        day_seconds=DAY, adds=1,
+    )  # fmt: skip
+    assert made is not None and made.colour is Colour.RED and made.state.pending is not None
+    # Every day checked in: red ends on day 14, then yellow goes on to 12.5 + 7 days.
+    both = q.HealthState(
+        replace(red, checked=tuple(range(14))), 2,
+        pending=replace(made.state.pending, checked=(0, 1)),
+    )  # fmt: skip
+    after_red = q.complete(
+        colour=Colour.RED, status_version=2, state=both, now=START + 14 * DAY, day_seconds=DAY
+    )
+    assert after_red is not None and after_red.colour is Colour.YELLOW
+    assert after_red.state.quarantine is not None and after_red.state.quarantine.rule == "fever"
+    assert "goes on" in after_red.entry.words
+
+
+def test_a_lesser_outcome_that_ends_sooner_is_served() -> None:
+    from nodes.provincial.health import quarantine as q
+
+    red = q.Quarantine(Colour.RED, "contact", "contact", 14, START, 1)
+    made = q.decide(
+        colour=Colour.RED, status_version=2, state=q.HealthState(red, 2),
+        outcome=_outcome(Colour.YELLOW, 7, "fever"), kind="check_in", now=START + DAY,
+        day_seconds=DAY, adds=1,
+    )  # fmt: skip
+    assert made is not None and made.state.pending is None and "served" in made.entry.words
