@@ -40,6 +40,7 @@ from trust.errors import InvalidRequest, NotFound, StoreUnavailable
 from trust.model import Colour
 
 log = logging.getLogger(__name__)
+Decide = Callable[[Colour, int, q.HealthState], q.Transition | None]
 
 DAY_SECONDS = 86_400.0
 RESIDENT = 9.0e15  # the "at" of a residence place: a resident is there at every time
@@ -150,16 +151,9 @@ class ColourEngine:
             return self._replayed_application(done, holder_ref, request_id)
         now = self._clock()
         outcome = self.policy.decide(Event.DECLARATION, self._declaration_facts(declaration, now))
-        made = q.declare(
-            colour=Colour.GREEN,
-            status_version=0,
-            state=q.HealthState(),
-            declaration=declaration,
-            outcome=outcome,
-            now=now,
-            day_seconds=self.day_seconds,
-            adds=self.policy.missed_check_in_adds_days,
-        )
+        declare = self._with_policy(q.declare, declaration=declaration, outcome=outcome, now=now)
+        made = declare(Colour.GREEN, 0, q.HealthState())
+        assert made is not None  # a declaration is always recorded
         code = NewCode(
             code_id=_new_code_id(),
             holder_ref=holder_ref,
@@ -182,16 +176,7 @@ class ColourEngine:
         # The holder has a code already: the declaration is an event on it.
         view = self._event(
             record.code_id,
-            lambda colour, version, st: q.declare(
-                colour=colour,
-                status_version=version,
-                state=st,
-                declaration=declaration,
-                outcome=outcome,
-                now=now,
-                day_seconds=self.day_seconds,
-                adds=self.policy.missed_check_in_adds_days,
-            ),
+            declare,
             now=now,
             request_id=key,
             kind="apply",
@@ -206,15 +191,7 @@ class ColourEngine:
         outcome = self.policy.decide(Event.CHECK_IN, {"check_in": check.facts()})
         return self._event(
             code_id,
-            lambda colour, version, st: q.check_in(
-                colour=colour,
-                status_version=version,
-                state=st,
-                check=check,
-                outcome=outcome,
-                day_seconds=self.day_seconds,
-                adds=self.policy.missed_check_in_adds_days,
-            ),
+            self._with_policy(q.check_in, check=check, outcome=outcome),
             now=check.at,
             request_id=key,
             kind="check_in",
@@ -290,7 +267,7 @@ class ColourEngine:
                 if resident or at >= area.valid_from - window:  # this area's own window
                     hits.setdefault(code_id, []).append((area, resident))
 
-        def decider(code_id: bytes) -> Callable[[Colour, int, q.HealthState], q.Transition | None]:
+        def decider(code_id: bytes) -> Decide:
             found = hits[code_id]
             residence = max((a.level for a, lives in found if lives), default=0)
             travel = max((a.level for a, lives in found if not lives), default=0)
@@ -374,7 +351,7 @@ class ColourEngine:
         now = self._clock()
         due = self._store.health.due(now, limit)
 
-        def decider(code_id: bytes) -> Callable[[Colour, int, q.HealthState], q.Transition | None]:
+        def decider(code_id: bytes) -> Decide:
             def decide(colour: Colour, version: int, state: q.HealthState) -> q.Transition | None:
                 return q.complete(
                     colour=colour,
@@ -389,27 +366,31 @@ class ColourEngine:
         return self._events_many(due, decider, now=now, reschedule=True)
 
     # -- the one write path ----------------------------------------------------------------------
-    def _decider(
-        self, outcome: Outcome | None, kind: str, now: float
-    ) -> Callable[[Colour, int, q.HealthState], q.Transition | None]:
+    def _decider(self, outcome: Outcome | None, kind: str, now: float) -> Decide:
+        """What an event's outcome does to a code (quarantine.decide with this policy)."""
+        return self._with_policy(q.decide, outcome=outcome, kind=kind, now=now)
+
+    def _with_policy(self, transition: Callable[..., Any], **event: Any) -> Decide:
+        """``transition`` (a function of quarantine.py) bound to the event and to this
+        engine's day length and policy, as a function of the code's colour, version, state."""
+
         def decide(colour: Colour, version: int, state: q.HealthState) -> q.Transition | None:
-            return q.decide(
+            made: q.Transition | None = transition(
                 colour=colour,
                 status_version=version,
                 state=state,
-                outcome=outcome,
-                kind=kind,
-                now=now,
                 day_seconds=self.day_seconds,
                 adds=self.policy.missed_check_in_adds_days,
+                **event,
             )
+            return made
 
         return decide
 
     def _event(
         self,
         code_id: bytes,
-        decide: Callable[[Colour, int, q.HealthState], q.Transition | None],
+        decide: Decide,
         *,
         now: float,
         request_id: str,
@@ -447,7 +428,7 @@ class ColourEngine:
     def _events_many(
         self,
         code_ids: Iterable[bytes],
-        decider: Callable[[bytes], Callable[[Colour, int, q.HealthState], q.Transition | None]],
+        decider: Callable[[bytes], Decide],
         *,
         now: float,
         reschedule: bool = False,
@@ -489,7 +470,7 @@ class ColourEngine:
 
     def _plan(
         self,
-        decide: Callable[[Colour, int, q.HealthState], q.Transition | None],
+        decide: Decide,
         now: float,
         reschedule: bool,
         code_id: bytes,

@@ -155,6 +155,55 @@ def _many(conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
         cursor.close()
 
 
+_UPSERT_HEALTH = (
+    "INSERT INTO health {rows} ON CONFLICT (code_id) DO UPDATE SET "
+    "state=excluded.state, state_version=excluded.state_version, "
+    "due_at=excluded.due_at, residence=excluded.residence"
+)
+_BATCH_TABLE = (
+    "CREATE TEMP TABLE IF NOT EXISTS health_batch (code_id bytea, changed boolean, "
+    "colour smallint, at double precision, reason text, state text, state_version bigint, "
+    "due_at double precision, residence text, kind text, rule text, colour_before smallint, "
+    "colour_after smallint, words text, event_at double precision) ON COMMIT DELETE ROWS"
+)
+
+
+def _copy_batch(
+    conn: Any, writes: Sequence[HealthWrite], text: Callable[[HealthWrite], str]
+) -> None:
+    """PostgreSQL: the batch COPYed into a temporary table, then one set-based statement per
+    table (a statement per row costs ~30 µs of the server's time, three per code)."""
+    conn.execute(_BATCH_TABLE)
+    conn.execute("DELETE FROM health_batch")  # empty already (ON COMMIT), but never assume
+    with conn.cursor() as cursor, cursor.copy("COPY health_batch FROM STDIN") as copy:
+        for w in writes:
+            e = w.event
+            copy.write_row(
+                (
+                    w.code_id, w.colour_changed, int(w.colour), w.now, w.reason[:200], text(w),
+                    w.state_version + 1, w.due_at, w.residence,
+                    None if e is None else e.kind, None if e is None else e.rule,
+                    None if e is None else int(e.colour_before),
+                    None if e is None else int(e.colour_after),
+                    None if e is None else e.words, None if e is None else e.at,
+                )
+            )  # fmt: skip
+    conn.execute(
+        "UPDATE codes c SET colour=b.colour, status_version=c.status_version+1, "
+        "updated_at=b.at, reason=b.reason FROM health_batch b "
+        "WHERE b.changed AND c.code_id = b.code_id"
+    )
+    conn.execute(
+        _UPSERT_HEALTH.format(
+            rows="SELECT code_id, state, state_version, due_at, residence FROM health_batch"
+        )
+    )
+    conn.execute(
+        "INSERT INTO health_events SELECT code_id, state_version, event_at, kind, rule, "
+        "colour_before, colour_after, words FROM health_batch WHERE kind IS NOT NULL"
+    )
+
+
 def _state_text(state: dict[str, Any]) -> str:
     return _ENCODE(state)
 
@@ -303,42 +352,29 @@ class Sql:
     def write_locked(self, conn: Any, writes: Sequence[HealthWrite]) -> None:
         """Writes decided on rows ``read_locked`` in this transaction: no compare needed, each
         statement once for the whole batch."""
-        changed = [w for w in writes if w.colour_changed]
+        texts: dict[int, str] = {}  # a state shared by many writes is encoded once
+
+        def text(w: HealthWrite) -> str:
+            return texts.get(id(w.state)) or texts.setdefault(id(w.state), _state_text(w.state))
+
+        if self.p == "%s":
+            _copy_batch(conn, writes, text)
+            return
+        changed = [
+            (int(w.colour), w.now, w.reason[:200], w.code_id) for w in writes if w.colour_changed
+        ]
         if changed:
             _many(
                 conn,
-                self.q(
-                    "UPDATE codes SET colour=?, status_version=status_version+1, updated_at=?, "
-                    "reason=? WHERE code_id=?"
-                ),
-                [(int(w.colour), w.now, w.reason[:200], w.code_id) for w in changed],
+                "UPDATE codes SET colour=?, status_version=status_version+1, updated_at=?, "
+                "reason=? WHERE code_id=?",
+                changed,
             )
-        texts: dict[int, str] = {}  # a state shared by many writes is encoded once
-        _many(
-            conn,
-            self.q(
-                "INSERT INTO health VALUES (?,?,?,?,?) ON CONFLICT (code_id) DO UPDATE SET "
-                "state=excluded.state, state_version=excluded.state_version, "
-                "due_at=excluded.due_at, residence=excluded.residence"
-            ),
-            [
-                (
-                    w.code_id,
-                    texts.get(id(w.state)) or texts.setdefault(id(w.state), _state_text(w.state)),
-                    w.state_version + 1,
-                    w.due_at,
-                    w.residence,
-                )
-                for w in writes
-            ],
-        )
-        events = [w for w in writes if w.event is not None]
+        health = [(w.code_id, text(w), w.state_version + 1, w.due_at, w.residence) for w in writes]
+        _many(conn, _UPSERT_HEALTH.format(rows="VALUES (?,?,?,?,?)"), health)
+        events = [_event_row(w) for w in writes if w.event is not None]
         if events:
-            _many(
-                conn,
-                self.q("INSERT INTO health_events VALUES (?,?,?,?,?,?,?,?)"),
-                [_event_row(w) for w in events],
-            )
+            _many(conn, "INSERT INTO health_events VALUES (?,?,?,?,?,?,?,?)", events)
 
     def admit_policy(self, conn: Any, version: int, digest: str, now: float) -> str | None:
         """Record the policy version this node runs; why not, if an older one or other rules
