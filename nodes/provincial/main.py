@@ -118,30 +118,41 @@ def load_policy(config: NodeConfig) -> Policy:
 
 
 def build_engine(config: NodeConfig, store: StatusStore, issuer: Issuer) -> ColourEngine:
-    """The colour engine on the checked policy, which must not be older than one this
-    province's nodes already ran (a replayed old signed file, or the built-in default after a
-    signed policy, is refused: to go back, sign the old rules as a new version)."""
+    """The colour engine on the checked policy (``admit_policy`` then refuses one older than
+    this province's nodes already ran: a replayed old signed file, or the built-in default after
+    a signed policy; to go back, sign the old rules as a new version)."""
 
     def changed(cause: str, colour: Colour) -> None:
         metrics.COLOUR_CHANGES.labels(config.province, colour.name, cause).inc()
 
-    policy = load_policy(config)
-    refused = store.health.admit_policy(policy.version, policy.digest, time.time())
-    if refused is not None:
-        raise PolicyError(f"{config.policy or 'the built-in policy'}: {refused}")
     return ColourEngine(
         store=store,
         issuer=issuer,
-        policy=policy,
+        policy=load_policy(config),
         day_seconds=config.day_seconds,
         on_change=changed,
     )
 
 
+def admit_policy(config: NodeConfig, store: StatusStore, engine: ColourEngine) -> None:
+    """Record the policy's version, refusing an older one (after its signer was checked: a
+    refused file must not raise the province's version)."""
+    policy = engine.policy
+    refused = store.health.admit_policy(policy.version, policy.digest, time.time())
+    if refused is not None:
+        raise PolicyError(f"{config.policy or 'the built-in policy'}: {refused}")
+
+
+def signer_revoked(engine: ColourEngine, trust: TrustListFollower) -> bool:
+    """Whether the trust list now says the policy's signer is revoked."""
+    signer = engine.policy.signer
+    return signer is not None and trust.is_revoked(certificate_identity(signer))
+
+
 def check_policy_signer(engine: ColourEngine, trust: TrustListFollower) -> None:
     """Once the trust list is in: the policy's signer must not be revoked."""
     signer = engine.policy.signer
-    if signer is not None and trust.is_revoked(certificate_identity(signer)):
+    if signer is not None and signer_revoked(engine, trust):
         raise PolicyError(
             f"the policy {engine.policy.label} was signed by a revoked certificate "
             f"({pki.spiffe_id(signer)}): sign it again with a current operator key"
@@ -193,10 +204,16 @@ async def start_node(
     running.on_stop(trust.stop)
     try:
         check_policy_signer(engine, trust)
+        admit_policy(config, store, engine)
     except PolicyError:
         await running.stop(grace=0)
         raise
-    colour_clock = ColourClock(engine, config.province, tick=config.colour_tick)
+    colour_clock = ColourClock(
+        engine,
+        config.province,
+        tick=config.colour_tick,
+        signer_revoked=lambda: signer_revoked(engine, trust),
+    )
     colour_clock.start()  # quarantines complete with no operator action, on every replica
     running.on_stop(colour_clock.stop)
     await running.set_serving(False)  # NOT_SERVING until the gateway knows us

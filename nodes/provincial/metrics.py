@@ -56,6 +56,11 @@ CHECK_IN_COMPLIANCE = Gauge(
     "Share of the quarantined holders whose check-in of yesterday was due who made it.",
     ["province"],
 )
+POLICY_SIGNER_REVOKED = Gauge(
+    "hcx_node_policy_signer_revoked",
+    "1 when the trust list says the running colour policy's signer is revoked (re-sign it).",
+    ["province"],
+)
 TRANSITIONS = Counter(
     "hcx_node_quarantines_completed",
     "Quarantines completed by the colour clock (each once, whichever replica ran it).",

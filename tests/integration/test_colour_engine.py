@@ -419,3 +419,53 @@ def test_an_older_or_edited_policy_version_is_refused(replicas: Any) -> None:
     assert "older than version 3" in (store.health.admit_policy(2, "bbb", clock.now) or "")
     assert "other rules" in (store.health.admit_policy(3, "ccc", clock.now) or "")
     assert store.health.admit_policy(4, "ddd", clock.now) is None
+
+
+# -- found by the second review -----------------------------------------------------------------
+def _sql(engine: ColourEngine, statement: str) -> None:
+    engine._store.health._run(lambda conn: conn.execute(statement), True)
+
+
+def test_an_area_applied_twice_restarts_no_one(replicas: Any) -> None:
+    clock = Clock()
+    first, second = replicas(clock), replicas(clock)
+    code = first.apply(holder(900), declare(clock, residence="330106"), "a")[0].record.code_id
+    area = RiskArea("330106", 3, clock.now - DAY, clock.now + 14 * DAY)
+    first.import_risk_areas([area], "areas")
+    started = first.view(code).state.quarantine.started_at  # type: ignore[union-attr]
+    clock.now += DAY
+    _sql(first, "UPDATE risk_areas SET applied = 0")  # as if the second clock raced the first
+    assert second.apply_areas_due() == (1, 0)
+    assert second.view(code).state.quarantine.started_at == started  # type: ignore[union-attr]
+    assert [e.kind for e in second.history(code)] == ["declaration", "risk_area"]
+
+
+def test_a_close_contact_list_racing_its_retry_restarts_no_one(replicas: Any) -> None:
+    clock = Clock()
+    engine = replicas(clock)
+    h = holder(910)
+    code = engine.apply(h, declare(clock), "c")[0].record.code_id
+    refs = [engine._issuer.holder_ref(h.id_number)]
+    engine.import_close_contacts(refs, listed_at=clock.now, import_id="list")
+    clock.now += 3 * DAY
+    _sql(engine, "DELETE FROM health_requests WHERE kind = 'close_contacts'")  # not yet seen
+    again = engine.import_close_contacts(refs, listed_at=clock.now - 3 * DAY, import_id="list")
+    assert again.changed == 0 and not again.duplicate
+    assert [e.kind for e in engine.history(code)] == ["declaration", "close_contact"]
+
+
+def test_a_request_id_claimed_meanwhile_for_another_code_is_refused(
+    replicas: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    engine = replicas(clock)
+    one = engine.apply(holder(920), declare(clock, fever=True), "x")[0].record.code_id
+    two = engine.apply(holder(921), declare(clock, fever=True), "y")[0].record.code_id
+    check = check_check_in(temperature_c=36.5, symptoms=[], now=clock.now)
+    engine.check_in(one, check, "busy")
+    real = engine._store.health.request
+    seen = iter([None])  # the first look misses it: the other call claims it just then
+    monkeypatch.setattr(engine._store.health, "request", lambda key: next(seen, real(key)))
+    with pytest.raises(InvalidRequest, match="another code"):
+        engine.check_in(two, check, "busy")
+    assert [e.kind for e in engine.history(two)] == ["declaration"]

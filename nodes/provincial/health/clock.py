@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from nodes.provincial import metrics
 from nodes.provincial.health.engine import ColourEngine
@@ -20,7 +21,13 @@ log = logging.getLogger(__name__)
 
 class ColourClock:
     def __init__(
-        self, engine: ColourEngine, province: str, *, tick: float = 1.0, stats_every: float = 15.0
+        self,
+        engine: ColourEngine,
+        province: str,
+        *,
+        tick: float = 1.0,
+        stats_every: float = 15.0,
+        signer_revoked: Callable[[], bool] = lambda: False,
     ) -> None:
         if tick <= 0:
             raise ValueError("the colour clock's tick must be more than 0 s")
@@ -29,6 +36,7 @@ class ColourClock:
         self._tick = tick
         self._stats_every = stats_every
         self._task: asyncio.Task[None] | None = None
+        self._signer_revoked = signer_revoked
 
     def start(self) -> None:
         # Every series exists from the start (a dashboard reads zeros, not gaps); the gauges
@@ -67,6 +75,13 @@ class ColourClock:
                 await asyncio.sleep(self._tick)
 
     def _refresh_gauges(self) -> None:
+        # A revocation after start-up: the node keeps deciding (stopping would stop its
+        # verification too) but says so, loudly, until a policy signed again is loaded.
+        revoked = self._signer_revoked()
+        metrics.POLICY_SIGNER_REVOKED.labels(self._province).set(1 if revoked else 0)
+        if revoked:
+            log.error("the colour policy %s was signed by a revoked certificate: sign it again",
+                      self._engine.policy.label)  # fmt: skip
         stats = self._engine.statistics()
         for colour in ("GREEN", "YELLOW", "RED"):
             metrics.HEALTH_CODES.labels(self._province, colour).set(stats.by_colour.get(colour, 0))

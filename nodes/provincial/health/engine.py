@@ -174,13 +174,10 @@ class ColourEngine:
             self._changed("declaration", made)
             return self._issuer.sign(record), self.view(record.code_id)
         # The holder has a code already: the declaration is an event on it.
-        view = self._event(
-            record.code_id,
-            declare,
-            now=now,
-            request_id=key,
-            kind="apply",
-        )
+        try:
+            view = self._event(record.code_id, declare, now=now, request_id=key, kind="apply")
+        except _Replayed as replayed:
+            view = replayed.view
         return self._issuer.sign(view.record), view
 
     def check_in(self, code_id: bytes, check: CheckIn, request_id: str) -> CodeView:
@@ -189,13 +186,16 @@ class ColourEngine:
         if done is not None:
             return self._replayed(done, code_id, request_id)
         outcome = self.policy.decide(Event.CHECK_IN, {"check_in": check.facts()})
-        return self._event(
-            code_id,
-            self._with_policy(q.check_in, check=check, outcome=outcome),
-            now=check.at,
-            request_id=key,
-            kind="check_in",
-        )
+        try:
+            return self._event(
+                code_id,
+                self._with_policy(q.check_in, check=check, outcome=outcome),
+                now=check.at,
+                request_id=key,
+                kind="check_in",
+            )
+        except _Replayed as replayed:
+            return replayed.view
 
     def assistance(
         self, event: AssistanceEvent, *, from_province: str, actor: str
@@ -212,19 +212,22 @@ class ColourEngine:
         days_ago = max(0, int((now - at) // self.day_seconds))
         facts = {"assistance": {"kind": kind, "district": district, "days_ago": days_ago}}
         outcome = self.policy.decide(Event.ASSISTANCE, facts)
-        view = self._event(
-            code_id,
-            self._decider(outcome, "assistance", now),
-            now=now,
-            request_id=key,
-            kind="assistance",
-            always=True,
-            audit=(
-                f"{actor} for {from_province}",
-                "assistance-received",
-                f"{code_id.hex()} {kind} {district} #{event.request_id}",
-            ),
-        )
+        try:
+            view = self._event(
+                code_id,
+                self._decider(outcome, "assistance", now),
+                now=now,
+                request_id=key,
+                kind="assistance",
+                always=True,
+                audit=(
+                    f"{actor} for {from_province}",
+                    "assistance-received",
+                    f"{code_id.hex()} {kind} {district} #{event.request_id}",
+                ),
+            )
+        except _Replayed as replayed:  # the same request on another replica, just now
+            return replayed.view, True
         return view, False
 
     # -- health authority imports ----------------------------------------------------------------
@@ -278,11 +281,17 @@ class ColourEngine:
             }
             return self._decider(self.policy.decide(Event.RISK_AREA, facts), "risk_area", now)
 
+        def served(code_id: bytes) -> tuple[str, ...]:
+            return tuple(sorted(_area_key(area) for area, _ in hits[code_id]))
+
+        # Each code remembers the areas it was decided for: an area applied twice (two
+        # replicas' clocks at its start, a tick that failed half-way) changes nothing.
         changed = self._events_many(
-            list(hits), decider, now=now, same_for=lambda code_id: tuple(hits[code_id])
-        )
+            list(hits), decider, now=now, same_for=lambda code_id: tuple(hits[code_id]),
+            keys=served,
+        )  # fmt: skip
         self._store.health.mark_applied(
-            [(a.district, a.valid_from, a.valid_until) for a in areas.values()]
+            [(a.district, a.level, a.valid_from, a.valid_until) for a in areas.values()]
         )
         return len(hits), changed
 
@@ -308,9 +317,12 @@ class ColourEngine:
         for start in range(0, len(refs), CHUNK):
             codes += self._store.health.codes_of_holders(refs[start : start + CHUNK])
         decide = self._decider(outcome, "close_contact", now)
+        # Each code remembers the list: a retry racing the first attempt, or sent after a
+        # failure half-way, changes nothing for the codes already decided.
         changed = self._events_many(
-            codes, lambda code_id: decide, now=now, same_for=lambda code_id: None
-        )
+            codes, lambda code_id: decide, now=now, same_for=lambda code_id: None,
+            keys=lambda code_id: (key,),
+        )  # fmt: skip
         self._store.health.remember(key, "close_contacts", now)
         return ImportResult(len(holder_refs), len(codes), changed)
 
@@ -421,8 +433,11 @@ class ColourEngine:
                 if made is not None:
                     self._changed(made.entry.kind, made)
                 return self.view(code_id)
-            if result is WriteResult.REPLAYED:
-                return self.view(code_id)
+            if result is WriteResult.REPLAYED:  # the same request id, applied meanwhile
+                done = self._store.health.request(request_id)
+                if done is None or done[0] != code_id:
+                    raise InvalidRequest(f"request_id {request_id} was used for another code")
+                raise _Replayed(self.view(code_id))
         raise StoreUnavailable(f"code {code_id.hex()} kept changing: {ATTEMPTS} attempts")
 
     def _events_many(
@@ -433,6 +448,7 @@ class ColourEngine:
         now: float,
         reschedule: bool = False,
         same_for: Callable[[bytes], Hashable] | None = None,
+        keys: Callable[[bytes], tuple[str, ...]] | None = None,
     ) -> int:
         """The same kind of event on many codes, a chunk per transaction in which the codes are
         locked, read, decided and written (stores/health.py ``transact``): exactly once, with
@@ -450,12 +466,13 @@ class ColourEngine:
         made_of: dict[bytes, q.Transition] = {}  # this chunk's transitions, by code
 
         def plan(code_id: bytes, row: LockedRow) -> HealthWrite | None:
+            served = () if keys is None else keys(code_id)
             if same_for is None:
-                made, write = self._plan(decider(code_id), now, reschedule, code_id, row)
+                made, write = self._plan(decider(code_id), now, reschedule, code_id, row, served)
             else:
                 key = (same_for(code_id), row)
                 if key not in plans:
-                    plans[key] = self._plan(decider(code_id), now, reschedule, code_id, row)
+                    plans[key] = self._plan(decider(code_id), now, reschedule, code_id, row, served)
                 made, write = plans[key]
                 write = None if write is None else write._replace(code_id=code_id)
             if made is not None:
@@ -478,15 +495,21 @@ class ColourEngine:
         reschedule: bool,
         code_id: bytes,
         row: LockedRow,
+        served: tuple[str, ...] = (),
     ) -> tuple[q.Transition | None, HealthWrite | None]:
+        """The write one batch event makes on one locked row; ``served`` names the event:
+        a code that was already served it is left as it is (the event applied twice)."""
         colour_number, version, text, state_version = row
         colour = Colour(colour_number)
         state = q.HealthState() if text is None else q.HealthState.from_json(json.loads(text))
+        if served and set(served) <= set(state.served):
+            return None, None
         made = decide(colour, version, state)
         if made is not None and made.state is state and not made.changes_colour:
             made = None  # a note ("served by the current quarantine"): batches leave no trace
         if made is not None:
-            write = self._write_of(code_id, version, state_version, made, made.state, now, None, "")
+            after = made.state.serving(served) if served else made.state
+            write = self._write_of(code_id, version, state_version, made, after, now, None, "")
             return made, write
         if reschedule:
             return None, self._reschedule_of(code_id, colour, version, state_version, state, now)
@@ -645,6 +668,17 @@ class ColourEngine:
     def _changed(self, kind: str, made: q.Transition) -> None:
         if made.changes_colour:
             self._on_change(kind, made.colour)
+
+
+class _Replayed(Exception):
+    """A request applied by a concurrent call with the same request id: its answer."""
+
+    def __init__(self, view: CodeView) -> None:
+        self.view = view
+
+
+def _area_key(area: RiskArea) -> str:
+    return f"area:{area.district}:{area.level}:{area.valid_from:.0f}:{area.valid_until:.0f}"
 
 
 def _new_code_id() -> bytes:

@@ -25,6 +25,7 @@ from nodes.provincial.health.policy import SEVERITY, Outcome
 from trust.model import Colour
 
 COMPLETE_RULE = "quarantine-complete"
+SERVED_KEPT = 64
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,9 @@ class HealthState:
     # A lesser quarantine that outlasts the current one (a fever on day 13 of a red one): it
     # takes over when the current one is complete, with the check-ins made meanwhile.
     pending: Quarantine | None = None
+    # The batch events already applied to this code (an import, a risk area): applying one
+    # again — a retry, two replicas racing — changes nothing. The newest SERVED_KEPT.
+    served: tuple[str, ...] = ()
 
     def active(self, status_version: int) -> Quarantine | None:
         """The quarantine, unless an operator has changed the colour since it was set."""
@@ -114,6 +118,7 @@ class HealthState:
             "declaration": None if self.declaration is None else self.declaration.to_json(),
             "last_check_in": self.last_check_in,
             "pending": None if self.pending is None else self.pending.to_json(),
+            "served": list(self.served),
         }
 
     @classmethod
@@ -125,7 +130,13 @@ class HealthState:
             None if d is None else Declaration.from_json(d),
             doc.get("last_check_in"),
             None if p is None else Quarantine.from_json(p),
+            tuple(str(k) for k in doc.get("served", ())),
         )
+
+    def serving(self, keys: tuple[str, ...]) -> HealthState:
+        """This state with ``keys`` recorded as applied (the newest SERVED_KEPT kept)."""
+        kept = tuple(k for k in self.served if k not in keys)
+        return replace(self, served=(*kept, *keys)[-SERVED_KEPT:])
 
 
 @dataclass(frozen=True)
@@ -172,8 +183,17 @@ def decide(
     current = state.active(status_version)
     if outcome is None:
         return None
+    if current is None and state.pending is not None:
+        state = replace(state, pending=None)  # an operator ended the quarantines it followed
     fresh = _start(outcome, now, adds)
     stricter = SEVERITY[outcome.colour] > SEVERITY[colour]
+    if stricter and current is not None:
+        # The lesser quarantine in progress follows the stricter one if it outlasts it.
+        ends = current.progress(now, day_seconds).ends_at
+        if ends > fresh.progress(now, day_seconds).ends_at and (
+            state.pending is None or ends > state.pending.progress(now, day_seconds).ends_at
+        ):
+            state = replace(state, pending=current)
     pending = state.pending
     if pending is not None and SEVERITY[outcome.colour] >= SEVERITY[pending.colour]:
         ends = pending.progress(now, day_seconds).ends_at
@@ -220,7 +240,7 @@ def _impose(
     version = status_version + (1 if quarantine.colour != colour else 0)
     # The constructor, not dataclasses.replace: this runs once per code of a 100,000 import.
     new_state = HealthState(
-        quarantine, version, state.declaration, state.last_check_in, state.pending
+        quarantine, version, state.declaration, state.last_check_in, state.pending, state.served
     )
     entry = Entry(now, kind, quarantine.rule, colour, quarantine.colour, words)
     return Transition(quarantine.colour, new_state, entry)
@@ -292,8 +312,11 @@ def check_in(
         if current is not None and made is not None and made.state.quarantine is not current:
             return made  # restarted
         words = f"check-in: {outcome.reason} (rule {outcome.rule}); the day does not count"
+        if made is not None and made.state.pending is not checked_state.pending:
+            words = f"{words}; {made.entry.words}"  # e.g. a fever that follows a red quarantine
+        after = checked_state if made is None else made.state
         return Transition(
-            colour, checked_state, Entry(now, "check_in", outcome.rule, colour, colour, words)
+            colour, after, Entry(now, "check_in", outcome.rule, colour, colour, words)
         )
     if current is None:
         entry = Entry(now, "check_in", "", colour, colour, "check-in: well")
@@ -331,11 +354,18 @@ def complete(
     if following is not None and not following.progress(now, day_seconds).complete:
         words = f"{served}; the {following.colour.name} quarantine of rule {following.rule} goes on"
         new_state = HealthState(
-            following, status_version + 1, state.declaration, state.last_check_in, None
+            following,
+            status_version + 1,
+            state.declaration,
+            state.last_check_in,
+            None,
+            state.served,
         )
         entry = Entry(now, "complete", COMPLETE_RULE, colour, following.colour, words)
         return Transition(following.colour, new_state, entry)
-    new_state = HealthState(None, status_version + 1, state.declaration, state.last_check_in)
+    new_state = HealthState(
+        None, status_version + 1, state.declaration, state.last_check_in, None, state.served
+    )
     entry = Entry(now, "complete", COMPLETE_RULE, colour, Colour.GREEN, f"{served}; turned GREEN")
     return Transition(Colour.GREEN, new_state, entry)
 

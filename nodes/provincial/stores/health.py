@@ -379,6 +379,8 @@ class Sql:
     def admit_policy(self, conn: Any, version: int, digest: str, now: float) -> str | None:
         """Record the policy version this node runs; why not, if an older one or other rules
         under the same version (None: admitted)."""
+        if self.p == "%s":  # two nodes starting at once must not both be admitted
+            conn.execute("LOCK TABLE policy_versions IN SHARE ROW EXCLUSIVE MODE")
         row = conn.execute("SELECT max(version) FROM policy_versions").fetchone()
         newest = None if row is None or row[0] is None else int(row[0])
         if newest is not None and version < newest:
@@ -487,12 +489,13 @@ class Sql:
         ).fetchall()
         return [(str(d), int(level), float(a), float(b)) for d, level, a, b in rows]
 
-    def mark_applied(self, conn: Any, areas: Sequence[tuple[str, float, float]]) -> None:
-        """The areas' holders are decided (unless the area was imported again meanwhile)."""
+    def mark_applied(self, conn: Any, areas: Sequence[tuple[str, int, float, float]]) -> None:
+        """The areas' holders are decided (unless the area was imported again meanwhile with
+        another level or window: that one is decided anew)."""
         _many(
             conn,
             self.q(
-                "UPDATE risk_areas SET applied=1 WHERE district=? AND valid_from=? "
+                "UPDATE risk_areas SET applied=1 WHERE district=? AND level=? AND valid_from=? "
                 "AND valid_until=?"
             ),
             list(areas),
@@ -646,7 +649,7 @@ class HealthTables:
     def areas_due(self, now: float) -> list[tuple[str, int, float, float]]:
         return self._run(lambda c: self._sql.areas_due(c, now), False)
 
-    def mark_applied(self, areas: Sequence[tuple[str, float, float]]) -> None:
+    def mark_applied(self, areas: Sequence[tuple[str, int, float, float]]) -> None:
         self._run(lambda c: self._sql.mark_applied(c, areas), True)
 
     def risk_areas(self, districts: Sequence[str]) -> list[tuple[str, int, float, float]]:

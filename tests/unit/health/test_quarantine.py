@@ -118,3 +118,47 @@ def test_a_lesser_outcome_that_ends_sooner_is_served() -> None:
         day_seconds=DAY, adds=1,
     )  # fmt: skip
     assert made is not None and made.state.pending is None and "served" in made.entry.words
+
+
+def test_a_fever_at_a_check_in_late_in_a_red_quarantine_follows_it() -> None:
+    """Through check_in, the way fevers usually arrive (decide alone passed; check_in lost it)."""
+    from nodes.provincial.health import quarantine as q
+    from nodes.provincial.health.facts import CheckIn
+
+    red = q.Quarantine(Colour.RED, "contact", "contact", 14, START, 1, tuple(range(12)))
+    at = START + 12.5 * DAY
+    made = q.check_in(
+        colour=Colour.RED, status_version=2, state=q.HealthState(red, 2),
+        check=CheckIn(380, (), at), outcome=_outcome(Colour.YELLOW, 7, "fever-at-check-in"),
+        day_seconds=DAY, adds=1,
+    )  # fmt: skip
+    assert made.state.pending is not None and made.state.pending.rule == "fever-at-check-in"
+    assert "does not count" in made.entry.words and "once the current" in made.entry.words
+
+
+def test_a_stricter_outcome_keeps_a_longer_lesser_quarantine_to_follow() -> None:
+    from nodes.provincial.health import quarantine as q
+
+    yellow = q.Quarantine(Colour.YELLOW, "long", "long", 21, START, 1, (0,))
+    made = q.decide(
+        colour=Colour.YELLOW, status_version=2, state=q.HealthState(yellow, 2),
+        outcome=_outcome(Colour.RED, 7, "contact"), kind="declaration", now=START + 0.5 * DAY,
+        day_seconds=DAY, adds=1,
+    )  # fmt: skip
+    assert made is not None and made.colour is Colour.RED
+    assert made.state.pending is not None and made.state.pending.rule == "long"
+
+
+def test_an_operator_colour_drops_the_quarantine_that_would_have_followed() -> None:
+    from nodes.provincial.health import quarantine as q
+
+    red = q.Quarantine(Colour.RED, "contact", "contact", 14, START, 1)
+    later = q.Quarantine(Colour.YELLOW, "fever", "fever", 7, START + 12 * DAY, 1)
+    state = q.HealthState(red, colour_version=2, pending=later)
+    # SetStatus moved the status version to 3: the automatic quarantines are over.
+    made = q.decide(
+        colour=Colour.RED, status_version=3, state=state,
+        outcome=_outcome(Colour.RED, 14, "contact-again"), kind="declaration", now=START + DAY,
+        day_seconds=DAY, adds=1,
+    )  # fmt: skip
+    assert made is not None and made.state.pending is None
