@@ -586,20 +586,10 @@ class ColourEngine:
     ) -> HealthWrite:
         """An event that changed nothing, kept for its request id (an assistance request)."""
         words = f"{kind}: no rule applies"
-        return HealthWrite(
-            code_id=code_id,
-            status_version=version,
-            state_version=state_version,
-            colour=colour,
-            colour_changed=False,
-            reason="",
-            state=state.to_json(),
-            due_at=q.due_at(state, version, now, self.day_seconds),
+        return self._reschedule_of(code_id, colour, version, state_version, state, now)._replace(
             event=EventRow(0, now, kind, "", colour, colour, words),
-            now=now,
             request_id=request_id,
             request_kind=kind,
-            residence=None if state.declaration is None else state.declaration.residence,
         )
 
     def _reschedule_of(
@@ -611,7 +601,8 @@ class ColourEngine:
         state: q.HealthState,
         now: float,
     ) -> HealthWrite:
-        """A due quarantine that is not complete (a missed check-in): its new due time."""
+        """The state as it is with its due time now: a due quarantine that a missed check-in
+        made longer (and the base of a note)."""
         return HealthWrite(
             code_id=code_id,
             status_version=version,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from healthcode.v1 import common_pb2, gateway_pb2, node_pb2
+from healthcode.v1 import gateway_pb2, node_pb2
 from nodes.provincial.health.engine import CodeView, ImportResult, RiskArea, Statistics
 from nodes.provincial.health.facts import CheckIn, Declaration, check_check_in, check_declaration
 from nodes.provincial.stores.health import EventRow
@@ -153,7 +153,3 @@ def ack(
         decision=decision,
         status_version=status_version,
     )
-
-
-def colour_name(value: int) -> str:
-    return common_pb2.Colour.Name(value)
