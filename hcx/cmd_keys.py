@@ -117,7 +117,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--kind",
         required=True,
-        choices=("node", "operator", "checkpoint", "authority"),
+        choices=("node", "operator", "checkpoint", "authority", "checkin"),
         help="identity kind",
     )
     p.add_argument("--name", required=True, help="name in the SPIFFE id (a node: its --node-id)")

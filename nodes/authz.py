@@ -26,7 +26,7 @@ DENIALS = Counter(
 )
 
 C, G, N, OP, K = Role.COORDINATOR, Role.GATEWAY, Role.NODE, Role.OPERATOR, Role.CHECKPOINT
-HA = Role.AUTHORITY
+HA, CI = Role.AUTHORITY, Role.CHECKIN
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,9 @@ RULES: Mapping[str, Rule] = {
     # province's front ends (operators); its health authority imports risk data and asks
     # other provinces; other provinces' requests arrive only through the national gateway.
     "/healthcode.v1.ProvincialNode/ApplyCode": rule(OP, own_province=True),
-    "/healthcode.v1.ProvincialNode/CheckIn": rule(OP, own_province=True),
-    "/healthcode.v1.ProvincialNode/GetCodeState": rule(OP, HA, own_province=True),
+    # Employers' and communities' check-in stations: check-ins and the state they answer.
+    "/healthcode.v1.ProvincialNode/CheckIn": rule(OP, CI, own_province=True),
+    "/healthcode.v1.ProvincialNode/GetCodeState": rule(OP, HA, CI, own_province=True),
     "/healthcode.v1.ProvincialNode/ExplainCode": rule(OP, HA, own_province=True),
     "/healthcode.v1.ProvincialNode/ImportRiskAreas": rule(HA, own_province=True),
     "/healthcode.v1.ProvincialNode/ImportCloseContacts": rule(HA, own_province=True),

@@ -7,6 +7,7 @@ Identities (DESIGN §3):
   spiffe://hcx/province/<code>/operator/<name>      a provincial operator
   spiffe://hcx/province/<code>/checkpoint/<name>    a checkpoint
   spiffe://hcx/province/<code>/authority/<name>     the province's health authority
+  spiffe://hcx/province/<code>/checkin/<name>       a check-in station (employers, communities)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Role(enum.Enum):
     OPERATOR = "operator"
     CHECKPOINT = "checkpoint"
     AUTHORITY = "authority"  # the province's health authority: risk data, assistance
+    CHECKIN = "checkin"  # a check-in station: daily check-ins only
 
 
 _NATIONAL = re.compile(
@@ -38,7 +40,7 @@ _NATIONAL = re.compile(
 )
 _PROVINCIAL = re.compile(
     r"spiffe://hcx/province/(?P<province>[1-8][0-9]0000)/"
-    r"(?P<kind>node|operator|checkpoint|authority)/(?P<name>[\w.-]{1,63})"
+    r"(?P<kind>node|operator|checkpoint|authority|checkin)/(?P<name>[\w.-]{1,63})"
 )
 
 

@@ -26,6 +26,7 @@ DEFAULT_LIMITS: Mapping[Role, Limit] = {
     Role.OPERATOR: Limit(rate=5000.0, burst=10000.0),
     Role.COORDINATOR: Limit(rate=100.0, burst=200.0),
     Role.AUTHORITY: Limit(rate=200.0, burst=400.0),  # imports come in parts of 20,000
+    Role.CHECKIN: Limit(rate=2000.0, burst=4000.0),  # a morning's check-ins of a large employer
 }
 
 

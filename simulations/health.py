@@ -58,6 +58,7 @@ class Residents:
 
     nodes: NodePool  # as the provinces' front ends (operators)
     authorities: NodePool  # as the provinces' health authorities
+    employers: NodePool  # as employers' check-in stations (check-ins only)
     codes: Sequence[str]
     ledger: StatusLedger
     clock: Callable[[], float]
@@ -188,7 +189,7 @@ class Residents:
             code_id=code_id, temperature_c=36.6, request_id=str(uuid.uuid4())
         )
         try:
-            await self.nodes.call(province, "CheckIn", request)
+            await self.employers.call(province, "CheckIn", request)
             self.check_ins += 1
         except grpc.aio.AioRpcError:
             self.failures += 1

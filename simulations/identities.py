@@ -105,6 +105,10 @@ class LocalPki:
         """The province's health authority (risk data, assistance, statistics)."""
         return Transport.mtls(self.provincial_tls(province, "authority", "health"))
 
+    def check_in_station(self, province: str) -> Transport:
+        """An employer's check-in station of the province (check-ins only)."""
+        return Transport.mtls(self.provincial_tls(province, "checkin", "employer"))
+
     def checkpoint(self, province: str, name: str = "station") -> Transport:
         return Transport.mtls(self.provincial_tls(province, "checkpoint", name))
 

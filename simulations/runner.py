@@ -191,8 +191,12 @@ class Driver:
         self.authorities = NodePool(
             lambda p: [c.address for c in self.federation.nodes[p]], identities.authority
         )
+        self.employers = NodePool(
+            lambda p: [c.address for c in self.federation.nodes[p]], identities.check_in_station
+        )
         self.residents = Residents(
-            self.nodes, self.authorities, self.codes, self.ledger, self.clock, self.rng,
+            self.nodes, self.authorities, self.employers, self.codes, self.ledger, self.clock,
+            self.rng,
             day_s=self.config.day_s, until=self.config.duration + DRAIN_S,
         )  # fmt: skip
         self.holders = Holders(self.nodes, self.codes, self.residents.apply)
@@ -210,6 +214,7 @@ class Driver:
 
     async def close(self) -> None:
         await self.authorities.close()
+        await self.employers.close()
         leftovers = self._sent() | self.residents.tasks
         for mode in self.modes.values():
             mode.close()

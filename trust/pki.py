@@ -133,6 +133,10 @@ _LEAF_PROFILES: dict[str, _LeafProfile] = {
     "authority": _LeafProfile(
         "authority", (ExtendedKeyUsageOID.CLIENT_AUTH,), False, "health-authority certificate"
     ),
+    # A check-in station (an employer's, a community's): daily check-ins and nothing else.
+    "checkin": _LeafProfile(
+        "checkin", (ExtendedKeyUsageOID.CLIENT_AUTH,), False, "check-in station certificate"
+    ),
 }
 LEAF_KINDS = tuple(_LEAF_PROFILES)
 

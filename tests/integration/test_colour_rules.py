@@ -369,3 +369,56 @@ def _fields(raw: bytes) -> list[tuple[int, bytes]]:
         out.append((key >> 3, raw[i : j + length]))
         i = j + length
     return out
+
+
+async def test_a_check_in_station_checks_in_and_does_nothing_else(federation: Federation) -> None:
+    """Employers' stations hold a check-in identity: never an operator's powers."""
+    reply = await apply(federation, ZJ, fever=True)
+    code = reply.code.code_id
+    station = federation.node_stub(ZJ, federation.identity("checkin", ZJ, "factory-7"))
+    other = federation.node_stub(ZJ, federation.identity("checkin", SC, "factory-8"))
+    await knows_province(federation, ZJ, other)
+    state = await station.CheckIn(
+        node_pb2.CheckInRequest(code_id=code, temperature_c=36.6, request_id="s-1"), timeout=5
+    )
+    assert state.days_checked == 1
+    assert (
+        await station.GetCodeState(node_pb2.GetCodeStateRequest(code_id=code), timeout=5)
+    ).in_quarantine
+    denied = grpc.StatusCode.PERMISSION_DENIED
+    id_number, name = federation.holder(ZJ)
+    await refused(
+        station.ApplyCode(
+            node_pb2.ApplyCodeRequest(
+                id_number=id_number, full_name=name, declaration=declaration()
+            ),
+            timeout=5,
+        ),
+        denied,
+        "WRONG_ROLE",
+    )
+    await refused(
+        station.IssueCode(
+            node_pb2.IssueCodeRequest(id_number=id_number, full_name=name), timeout=5
+        ),
+        denied,
+        "WRONG_ROLE",
+    )
+    await refused(
+        station.SetStatus(
+            node_pb2.SetStatusRequest(code_id=code, colour=common_pb2.GREEN, request_id="x"),
+            timeout=5,
+        ),
+        denied,
+        "WRONG_ROLE",
+    )
+    await refused(
+        station.ExplainCode(node_pb2.GetCodeStateRequest(code_id=code), timeout=5),
+        denied,
+        "WRONG_ROLE",
+    )
+    await refused(
+        other.CheckIn(node_pb2.CheckInRequest(code_id=code, temperature_c=36.6), timeout=5),
+        denied,
+        "WRONG_PROVINCE",
+    )

@@ -1134,7 +1134,7 @@ def test_identity_names(make: Callable[[], str], expected: str) -> None:
         pytest.param(
             lambda: pki.leaf_spiffe_id(ZJ, kind="gateway", name="a"),
             "unknown certificate kind 'gateway'; expected one of "
-            "('dsc', 'node', 'checkpoint', 'operator', 'authority')",
+            "('dsc', 'node', 'checkpoint', 'operator', 'authority', 'checkin')",
             id="national kind for a province",
         ),
         pytest.param(
@@ -1442,7 +1442,7 @@ def test_a_tampered_csr_is_refused_by_every_issuer(fed: Federation) -> None:
         pytest.param(
             lambda f, csr: pki.sign_leaf(f.zj, csr, province=ZJ, kind="gateway", name="g"),
             "unknown certificate kind 'gateway'; expected one of "
-            "('dsc', 'node', 'checkpoint', 'operator', 'authority')",
+            "('dsc', 'node', 'checkpoint', 'operator', 'authority', 'checkin')",
             id="a gateway from a province",
         ),
         pytest.param(
