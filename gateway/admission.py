@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 from dataclasses import dataclass
 from typing import NoReturn
 
 from gateway.coalescer import Overloaded
 from gateway.metrics import LOOP_LAG, SHED
+from nodes.tasks import cancel_and_wait
 
 LAG_TICK_S = 0.02
 # The lag is the smallest of the last LAG_WINDOW ticks: a loop with more work than its core
@@ -84,11 +84,8 @@ class LoopLag:
         LOOP_LAG.set(self.seconds)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
 
 class Admission:

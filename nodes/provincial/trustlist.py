@@ -14,7 +14,6 @@ local verifications itself and forwards them to the gateway.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -29,6 +28,7 @@ from healthcode.v1 import gateway_pb2_grpc, trustlist_pb2
 from nodes.files import write_public
 from nodes.identity import Identity
 from nodes.provincial import metrics
+from nodes.tasks import cancel_and_wait
 from trust import cbor, trustlist
 from trust.errors import HcxError
 from trust.kv import KvEntry, Snapshot
@@ -183,10 +183,7 @@ class TrustListFollower:
     async def stop(self) -> None:
         # A stopped follower verifies nothing: its age is no longer this province's.
         metrics.TRUST_LIST_AGE.labels(self._province).set_function(lambda: math.nan)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
 
 def _snapshot(trust_list: trustlist.TrustList) -> Snapshot:

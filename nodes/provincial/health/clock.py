@@ -9,12 +9,12 @@ gauges (codes by colour, quarantines, check-in compliance).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 from nodes.provincial import metrics
 from nodes.provincial.health.engine import ColourEngine
+from nodes.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,8 @@ class ColourClock:
         self._task = asyncio.create_task(self._run(), name=f"colour-clock-{self._province}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

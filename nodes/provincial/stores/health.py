@@ -23,6 +23,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
+from nodes.provincial.stores.base import RECORD_COLUMNS, record_from_row
 from trust.errors import StoreUnavailable
 from trust.model import Colour
 
@@ -550,8 +551,6 @@ class Sql:
     def create(self, conn: Any, code: Any, w: HealthWrite) -> tuple[Any, WriteResult]:
         """Create a code (``NewCode``) with its health row in one transaction; a holder who
         has a code keeps it: (the existing record, CONFLICT), nothing written."""
-        from nodes.provincial.stores.base import RECORD_COLUMNS, record_from_row
-
         row = conn.execute(
             self.q(
                 "INSERT INTO codes VALUES (?,?,?,1,?,?,?,?) ON CONFLICT (holder_ref) DO NOTHING "

@@ -103,15 +103,26 @@ class SqliteStatusStore:
         self._lookup = self._db.cursor()
         self._lock = threading.Lock()
         self._checkpointer = Checkpointer(self.path)
+        # Health reads (a history, the statistics' scan of every code) on their own
+        # connection: they never hold the lock the verification look-ups wait on.
+        self._reader = sqlite3.connect(
+            str(path), isolation_level=None, check_same_thread=False, timeout=10.0
+        )
+        self._reader_lock = threading.Lock()
         self.health = HealthTables(Sql("?"), self._run_health)
 
     def _run_health(self, call: Callable[[sqlite3.Connection], _T], write: bool) -> _T:
-        with self._lock, self._tx() if write else self._reading():
-            return call(self._db)
+        if write:
+            with self._lock, self._tx():
+                return call(self._db)
+        with self._reader_lock, self._reading():
+            return call(self._reader)
 
     def close(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.close()
+        with self._reader_lock:
+            self._reader.close()
         with self._lock:
             self._db.close()
 
