@@ -30,7 +30,7 @@ from nodes.provincial.stores import health as health_sql
 from tests.integration.postgres import postgres_dsn, postgres_server  # noqa: F401
 from tests.registry_builder import RegistryBuilder
 from tests.support import wait_until
-from trust.errors import InvalidRequest
+from trust.errors import InvalidRequest, StoreUnavailable
 from trust.model import Colour
 
 pytestmark = pytest.mark.integration
@@ -469,3 +469,85 @@ def test_a_request_id_claimed_meanwhile_for_another_code_is_refused(
     with pytest.raises(InvalidRequest, match="another code"):
         engine.check_in(two, check, "busy")
     assert [e.kind for e in engine.history(two)] == ["declaration"]
+
+
+def _green_codes(engine: ColourEngine, count: int) -> tuple[list[bytes], list[bytes]]:
+    """``count`` green codes loaded straight into the store; their ids and holder hashes."""
+    ids = sorted(secrets.token_bytes(16) for _ in range(count))
+    refs = [secrets.token_bytes(32) for _ in ids]
+    engine._store.bulk_load(
+        (i, r, int(Colour.GREEN), 1, START, "issued", "张*明", "123X")
+        for i, r in zip(ids, refs, strict=True)
+    )
+    return ids, refs
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Batches of 40 codes, so an import of a few hundred runs as many concurrent chunks."""
+    from nodes.provincial.health import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "CHUNK", 40)
+    return 40
+
+
+def test_replicas_racing_one_import_in_concurrent_chunks_change_each_code_once(
+    replicas: Any, small_chunks: int
+) -> None:
+    clock = Clock()
+    first, second = replicas(clock), replicas(clock)
+    for engine in (first, second):
+        engine._store.health.writers = 3  # more chunks in flight than the pool keeps idle
+    ids, refs = _green_codes(first, 400)
+    results: list[Any] = []
+    # Opposite orders: the replicas meet in the middle, chunk boundaries never the same.
+    racers = [
+        threading.Thread(
+            target=lambda e=e, r=r: results.append(
+                e.import_close_contacts(r, listed_at=clock.now, import_id="list")
+            )
+        )
+        for e, r in ((first, refs), (second, refs[::-1][:390]))
+    ]
+    for t in racers:
+        t.start()
+    for t in racers:
+        t.join()
+    assert sum(r.changed for r in results) == len(ids)
+    for code in ids:
+        record = second.view(code).record
+        assert (record.colour, record.status_version) == (Colour.RED, 2)
+        assert [e.kind for e in second.history(code)] == ["close_contact"]
+
+
+def test_an_import_that_fails_half_way_is_completed_by_its_retry(
+    replicas: Any, small_chunks: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    engine = replicas(clock)
+    engine._store.health.writers = 2
+    ids, refs = _green_codes(engine, 400)
+    real = health_sql.Sql.write_locked
+    calls = {"n": 0}
+    lock = threading.Lock()
+
+    def failing(self: Any, conn: Any, writes: Any) -> None:
+        with lock:
+            calls["n"] += 1
+            doomed = calls["n"] == 4
+        if doomed:
+            raise StoreUnavailable("the database went away mid-import")
+        real(self, conn, writes)
+
+    monkeypatch.setattr(health_sql.Sql, "write_locked", failing)
+    with pytest.raises(StoreUnavailable):
+        engine.import_close_contacts(refs, listed_at=clock.now, import_id="list")
+    red = [c for c in ids if engine.view(c).record.colour is Colour.RED]
+    assert 0 < len(red) <= len(ids) - small_chunks  # the failed chunk wrote nothing
+    monkeypatch.setattr(health_sql.Sql, "write_locked", real)
+    retry = engine.import_close_contacts(refs, listed_at=clock.now, import_id="list")
+    assert not retry.duplicate and retry.changed == len(ids) - len(red)
+    for code in ids:
+        record = engine.view(code).record
+        assert (record.colour, record.status_version) == (Colour.RED, 2)
+        assert [e.kind for e in engine.history(code)] == ["close_contact"]

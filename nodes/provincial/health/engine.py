@@ -9,6 +9,7 @@ already applied answers what is stored now. Blocking: the servicer runs it in a 
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import logging
@@ -461,32 +462,45 @@ class ColourEngine:
         # rewrites few pages (random chunks dirtied a page per code: 24 MB of WAL each, and a
         # commit waited 80 ms for it).
         pending = sorted(set(code_ids))
-        changed = 0
         plans: dict[Hashable, tuple[q.Transition | None, HealthWrite | None]] = {}
-        made_of: dict[bytes, q.Transition] = {}  # this chunk's transitions, by code
 
-        def plan(code_id: bytes, row: LockedRow) -> HealthWrite | None:
-            served = () if keys is None else keys(code_id)
-            if same_for is None:
-                made, write = self._plan(decider(code_id), now, reschedule, code_id, row, served)
-            else:
-                key = (same_for(code_id), row)
-                if key not in plans:
-                    plans[key] = self._plan(decider(code_id), now, reschedule, code_id, row, served)
-                made, write = plans[key]
-                write = None if write is None else write._replace(code_id=code_id)
-            if made is not None:
-                made_of[code_id] = made
-            return write
+        def one_chunk(chunk: list[bytes]) -> int:
+            made_of: dict[bytes, q.Transition] = {}  # this chunk's transitions, by code
 
-        for start in range(0, len(pending), CHUNK):
-            made_of.clear()
-            for write in self._store.health.transact(pending[start : start + CHUNK], plan):
+            def plan(code_id: bytes, row: LockedRow) -> HealthWrite | None:
+                served = () if keys is None else keys(code_id)
+                if same_for is None:
+                    made, write = self._plan(
+                        decider(code_id), now, reschedule, code_id, row, served
+                    )
+                else:
+                    key = (same_for(code_id), row)
+                    if key not in plans:  # two chunks deciding one key at once: the same answer
+                        plans[key] = self._plan(
+                            decider(code_id), now, reschedule, code_id, row, served
+                        )
+                    made, write = plans[key]
+                    write = None if write is None else write._replace(code_id=code_id)
+                if made is not None:
+                    made_of[code_id] = made
+                return write
+
+            changed = 0
+            for write in self._store.health.transact(chunk, plan):
                 made = made_of.get(write.code_id)
                 if made is not None:
                     self._changed(made.entry.kind, made)
                     changed += made.changes_colour
-        return changed
+            return changed
+
+        chunks = [pending[start : start + CHUNK] for start in range(0, len(pending), CHUNK)]
+        writers = min(self._store.health.writers, len(chunks))
+        if writers <= 1:
+            return sum(map(one_chunk, chunks))
+        # Chunks are disjoint ranges of code ids: concurrent transactions never wait for each
+        # other, and the database's second core works while this process plans the next.
+        with concurrent.futures.ThreadPoolExecutor(writers, "hcx-batch") as pool:
+            return sum(pool.map(one_chunk, chunks))
 
     def _plan(
         self,

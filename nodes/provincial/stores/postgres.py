@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS status_requests (
 
 BULK_CHUNK = 200_000
 CONNECT_TIMEOUT_S = 5
+BATCH_WRITERS = 2  # of the pool's connections, for an import's or a scan's chunks
 _T = TypeVar("_T")
 
 
@@ -67,7 +68,7 @@ class PostgresStatusStore:
             conn.execute("SELECT pg_advisory_xact_lock(4242)")  # replicas create it once
             conn.execute(SCHEMA)
             conn.execute(POSTGRES_SCHEMA)
-        self.health = HealthTables(Sql("%s"), self._run_health)
+        self.health = HealthTables(Sql("%s"), self._run_health, writers=BATCH_WRITERS)
 
     def _run_health(self, call: Callable[[psycopg.Connection[Any]], _T], write: bool) -> _T:
         with self._connection() as conn:
