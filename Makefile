@@ -7,7 +7,7 @@ DEPS   := $(VENV)/.deps-installed
 PROTOS := $(wildcard proto/healthcode/v1/*.proto)
 GEN    := healthcode/v1/.generated
 
-.PHONY: run test lint proto bench soak mutation clean
+.PHONY: run test lint proto bench soak mutation clean vendor
 
 run: $(DEPS) $(GEN)  ## the main job: a local federation on the embedded registry
 	$(BIN)/hcx sim $(SIM_ARGS)
@@ -15,10 +15,15 @@ run: $(DEPS) $(GEN)  ## the main job: a local federation on the embedded registr
 test: $(DEPS) $(GEN)  ## unit + integration tests (real gRPC servers on 127.0.0.1)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+vendor:  ## refresh web/static/vendor from the npm registry (web/package-lock.json)
+	cd web && npm ci --ignore-scripts --no-audit --no-fund
+	cp web/node_modules/jsqr/dist/jsQR.js web/static/vendor/jsQR.js
+	cp web/node_modules/jsqr/LICENSE web/static/vendor/jsQR.LICENSE
+
 lint: $(DEPS) $(GEN)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy trust nodes gateway simulations hcx
+	$(BIN)/mypy trust nodes gateway simulations hcx web
 
 proto: $(GEN)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from hcx.cli import DEFAULT_GATEWAY, subcommand, transport_from
+from hcx.cli import DEFAULT_GATEWAY, run_async, subcommand, transport_from
 from hcx.qr import read_qr_image
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, trustlist_pb2
 from trust import pki, trustlist
@@ -70,6 +70,58 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--root", type=Path, help="pinned national root (default: --tls-dir/root.pem)")
     p.add_argument("--out", type=Path, required=True, help="where to store the list")
     p.set_defaults(handler=fetch)
+
+    p = subcommand(
+        sub,
+        "serve",
+        "Run the checkpoint station: the staff page over HTTPS, verification through the "
+        "gateways, offline on the held trust list when none answers.",
+        "hcx checkpoint serve --province 510000 --name chengdu-east --gateway 127.0.0.1:50051 "
+        "--tls-dir var/510000/tls/checkpoint --web-tls var/510000/tls/web --state-dir "
+        "var/510000/station --listen 0.0.0.0:8443",
+    )
+    p.add_argument("--province", required=True, help="the checkpoint's province code")
+    p.add_argument("--name", default="station", help="the station's name in the gateway's logs")
+    p.add_argument(
+        "--gateway",
+        action="append",
+        default=[],
+        help="a national gateway address, tried in the order given (repeatable; default "
+        f"{DEFAULT_GATEWAY})",
+    )
+    p.add_argument("--root", type=Path, help="pinned national root (default: --tls-dir/root.pem)")
+    p.add_argument(
+        "--web-tls",
+        type=Path,
+        required=True,
+        help="the station's HTTPS certificate directory (hcx node keys issue-cert --kind web)",
+    )
+    p.add_argument(
+        "--state-dir", type=Path, required=True, help="held trust list and enrolment codes"
+    )
+    p.add_argument("--listen", default="0.0.0.0:8443", help="HTTPS address of the staff page")
+    p.add_argument("--port-file", type=Path, help="write the bound port here")
+    p.add_argument(
+        "--timeout", type=float, default=0.7, help="deadline per gateway (s) before the next"
+    )
+    p.add_argument(
+        "--max-offline-age",
+        type=int,
+        default=DEFAULT_MAX_OFFLINE_AGE_S,
+        help="oldest token (s) still VALID_OFFLINE when no gateway answers, as at the gateway",
+    )
+    p.set_defaults(handler=serve)
+
+    p = subcommand(
+        sub,
+        "enrol",
+        "Make a one-time enrolment code for a staff device (15 minutes, one use).",
+        "hcx checkpoint enrol --state-dir var/510000/station --device gate-3-phone",
+    )
+    p.add_argument("--state-dir", type=Path, required=True, help="the station's --state-dir")
+    p.add_argument("--device", required=True, help="the device's name (shown in the logs)")
+    p.add_argument("--ttl", type=int, default=15 * 60, help="seconds the code stays usable")
+    p.set_defaults(handler=enrol)
 
 
 def read_token(args: argparse.Namespace) -> str:
@@ -184,3 +236,33 @@ def describe(reply: gateway_pb2.VerifyResponse) -> str:
     return (
         f"{verdict} {colour}{age} issuer {reply.issuer} holder {reply.masked_name} …{reply.id_tail}"
     )
+
+
+def serve(args: argparse.Namespace) -> int:
+    from web.station import StationConfig, run_station_until_signalled
+
+    config = StationConfig(
+        province=args.province,
+        name=args.name,
+        gateways=tuple(args.gateway or [DEFAULT_GATEWAY]),
+        transport=transport_from(args),
+        roots=tuple(_roots(args)),
+        web_tls=args.web_tls,
+        state_dir=args.state_dir,
+        listen=args.listen,
+        timeout=args.timeout,
+        max_offline_age=args.max_offline_age,
+    )
+    run_async(run_station_until_signalled(config, args.port_file))
+    return 0
+
+
+def enrol(args: argparse.Namespace) -> int:
+    from web.station import new_enrolment
+
+    try:
+        code = new_enrolment(args.state_dir, args.device, now=time.time(), ttl=args.ttl)
+    except ValueError as e:
+        raise InvalidRequest(str(e)) from e
+    print(f"enrolment code for {args.device}: {code} (one use, {args.ttl // 60} min)")
+    return 0

@@ -111,13 +111,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     p = subcommand(
         sub,
         "issue-cert",
-        "Issue a node, operator, checkpoint or health-authority mTLS identity from the own CA.",
+        "Issue a node, operator, checkpoint, health-authority or check-in station mTLS identity, "
+        "or a web front's HTTPS certificate (--kind web --dns HOST), from the own CA.",
         "hcx node keys issue-cert --kind node --name hz-1 --dir var/330000 --out var/330000/hz-1",
     )
     p.add_argument(
         "--kind",
         required=True,
-        choices=("node", "operator", "checkpoint", "authority", "checkin"),
+        choices=("node", "operator", "checkpoint", "authority", "checkin", "web"),
         help="identity kind",
     )
     p.add_argument("--name", required=True, help="name in the SPIFFE id (a node: its --node-id)")
@@ -133,7 +134,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="HOST",
-        help="host name a node is reached by (repeatable; loopback always)",
+        help="host name (web: or address) a node or web front is reached by (repeatable; "
+        "a node: loopback always)",
     )
     p.set_defaults(handler=keys_issue_cert)
 

@@ -111,6 +111,7 @@ class _LeafProfile:
     usages: tuple[x509.ObjectIdentifier, ...]
     loopback_names: bool  # node certs also name localhost/127.0.0.1 for loopback TLS
     label: str
+    host_names: bool = False  # a TLS server reached by the host names (or addresses) given
 
 
 _LEAF_PROFILES: dict[str, _LeafProfile] = {
@@ -136,6 +137,12 @@ _LEAF_PROFILES: dict[str, _LeafProfile] = {
     # A check-in station (an employer's, a community's): daily check-ins and nothing else.
     "checkin": _LeafProfile(
         "checkin", (ExtendedKeyUsageOID.CLIENT_AUTH,), False, "check-in station certificate"
+    ),
+    # The HTTPS certificate of a web front (a checkpoint station's staff page, the residents'
+    # page): a TLS server only, named by the site's host names or LAN addresses. It is never an
+    # mTLS client of the federation (no clientAuth), and names no loopback it was not given.
+    "web": _LeafProfile(
+        "web", (ExtendedKeyUsageOID.SERVER_AUTH,), False, "web server certificate", True
     ),
 }
 LEAF_KINDS = tuple(_LEAF_PROFILES)
@@ -654,16 +661,28 @@ def _leaf_names(
 ) -> list[x509.GeneralName]:
     """The SAN: the SPIFFE id, and for TLS servers loopback plus any given host names."""
     names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri)]
-    if dns_names and not profile.loopback_names:
+    if dns_names and not (profile.loopback_names or profile.host_names):
         raise PkiError(f"a {profile.label} is not a TLS server: it takes no host names")
+    if profile.host_names and not dns_names:
+        raise PkiError(f"a {profile.label} needs the host names or addresses it is reached by")
     if profile.loopback_names:
         names += [x509.DNSName("localhost"), x509.IPAddress(_LOOPBACK)]
     for dns in dns_names:
+        if profile.host_names and (address := _address(dns)) is not None:
+            names.append(x509.IPAddress(address))
+            continue
         if not _DNS_RE.fullmatch(dns) or len(dns) > 253:
             raise PkiError(f"{dns!r} is not a valid host name")
-        if dns != "localhost":
+        if dns != "localhost" or not profile.loopback_names:
             names.append(x509.DNSName(dns))
     return names
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
 
 
 def verify_national_leaf(
