@@ -132,7 +132,46 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--code-id", type=code_id_arg, required=True, help="code id (32 hex characters)")
     p.set_defaults(handler=status)
 
+    p = subcommand(
+        sub,
+        "web",
+        "Serve the residents' page: my code as a QR, its colour and reason, the daily "
+        "check-in (HTTPS, in front of the node replicas).",
+        "hcx node web --province 330000 --node 127.0.0.1:7001 --node 127.0.0.1:7002 "
+        "--tls-dir var/330000/tls/operator --web-tls var/330000/tls/web --listen 0.0.0.0:8444",
+    )
+    p.add_argument("--province", required=True, help="GB/T 2260 code")
+    p.add_argument(
+        "--node",
+        action="append",
+        required=True,
+        help="a node replica's address, tried in the order given (repeatable)",
+    )
+    p.add_argument(
+        "--web-tls",
+        type=Path,
+        required=True,
+        help="the page's HTTPS certificate directory (hcx node keys issue-cert --kind web)",
+    )
+    p.add_argument("--listen", default="0.0.0.0:8444", help="HTTPS address of the page")
+    p.add_argument("--port-file", type=Path, help="write the bound port here")
+    p.set_defaults(handler=run_web)
+
     cmd_health.register(sub)
+
+
+def run_web(args: argparse.Namespace) -> int:
+    from web.traveller import ResidentWebConfig, serve_until_signalled
+
+    config = ResidentWebConfig(
+        province=args.province,
+        nodes=tuple(args.node),
+        transport=transport_from(args),
+        web_tls=args.web_tls,
+        listen=args.listen,
+    )
+    run_async(serve_until_signalled(config, args.port_file))
+    return 0
 
 
 def run_serve(args: argparse.Namespace) -> int:
