@@ -22,6 +22,7 @@ COPY nodes ./nodes
 COPY gateway ./gateway
 COPY simulations ./simulations
 COPY hcx ./hcx
+COPY web ./web
 # Generated protobuf code is not in git (make proto): produce it here the same way.
 RUN pip install --no-index --find-links /wheels "grpcio-tools>=1.85" \
  && rm -f healthcode/v1/*_pb2*.py* \

@@ -76,7 +76,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "serve",
         "Run the checkpoint station: the staff page over HTTPS, verification through the "
         "gateways, offline on the held trust list when none answers.",
-        "hcx checkpoint serve --province 510000 --name chengdu-east --gateway 127.0.0.1:50051 "
+        "hcx checkpoint serve --province 510000 --name chengdu-east --gateway 127.0.0.1:50051,127.0.0.1:50052 "
         "--tls-dir var/510000/tls/checkpoint --web-tls var/510000/tls/web --state-dir "
         "var/510000/station --listen 0.0.0.0:8443",
     )
@@ -84,10 +84,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default="station", help="the station's name in the gateway's logs")
     p.add_argument(
         "--gateway",
-        action="append",
-        default=[],
-        help="a national gateway address, tried in the order given (repeatable; default "
-        f"{DEFAULT_GATEWAY})",
+        default=DEFAULT_GATEWAY,
+        help="national gateway addresses, comma-separated, tried in the order given",
     )
     p.add_argument("--root", type=Path, help="pinned national root (default: --tls-dir/root.pem)")
     p.add_argument(
@@ -244,7 +242,7 @@ def serve(args: argparse.Namespace) -> int:
     config = StationConfig(
         province=args.province,
         name=args.name,
-        gateways=tuple(args.gateway or [DEFAULT_GATEWAY]),
+        gateways=_addresses(args.gateway),
         transport=transport_from(args),
         roots=tuple(_roots(args)),
         web_tls=args.web_tls,
@@ -266,3 +264,10 @@ def enrol(args: argparse.Namespace) -> int:
         raise InvalidRequest(str(e)) from e
     print(f"enrolment code for {args.device}: {code} (one use, {args.ttl // 60} min)")
     return 0
+
+
+def _addresses(text: str) -> tuple[str, ...]:
+    addresses = tuple(a.strip() for a in text.split(",") if a.strip())
+    if not addresses:
+        raise InvalidRequest("give at least one gateway address")
+    return addresses

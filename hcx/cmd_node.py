@@ -137,15 +137,14 @@ def register(parser: argparse.ArgumentParser) -> None:
         "web",
         "Serve the residents' page: my code as a QR, its colour and reason, the daily "
         "check-in (HTTPS, in front of the node replicas).",
-        "hcx node web --province 330000 --node 127.0.0.1:7001 --node 127.0.0.1:7002 "
+        "hcx node web --province 330000 --node 127.0.0.1:7001,127.0.0.1:7002 "
         "--tls-dir var/330000/tls/operator --web-tls var/330000/tls/web --listen 0.0.0.0:8444",
     )
     p.add_argument("--province", required=True, help="GB/T 2260 code")
     p.add_argument(
         "--node",
-        action="append",
         required=True,
-        help="a node replica's address, tried in the order given (repeatable)",
+        help="the node replicas' addresses, comma-separated, tried in the order given",
     )
     p.add_argument(
         "--web-tls",
@@ -165,7 +164,7 @@ def run_web(args: argparse.Namespace) -> int:
 
     config = ResidentWebConfig(
         province=args.province,
-        nodes=tuple(args.node),
+        nodes=tuple(a.strip() for a in args.node.split(",") if a.strip()),
         transport=transport_from(args),
         web_tls=args.web_tls,
         listen=args.listen,

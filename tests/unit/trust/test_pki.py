@@ -377,6 +377,28 @@ def test_naive_verification_time_is_a_programming_error(fed: Federation) -> None
 # --- Other leaf kinds and the trust-list signer --------------------------------------------------
 
 
+WEB_NAMES = ("station.example", "192.168.1.20")
+
+
+def test_a_web_certificate_names_its_hosts_and_is_no_client_identity(fed: Federation) -> None:
+    key = pki.generate_private_key()
+    with pytest.raises(PkiError, match="needs the host names"):
+        pki.sign_leaf(fed.zj, pki.make_csr(key, common_name="w"), province=ZJ, kind="web",
+                      name="w-1", not_before=NOW - DAY)  # fmt: skip
+    cert = pki.sign_leaf(fed.zj, pki.make_csr(key, common_name="w"), province=ZJ, kind="web",
+                         name="w-1", dns_names=["10.0.0.7"], not_before=NOW - DAY)  # fmt: skip
+    roots = [fed.root.certificate]
+    assert pki.verify_leaf_chain(cert, fed.zj.certificate, roots, at=NOW, kind="web") == ZJ
+    for kind in ("checkpoint", "node", "operator", "authority", "checkin"):
+        with pytest.raises(PkiError):  # never taken for a client of the federation
+            pki.verify_leaf_chain(cert, fed.zj.certificate, roots, at=NOW, kind=kind)
+    usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usages) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    with pytest.raises(PkiError, match="not a valid host name"):
+        pki.sign_leaf(fed.zj, pki.make_csr(key, common_name="w"), province=ZJ, kind="web",
+                      name="w-2", dns_names=["bad name!"])  # fmt: skip
+
+
 @pytest.mark.parametrize("kind", ["node", "checkpoint"])
 def test_leaf_chain_verifies_for_its_kind(fed: Federation, kind: str) -> None:
     cert, _ = _issue(fed.zj, kind=kind, name="hz-1")
@@ -719,6 +741,7 @@ def _issued_at(
             name="n-1",
             not_before=moment,
             backdate=backdate,
+            dns_names=WEB_NAMES if kind == "web" else (),
         )
     for kind in pki.NATIONAL_KINDS:
         issued[kind] = pki.sign_national_leaf(
@@ -1134,7 +1157,7 @@ def test_identity_names(make: Callable[[], str], expected: str) -> None:
         pytest.param(
             lambda: pki.leaf_spiffe_id(ZJ, kind="gateway", name="a"),
             "unknown certificate kind 'gateway'; expected one of "
-            "('dsc', 'node', 'checkpoint', 'operator', 'authority', 'checkin')",
+            "('dsc', 'node', 'checkpoint', 'operator', 'authority', 'checkin', 'web')",
             id="national kind for a province",
         ),
         pytest.param(
@@ -1255,6 +1278,18 @@ PROFILES = {
         None,
         [ExtendedKeyUsageOID.CLIENT_AUTH],
         [URI("spiffe://hcx/province/330000/checkpoint/n-1")],
+        pki.LEAF_VALIDITY,
+    ),
+    "web": Profile(
+        "CN=hcx province 330000 web n-1,O=hcx",
+        "provincial CA",
+        None,
+        [ExtendedKeyUsageOID.SERVER_AUTH],  # a TLS server only: never an mTLS client
+        [
+            URI("spiffe://hcx/province/330000/web/n-1"),
+            x509.DNSName("station.example"),
+            x509.IPAddress(ipaddress.IPv4Address("192.168.1.20")),
+        ],
         pki.LEAF_VALIDITY,
     ),
     "operator": Profile(
@@ -1442,7 +1477,7 @@ def test_a_tampered_csr_is_refused_by_every_issuer(fed: Federation) -> None:
         pytest.param(
             lambda f, csr: pki.sign_leaf(f.zj, csr, province=ZJ, kind="gateway", name="g"),
             "unknown certificate kind 'gateway'; expected one of "
-            "('dsc', 'node', 'checkpoint', 'operator', 'authority', 'checkin')",
+            "('dsc', 'node', 'checkpoint', 'operator', 'authority', 'checkin', 'web')",
             id="a gateway from a province",
         ),
         pytest.param(
