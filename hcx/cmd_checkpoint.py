@@ -76,7 +76,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "serve",
         "Run the checkpoint station: the staff page over HTTPS, verification through the "
         "gateways, offline on the held trust list when none answers.",
-        "hcx checkpoint serve --province 510000 --name chengdu-east --gateway 127.0.0.1:50051,127.0.0.1:50052 "
+        "hcx checkpoint serve --province 510000 --name chengdu-east "
+        "--gateway 127.0.0.1:50051,127.0.0.1:50052 "
         "--tls-dir var/510000/tls/checkpoint --web-tls var/510000/tls/web --state-dir "
         "var/510000/station --listen 0.0.0.0:8443",
     )
