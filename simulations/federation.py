@@ -74,6 +74,8 @@ class Federation:
     # thread that started it (PR_SET_PDEATHSIG), so never start one from a short-lived thread.
     worker: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
     identities: LocalPki | None = None  # every process and client speaks mTLS
+    station: ServerProcess | None = None  # hcx checkpoint serve (the staff page)
+    resident_web: ServerProcess | None = None  # hcx node web (the residents' page)
 
     @property
     def pki(self) -> LocalPki:
@@ -113,6 +115,35 @@ class Federation:
             self._onboard(province)
         self._start_nodes()
         self.wait_routable()
+
+    def start_web_fronts(self) -> None:
+        """The staff page of a checkpoint station in the second province (its scans are of
+        other provinces' codes) and the residents' page of the first, over HTTPS on loopback."""
+        first, second = self.topology.provinces[0], self.topology.provinces[-1]
+        web_tls = self.pki.provincial_tls(second, "web", "station", ["127.0.0.1", "localhost"])
+        gateways = ",".join(g.address for g in self.gateways)
+        checkpoint = self.pki.provincial_tls(second, "checkpoint", "station")
+        self.station = self.supervisor.start(
+            "station",
+            ["checkpoint", "serve", "--province", second, "--name", "sim-station",
+             "--gateway", gateways, "--tls-dir", str(checkpoint),
+             "--web-tls", str(web_tls), "--state-dir", str(self.station_dir),
+             "--listen", "127.0.0.1:0"],
+            grpc_health=False,
+        )  # fmt: skip
+        residents_tls = self.pki.provincial_tls(first, "web", "residents", ["127.0.0.1"])
+        self.resident_web = self.supervisor.start(
+            "residents-web",
+            ["node", "web", "--province", first,
+             "--node", ",".join(c.address for c in self.nodes[first]),
+             "--tls-dir", str(self.pki.provincial_tls(first, "operator", "ops")),
+             "--web-tls", str(residents_tls), "--listen", "127.0.0.1:0"],
+            grpc_health=False,
+        )  # fmt: skip
+
+    @property
+    def station_dir(self) -> Path:
+        return self.workdir / "station"
 
     def gateway_args(self, index: int, listen: str) -> list[str]:
         args = ["gateway", "serve", "--registry", self.registry_url]

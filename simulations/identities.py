@@ -9,6 +9,7 @@ certificates (never in a server), and each coordinator's own key to sign registr
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -80,8 +81,11 @@ class LocalPki:
             issue_national_identity(self.root, kind=kind, name=name, out=out)
         return out
 
-    def provincial_tls(self, province: str, kind: str, name: str) -> Path:
-        """A node, operator, checkpoint or authority --tls-dir, signed by the province's CA."""
+    def provincial_tls(
+        self, province: str, kind: str, name: str, dns_names: Sequence[str] = ()
+    ) -> Path:
+        """A node, operator, checkpoint or authority --tls-dir (or a web front's HTTPS
+        certificate, named by ``dns_names``), signed by the province's CA."""
         files = ProvinceDir(self.workdir / province)
         out = files.root / "tls" / f"{kind}-{name}"
         if not (out / "cert.pem").exists():
@@ -92,6 +96,7 @@ class LocalPki:
                 kind=kind,
                 name=name,
                 out=out,
+                dns_names=dns_names,
             )
         return out
 

@@ -61,14 +61,20 @@ class Supervisor:
     def __exit__(self, *exc: object) -> None:
         self.stop_all()
 
-    def start(self, name: str, args: Sequence[str], *, timeout: float = 20.0) -> ServerProcess:
-        """Run ``hcx ARGS --port-file F``, wait for the port and for health SERVING.
+    def start(
+        self, name: str, args: Sequence[str], *, timeout: float = 20.0, grpc_health: bool = True
+    ) -> ServerProcess:
+        """Run ``hcx ARGS --port-file F``, wait for the port and (a gRPC server) for health
+        SERVING; a web front is ready once it wrote its port (it listens before it writes).
 
         The child is tied to the *calling thread* (PR_SET_PDEATHSIG fires when that thread
         ends): call this from a thread that outlives the child, e.g. the main thread.
         """
         child = self._spawn(name, args)
-        self._await_ready(child, timeout)
+        if grpc_health:
+            self._await_ready(child, timeout)
+        else:
+            child.port = self._wait_port(child, self.workdir / f"{name}.port", timeout)
         return child
 
     def start_many(

@@ -123,10 +123,65 @@ def running_federation(config: SimConfig) -> Iterator[Federation]:
         )
         federation.start()
         try:
+            federation.start_web_fronts()
+            announce_web_fronts(config, federation)
             yield federation
         finally:
             supervisor.stop_all()  # before the worker thread ends (its children die with it)
             federation.worker.shutdown(wait=True)
+
+
+def announce_web_fronts(config: SimConfig, federation: Federation) -> None:
+    """Where a person can look while the simulation runs (HTTPS with the provinces' web
+    certificates: a browser asks to trust the national root, ``national/root.pem``)."""
+    from web.station import new_enrolment
+
+    assert federation.station is not None and federation.resident_web is not None
+    code = new_enrolment(federation.station_dir, "browser", now=time.time(), ttl=3600)
+    status(
+        config,
+        f"checkpoint staff page: https://127.0.0.1:{federation.station.port}/ "
+        f"(enrolment code {code}); residents' page: "
+        f"https://127.0.0.1:{federation.resident_web.port}/ "
+        f"(trust {federation.national / 'root.pem'})",
+    )
+
+
+async def station_scans(federation: Federation, tokens: Sequence[str]) -> str:
+    """Scan ``tokens`` through the station's HTTP API, as its staff page does: the verdicts
+    in a line of the report."""
+    import ssl
+    from collections import Counter
+
+    import aiohttp
+
+    from web.station import new_enrolment
+
+    assert federation.station is not None
+    url = f"https://127.0.0.1:{federation.station.port}"
+    context = ssl.create_default_context(cafile=str(federation.national / "root.pem"))
+    code = new_enrolment(federation.station_dir, "sim-check", now=time.time())
+    verdicts: Counter[str] = Counter()
+    connector = aiohttp.TCPConnector(ssl=context)
+    jar = aiohttp.CookieJar(unsafe=True)  # a cookie for an address, not a host name
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(connector=connector, cookie_jar=jar, timeout=timeout) as http:
+        async with http.post(f"{url}/api/enrol", json={"code": code}) as r:
+            csrf = (await r.json())["csrf"]
+        for token in tokens:
+            async with http.post(
+                f"{url}/api/verify", json={"token": token}, headers={"X-CSRF-Token": csrf}
+            ) as r:
+                body = await r.json()
+            verdicts[body.get("verdict", f"HTTP {r.status}") + _colour(body)] += 1
+    shown = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
+    return f"checkpoint station {url}: {len(tokens)} scans through its staff API: {shown}"
+
+
+def _colour(body: dict[str, Any]) -> str:
+    if body.get("verdict") == "INVALID":
+        return f" {body.get('reason', '')}"
+    return f" {body.get('colour', '')}"
 
 
 def status(config: SimConfig, text: str) -> None:
@@ -151,6 +206,7 @@ class Driver:
         self.in_flight: set[asyncio.Task[None]] = set()
         self.shed = 0
         self._start = 0.0
+        self.notes: list[str] = []
         self.visits: dict[int, list[Traveller]] = {}  # province index -> who went there
 
     def clock(self) -> float:
@@ -167,6 +223,7 @@ class Driver:
             days.cancel()
             final = await self._final_statuses()
             histories = await self._histories(final)
+            self.notes.append(await self._station_check())
         finally:
             for task in (progress, scenario, days):
                 task.cancel()
@@ -211,6 +268,18 @@ class Driver:
             self.federation, self.injector, self.mobility, self.clock,
             residents=self.residents, visits=self.visits,
         )  # fmt: skip
+
+    async def _station_check(self) -> str:
+        """A few travellers' current codes scanned through the checkpoint station."""
+        travellers = [t for t in self.mobility.travellers[:40] if t.code_id]
+        tokens = []
+        for traveller in travellers[:8]:
+            if await self.holders.ensure_token(traveller):
+                tokens.append(traveller.token)
+        try:
+            return await station_scans(self.federation, tokens)
+        except Exception as e:  # reported, not fatal: the federation's figures stand
+            return f"checkpoint station: scans failed: {e!r}"
 
     async def close(self) -> None:
         await self.authorities.close()
@@ -275,7 +344,7 @@ class Driver:
             steps=self.results, invariants=invariants, ledger=self.ledger, modes=modes,
             shed=self.shed + sum(m.shed for m in self.modes.values()),
             issued=self.holders.issued, wall_s=0.0,
-            notes=self.ctx.notes, residents=self.residents,
+            notes=[*self.ctx.notes, *self.notes], residents=self.residents,
         )  # fmt: skip
 
     async def load(self, rate: float, *, until: float) -> None:

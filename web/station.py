@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import signal
 import time
@@ -334,7 +335,7 @@ _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read off a screen
 
 def new_enrolment(state_dir: Path, device: str, *, now: float, ttl: float = ENROL_TTL_S) -> str:
     """A one-time code for ``device`` (50 bits; the station keeps only its hash)."""
-    if not device or len(device) > 64 or not device.replace("-", "").replace("_", "").isalnum():
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", device):
         raise ValueError("a device name is 1 to 64 letters, digits, - and _")
     state_dir.mkdir(parents=True, exist_ok=True)
     code = "".join(secrets.choice(_ALPHABET) for _ in range(10))

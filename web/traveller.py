@@ -147,7 +147,7 @@ class ResidentWeb:
         session = self.sessions.create(response, reply.code.code_id.hex())
         session.data["code_id"] = reply.code.code_id
         self._hold(session, reply.code)
-        response.text = (await self._answer(session, reply.state)).text
+        response.body = (await self._answer(session, reply.state)).body
         return response
 
     async def _code(self, request: web.Request) -> web.Response:
