@@ -107,8 +107,9 @@ class Federation:
         self.pki.create()
         self.supervisor.client = self.pki.coordinator()  # health checks over mTLS too
         for i in range(self.topology.gateways):
+            name = f"gateway-{i}"
             self.gateways.append(
-                self.supervisor.start(f"gateway-{i}", self.gateway_args(i, "127.0.0.1:0"))
+                self.supervisor.start(name, self.gateway_args(i, f"{self.host_of(name)}:0"))
             )
         national.submit_genesis(self.pki, self.registry_address)
         for province in self.topology.provinces:
@@ -116,11 +117,22 @@ class Federation:
         self._start_nodes()
         self.wait_routable()
 
+    def host_of(self, child: str) -> str:
+        """The address ``child`` runs on (loopback, or its host's on a test bed)."""
+        return self.supervisor.placement(child)[0]
+
+    def _names(self, child: str) -> list[str]:
+        """The extra name a certificate needs: the host's address, unless loopback."""
+        host = self.host_of(child)
+        return [] if host == "127.0.0.1" else [host]
+
     def start_web_fronts(self) -> None:
         """The staff page of a checkpoint station in the second province (its scans are of
         other provinces' codes) and the residents' page of the first, over HTTPS on loopback."""
         first, second = self.topology.provinces[0], self.topology.provinces[-1]
-        web_tls = self.pki.provincial_tls(second, "web", "station", ["127.0.0.1", "localhost"])
+        host = self.host_of("station")
+        names = ["127.0.0.1", "localhost"] if host == "127.0.0.1" else [host]
+        web_tls = self.pki.provincial_tls(second, "web", "station", names)
         gateways = ",".join(g.address for g in self.gateways)
         checkpoint = self.pki.provincial_tls(second, "checkpoint", "station")
         self.station = self.supervisor.start(
@@ -128,7 +140,7 @@ class Federation:
             ["checkpoint", "serve", "--province", second, "--name", "sim-station",
              "--gateway", gateways, "--tls-dir", str(checkpoint),
              "--web-tls", str(web_tls), "--state-dir", str(self.station_dir),
-             "--listen", "127.0.0.1:0"],
+             "--listen", f"{host}:0"],
             grpc_health=False,
         )  # fmt: skip
         residents_tls = self.pki.provincial_tls(first, "web", "residents", ["127.0.0.1"])
@@ -149,7 +161,7 @@ class Federation:
         args = ["gateway", "serve", "--registry", self.registry_url]
         args += ["--root-cert", str(self.national / "root.pem"), "--listen", listen]
         args += ["--relay-timeout", str(self.topology.relay_timeout)]
-        args += self.pki.gateway_flags(f"gw-{index + 1}")
+        args += self.pki.gateway_flags(f"gw-{index + 1}", self._names(f"gateway-{index}"))
         args += ["--view-file", str(self.view_file(index))]
         # One process per gateway: the simulation's figures are per gateway process, and its
         # scenario kills and freezes gateway processes (docs/simulation.md).
@@ -166,11 +178,18 @@ class Federation:
         order = [self.gateways[(replica + i) % count].address for i in range(count)]
         gateway = "ipv4:" + ",".join(order)
         node_id = f"{province}-{replica + 1}"
+        child = f"node-{province}-{replica + 1}"
+        host = self.host_of(child)
+        tls = self.pki.provincial_tls(province, "node", node_id, self._names(child))
         return [
             "node",
             "serve",
+            "--listen",
+            f"{host}:0",
+            "--advertise-host",
+            host,
             "--tls-dir",
-            str(self.pki.provincial_tls(province, "node", node_id)),
+            str(tls),
             "--province",
             province,
             "--dir",

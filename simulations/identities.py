@@ -74,11 +74,12 @@ class LocalPki:
     def coordinator_authority(self, name: str) -> pki.Authority:
         return load_authority(self.coordinator_dir(name))
 
-    def national_tls(self, kind: str, name: str) -> Path:
-        """A gateway identity's --tls-dir (issued once)."""
+    def national_tls(self, kind: str, name: str, dns_names: Sequence[str] = ()) -> Path:
+        """A gateway identity's --tls-dir (issued once; named by ``dns_names`` too, e.g. its
+        address on a test bed)."""
         out = self.national / "tls" / f"{kind}-{name}"
         if not (out / "cert.pem").exists():
-            issue_national_identity(self.root, kind=kind, name=name, out=out)
+            issue_national_identity(self.root, kind=kind, name=name, out=out, dns_names=dns_names)
         return out
 
     def provincial_tls(
@@ -117,12 +118,12 @@ class LocalPki:
     def checkpoint(self, province: str, name: str = "station") -> Transport:
         return Transport.mtls(self.provincial_tls(province, "checkpoint", name))
 
-    def gateway_flags(self, name: str) -> list[str]:
+    def gateway_flags(self, name: str, dns_names: Sequence[str] = ()) -> list[str]:
         """What a gateway process needs: its identity and the log and trust-list signers
         (and never the root key)."""
         n = self.national
         return [
-            "--tls-dir", str(self.national_tls("gateway", name)),
+            "--tls-dir", str(self.national_tls("gateway", name, dns_names)),
             "--trust-list-cert", str(n / "trust-list" / "cert.pem"),
             "--trust-list-key", str(n / "trust-list" / "key.pem"),
             "--log-cert", str(n / "log" / "cert.pem"),

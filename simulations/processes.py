@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,17 +39,28 @@ class ServerProcess:
     port: int
     log: Path
     args: tuple[str, ...] = ()  # what ``Supervisor.restart`` runs again
+    host: str = "127.0.0.1"  # its address (a network namespace's, on a test bed)
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
+
+
+Placement = Callable[[str], tuple[str, list[str]]]  # child name -> (host, command prefix)
+
+
+def on_loopback(name: str) -> tuple[str, list[str]]:
+    return "127.0.0.1", []
 
 
 class Supervisor:
     """Owns every child process it starts; ``stop_all`` (or leaving the ``with``) ends them."""
 
-    def __init__(self, workdir: Path, *, client: Transport | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *, client: Transport | None = None, placement: Placement = on_loopback
+    ) -> None:
         self.workdir = workdir
+        self.placement = placement  # where each child runs (netbed: its host's namespace)
         self.children: list[ServerProcess] = []
         # How health checks reach the children: an mTLS identity, or plain text (None) for
         # children started with --insecure-dev-only.
@@ -91,7 +102,9 @@ class Supervisor:
         port_file.unlink(missing_ok=True)
         log = self.workdir / f"{name}.log"
         with log.open("ab") as out:  # a restarted child appends to the same log
+            host, prefix = self.placement(name)
             command = [sys.executable, "-m", "hcx", *args, "--port-file", str(port_file)]
+            command = [*prefix, *command]
             if _SETPRIV:
                 command = [_SETPRIV, "--pdeathsig", "TERM", "--", *command]
             process = subprocess.Popen(
@@ -101,7 +114,7 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 preexec_fn=None if _SETPRIV else _die_with_parent,
             )
-        child = ServerProcess(name, process, 0, log, tuple(args))
+        child = ServerProcess(name, process, 0, log, tuple(args), host)
         self.children.append(child)
         return child
 

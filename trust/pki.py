@@ -668,7 +668,7 @@ def _leaf_names(
     if profile.loopback_names:
         names += [x509.DNSName("localhost"), x509.IPAddress(_LOOPBACK)]
     for dns in dns_names:
-        if profile.host_names and (address := _address(dns)) is not None:
+        if (profile.host_names or profile.loopback_names) and (address := _address(dns)):
             names.append(x509.IPAddress(address))
             continue
         if not _DNS_RE.fullmatch(dns) or len(dns) > 253:
