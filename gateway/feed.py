@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from prometheus_client import Counter, Gauge
 from gateway.metrics import LIVE_NODES, REGISTRY_REVISION
 from trust.errors import StoreUnavailable
 from trust.kv import KvEvent, KvStore
-from trust.log import LogInconsistent
+from trust.log import HEAD_KEY, LogInconsistent
 from trust.reader import LogReader, NeedsFullRead, encode_saved, load_saved
 from trust.view import TrustView
 
@@ -53,8 +54,22 @@ TREE_ROOT = Gauge(
     "hcx_gateway_log_root_prefix",
     "First 6 bytes of the verified log's root hash as an integer: equal on gateways that agree.",
 )
+VIEW_STALE = Gauge(
+    "hcx_gateway_view_stale",
+    "1 while the gateway cannot confirm its view is current: no read of the registry has "
+    "succeeded for STALE_AFTER_S (an etcd member cut off from its peers, a lost store).",
+)
+WATCH_STALLS = Counter(
+    "hcx_gateway_watch_stalls",
+    "Times the store's log head was ahead of what the watch delivered for STALL_AFTER_S (a "
+    "watch on a member that lost its peers): the view was read again in full.",
+)
 RETRY_S = 0.5
 RECHECK_S = 2.0  # how often an inconsistent store is read again
+PROBE_S = 1.0  # a linearizable read of the log head this often: is the view current?
+PROBE_TIMEOUT_S = 2.0
+STALL_AFTER_S = 2.0  # the head ahead of the watch this long: the watch is stuck, read again
+STALE_AFTER_S = 5.0  # no read confirmed the view this long: it is no longer claimed current
 
 
 def save_view(path: Path, view: TrustView) -> None:
@@ -98,11 +113,19 @@ class ViewFeed:
         self._revision = 0  # store revision of the last full read or event
         self.ready = asyncio.Event()
         self.from_disk = False
+        self._confirmed_at = time.monotonic()  # when a read last showed the view current
+        self._stale = False
+        self._prober: asyncio.Task[None] | None = None
 
     @property
     def healthy(self) -> bool:
         """Serving a view that is current with a store whose log verifies."""
-        return not self.from_disk and self.reader.inconsistent is None
+        return not self.from_disk and self.reader.inconsistent is None and not self._stale
+
+    @property
+    def stale(self) -> bool:
+        """No read of the store has confirmed the view for ``STALE_AFTER_S``."""
+        return self._stale
 
     async def start(self) -> None:
         """Persisted view first (so a store that shrank is seen as a rollback), then a full
@@ -124,11 +147,13 @@ class ViewFeed:
             )
         self.ready.set()
         self._task = asyncio.create_task(self._follow())
+        self._prober = asyncio.create_task(self._probe())
 
     async def refresh(self) -> None:
         """A full read of the store into the view (StoreUnavailable when it cannot be read)."""
         snapshot = await self._store.read_prefix("")
         self._revision = snapshot.revision
+        self._confirmed_at = time.monotonic()
         was_inconsistent = self.reader.inconsistent is not None
         if self.reader.load(snapshot):
             if was_inconsistent:
@@ -139,8 +164,65 @@ class ViewFeed:
                 await self._notify()
         self._after_change()
 
-    async def _follow(self) -> None:
-        needs_read = False
+    async def _probe(self) -> None:
+        """Confirm the view is current: a linearizable read of the log head, every PROBE_S.
+
+        A watch on an etcd member cut off from its peers goes quiet, it does not fail; reads
+        on that member fail (no leader). So: the head read fine and is no newer than what the
+        watch delivered — the view is current; newer for STALL_AFTER_S — the watch is stuck,
+        read the store in full again (through a member that has a leader); no read at all
+        for STALE_AFTER_S — say so (health NOT_SERVING, ``hcx_gateway_view_stale``) until
+        one succeeds."""
+        behind_since: float | None = None
+        while True:
+            await asyncio.sleep(PROBE_S)
+            now = time.monotonic()
+            try:
+                head = await asyncio.wait_for(self._store.get(HEAD_KEY), PROBE_TIMEOUT_S)
+            except (StoreUnavailable, TimeoutError) as e:
+                log.debug("view probe failed: %s", e)
+            else:
+                if head is None or head.mod_revision <= self._revision:
+                    self._confirmed_at, behind_since = now, None
+                elif behind_since is None:
+                    behind_since = now
+                elif now - behind_since >= STALL_AFTER_S:
+                    WATCH_STALLS.inc()
+                    log.warning(
+                        "registry watch stalled at revision %d (the store is at %d): reading "
+                        "the store again",
+                        self._revision,
+                        head.mod_revision,
+                    )
+                    behind_since = None
+                    await self._restart_follow()
+            await self._check_stale(time.monotonic())
+
+    async def _restart_follow(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(self._task, return_exceptions=True), 3.0)
+        self._task = asyncio.create_task(self._follow(read_first=True))
+
+    async def _check_stale(self, now: float) -> None:
+        stale = now - self._confirmed_at > STALE_AFTER_S
+        if stale == self._stale:
+            return
+        self._stale = stale
+        VIEW_STALE.set(1 if stale else 0)
+        if stale:
+            log.error(
+                "registry view not confirmed for %.0f s (revision %d): no longer claimed current",
+                now - self._confirmed_at,
+                self._revision,
+            )
+        else:
+            log.warning("registry view current again (revision %d)", self._revision)
+        await self._notify()
+
+    async def _follow(self, *, read_first: bool = False) -> None:
+        needs_read = read_first
         while True:
             try:
                 if needs_read or self.from_disk or self.reader.inconsistent is not None:
@@ -162,6 +244,7 @@ class ViewFeed:
 
     def _take(self, event: KvEvent) -> None:
         self._revision = max(self._revision, event.revision)
+        self._confirmed_at = time.monotonic()
         self.reader.apply(event)
         self._after_change()
 
@@ -242,11 +325,12 @@ class ViewFeed:
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.flush(), 5.0)
-        if self._task is not None:
-            self._task.cancel()
-            # Bounded: a store client stuck in its own shutdown must not hold the gateway up.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(self._task, return_exceptions=True), 3.0)
+        tasks = [t for t in (self._prober, self._task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        # Bounded: a store client stuck in its own shutdown must not hold the gateway up.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 3.0)
 
 
 VIEW_HEALTH_SERVICE = "hcx.registry-view"

@@ -464,6 +464,12 @@ def sign_leaf(
     """
     profile = _leaf_profile(kind)
     uri = leaf_spiffe_id(province, kind=kind, name=name)
+    for given in dns_names:  # identity names are made here, never asked for
+        if given.lower().rstrip(".").endswith(IDENTITY_DNS_SUFFIX):
+            raise PkiError(
+                f"{given!r} is under {IDENTITY_DNS_SUFFIX}, where the names that stand for "
+                "identities live: a provincial CA issues them only as a node's own name"
+            )
     if kind == "node":  # the name the national gateway dials this node by (its identity)
         dns_names = [*dns_names, node_dns_name(province, name)]
     ca_province = province_of(provincial_ca.certificate)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import math
 import secrets
 import socket
 import ssl
@@ -127,7 +129,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
     try:
         body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # nested 5,000 deep: refused
         raise bad_request("the body is not JSON") from None
     if not isinstance(body, dict):
         raise bad_request("the body must be a JSON object")
@@ -146,6 +148,16 @@ def field_of(body: Mapping[str, Any], name: str, kind: type, *, required: bool =
         wrong = False
     if wrong:
         raise bad_request(f"{name} must be a {_JSON_NAMES.get(kind, kind.__name__)}")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")  # a lone surrogate ("\ud800") is JSON but no text
+        except UnicodeEncodeError:
+            raise bad_request(f"{name} is not valid text") from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not -(2**63) <= value < 2**63:
+            raise bad_request(f"{name} is out of range")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise bad_request(f"{name} is out of range")
     return value
 
 
@@ -176,6 +188,18 @@ class Buckets:
             self._buckets.popitem(last=False)
 
 
+def client_network(request: web.Request) -> str:
+    """The client's network, the key of per-client limits: an IPv4 address, or an IPv6 /64
+    (one host has a whole /64 of addresses to rotate through)."""
+    try:
+        ip = ipaddress.ip_address(request.remote or "")
+    except ValueError:
+        return str(request.remote)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 # -- sessions ------------------------------------------------------------------------------------
 @dataclass
 class Session:
@@ -201,7 +225,9 @@ class Sessions:
         key = _digest(cookie)
         session = Session(subject, secrets.token_urlsafe(24), self.clock() + self.ttl, key)
         self._by_key[key] = session
-        while len(self._by_key) > self.max_sessions:
+        if len(self._by_key) > self.max_sessions:
+            self._drop_expired()
+        while len(self._by_key) > self.max_sessions:  # the least recently used goes
             self._by_key.popitem(last=False)
         response.set_cookie(
             COOKIE,
@@ -224,7 +250,13 @@ class Sessions:
         if session.expires <= self.clock():
             self._by_key.pop(session.key, None)
             return None
+        self._by_key.move_to_end(session.key)  # in use: the last to be dropped
         return session
+
+    def _drop_expired(self) -> None:
+        now = self.clock()
+        for key in [k for k, s in self._by_key.items() if s.expires <= now]:
+            del self._by_key[key]
 
     def require(self, request: web.Request, *, change: bool) -> Session:
         """The caller's session (401 without one); for a change, also the CSRF token in its
@@ -234,7 +266,7 @@ class Sessions:
             raise WebError(401, "UNAUTHENTICATED", "sign in first")
         if change:
             given = request.headers.get(CSRF_HEADER, "")
-            if not hmac.compare_digest(given.encode(), session.csrf.encode()):
+            if not hmac.compare_digest(_bytes(given), session.csrf.encode()):
                 raise WebError(403, "CSRF", "the request lacks this page's CSRF token")
             check_origin(request)
         return session
@@ -254,7 +286,12 @@ def check_origin(request: web.Request) -> None:
 
 
 def _digest(cookie: str) -> str:
-    return hashlib.sha256(cookie.encode()).hexdigest()
+    return hashlib.sha256(_bytes(cookie)).hexdigest()
+
+
+def _bytes(text: str) -> bytes:
+    """A header's text as bytes, whatever bytes the client sent (never an encoding error)."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 # -- the application -----------------------------------------------------------------------------

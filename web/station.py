@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -70,7 +71,7 @@ class StationConfig:
 def _words(reply: gateway_pb2.VerifyResponse, source: str, scans: int) -> dict[str, Any]:
     """The gRPC contract's answer as JSON: the same verdicts, reasons and fields."""
     verdict = common_pb2.Verdict.Name(reply.verdict)
-    valid = reply.verdict != common_pb2.INVALID
+    valid = reply.verdict in (common_pb2.VALID, common_pb2.VALID_OFFLINE)
     return {
         "verdict": verdict,
         "reason": common_pb2.Reason.Name(reply.reason) if not valid else "",
@@ -112,6 +113,7 @@ class Station:
     revision: int = 0
     list_fetched_at: float = 0.0
     last_gateway_ok: float = 0.0
+    list_not_after: float = 0.0
 
     def __post_init__(self) -> None:
         self.sessions = edge.Sessions(ttl=SHIFT_S, clock=self.clock)
@@ -155,7 +157,10 @@ class Station:
     async def _refresh_forever(self) -> None:
         while True:
             await asyncio.sleep(self.config.trust_refresh_s)
-            await self.refresh_trust_list()
+            try:
+                await self.refresh_trust_list()
+            except Exception:  # a full disk, a bug: logged, and the next refresh still runs
+                log.exception("trust list refresh failed")
 
     async def refresh_trust_list(self) -> bool:
         """Fetch the signed list from the first gateway that answers; it must verify against
@@ -183,6 +188,7 @@ class Station:
             tmp.replace(self.list_path)
         self._held.raise_to(listed)
         self.view, self.revision, self.list_fetched_at = view, listed.revision, now
+        self.list_not_after = listed.not_after
 
     # -- verification -----------------------------------------------------------------------------
     async def verify(self, token: str, scans: int) -> dict[str, Any]:
@@ -196,7 +202,7 @@ class Station:
             try:
                 reply = await g.stub.Verify(request, timeout=self.config.timeout)
             except grpc.RpcError as e:
-                if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                if e.code() in _NEXT_GATEWAY:
                     g.down_until = time.monotonic() + DOWN_FOR_S
                     log.warning("gateway %s: %s; trying the next", g.address, e.code().name)
                     continue
@@ -210,6 +216,12 @@ class Station:
             raise edge.WebError(
                 503, "ISSUER_UNAVAILABLE", "no gateway reachable and no trust list held"
             )
+        if self.clock() > self.list_not_after:  # a frozen list: revocations since are unseen
+            raise edge.WebError(
+                503,
+                "ISSUER_UNAVAILABLE",
+                f"no gateway reachable and the trust list (revision {self.revision}) has expired",
+            )
         outcome = await verify_token(
             token, view=self.view, statuses=_Unreachable(), policy=self._policy, clock=self.clock
         )
@@ -220,13 +232,14 @@ class Station:
         """The device name an unused, unexpired enrolment code was made for (then used up)."""
         digest = _code_digest(code)
         async with self._enrol_lock:
-            codes = read_enrolments(self.enrolments)
-            entry = codes.get(digest)
-            if entry is None or entry["used"] or entry["expires"] <= self.clock():
-                return None
-            entry["used"] = True
-            write_enrolments(self.enrolments, codes)
-            return str(entry["device"])
+            with enrolments_locked(self.config.state_dir):
+                codes = read_enrolments(self.enrolments)
+                entry = codes.get(digest)
+                if entry is None or entry["used"] or entry["expires"] <= self.clock():
+                    return None
+                entry["used"] = True
+                write_enrolments(self.enrolments, codes)
+                return str(entry["device"])
 
     # -- HTTP -------------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -265,7 +278,7 @@ class Station:
         )
 
     async def _enrol(self, request: web.Request) -> web.Response:
-        self._enrols.take(f"ip:{request.remote}")
+        self._enrols.take(edge.client_network(request))
         edge.check_origin(request)
         body = await edge.read_json(request)
         code = edge.field_of(body, "code", str)
@@ -288,14 +301,26 @@ class Station:
         token = edge.field_of(body, "token", str)
         if len(token) > TOKEN_MAX:
             raise edge.bad_request(f"a code is at most {TOKEN_MAX} characters")
-        session.data["scans"] = session.data.get("scans", 0) + 1
-        return web.json_response(await self.verify(token, session.data["scans"]))
+        answer = await self.verify(token, session.data.get("scans", 0) + 1)
+        session.data["scans"] = answer["scans"]  # counted once verified, not when refused
+        return web.json_response(answer)
 
     async def _sign_out(self, request: web.Request) -> web.Response:
         self.sessions.require(request, change=True)
         response = web.json_response({})
         self.sessions.end(request, response)
         return response
+
+
+# Worth the next gateway: it is down, slow, overloaded or failed. A refusal of this station
+# (its identity, its role, the request) is the same everywhere and is answered at once.
+_NEXT_GATEWAY = (
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNKNOWN,
+)
 
 
 def _grpc_reason(error: grpc.RpcError) -> str:
@@ -340,10 +365,24 @@ def new_enrolment(state_dir: Path, device: str, *, now: float, ttl: float = ENRO
     state_dir.mkdir(parents=True, exist_ok=True)
     code = "".join(secrets.choice(_ALPHABET) for _ in range(10))
     path = state_dir / "enrolments.json"
-    codes = {k: v for k, v in read_enrolments(path).items() if v["expires"] > now and not v["used"]}
-    codes[_code_digest(code)] = {"device": device, "expires": now + ttl, "used": False}
-    write_enrolments(path, codes)
+    with enrolments_locked(state_dir):  # the station may be taking a code right now
+        held = read_enrolments(path).items()
+        codes = {k: v for k, v in held if v["expires"] > now and not v["used"]}
+        codes[_code_digest(code)] = {"device": device, "expires": now + ttl, "used": False}
+        write_enrolments(path, codes)
     return f"{code[:5]}-{code[5:]}"
+
+
+@contextlib.contextmanager
+def enrolments_locked(state_dir: Path) -> Any:
+    """An exclusive lock on the enrolment codes across processes (the station and
+    ``hcx checkpoint enrol``): one read-change-write never interleaves with another."""
+    fd = os.open(state_dir / "enrolments.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 async def run_station(config: StationConfig) -> tuple[Station, web.AppRunner, int]:

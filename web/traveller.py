@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import signal
 import time
@@ -93,6 +94,8 @@ class ResidentWeb:
     def __post_init__(self) -> None:
         self.sessions = edge.Sessions(ttl=SESSION_S, clock=self.clock)
         self._sign_ins = edge.Buckets(10 / 60, 10)  # per client address
+        self._per_holder = edge.Buckets(3 / 600, 3)  # per ID number: 3 in 10 minutes
+        self._all_sign_ins = edge.Buckets(20.0, 100.0)  # the page as a whole
         self._calls = edge.Buckets(2.0, 20.0)  # per session
         self._channels = [self.config.transport.aio_channel(a) for a in self.config.nodes]
         self._stubs = [node_pb2_grpc.ProvincialNodeStub(c) for c in self._channels]
@@ -132,12 +135,17 @@ class ResidentWeb:
         return web.json_response({"signed_in": True, "csrf": session.csrf})
 
     async def _sign_in(self, request: web.Request) -> web.Response:
-        self._sign_ins.take(f"ip:{request.remote}")
+        self._all_sign_ins.take("all")
+        self._sign_ins.take(edge.client_network(request))
         edge.check_origin(request)
         body = await edge.read_json(request)
         declaration = _declaration(edge.field_of(body, "declaration", dict))
+        id_number = edge.field_of(body, "id_number", str)[:32]
+        # One holder's declarations are not many a minute, whoever sends them: a colour forced
+        # by declarations in someone else's name is bounded, and so is guessing.
+        self._per_holder.take(hashlib.sha256(id_number.upper().encode()).hexdigest())
         apply = node_pb2.ApplyCodeRequest(
-            id_number=edge.field_of(body, "id_number", str)[:32],
+            id_number=id_number,
             full_name=edge.field_of(body, "full_name", str)[:64],
             declaration=declaration,
             request_id=f"web:{uuid.uuid4()}",

@@ -551,3 +551,16 @@ def test_an_import_that_fails_half_way_is_completed_by_its_retry(
         record = engine.view(code).record
         assert (record.colour, record.status_version) == (Colour.RED, 2)
         assert [e.kind for e in engine.history(code)] == ["close_contact"]
+
+
+def test_a_declaration_in_another_name_for_a_known_id_number_is_refused(replicas: Any) -> None:
+    """Knowing an ID number is not being its holder: the name must match the code's."""
+    clock = Clock()
+    engine = replicas(clock)
+    h = holder(990)
+    code = engine.apply(h, declare(clock), "first")[0].record.code_id
+    impostor = check_holder(Holder(h.id_number, "李四"))
+    with pytest.raises(InvalidRequest, match="do not belong together"):
+        engine.apply(impostor, declare(clock, fever=True), "second")
+    assert engine.view(code).record.colour is Colour.GREEN
+    assert [e.kind for e in engine.history(code)] == ["declaration"]

@@ -153,3 +153,89 @@ def _token(view: dict) -> str:  # type: ignore[type-arg]
     token = view["token"]
     assert isinstance(token, str) and token.startswith("HCX1:")
     return token
+
+
+async def _sign_in(http: aiohttp.ClientSession, url: str, id_number: str, name: str,
+                   **declared: object) -> tuple[int, dict]:  # type: ignore[type-arg]  # fmt: skip
+    declaration = {"fever": False, "contact": False, "residence": "330106", **declared}
+    async with http.post(
+        f"{url}/api/sign-in",
+        json={"id_number": id_number, "full_name": name, "declaration": declaration},
+    ) as r:
+        return r.status, await r.json()
+
+
+def _client(federation: Federation) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(ssl=client_ssl(federation))
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+async def test_knowing_an_id_number_without_its_name_gives_no_one_the_code(
+    federation: Federation, resident_web: tuple[str, Path, FakeClock]
+) -> None:
+    url, _, _ = resident_web
+    id_number, name = holder(federation)
+    async with _client(federation) as victim, _client(federation) as attacker:
+        status, mine = await _sign_in(victim, url, id_number, name)
+        assert status == 200 and mine["state"]["colour"] == "GREEN"
+        status, body = await _sign_in(attacker, url, id_number, "李四", fever=True, contact=True)
+        assert (status, body["reason"]) == (400, "INVALID_REQUEST"), body
+        assert "token" not in body and "masked_name" not in body
+        async with victim.get(f"{url}/api/code") as r:
+            assert (await r.json())["state"]["colour"] == "GREEN"  # no declaration was made
+
+
+async def test_declarations_in_one_holders_name_are_limited(
+    federation: Federation, resident_web: tuple[str, Path, FakeClock]
+) -> None:
+    url, _, _ = resident_web
+    id_number, name = holder(federation)
+    statuses = []
+    async with _client(federation) as http:
+        for _ in range(5):
+            status, _ = await _sign_in(http, url, id_number, name)
+            statuses.append(status)
+    assert statuses[:3] == [200, 200, 200] and statuses[3:] == [429, 429]
+
+
+def _declared(**more: object) -> dict[str, object]:
+    return {"fever": False, "contact": False, "residence": "330106", **more}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"id_number": "\ud800", "full_name": "x", "declaration": _declared()},
+        {"id_number": "x", "full_name": "x",
+         "declaration": _declared(travel=[{"district": "330106", "at": 10**30}])},
+        {"id_number": "x", "full_name": "x",
+         "declaration": _declared(travel=[{"district": "330106", "at": -(10**19)}])},
+        {"id_number": "x", "full_name": "x", "declaration": "yes"},
+        {"id_number": "x", "full_name": "x", "declaration": _declared(fever="no")},
+    ],
+)  # fmt: skip
+async def test_hostile_sign_ins_are_4xx_not_500(
+    federation: Federation,
+    resident_web: tuple[str, Path, FakeClock],
+    payload: dict,  # type: ignore[type-arg]
+) -> None:
+    url, _, _ = resident_web
+    async with _client(federation) as http, http.post(f"{url}/api/sign-in", json=payload) as r:
+        assert 400 <= r.status < 500, (r.status, await r.text())
+
+
+async def test_a_huge_temperature_is_a_4xx_not_a_500(
+    federation: Federation, resident_web: tuple[str, Path, FakeClock]
+) -> None:
+    url, _, _ = resident_web
+    id_number, name = holder(federation)
+    async with _client(federation) as http:
+        status, body = await _sign_in(http, url, id_number, name)
+        assert status == 200
+        for temperature in (10**400, 1e308, -(10**30)):
+            async with http.post(
+                f"{url}/api/check-in",
+                json={"temperature_c": temperature, "request_id": "r-000000001"},
+                headers={"X-CSRF-Token": body["csrf"]},
+            ) as r:
+                assert 400 <= r.status < 500, (temperature, r.status, await r.text())

@@ -483,3 +483,61 @@ async def test_a_flooding_device_is_rate_limited(
         ) as r:
             statuses.append(r.status)
     assert statuses[:20] == [200] * 20 and 429 in statuses[20:]
+
+
+# -- found by an adversarial review --------------------------------------------------------------
+async def test_a_station_whose_trust_list_expired_gives_no_offline_verdict(
+    federation: Federation, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """Cut the site's uplink and wait: a list past its not-after hides every revocation since,
+    so the station answers 503 rather than VALID_OFFLINE on it."""
+    issued = await federation.issue("330000")
+    async with running_station(station_config(federation, tmp_path)):
+        pass  # the list is held
+    config = station_config(federation, tmp_path, gateways=("127.0.0.1:1",))
+    async with running_station(config) as (running, port):
+        station = Running(running, port, config)
+        csrf = await signed_in(http, station)
+        url, headers = f"{station.url}/api/verify", {"X-CSRF-Token": csrf}
+        async with http.post(url, json={"token": issued.token}, headers=headers) as r:
+            assert (await r.json())["verdict"] == "VALID_OFFLINE"  # within the list's life
+        frozen_at = running.list_not_after + 1
+        running.clock = lambda: frozen_at  # days later, still cut off
+        async with http.post(url, json={"token": issued.token}, headers=headers) as r:
+            body = await r.json()
+        assert (r.status, body["reason"]) == (503, "ISSUER_UNAVAILABLE"), body
+        assert "expired" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        (b"[" * 5000 + b"]" * 5000, {}),  # nested deeper than the parser's recursion
+        (b'{"token": "\\ud800"}', {}),  # a lone surrogate: JSON, but no text
+        (b'{"token": "' + b"\\ud800" * 3 + b'"}', {}),
+        (b'{"token": 1e999}', {}),
+        (b'{"token": ' + b"9" * 400 + b"}", {}),
+        (b'{"token": "HCX1:x"}', {"X-CSRF-Token": b"\xff\xfe".decode("latin-1")}),
+    ],
+)
+async def test_hostile_bodies_and_headers_are_4xx_not_500(
+    station: Running, http: aiohttp.ClientSession, body: bytes, headers: dict[str, str]
+) -> None:
+    csrf = await signed_in(http, station)
+    sent = {"X-CSRF-Token": csrf, "Content-Type": "application/json", **headers}
+    async with http.post(f"{station.url}/api/verify", data=body, headers=sent) as r:
+        assert 400 <= r.status < 500, (r.status, await r.text())
+        assert (await r.json())["reason"]
+
+
+async def test_a_raw_byte_cookie_or_enrolment_code_is_refused_not_a_500(
+    station: Running, federation: Federation
+) -> None:
+    connector = aiohttp.TCPConnector(ssl=client_ssl(federation))
+    async with aiohttp.ClientSession(connector=connector) as raw:
+        cookie = {"Cookie": "__Host-hcx-session=" + b"\xff\xfe".decode("latin-1")}
+        async with raw.post(f"{station.url}/api/verify", json={"token": "x"}, headers=cookie) as r:
+            assert r.status == 401
+        async with raw.post(f"{station.url}/api/enrol", data=b'{"code": "\\udfff"}',
+                            headers={"Content-Type": "application/json"}) as r:  # fmt: skip
+            assert r.status == 400

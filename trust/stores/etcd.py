@@ -76,6 +76,9 @@ def parse_endpoints(text: str) -> list[tuple[str, int]]:
     return endpoints
 
 
+REQUIRE_LEADER = ("hasleader", "true")  # etcd's rpctypes.MetadataRequireLeaderKey
+
+
 class EtcdStore:
     """KvStore on etcd v3; keys are ``prefix + key``, values opaque bytes."""
 
@@ -250,6 +253,7 @@ class EtcdStore:
         start = self._key(prefix)
         try:
             await self._client.connect()
+            self._require_leader()
             watch = await self._client.watch(
                 start, range_end=_range_end(start), start_revision=max(start_revision, 1)
             )
@@ -268,6 +272,18 @@ class EtcdStore:
             with contextlib.suppress(ClientError, rpc.AioRpcError, RuntimeError, TimeoutError):
                 await asyncio.wait_for(watch.cancel(), CLOSE_TIMEOUT_S)
         raise self._unavailable(RuntimeError("watch stream ended"), f"keep watching {prefix}*")
+
+    def _require_leader(self) -> None:
+        """Watches carry etcd's require-leader metadata (``clientv3.WithRequireLeader``): a
+        member cut off from its peers then cancels them ("no leader") instead of keeping a
+        stream open that never delivers again. aetcd has no option for it; its watcher sends
+        the metadata it holds when its stream (re)starts."""
+        watcher = getattr(self._client, "_watcher", None)
+        if watcher is None:
+            return
+        held = tuple(getattr(watcher, "_metadata", None) or ())
+        if REQUIRE_LEADER not in held:
+            watcher._metadata = (*held, REQUIRE_LEADER)
 
     async def close(self) -> None:
         """Close the channel; bounded, because aetcd's watcher shutdown can wait on a stream

@@ -174,7 +174,10 @@ class ColourEngine:
         if result is WriteResult.APPLIED:
             self._changed("declaration", made)
             return self._issuer.sign(record), self.view(record.code_id)
-        # The holder has a code already: the declaration is an event on it.
+        # The holder has a code already: the declaration is an event on it, made only by
+        # someone who gives the holder's name too (its masked form is all the store keeps).
+        if record.masked_name != holder.masked_name:
+            raise InvalidRequest("the ID number and the name do not belong together")
         try:
             view = self._event(record.code_id, declare, now=now, request_id=key, kind="apply")
         except _Replayed as replayed:

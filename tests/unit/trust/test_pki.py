@@ -399,6 +399,21 @@ def test_a_web_certificate_names_its_hosts_and_is_no_client_identity(fed: Federa
                       name="w-2", dns_names=["bad name!"])  # fmt: skip
 
 
+@pytest.mark.parametrize("kind", ["web", "node"])
+@pytest.mark.parametrize(
+    "name", ["hz-1.node.330000.hcx.internal", "HZ-1.NODE.330000.HCX.INTERNAL.", "hcx.internal"]
+)
+def test_no_provincial_certificate_may_ask_for_an_identity_name(
+    fed: Federation, kind: str, name: str
+) -> None:
+    """A web front's key sits on a LAN box: a certificate of it naming a node's identity name
+    would let it answer the gateway as that node. Identity names are only made, never given."""
+    key = pki.generate_private_key()
+    with pytest.raises(PkiError, match=r"hcx\.internal"):
+        pki.sign_leaf(fed.zj, pki.make_csr(key, common_name="w"), province=ZJ, kind=kind,
+                      name="w-3", dns_names=[name], not_before=NOW - DAY)  # fmt: skip
+
+
 @pytest.mark.parametrize("kind", ["node", "checkpoint"])
 def test_leaf_chain_verifies_for_its_kind(fed: Federation, kind: str) -> None:
     cert, _ = _issue(fed.zj, kind=kind, name="hz-1")

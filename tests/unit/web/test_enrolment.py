@@ -59,3 +59,25 @@ def test_hcx_checkpoint_enrol_prints_a_code(
     out = capsys.readouterr().out
     assert out.startswith("enrolment code for gate-9: ") and "(one use, 15 min)" in out
     assert main(["checkpoint", "enrol", "--state-dir", str(tmp_path), "--device", "bad name"]) != 0
+
+
+def test_making_a_code_waits_for_the_station_holding_the_lock(tmp_path: Path) -> None:
+    """The station and ``hcx checkpoint enrol`` never interleave their read-change-write."""
+    import subprocess
+    import sys
+    import time
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path\n"
+         "from web.station import enrolments_locked\n"
+         "with enrolments_locked(Path(sys.argv[1])):\n"
+         "    print('held', flush=True); time.sleep(1.5)",
+         str(tmp_path)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    started = time.monotonic()
+    station.new_enrolment(tmp_path, "gate-2", now=0.0)
+    assert time.monotonic() - started > 0.5  # it waited for the other process
+    holder.wait(10)
