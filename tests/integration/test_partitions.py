@@ -59,11 +59,19 @@ class World:
 
 
 @contextlib.contextmanager
-def running_world(tmp_path: Path, hosts: list[str], gateways: int) -> Iterator[World]:
+def running_world(
+    tmp_path: Path,
+    hosts: list[str],
+    gateways: int,
+    registry: Callable[[netbed.Bed], str] | None = None,
+) -> Iterator[World]:
     """The federation's processes named in ``hosts`` each on its own host; the rest (and the
-    test process: coordinators, operators, the checkpoint's client) on the observer."""
+    test process: coordinators, operators, the checkpoint's client) on the observer.
+    ``registry`` starts the registry's store on the bed and gives its URL (default: the
+    embedded file)."""
     _bed_or_skip()
     with netbed.Bed(hosts) as bed:
+        url = registry(bed) if registry is not None else None
 
         def placement(name: str) -> tuple[str, list[str]]:
             if name not in bed.hosts:
@@ -72,8 +80,9 @@ def running_world(tmp_path: Path, hosts: list[str], gateways: int) -> Iterator[W
 
         with Supervisor(tmp_path, placement=placement) as supervisor:
             topology = Topology(
-                provinces=[ZJ, SC], replicas=1, gateways=gateways, token_lifetime=300
-            )
+                provinces=[ZJ, SC], replicas=1, gateways=gateways, token_lifetime=300,
+                registry=url,
+            )  # fmt: skip
             federation = Federation(tmp_path, topology, supervisor)
             federation.start()
             world = World(bed, federation)
@@ -329,3 +338,109 @@ class StationClient:
             got[name] = verdict
         time.sleep(0.7)  # a person scans a few codes a second (the station's limit is 5/s)
         return got
+
+
+ETCD = ["etcd-1", "etcd-2", "etcd-3"]
+
+
+def etcd_on_the_bed(workdir: Path) -> Callable[[netbed.Bed], str]:
+    """Three etcd members, each on its own host of the bed; the registry URL naming them."""
+
+    def start(bed: netbed.Bed) -> str:
+        import subprocess
+
+        from tests.integration.etcd import etcd_binary
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        peers = ",".join(f"{n}=http://{bed.hosts[n].address}:2380" for n in ETCD)
+        for name in ETCD:
+            ip = bed.hosts[name].address
+            bed.spawn(
+                name,
+                [etcd_binary(), f"--name={name}", f"--data-dir={workdir / name}",
+                 f"--listen-client-urls=http://{ip}:2379",
+                 f"--advertise-client-urls=http://{ip}:2379",
+                 f"--listen-peer-urls=http://{ip}:2380",
+                 f"--initial-advertise-peer-urls=http://{ip}:2380",
+                 f"--initial-cluster={peers}", "--initial-cluster-state=new",
+                 f"--initial-cluster-token=bed{bed.bed_id}",
+                 "--heartbeat-interval=50", "--election-timeout=500", "--log-level=warn"],
+                log=workdir / f"{name}.log",
+            )  # fmt: skip
+        endpoints = ",".join(f"{bed.hosts[n].address}:2379" for n in ETCD)
+        deadline = time.monotonic() + 30
+        while True:
+            done = subprocess.run(
+                [etcd_binary("etcdctl"), f"--endpoints={endpoints}", "endpoint", "health",
+                 "--command-timeout=1s"],
+                capture_output=True, text=True, timeout=20,
+            )  # fmt: skip
+            if done.returncode == 0:
+                return f"etcd://{endpoints}/bed/"
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"etcd on the bed never healthy: {done.stderr[-400:]}")
+            time.sleep(0.3)
+
+    return start
+
+
+def view_serving(world: World, index: int) -> bool:
+    from grpc_health.v1 import health_pb2
+
+    return world.federation.view_health()[index] == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_an_etcd_member_cut_from_its_peers_but_not_its_gateway(tmp_path: Path) -> None:
+    """etcd-1 loses its peers; gateway-0 reaches etcd-1 only. A coordinator revokes
+    Zhejiang's key through gateway-1 (on the majority). gateway-0 must learn the revocation
+    within the propagation bound, or stop claiming a current view; when the cut heals it
+    converges, and says so."""
+    from simulations import national
+
+    bound_s = 10.0  # feed: STALE_AFTER_S (5 s) after the last confirmation, probed every 1 s
+    hosts = [*ETCD, "gateway-0", "gateway-1", f"node-{ZJ}-1", f"node-{SC}-1"]
+    with running_world(tmp_path, hosts, 2, registry=etcd_on_the_bed(tmp_path / "etcd")) as world:
+        report = Report("etcd-member-cut-from-its-peers")
+        gateways = [
+            gateway_pb2_grpc.GatewayStub(
+                world.federation.pki.checkpoint(SC).sync_channel(g.address)
+            )
+            for g in world.federation.gateways
+        ]
+        before = report.phase("before")
+        for stub in gateways:
+            until(world, stub, before, report, lambda g: g[ZJ] == "VALID GREEN", timeout=15)
+        assert view_serving(world, 0) and view_serving(world, 1)
+
+        world.bed.isolate("etcd-1", from_observer=False)  # no peers...
+        world.bed.heal("etcd-1", "gateway-0")  # ...but still its gateway
+        for member in ("etcd-2", "etcd-3"):
+            world.bed.cut("gateway-0", member)  # and gateway-0 reaches no other member
+        cut = report.phase("cut")
+        kid = world.federation.current_key(ZJ).kid
+        revoked_at = time.monotonic()
+        national.revoke(world.federation.pki, world.federation.gateways[1].address, kid,
+                        "key_compromise")  # fmt: skip
+        until(world, gateways[1], cut, report, lambda g: g[ZJ] == "INVALID", timeout=bound_s)
+        report.timings["gateway-1 (majority) sees the revocation"] = time.monotonic() - revoked_at
+        while True:  # gateway-0: the revocation, or no claim of a current view
+            got = verify_round(world, gateways[0], cut, report)
+            if got[ZJ] == "INVALID" or not view_serving(world, 0):
+                break
+            waited = time.monotonic() - revoked_at
+            assert waited < bound_s, f"gateway-0 claims a current view {waited:.1f} s on: {got}"
+            time.sleep(0.2)
+        report.timings["gateway-0 revoked or not current"] = time.monotonic() - revoked_at
+
+        world.bed.heal_all()
+        healed = report.phase("healed")
+        healed_at = time.monotonic()
+        until(world, gateways[0], healed, report, lambda g: g[ZJ] == "INVALID", timeout=30)
+        deadline = time.monotonic() + 30
+        while not view_serving(world, 0):
+            assert time.monotonic() < deadline, "gateway-0 never said its view is current again"
+            time.sleep(0.2)
+        report.timings["time to converge"] = time.monotonic() - healed_at
+        report.write()
+    assert report.wrong_accepts == 0 and report.late == 0
+    assert not any(p.errors for p in report.phases)
