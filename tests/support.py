@@ -110,3 +110,19 @@ def error_reason(error: Any) -> str:
         if detail.Unpack(info):
             return str(info.reason)
     return ""
+
+
+def bed_or_skip() -> None:
+    """Network-namespace test beds (simulations/netbed.py) need root: skipped without it,
+    except in CI as root, where a bed that cannot be made fails the run."""
+    import os
+
+    import pytest
+
+    from simulations import netbed
+
+    reason = netbed.available()
+    if reason is not None:
+        if in_ci() and os.geteuid() == 0:
+            pytest.fail(f"the test bed must run in CI as root: {reason}")
+        pytest.skip(f"no network namespaces here: {reason}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from PIL import Image
 
+from tests.support import in_ci
+
 WIDTH, HEIGHT = 640, 480
 PHONE = {"width": 390, "height": 844}  # a phone-sized screen
 
@@ -29,7 +30,7 @@ def chromium() -> str:
         "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
     )
     if path is None:
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail("chromium is not installed (apt-get install chromium); CI needs it")
         pytest.skip("chromium is not installed (apt-get install chromium)")
     return path

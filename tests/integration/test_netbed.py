@@ -4,7 +4,6 @@ and nothing is left behind, even when the test body fails."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ import time
 import pytest
 
 from simulations import netbed
+from tests.support import bed_or_skip
 
 pytestmark = pytest.mark.integration
 
@@ -32,11 +32,7 @@ CLIENT = (
 
 @pytest.fixture
 def bed() -> object:
-    reason = netbed.available()
-    if reason is not None:
-        if os.environ.get("CI") == "true" and os.geteuid() == 0:
-            pytest.fail(f"the bed must run in CI as root: {reason}")
-        pytest.skip(f"no network namespaces here: {reason}")
+    bed_or_skip()
     with netbed.Bed(["a", "b", "c"]) as made:
         for name in ("a", "b", "c"):
             made.spawn(name, [sys.executable, "-c", SERVER, name])
@@ -89,8 +85,7 @@ def test_an_isolated_host_keeps_running_and_reaches_no_one(bed: netbed.Bed) -> N
 
 
 def test_nothing_is_left_behind_when_the_body_fails() -> None:
-    if netbed.available() is not None:
-        pytest.skip("no network namespaces here")
+    bed_or_skip()
     made = netbed.Bed(["x", "y"])
     with pytest.raises(RuntimeError, match="the test failed"), made:
         process = made.spawn("x", [sys.executable, "-c", "import time; time.sleep(60)"])
@@ -103,8 +98,7 @@ def test_nothing_is_left_behind_when_the_body_fails() -> None:
 
 
 def test_sweep_removes_what_a_killed_run_left() -> None:
-    if netbed.available() is not None:
-        pytest.skip("no network namespaces here")
+    bed_or_skip()
     made = netbed.Bed(["z"])
     made.__enter__()  # never left: as if the test process had been killed here
     assert made.leftovers()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
 import time
 from collections import Counter
@@ -26,6 +25,7 @@ from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, node_pb2, n
 from simulations import netbed
 from simulations.federation import Federation, Topology
 from simulations.processes import Supervisor, on_loopback
+from tests.support import bed_or_skip
 from trust import pki
 from trust.codeformat import CodeClaims, issue_token
 from trust.model import Colour
@@ -35,14 +35,6 @@ pytestmark = pytest.mark.integration
 ZJ, SC = "330000", "510000"
 DEADLINE_S = 2.0  # a checkpoint's deadline: every call is answered within it
 REPORTS = Path("var/partitions")
-
-
-def _bed_or_skip() -> None:
-    reason = netbed.available()
-    if reason is not None:
-        if os.environ.get("CI") == "true" and os.geteuid() == 0:
-            pytest.fail(f"the partition scenarios must run in CI as root: {reason}")
-        pytest.skip(f"no network namespaces here: {reason}")
 
 
 @dataclass
@@ -69,7 +61,7 @@ def running_world(
     test process: coordinators, operators, the checkpoint's client) on the observer.
     ``registry`` starts the registry's store on the bed and gives its URL (default: the
     embedded file)."""
-    _bed_or_skip()
+    bed_or_skip()
     with netbed.Bed(hosts) as bed:
         url = registry(bed) if registry is not None else None
 

@@ -13,11 +13,9 @@ from playwright.async_api import async_playwright
 
 from hcx.qr import read_qr_image
 from healthcode.v1 import common_pb2, gateway_pb2, node_pb2
-from nodes.credentials import issue_provincial_identity
-from nodes.provincial.keys import ProvinceDir, load_ca
 from tests.integration.browser import browser, spki_pin
 from tests.integration.federation import Federation
-from tests.integration.test_web_station import SCREENSHOTS, client_ssl
+from tests.integration.test_web_station import SCREENSHOTS, client_ssl, web_identity
 from trust.codeformat import decode_token
 from web.traveller import ResidentWebConfig, running_resident_web
 
@@ -41,16 +39,7 @@ class FakeClock:
 async def resident_web(
     federation: Federation, tmp_path: Path
 ) -> AsyncIterator[tuple[str, Path, FakeClock]]:
-    web_tls = tmp_path / "web-tls"
-    issue_provincial_identity(
-        load_ca(ProvinceDir(federation.workdir / ZJ)),
-        federation.root.certificate,
-        province=ZJ,
-        kind="web",
-        name="residents",
-        out=web_tls,
-        dns_names=["127.0.0.1"],
-    )
+    web_tls = web_identity(federation, ZJ, tmp_path / "web-tls", name="residents")
     config = ResidentWebConfig(
         province=ZJ,
         nodes=("127.0.0.1:1", federation.nodes[ZJ].address),  # the first replica is down

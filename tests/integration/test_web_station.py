@@ -50,16 +50,23 @@ class Running:
         return new_enrolment(self.config.state_dir, device, now=time.time())
 
 
-def web_identity(federation: Federation, province: str, out: Path) -> Path:
-    """The station's HTTPS certificate, from the province's own CA, for 127.0.0.1."""
+def web_identity(
+    federation: Federation,
+    province: str,
+    out: Path,
+    *,
+    name: str = "chengdu-east",
+    names: tuple[str, ...] = ("127.0.0.1", "localhost"),
+) -> Path:
+    """A web front's HTTPS certificate, from the province's own CA, for 127.0.0.1."""
     issue_provincial_identity(
         load_ca(ProvinceDir(federation.workdir / province)),
         federation.root.certificate,
         province=province,
         kind="web",
-        name="chengdu-east",
+        name=name,
         out=out,
-        dns_names=["127.0.0.1", "localhost"],
+        dns_names=list(names),
     )
     return out
 
