@@ -181,6 +181,8 @@ class ViewFeed:
                 head = await asyncio.wait_for(self._store.get(HEAD_KEY), PROBE_TIMEOUT_S)
             except (StoreUnavailable, TimeoutError) as e:
                 log.debug("view probe failed: %s", e)
+            except Exception:  # a client bug must not end the probe: it is the alarm
+                log.exception("view probe failed unexpectedly")
             else:
                 if head is None or head.mod_revision <= self._revision:
                     self._confirmed_at, behind_since = now, None
