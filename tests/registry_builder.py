@@ -127,6 +127,13 @@ class RegistryBuilder:
                            self.root))  # fmt: skip
 
     @property
+    def moment(self) -> datetime:
+        """The builder's clock as a datetime: certificates are issued at it, never at the
+        machine's, so a test run that reaches a module minutes after importing it (its NOW)
+        verifies the same."""
+        return datetime.fromtimestamp(self.now, UTC)
+
+    @property
     def roots(self) -> list[x509.Certificate]:
         return [self.root.certificate]
 
@@ -169,7 +176,10 @@ class RegistryBuilder:
         """A province onboarded 2 of 3, with one DSC uploaded (signed by its own CA)."""
         ca_key = pki.generate_private_key()
         csr = pki.make_csr(ca_key, common_name=f"hcx province {code} CA")
-        ca = pki.Authority(pki.sign_provincial_ca(self.root, csr, province=code, name=name), ca_key)
+        ca = pki.Authority(
+            pki.sign_provincial_ca(self.root, csr, province=code, name=name, now=self.moment),
+            ca_key,
+        )
         self.propose(statements.Onboard(code, name, ca.certificate))
         dsc, key = self.new_dsc(ca, code, "dsc-1")
         province = Province(code, ca, dsc, key, now=self.now)
@@ -180,7 +190,8 @@ class RegistryBuilder:
         self, ca: pki.Authority, code: str, name: str
     ) -> tuple[x509.Certificate, pki.PrivateKey]:
         key = pki.generate_private_key()
-        dsc = pki.sign_dsc(ca, pki.make_csr(key, common_name=name), province=code, name=name)
+        dsc = pki.sign_dsc(ca, pki.make_csr(key, common_name=name), province=code, name=name,
+                           not_before=self.moment)  # fmt: skip
         self.accept(self.sign(statements.DscUpload(dsc), ca))
         return dsc, key
 
