@@ -434,9 +434,9 @@ def signed_too_late(w: RegistryBuilder) -> bytes:
 
 def upload_expired(w: RegistryBuilder) -> bytes:
     key = pki.generate_private_key()
+    # Issued at the registry's clock, not the machine's (a late run must not make it valid).
     dsc = pki.sign_dsc(w.provinces[ZJ].ca, pki.make_csr(key, common_name="old"), province=ZJ,
-                       name="old", validity=timedelta(seconds=1),
-                       not_before=w.moment)  # at the registry's clock, not the machine's  # fmt: skip
+                       name="old", validity=timedelta(seconds=1), not_before=w.moment)  # fmt: skip
     return w.sign(DscUpload(dsc), w.provinces[ZJ].ca)
 
 
