@@ -436,3 +436,77 @@ def test_an_etcd_member_cut_from_its_peers_but_not_its_gateway(tmp_path: Path) -
         report.write()
     assert report.wrong_accepts == 0 and report.late == 0
     assert not any(p.errors for p in report.phases)
+
+
+def etcd_leader(bed: netbed.Bed, candidates: list[str]) -> str | None:
+    """The member that says it leads (asked over the bed, from the observer)."""
+    import subprocess
+
+    from tests.integration.etcd import etcd_binary
+
+    for name in candidates:
+        done = subprocess.run(
+            [etcd_binary("etcdctl"), f"--endpoints={bed.hosts[name].address}:2379",
+             "endpoint", "status", "--write-out=json", "--command-timeout=1s"],
+            capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        if done.returncode != 0:
+            continue
+        status = json.loads(done.stdout)[0]["Status"]
+        if status.get("leader") == status["header"]["member_id"]:  # no leader: omitted
+            return name
+    return None
+
+
+def test_the_etcd_leader_isolated_writes_during_and_after_the_election(tmp_path: Path) -> None:
+    """The leader's member loses everyone. A coordinator's write sent during the election is
+    acknowledged once a new leader serves it (the client retries on another member); one sent
+    after is quick; neither is lost when the old leader comes back (it rejoins as follower)."""
+    from simulations import national
+
+    hosts = [*ETCD, "gateway-0", "gateway-1", f"node-{ZJ}-1", f"node-{SC}-1"]
+    with running_world(tmp_path, hosts, 2, registry=etcd_on_the_bed(tmp_path / "etcd")) as world:
+        report = Report("etcd-leader-isolated")
+        stubs = [
+            gateway_pb2_grpc.GatewayStub(
+                world.federation.pki.checkpoint(SC).sync_channel(g.address)
+            )
+            for g in world.federation.gateways
+        ]
+        before = report.phase("before")
+        for stub in stubs:
+            until(world, stub, before, report, lambda g: g[ZJ] == g[SC] == "VALID GREEN",
+                  timeout=15)  # fmt: skip
+        leader = etcd_leader(world.bed, ETCD)
+        assert leader is not None
+        world.bed.isolate(leader)
+        election = report.phase("election")
+        started = time.monotonic()
+        national.revoke(world.federation.pki, world.federation.gateways[0].address,
+                        world.federation.current_key(ZJ).kid, "key_compromise")  # fmt: skip
+        report.timings["write during the election acknowledged"] = time.monotonic() - started
+        others = [m for m in ETCD if m != leader]
+        new_leader = etcd_leader(world.bed, others)
+        assert new_leader in others, "no new leader among the majority"
+        started = time.monotonic()
+        national.revoke(world.federation.pki, world.federation.gateways[1].address,
+                        world.federation.current_key(SC).kid, "key_compromise")  # fmt: skip
+        report.timings["write after the election acknowledged"] = time.monotonic() - started
+        for stub in stubs:
+            until(world, stub, election, report, lambda g: g[ZJ] == g[SC] == "INVALID",
+                  timeout=15)  # fmt: skip
+        world.bed.heal_all()
+        healed = report.phase("healed")
+        healed_at = time.monotonic()
+        for stub in stubs:  # both writes on both gateways: nothing acknowledged was lost
+            until(world, stub, healed, report, lambda g: g[ZJ] == g[SC] == "INVALID",
+                  timeout=30)  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not (view_serving(world, 0) and view_serving(world, 1)):
+            assert time.monotonic() < deadline, "a gateway never said its view is current again"
+            time.sleep(0.2)
+        report.timings["time to converge"] = time.monotonic() - healed_at
+        assert etcd_leader(world.bed, ETCD) is not None
+        report.write()
+    assert report.wrong_accepts == 0 and report.late == 0
+    assert not any(p.errors for p in report.phases)
