@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 2.0
 CALL_TIMEOUT_S = 2.0
+NOT_READY_RECHECK_S = 1.0  # a node out of routing asks its store again this often
 
 
 class NodeRegistration:
@@ -35,6 +36,7 @@ class NodeRegistration:
         ttl_seconds: int = 10,
         on_change: Callable[[bool], Awaitable[None]] | None = None,
         channel: grpc.aio.Channel | None = None,
+        ready: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._gateway = gateway
         self._channel = channel
@@ -42,6 +44,7 @@ class NodeRegistration:
             province=province, node_id=node_id, endpoint=endpoint, ttl_seconds=ttl_seconds
         )
         self._on_change = on_change
+        self._ready = ready  # can this node answer for its codes (its store reachable)?
         self._labels = (province, node_id)
         metrics.REGISTERED.labels(*self._labels).set(0)
         self._lease: bytes | None = None  # the gateway's handle of our registration
@@ -74,6 +77,10 @@ class NodeRegistration:
     async def _run(self) -> None:
         backoff = 0.2
         while True:
+            if self._ready is not None and not await self._ready():
+                await self._leave_routing()
+                await asyncio.sleep(NOT_READY_RECHECK_S)
+                continue
             try:
                 await self._step()
                 backoff = 0.2
@@ -97,6 +104,22 @@ class NodeRegistration:
             gateway_pb2.KeepAliveNodeRequest(handle=self._lease), timeout=CALL_TIMEOUT_S
         )
         self._last_renewal = asyncio.get_running_loop().time()
+
+    async def _leave_routing(self) -> None:
+        """This node cannot answer for its codes (its store is unreachable): out of the
+        gateways' routes at once, NOT_SERVING, and registered again once it can."""
+        if self._lease is None:
+            return
+        log.warning("status store unreachable: leaving routing until it answers again")
+        metrics.LEFT_ROUTING.labels(*self._labels).inc()
+        lease, self._lease = self._lease, None
+        await self._set_lease(None)
+        try:
+            await self._gateway.DeregisterNode(
+                gateway_pb2.DeregisterNodeRequest(handle=lease), timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as e:  # it lapses by itself at its TTL then
+            log.warning("deregistration failed: %s", e.code().name)
 
     async def _expire_if_stale(self) -> None:
         """No renewal for a whole TTL: the gateway has dropped us, so stop claiming SERVING."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +44,7 @@ class Topology:
     gateways: int = 2
     registry: str | None = None  # None: the embedded SQLite file in the run's folder
     token_lifetime: int = 120
+    stores: Mapping[str, str] = field(default_factory=dict)  # province -> --store URL
     relay_timeout: float = 0.5
     day_seconds: float = 86_400.0  # a quarantine day on the nodes' colour clocks
 
@@ -204,7 +205,9 @@ class Federation:
             str(self.topology.day_seconds),
             "--colour-tick",
             str(min(1.0, self.topology.day_seconds / 20)),
-        ]
+            *(["--store", self.topology.stores[province]] if province in self.topology.stores
+              else []),
+        ]  # fmt: skip
 
     def _start_nodes(self) -> None:
         jobs = [(p, r) for r in range(self.topology.replicas) for p in self.topology.provinces]

@@ -41,11 +41,13 @@ from nodes.server import (
 )
 from nodes.tls import Transport
 from trust import pki
+from trust.errors import StoreUnavailable
 from trust.model import Colour
 
 log = logging.getLogger(__name__)
 
 TRUST_LIST_FILE = "trust-list.cbor"  # in the province directory: the last verified list
+STORE_PING_TIMEOUT_S = 4.0  # beyond the store's own TCP limit (3 s): a cut is seen in ~4 s
 DEFAULT_DRAIN_S = 0.25  # gateways drop a deregistered node within ms (registry watch)
 
 
@@ -225,9 +227,19 @@ async def start_node(
         ttl_seconds=config.lease_ttl,
         on_change=running.set_serving,
         channel=channel,
+        ready=lambda: store_answers(store),
     )
     await registration.start(wait=config.register_wait, stopping=stopping)
     return running, registration, store
+
+
+async def store_answers(store: StatusStore, timeout: float = STORE_PING_TIMEOUT_S) -> bool:
+    """Does the status store answer now (bounded: a store cut off mid-call)?"""
+    try:
+        await asyncio.wait_for(asyncio.to_thread(store.ping), timeout)
+    except (StoreUnavailable, TimeoutError):
+        return False
+    return True
 
 
 async def shutdown(

@@ -95,6 +95,12 @@ REGISTRATIONS = Counter(
     "after a lost lease).",
     ["province", "node_id"],
 )
+LEFT_ROUTING = Counter(
+    "hcx_node_left_routing",
+    "Times the node left the gateways' routes because its status store did not answer "
+    "(registered again once it does).",
+    ["province", "node_id"],
+)
 LEASES_LOST = Counter(
     "hcx_node_leases_lost",
     "Leases lost: the gateway no longer knew the lease, or no keep-alive succeeded within its TTL.",
@@ -160,6 +166,9 @@ class MeteredStore:
 
     def bulk_load(self, rows: Iterable[BulkRow]) -> int:
         return self._timed("bulk_load", lambda: self.inner.bulk_load(rows))
+
+    def ping(self) -> None:
+        self._timed("ping", self.inner.ping)
 
     def count(self) -> int:
         return self._timed("count", self.inner.count)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ from simulations.federation import Federation, Topology
 from simulations.processes import Supervisor, on_loopback
 from tests.support import bed_or_skip
 from trust import pki
-from trust.codeformat import CodeClaims, issue_token
+from trust.codeformat import CodeClaims, decode_token, issue_token
 from trust.model import Colour
 
 pytestmark = pytest.mark.integration
@@ -56,6 +57,9 @@ def running_world(
     hosts: list[str],
     gateways: int,
     registry: Callable[[netbed.Bed], str] | None = None,
+    *,
+    replicas: int = 1,
+    stores: Callable[[netbed.Bed], dict[str, str]] | None = None,
 ) -> Iterator[World]:
     """The federation's processes named in ``hosts`` each on its own host; the rest (and the
     test process: coordinators, operators, the checkpoint's client) on the observer.
@@ -64,6 +68,7 @@ def running_world(
     bed_or_skip()
     with netbed.Bed(hosts) as bed:
         url = registry(bed) if registry is not None else None
+        store_urls = stores(bed) if stores is not None else {}
 
         def placement(name: str) -> tuple[str, list[str]]:
             if name not in bed.hosts:
@@ -72,8 +77,8 @@ def running_world(
 
         with Supervisor(tmp_path, placement=placement) as supervisor:
             topology = Topology(
-                provinces=[ZJ, SC], replicas=1, gateways=gateways, token_lifetime=300,
-                registry=url,
+                provinces=[ZJ, SC], replicas=replicas, gateways=gateways, token_lifetime=300,
+                registry=url, stores=store_urls,
             )  # fmt: skip
             federation = Federation(tmp_path, topology, supervisor)
             federation.start()
@@ -508,5 +513,120 @@ def test_the_etcd_leader_isolated_writes_during_and_after_the_election(tmp_path:
         report.timings["time to converge"] = time.monotonic() - healed_at
         assert etcd_leader(world.bed, ETCD) is not None
         report.write()
+    assert report.wrong_accepts == 0 and report.late == 0
+    assert not any(p.errors for p in report.phases)
+
+
+def postgres_on_the_bed(workdir: Path, province: str) -> Callable[[netbed.Bed], dict[str, str]]:
+    """PostgreSQL on its own host of the bed; the province's nodes keep their codes there."""
+
+    def start(bed: netbed.Bed) -> dict[str, str]:
+        import psycopg
+
+        from tests.integration.postgres import _as_server_user, find_bin_dir
+
+        bin_dir = find_bin_dir()
+        assert bin_dir is not None, "PostgreSQL (initdb) is needed: apt-get install postgresql"
+        data = workdir / "data"  # workdir: from _make_datadir, open to the server's user
+        import subprocess
+
+        subprocess.run(
+            _as_server_user([str(bin_dir / "initdb"), "-D", str(data), "-A", "trust",
+                             "-U", "postgres", "-E", "UTF8", "--no-instructions"]),
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        with (data / "pg_hba.conf").open("a") as hba:
+            hba.write(f"host all all {netbed.SUBNET}.0.0/16 trust\n")  # the bed's hosts only
+        ip = bed.hosts["postgres"].address
+        bed.spawn(
+            "postgres",
+            _as_server_user([str(bin_dir / "postgres"), "-D", str(data), "-p", "5432",
+                             "-k", str(workdir), "-c", f"listen_addresses={ip}"]),
+            log=workdir / "server.log",
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with psycopg.connect(f"postgresql://postgres@{ip}:5432/postgres",
+                                     autocommit=True, connect_timeout=1) as conn:  # fmt: skip
+                    conn.execute("CREATE DATABASE status")
+                return {province: f"postgresql://postgres@{ip}:5432/status"}
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    return start
+
+
+def node_serving(world: World, province: str, replica: int) -> bool:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    node = world.federation.nodes[province][replica]
+    try:
+        with world.federation.pki.operator(province).sync_channel(node.address) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=2
+            )
+    except grpc.RpcError:
+        return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def test_a_node_replica_cut_from_its_postgresql_leaves_routing_and_the_other_carries(
+    tmp_path: Path,
+) -> None:
+    """Replica 1 of Zhejiang loses its database while the gateway still reaches it. It must
+    not answer with a colour it cannot read: it leaves routing, replica 2 carries the province,
+    a colour set meanwhile is what checkpoints see, and replica 1 comes back when healed."""
+    hosts = ["gateway-0", "postgres", f"node-{ZJ}-1", f"node-{ZJ}-2", f"node-{SC}-1",
+             f"node-{SC}-2"]  # fmt: skip
+    from tests.integration.postgres import _make_datadir
+
+    pg_dir = _make_datadir()  # under /tmp, owned by the server's user (pytest's tmp is not)
+    stores = postgres_on_the_bed(pg_dir, ZJ)
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, pg_dir, ignore_errors=True)
+        world = cleanup.enter_context(running_world(tmp_path, hosts, 1, replicas=2, stores=stores))
+        _cut_from_postgresql(world)
+
+
+def _cut_from_postgresql(world: World) -> None:
+    """The phases, on a running world (the caller removes the database's folder)."""
+    report = Report("node-cut-from-its-postgresql")
+    stub = world.gateway()
+    before = report.phase("before")
+    until(world, stub, before, report, lambda g: g[ZJ] == g[SC] == "VALID GREEN", timeout=15)
+    assert node_serving(world, ZJ, 0) and node_serving(world, ZJ, 1)
+
+    world.bed.cut(f"node-{ZJ}-1", "postgres")
+    cut = report.phase("cut")
+    started = time.monotonic()
+    while node_serving(world, ZJ, 0):
+        verify_round(world, stub, cut, report)
+        assert time.monotonic() - started < 20, "replica 1 still serving without its store"
+    report.timings["time to leave routing"] = time.monotonic() - started
+    code_id = decode_token(world.tokens[ZJ]).claims.code_id
+    node = world.federation.nodes[ZJ][1]
+    with world.federation.pki.operator(ZJ).sync_channel(node.address) as channel:
+        node_pb2_grpc.ProvincialNodeStub(channel).SetStatus(
+            node_pb2.SetStatusRequest(code_id=code_id, colour=common_pb2.RED,
+                                      reason="test", request_id=secrets.token_hex(8)),
+            timeout=5,
+        )  # fmt: skip
+    acknowledged = report.phase("after the change")
+    for _ in range(8):  # the province carried by replica 2, with the colour just set
+        got = verify_round(world, stub, acknowledged, report)
+        assert (got[ZJ], got[SC]) == ("VALID RED", "VALID GREEN"), got
+
+    world.bed.heal(f"node-{ZJ}-1", "postgres")
+    healed = report.phase("healed")
+    healed_at = time.monotonic()
+    while not node_serving(world, ZJ, 0):
+        got = verify_round(world, stub, healed, report)
+        assert got[ZJ] == "VALID RED", got
+        assert time.monotonic() - healed_at < 30, "replica 1 never came back"
+    report.timings["time to rejoin routing"] = time.monotonic() - healed_at
+    report.write()
     assert report.wrong_accepts == 0 and report.late == 0
     assert not any(p.errors for p in report.phases)

@@ -95,6 +95,11 @@ class StatusStore(Protocol):
         """Fast path for filling a store (migration, benchmark); returns rows written."""
         ...
 
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers now (a replica cut from its
+        database must leave routing rather than time out every call sent to it)."""
+        ...
+
     def count(self) -> int:
         """Number of codes."""
         ...

@@ -51,6 +51,10 @@ CREATE TABLE IF NOT EXISTS status_requests (
 
 BULK_CHUNK = 200_000
 CONNECT_TIMEOUT_S = 5
+# A database cut off mid-conversation (a partition, not a refused connection): unacknowledged
+# data fails the connection after 3 s, and an idle one is probed, instead of waiting out the
+# kernel's retransmissions (15 minutes) in a worker thread.
+TCP_USER_TIMEOUT_MS = 3000
 BATCH_WRITERS = 2  # of the pool's connections, for an import's or a scan's chunks
 _T = TypeVar("_T")
 
@@ -79,7 +83,16 @@ class PostgresStatusStore:
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
-            return psycopg.connect(self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+            return psycopg.connect(
+                self._dsn,
+                autocommit=True,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                tcp_user_timeout=TCP_USER_TIMEOUT_MS,
+                keepalives=1,
+                keepalives_idle=5,
+                keepalives_interval=2,
+                keepalives_count=2,
+            )
         except psycopg.Error as e:
             raise StoreUnavailable(f"cannot connect to the status database: {e}") from e
 
@@ -215,6 +228,10 @@ class PostgresStatusStore:
                     copy.write_row(row)
             written += len(chunk)
         return written
+
+    def ping(self) -> None:
+        with self._connection() as conn:
+            conn.execute("SELECT 1").fetchone()
 
     def count(self) -> int:
         with self._connection() as conn:
