@@ -29,7 +29,9 @@ from typing import Any
 import grpc
 from aiohttp import web
 from cryptography import x509
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.feed import VIEW_HEALTH_SERVICE
 from gateway.relay import LiveStatus
 from gateway.verification import VerifyPolicy, verify_token
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, trustlist_pb2
@@ -48,6 +50,7 @@ log = logging.getLogger("hcx.station")
 ENROL_TTL_S = 15 * 60  # an enrolment code is good for one device, once, for 15 minutes
 SHIFT_S = 12 * 3600  # a device's session: one shift
 DOWN_FOR_S = 5.0  # a gateway that failed is skipped this long (the next scan does not wait)
+VIEW_CHECK_S = 2.0  # how often the gateways are asked whether their registry view is current
 TOKEN_MAX = 4096  # an HCX1 token is ~600 characters
 
 
@@ -102,6 +105,7 @@ class _Gateway:
     stub: gateway_pb2_grpc.GatewayStub
     channel: grpc.aio.Channel
     down_until: float = 0.0
+    current: bool = True  # its registry view confirmed current (health hcx.registry-view)
 
 
 @dataclass
@@ -128,6 +132,7 @@ class Station:
         self._held = trustlist.HeldHead(self.list_path.with_suffix(".state"))
         self._policy = VerifyPolicy(max_offline_age=self.config.max_offline_age)
         self._refresher: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     @property
     def list_path(self) -> Path:
@@ -147,10 +152,12 @@ class Station:
                 log.error("held trust list refused: %s", e)
         await self.refresh_trust_list()
         self._refresher = asyncio.create_task(self._refresh_forever(), name="trust-list")
+        self._watcher = asyncio.create_task(self._watch_views(), name="gateway-views")
 
     async def stop(self) -> None:
-        if self._refresher is not None:
-            await cancel_and_wait(self._refresher)
+        for task in (self._refresher, self._watcher):
+            if task is not None:
+                await cancel_and_wait(task)
         for g in self._gateways:
             await g.channel.close()
 
@@ -161,6 +168,25 @@ class Station:
                 await self.refresh_trust_list()
             except Exception:  # a full disk, a bug: logged, and the next refresh still runs
                 log.exception("trust list refresh failed")
+
+    async def _watch_views(self) -> None:
+        """Which gateways say their registry view is current: a gateway on an etcd member cut
+        off from its peers still answers, from a view that misses the revocations since; it
+        says so (NOT_SERVING), and scans then go to one whose view is current."""
+        while True:
+            for g in self._gateways:
+                try:
+                    reply = await health_pb2_grpc.HealthStub(g.channel).Check(
+                        health_pb2.HealthCheckRequest(service=VIEW_HEALTH_SERVICE), timeout=1.0
+                    )
+                except grpc.RpcError:
+                    continue  # unreachable: the scans' own failover handles it
+                current = reply.status == health_pb2.HealthCheckResponse.SERVING
+                if current != g.current:
+                    log.warning("gateway %s: registry view %s", g.address,
+                                "current again" if current else "not current")  # fmt: skip
+                g.current = current
+            await asyncio.sleep(VIEW_CHECK_S)
 
     async def refresh_trust_list(self) -> bool:
         """Fetch the signed list from the first gateway that answers; it must verify against
@@ -196,7 +222,8 @@ class Station:
             token=token, checkpoint_province=self.config.province, checkpoint_id=self.config.name
         )
         now = time.monotonic()
-        for g in self._gateways:
+        # Gateways whose view is current first (in the configured order), then the others.
+        for g in sorted(self._gateways, key=lambda g: not g.current):
             if g.down_until > now:
                 continue
             try:

@@ -395,8 +395,9 @@ def test_an_etcd_member_cut_from_its_peers_but_not_its_gateway(tmp_path: Path) -
     from simulations import national
 
     bound_s = 10.0  # feed: STALE_AFTER_S (5 s) after the last confirmation, probed every 1 s
-    hosts = [*ETCD, "gateway-0", "gateway-1", f"node-{ZJ}-1", f"node-{SC}-1"]
+    hosts = [*ETCD, "gateway-0", "gateway-1", f"node-{ZJ}-1", f"node-{SC}-1", "station"]
     with running_world(tmp_path, hosts, 2, registry=etcd_on_the_bed(tmp_path / "etcd")) as world:
+        world.federation.start_web_fronts()  # a checkpoint station: gateway-0 first, then 1
         report = Report("etcd-member-cut-from-its-peers")
         gateways = [
             gateway_pb2_grpc.GatewayStub(
@@ -428,6 +429,20 @@ def test_an_etcd_member_cut_from_its_peers_but_not_its_gateway(tmp_path: Path) -
             assert waited < bound_s, f"gateway-0 claims a current view {waited:.1f} s on: {got}"
             time.sleep(0.2)
         report.timings["gateway-0 revoked or not current"] = time.monotonic() - revoked_at
+        # The checkpoint station asks its gateways whether their views are current: its scans
+        # go to gateway-1 now, and the revoked key's code is refused there, not accepted.
+        at_station = report.phase("station")
+        with StationClient(world) as scans:
+            while True:
+                got = scans.round(at_station, report)
+                if got[ZJ] == "INVALID":
+                    break
+                waited = time.monotonic() - revoked_at
+                assert waited < bound_s + 5, f"the station still accepts the code: {got}"
+            report.timings["station refuses the revoked key"] = time.monotonic() - revoked_at
+            for _ in range(3):
+                got = scans.round(at_station, report)
+                assert (got[ZJ], got[SC]) == ("INVALID", "VALID GREEN"), got
 
         world.bed.heal_all()
         healed = report.phase("healed")
