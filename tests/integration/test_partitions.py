@@ -442,7 +442,11 @@ def test_an_etcd_member_cut_from_its_peers_but_not_its_gateway(tmp_path: Path) -
             report.timings["station refuses the revoked key"] = time.monotonic() - revoked_at
             for _ in range(3):
                 got = scans.round(at_station, report)
-                assert (got[ZJ], got[SC]) == ("INVALID", "VALID GREEN"), got
+                assert got[ZJ] == "INVALID", got  # the revoked key's code stays refused
+                # Sichuan's node registered through gateway-0, whose member lost quorum: its
+                # lease may lapse on the majority until it registers again, and gateway-1 then
+                # answers from the code itself. Offline, never a wrong colour.
+                assert got[SC] in ("VALID GREEN", "VALID_OFFLINE GREEN"), got
 
         world.bed.heal_all()
         healed = report.phase("healed")
