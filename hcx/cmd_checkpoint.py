@@ -179,10 +179,7 @@ def verify_offline(args: argparse.Namespace) -> int:
     roots = _roots(args)
     held = trustlist.HeldHead(args.state or args.trust_list.with_suffix(".state"))
     now = time.time()
-    trust_list = trustlist.verify(args.trust_list.read_bytes(), roots, now=now)
-    held.check(trust_list)
-    view = trust_list.view(roots)
-    held.raise_to(trust_list)
+    trust_list, view = held.accept(args.trust_list.read_bytes(), roots, now=now)
     if now > trust_list.next_update:
         print(f"warning: trust list revision {trust_list.revision} is due for an update")
     try:
@@ -208,13 +205,7 @@ def fetch(args: argparse.Namespace) -> int:
         reply = gateway_pb2_grpc.GatewayStub(channel).GetTrustList(
             trustlist_pb2.GetTrustListRequest(), timeout=10
         )
-    trust_list = trustlist.verify(reply.signed_list, roots, now=time.time())
-    held.check(trust_list)
-    view = trust_list.view(roots)  # refuses a list whose log does not verify
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_bytes(reply.signed_list)
-    tmp.replace(args.out)
-    held.raise_to(trust_list)
+    trust_list, view = held.accept(reply.signed_list, roots, now=time.time(), keep=args.out)
     print(
         f"trust list revision {trust_list.revision} ({len(view.provinces())} provinces, "
         f"{len(view.signers())} signing certificates) saved"

@@ -27,7 +27,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,7 +85,6 @@ class Host:
     name: str
     namespace: str
     address: str
-    index: int
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
 
@@ -140,7 +139,7 @@ class Bed:
             _ip("-n", namespace, "link", "set", inside, "name", "eth0")
             _ip("-n", namespace, "addr", "add", f"{net}.{i}/24", "dev", "eth0")
             _ip("-n", namespace, "link", "set", "eth0", "up")
-            self.hosts[name] = Host(name, namespace, f"{net}.{i}", i)
+            self.hosts[name] = Host(name, namespace, f"{net}.{i}")
 
     # -- processes ---------------------------------------------------------------------------
     def spawn(
@@ -264,12 +263,6 @@ def _stop(process: subprocess.Popen[bytes], grace: float = 3.0) -> None:
 def _die_with_parent() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-@contextlib.contextmanager
-def bed(names: Sequence[str]) -> Iterator[Bed]:
-    with Bed(names) as made:
-        yield made
 
 
 def wait_port(address: str, port: int, timeout: float) -> None:

@@ -185,9 +185,34 @@ class HeldHead:
     def raise_to(self, trust_list: TrustList) -> None:
         size, _ = self.get()
         if trust_list.revision > size:
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"size": trust_list.revision, "root": trust_list.root.hex()}))
-            tmp.replace(self.path)
+            head = {"size": trust_list.revision, "root": trust_list.root.hex()}
+            _replace_file(self.path, json.dumps(head).encode())
+
+    def accept(
+        self,
+        signed: bytes,
+        roots: Sequence[x509.Certificate],
+        *,
+        now: float,
+        keep: Path | None = None,
+    ) -> tuple[TrustList, TrustView]:
+        """A full signed list taken as a checkpoint takes one: signer, signature and not-after
+        checked, extending the list held (no rollback, no fork), its log verified into a view;
+        then stored at ``keep`` (if given) before the held head is raised to it."""
+        trust_list = verify(signed, roots, now=now)
+        self.check(trust_list)
+        view = trust_list.view(roots)
+        if keep is not None:
+            _replace_file(keep, signed)
+        self.raise_to(trust_list)
+        return trust_list, view
+
+
+def _replace_file(path: Path, data: bytes) -> None:
+    """Write ``path`` whole (a temporary file, then a rename): a reader never sees half."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
 
 
 def _decode(payload: bytes) -> TrustList:

@@ -271,11 +271,13 @@ class Sessions:
             check_origin(request)
         return session
 
-    def end(self, request: web.Request, response: web.StreamResponse) -> None:
-        session = self.find(request)
-        if session is not None:
-            self._by_key.pop(session.key, None)
+    async def sign_out(self, request: web.Request) -> web.Response:
+        """``POST /api/sign-out``: the session ends, and its cookie with it."""
+        session = self.require(request, change=True)
+        self._by_key.pop(session.key, None)
+        response = web.json_response({})
         response.del_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
+        return response
 
 
 def check_origin(request: web.Request) -> None:

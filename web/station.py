@@ -39,7 +39,7 @@ from nodes.convert import outcome_to_proto
 from nodes.provincial.main import write_port_file
 from nodes.tasks import cancel_and_wait
 from nodes.tls import Transport
-from trust import pki, trustlist
+from trust import trustlist
 from trust.errors import HcxError, IssuerUnavailable
 from trust.verify import DEFAULT_MAX_OFFLINE_AGE_S
 from trust.view import TrustView
@@ -204,15 +204,8 @@ class Station:
 
     def _take(self, signed: bytes, *, save: bool) -> None:
         now = self.clock()
-        roots = list(self.config.roots)
-        listed = trustlist.verify(signed, roots, now=now)
-        self._held.check(listed)
-        view = listed.view(roots)
-        if save:
-            tmp = self.list_path.with_suffix(".tmp")
-            tmp.write_bytes(signed)
-            tmp.replace(self.list_path)
-        self._held.raise_to(listed)
+        keep = self.list_path if save else None
+        listed, view = self._held.accept(signed, self.config.roots, now=now, keep=keep)
         self.view, self.revision, self.list_fetched_at = view, listed.revision, now
         self.list_not_after = listed.not_after
 
@@ -275,7 +268,7 @@ class Station:
         app.router.add_get("/api/session", self._session)
         app.router.add_post("/api/enrol", self._enrol)
         app.router.add_post("/api/verify", self._verify)
-        app.router.add_post("/api/sign-out", self._sign_out)
+        app.router.add_post("/api/sign-out", self.sessions.sign_out)
         return app
 
     def _status(self) -> dict[str, Any]:
@@ -331,12 +324,6 @@ class Station:
         answer = await self.verify(token, session.data.get("scans", 0) + 1)
         session.data["scans"] = answer["scans"]  # counted once verified, not when refused
         return web.json_response(answer)
-
-    async def _sign_out(self, request: web.Request) -> web.Response:
-        self.sessions.require(request, change=True)
-        response = web.json_response({})
-        self.sessions.end(request, response)
-        return response
 
 
 # Worth the next gateway: it is down, slow, overloaded or failed. A refusal of this station
@@ -417,10 +404,6 @@ async def run_station(config: StationConfig) -> tuple[Station, web.AppRunner, in
     await station.start()
     runner, port = await edge.serve(station.app(), config.listen, config.web_tls)
     return station, runner, port
-
-
-def load_roots(path: Path) -> tuple[x509.Certificate, ...]:
-    return tuple(pki.load_certificates_pem(path.read_bytes()))
 
 
 async def run_station_until_signalled(config: StationConfig, port_file: Path | None) -> None:

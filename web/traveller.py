@@ -125,7 +125,7 @@ class ResidentWeb:
         app.router.add_post("/api/sign-in", self._sign_in)
         app.router.add_get("/api/code", self._code)
         app.router.add_post("/api/check-in", self._check_in)
-        app.router.add_post("/api/sign-out", self._sign_out)
+        app.router.add_post("/api/sign-out", self.sessions.sign_out)
         return app
 
     async def _session(self, request: web.Request) -> web.Response:
@@ -186,12 +186,6 @@ class ResidentWeb:
         )
         state = await self._call(lambda s: s.CheckIn(check_in, timeout=CALL_TIMEOUT_S))
         return await self._answer(session, state)
-
-    async def _sign_out(self, request: web.Request) -> web.Response:
-        self.sessions.require(request, change=True)
-        response = web.json_response({})
-        self.sessions.end(request, response)
-        return response
 
     # -- the code shown ---------------------------------------------------------------------------
     def _hold(self, session: edge.Session, code: node_pb2.IssueCodeResponse) -> None:

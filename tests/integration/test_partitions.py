@@ -44,11 +44,15 @@ class World:
     federation: Federation
     tokens: dict[str, str] = field(default_factory=dict)
 
-    def gateway(self) -> gateway_pb2_grpc.GatewayStub:
+    def gateway(self, index: int = 0) -> gateway_pb2_grpc.GatewayStub:
+        """Gateway ``index`` as a checkpoint of Sichuan calls it."""
         channel = self.federation.pki.checkpoint(SC).sync_channel(
-            self.federation.gateways[0].address
+            self.federation.gateways[index].address
         )
         return gateway_pb2_grpc.GatewayStub(channel)
+
+    def gateways(self) -> list[gateway_pb2_grpc.GatewayStub]:
+        return [self.gateway(i) for i in range(len(self.federation.gateways))]
 
 
 @contextlib.contextmanager
@@ -399,12 +403,7 @@ def test_an_etcd_member_cut_from_its_peers_but_not_its_gateway(tmp_path: Path) -
     with running_world(tmp_path, hosts, 2, registry=etcd_on_the_bed(tmp_path / "etcd")) as world:
         world.federation.start_web_fronts()  # a checkpoint station: gateway-0 first, then 1
         report = Report("etcd-member-cut-from-its-peers")
-        gateways = [
-            gateway_pb2_grpc.GatewayStub(
-                world.federation.pki.checkpoint(SC).sync_channel(g.address)
-            )
-            for g in world.federation.gateways
-        ]
+        gateways = world.gateways()
         before = report.phase("before")
         for stub in gateways:
             until(world, stub, before, report, lambda g: g[ZJ] == "VALID GREEN", timeout=15)
@@ -491,12 +490,7 @@ def test_the_etcd_leader_isolated_writes_during_and_after_the_election(tmp_path:
     hosts = [*ETCD, "gateway-0", "gateway-1", f"node-{ZJ}-1", f"node-{SC}-1"]
     with running_world(tmp_path, hosts, 2, registry=etcd_on_the_bed(tmp_path / "etcd")) as world:
         report = Report("etcd-leader-isolated")
-        stubs = [
-            gateway_pb2_grpc.GatewayStub(
-                world.federation.pki.checkpoint(SC).sync_channel(g.address)
-            )
-            for g in world.federation.gateways
-        ]
+        stubs = world.gateways()
         before = report.phase("before")
         for stub in stubs:
             until(world, stub, before, report, lambda g: g[ZJ] == g[SC] == "VALID GREEN",
