@@ -3,13 +3,18 @@
 The node is SERVING (grpc health) exactly while it holds a lease: before the first
 registration, after the lease is lost (the gateway says NOT_FOUND, or no keep-alive got
 through for a whole TTL, so the gateway has certainly dropped it) and while draining.
+
+A node knows every gateway and calls one at a time. A gateway that fails a call (unreachable,
+overloaded, or up but cut from its registry's quorum, which a pick-first channel would keep
+choosing) is left for the next: the lease lives in the shared registry, so any gateway renews
+it, and a lost gateway costs no registration.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 
@@ -29,17 +34,20 @@ class NodeRegistration:
     def __init__(
         self,
         *,
-        gateway: gateway_pb2_grpc.GatewayStub,
+        gateways: Sequence[gateway_pb2_grpc.GatewayStub],
         province: str,
         node_id: str,
         endpoint: str,
         ttl_seconds: int = 10,
         on_change: Callable[[bool], Awaitable[None]] | None = None,
-        channel: grpc.aio.Channel | None = None,
+        channels: Sequence[grpc.aio.Channel] = (),
         ready: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
-        self._gateway = gateway
-        self._channel = channel
+        if not gateways:
+            raise ValueError("a node registers through at least one gateway")
+        self._gateways = list(gateways)  # in the order of preference
+        self._current = 0
+        self._channels = list(channels)
         self._request = gateway_pb2.RegisterNodeRequest(
             province=province, node_id=node_id, endpoint=endpoint, ttl_seconds=ttl_seconds
         )
@@ -52,6 +60,18 @@ class NodeRegistration:
         self._last_renewal = 0.0
         self._task: asyncio.Task[None] | None = None
         self.registrations = 0  # how many times a lease was obtained (re-registrations + 1)
+        self.failovers = 0  # how many times a failed call moved it to the next gateway
+
+    @property
+    def _gateway(self) -> gateway_pb2_grpc.GatewayStub:
+        return self._gateways[self._current]
+
+    def _next_gateway(self) -> None:
+        """The gateway in use failed a call: the next one takes the following calls."""
+        if len(self._gateways) > 1:
+            self._current = (self._current + 1) % len(self._gateways)
+            self.failovers += 1
+            metrics.GATEWAY_FAILOVERS.labels(*self._labels).inc()
 
     @property
     def registered(self) -> bool:
@@ -92,9 +112,11 @@ class NodeRegistration:
                     await self._set_lease(None)
                     continue
                 log.warning("gateway call failed: %s %s", e.code().name, e.details())
+                self._next_gateway()
                 await self._expire_if_stale()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                if self._current == 0:  # every gateway tried since the last pause
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
 
     async def _step(self) -> None:
         if self._lease is None:
@@ -164,7 +186,7 @@ class NodeRegistration:
             await self.close()
 
     async def close(self) -> None:
-        """Close the gateway channel (after the server stopped forwarding on it)."""
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
+        """Close the gateway channels (after the server stopped forwarding on them)."""
+        channels, self._channels = self._channels, []
+        for channel in channels:
+            await channel.close()

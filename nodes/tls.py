@@ -89,6 +89,15 @@ def _name_options(target: str) -> list[tuple[str, str]]:
     return [("grpc.ssl_target_name_override", host)]
 
 
+def split_target(target: str) -> list[str]:
+    """One target per server of a target naming several ("ipv4:a:1,b:2" -> "ipv4:a:1",
+    "ipv4:b:2"), in their order; any other target as it is."""
+    scheme, _, addresses = target.partition(":")
+    if scheme not in ("ipv4", "ipv6") or "," not in addresses:
+        return [target]
+    return [f"{scheme}:{address}" for address in addresses.split(",") if address]
+
+
 def aio_channel(
     target: str, tls: TlsIdentity | None, *, allow_insecure_dev_only: bool = False
 ) -> grpc.aio.Channel:

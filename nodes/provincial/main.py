@@ -39,7 +39,7 @@ from nodes.server import (
     listen_host,
     start_metrics,
 )
-from nodes.tls import Transport
+from nodes.tls import Transport, split_target
 from trust import pki
 from trust.errors import StoreUnavailable
 from trust.model import Colour
@@ -219,14 +219,16 @@ async def start_node(
     colour_clock.start()  # quarantines complete with no operator action, on every replica
     running.on_stop(colour_clock.stop)
     await running.set_serving(False)  # NOT_SERVING until the gateway knows us
+    targets = split_target(config.gateway)
+    own = [config.transport.aio_channel(t) for t in targets] if len(targets) > 1 else []
     registration = NodeRegistration(
-        gateway=gateway,
+        gateways=[gateway_pb2_grpc.GatewayStub(c) for c in own] or [gateway],
         province=config.province,
         node_id=config.node_id,
         endpoint=f"{config.advertise_host}:{running.port}",
         ttl_seconds=config.lease_ttl,
         on_change=running.set_serving,
-        channel=channel,
+        channels=[*own, channel],
         ready=lambda: store_answers(store),
     )
     await registration.start(wait=config.register_wait, stopping=stopping)

@@ -101,6 +101,11 @@ LEFT_ROUTING = Counter(
     "(registered again once it does).",
     ["province", "node_id"],
 )
+GATEWAY_FAILOVERS = Counter(
+    "hcx_node_gateway_failovers",
+    "Times a failed registration call moved the node on to its next gateway.",
+    ["province", "node_id"],
+)
 LEASES_LOST = Counter(
     "hcx_node_leases_lost",
     "Leases lost: the gateway no longer knew the lease, or no keep-alive succeeded within its TTL.",

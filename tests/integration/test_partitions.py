@@ -35,6 +35,7 @@ pytestmark = pytest.mark.integration
 
 ZJ, SC = "330000", "510000"
 DEADLINE_S = 2.0  # a checkpoint's deadline: every call is answered within it
+LEASE_TTL_S = 10  # a node's registration lease (hcx node serve --lease-ttl)
 REPORTS = Path("var/partitions")
 
 
@@ -414,6 +415,7 @@ def test_an_etcd_member_cut_from_its_peers_but_not_its_gateway(tmp_path: Path) -
         for member in ("etcd-2", "etcd-3"):
             world.bed.cut("gateway-0", member)  # and gateway-0 reaches no other member
         cut = report.phase("cut")
+        cut_at = time.monotonic()
         kid = world.federation.current_key(ZJ).kid
         revoked_at = time.monotonic()
         national.revoke(world.federation.pki, world.federation.gateways[1].address, kid,
@@ -443,9 +445,17 @@ def test_an_etcd_member_cut_from_its_peers_but_not_its_gateway(tmp_path: Path) -
                 got = scans.round(at_station, report)
                 assert got[ZJ] == "INVALID", got  # the revoked key's code stays refused
                 # Sichuan's node registered through gateway-0, whose member lost quorum: its
-                # lease may lapse on the majority until it registers again, and gateway-1 then
-                # answers from the code itself. Offline, never a wrong colour.
-                assert got[SC] in ("VALID GREEN", "VALID_OFFLINE GREEN"), got
+                # keep-alives fail there, and it renews the same lease through gateway-1.
+                assert got[SC] == "VALID GREEN", got
+
+        # Held past a lease's TTL: Sichuan's node renews through gateway-1 all along, so the
+        # majority keeps routing to it (a pick-first channel stayed on gateway-0 and the lease
+        # lapsed: VALID_OFFLINE).
+        held = report.phase("past the TTL")
+        while time.monotonic() - cut_at < LEASE_TTL_S + 4:
+            got = verify_round(world, gateways[1], held, report)
+            assert got[SC] == "VALID GREEN", got
+            time.sleep(0.3)
 
         world.bed.heal_all()
         healed = report.phase("healed")

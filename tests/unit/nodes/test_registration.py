@@ -70,7 +70,7 @@ async def registered() -> Any:
         states.append(serving)
 
     registration = NodeRegistration(
-        gateway=gateway,
+        gateways=[gateway],
         province="330000",
         node_id="hz-1",
         endpoint="127.0.0.1:1",
@@ -107,3 +107,56 @@ async def test_stop_deregisters(registered: Any) -> None:
     lease = registration.lease
     await registration.stop()
     assert gateway.deregistered == [lease] and states[-1] is False
+
+
+async def test_a_failing_gateway_is_left_for_the_next_which_renews_the_same_lease() -> None:
+    """Gateway A answers until it cannot (cut from its registry's quorum, say) while B still
+    can: the lease lives in the shared registry, so B renews it and the node stays SERVING
+    with the same lease; none of A's failures costs the registration."""
+    shared: set[bytes] = set()
+    first, second = ScriptedGateway(), ScriptedGateway()
+    first.leases = second.leases = shared  # one registry behind both gateways
+    states: list[bool] = []
+
+    async def record(serving: bool) -> None:
+        states.append(serving)
+
+    registration = NodeRegistration(
+        gateways=[first, second], province="330000", node_id="hz-1", endpoint="127.0.0.1:1",
+        ttl_seconds=1, on_change=record,
+    )  # fmt: skip
+    await registration.start(wait=2)
+    lease = registration.lease
+    first.down = True
+    await until(lambda: registration.failovers >= 1)
+    renewed = len(second.leases)
+    await asyncio.sleep(1.5)  # longer than the TTL: renewals went through B
+    assert registration.lease == lease and states == [True] and renewed == len(second.leases)
+    second.down, first.down = True, False  # and back to A when B fails in turn
+    await until(lambda: registration.failovers >= 2)
+    await asyncio.sleep(1.5)
+    assert registration.lease == lease and states == [True]
+    await registration.stop()
+
+
+async def test_with_every_gateway_failing_the_lease_ends_after_one_ttl() -> None:
+    gateways = [ScriptedGateway(), ScriptedGateway()]
+    registration = NodeRegistration(
+        gateways=gateways, province="330000", node_id="hz-1", endpoint="127.0.0.1:1",
+        ttl_seconds=1,
+    )  # fmt: skip
+    await registration.start(wait=2)
+    for gateway in gateways:
+        gateway.down = True
+    await until(lambda: not registration.registered, timeout=4)
+    assert registration.failovers >= 2
+    await registration.stop()
+
+
+def test_a_target_naming_several_gateways_is_split_in_its_order() -> None:
+    from nodes.tls import split_target
+
+    assert split_target("ipv4:10.0.0.2:5,10.0.0.1:6") == ["ipv4:10.0.0.2:5", "ipv4:10.0.0.1:6"]
+    assert split_target("ipv4:10.0.0.2:5") == ["ipv4:10.0.0.2:5"]
+    assert split_target("127.0.0.1:50051") == ["127.0.0.1:50051"]
+    assert split_target("dns:///gw.example:443") == ["dns:///gw.example:443"]
