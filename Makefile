@@ -7,10 +7,13 @@ DEPS   := $(VENV)/.deps-installed
 PROTOS := $(wildcard proto/healthcode/v1/*.proto)
 GEN    := healthcode/v1/.generated
 
-.PHONY: run test lint proto bench soak mutation clean vendor
+.PHONY: run run-netns test lint proto bench soak mutation clean vendor
 
 run: $(DEPS) $(GEN)  ## the main job: a local federation on the embedded registry
 	$(BIN)/hcx sim $(SIM_ARGS)
+
+run-netns: $(DEPS) $(GEN)  ## the same on a test bed (as root): a host per process, etcd on 3 members
+	$(BIN)/hcx sim --netns $(SIM_ARGS)
 
 test: $(DEPS) $(GEN)  ## unit + integration tests (real gRPC servers on 127.0.0.1)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -25,6 +25,7 @@ from healthcode.v1 import registry_pb2, registry_pb2_grpc
 from nodes.provincial.keys import ProvinceDir, new_signing_certificate
 from simulations import national
 from simulations.identities import LocalPki
+from simulations.onbed import Layout
 from simulations.processes import ServerProcess, Supervisor
 from simulations.provinces import all_provinces
 from trust import pki
@@ -77,6 +78,7 @@ class Federation:
     identities: LocalPki | None = None  # every process and client speaks mTLS
     station: ServerProcess | None = None  # hcx checkpoint serve (the staff page)
     resident_web: ServerProcess | None = None  # hcx node web (the residents' page)
+    layout: Layout | None = None  # on a test bed (hcx sim --netns): its hosts, etcd members
 
     @property
     def pki(self) -> LocalPki:

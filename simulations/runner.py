@@ -2,7 +2,8 @@
 
 Everything the load generator does is bounded: a fixed duration, a fixed arrival rate, a cap on
 calls in flight (excess scans are shed and counted), retries that stop when the run ends.
-All servers are child processes on 127.0.0.1 and are stopped when the run ends, however it ends.
+All servers are child processes on 127.0.0.1 (with ``--netns``, each on a host of a test bed,
+simulations/netbed.py) and are stopped when the run ends, however it ends.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from typing import Any
 import grpc
 
 from healthcode.v1 import common_pb2, node_pb2
+from simulations import netbed
 from simulations.federation import Federation, Topology
 from simulations.health import Residents
 from simulations.holders import Holders, NodePool, StatusLedger
 from simulations.injection import INJECTED_KINDS, Injector
 from simulations.invariants import InvariantReport, check_all
 from simulations.mobility import Mobility, Traveller
-from simulations.processes import Supervisor
+from simulations.onbed import Layout, hosts_for
+from simulations.processes import Supervisor, on_loopback
 from simulations.provinces import all_provinces
 from simulations.scenario import SimContext, Step, StepResult, default_scenario, play
 from simulations.traffic import BatchMode, GatewayPool, Scan, StreamMode, UnaryMode, Verification
@@ -60,6 +63,7 @@ class SimConfig:
     day_s: float = 2.0  # a simulated day: a 60 s run plays 30 days of quarantines
     workdir: Path = Path("var/sim/run")
     progress: bool = True
+    netns: bool = False  # every process on a host of its own (a test bed), etcd on three
 
 
 @dataclass
@@ -106,16 +110,21 @@ def run_simulation(config: SimConfig, steps: Sequence[Step] | None = None) -> Si
 def running_federation(config: SimConfig) -> Iterator[Federation]:
     """The federation of ``config``, started; every process is stopped on leaving."""
     config.workdir.mkdir(parents=True, exist_ok=True)
-    with Supervisor(config.workdir) as supervisor:
+    with contextlib.ExitStack() as stack:
+        layout, registry = None, config.registry
+        if config.netns:
+            layout, registry = stack.enter_context(on_a_bed(config))
+        placement = layout.placement if layout is not None else on_loopback
+        supervisor = stack.enter_context(Supervisor(config.workdir, placement=placement))
         topology = Topology(
             provinces=config.provinces,
             replicas=config.replicas,
             gateways=config.gateways,
-            registry=config.registry,
+            registry=registry,
             token_lifetime=config.token_lifetime,
             day_seconds=config.day_s,
         )
-        federation = Federation(config.workdir, topology, supervisor)
+        federation = Federation(config.workdir, topology, supervisor, layout=layout)
         status(
             config,
             f"starting {config.gateways} gateways and {len(config.provinces)} provinces x "
@@ -131,6 +140,21 @@ def running_federation(config: SimConfig) -> Iterator[Federation]:
             federation.worker.shutdown(wait=True)
 
 
+@contextlib.contextmanager
+def on_a_bed(config: SimConfig) -> Iterator[tuple[Layout, str]]:
+    """A test bed with a host for every process of ``config`` and the registry on a
+    three-member etcd cluster there; removed on leaving, whatever happens."""
+    hosts = hosts_for(config.provinces, config.replicas, config.gateways)
+    with netbed.Bed(hosts) as bed:
+        layout = Layout(bed)
+        status(config, f"test bed: {len(hosts)} hosts on {bed.bridge} ({bed.observer}/24); "
+                       "etcd on etcd-1..3")  # fmt: skip
+        yield layout, layout.start_etcd(config.workdir / "etcd")
+    left = bed.leftovers()
+    if left:
+        raise RuntimeError(f"the test bed left {left} behind")
+
+
 def announce_web_fronts(config: SimConfig, federation: Federation) -> None:
     """Where a person can look while the simulation runs (HTTPS with the provinces' web
     certificates: a browser asks to trust the national root, ``national/root.pem``)."""
@@ -140,7 +164,7 @@ def announce_web_fronts(config: SimConfig, federation: Federation) -> None:
     code = new_enrolment(federation.station_dir, "browser", now=time.time(), ttl=3600)
     status(
         config,
-        f"checkpoint staff page: https://127.0.0.1:{federation.station.port}/ "
+        f"checkpoint staff page: https://{federation.station.address}/ "
         f"(enrolment code {code}); residents' page: "
         f"https://127.0.0.1:{federation.resident_web.port}/ "
         f"(trust {federation.national / 'root.pem'})",
@@ -158,7 +182,7 @@ async def station_scans(federation: Federation, tokens: Sequence[str]) -> str:
     from web.station import new_enrolment
 
     assert federation.station is not None
-    url = f"https://127.0.0.1:{federation.station.port}"
+    url = f"https://{federation.station.address}"
     context = ssl.create_default_context(cafile=str(federation.national / "root.pem"))
     code = new_enrolment(federation.station_dir, "sim-check", now=time.time())
     verdicts: Counter[str] = Counter()

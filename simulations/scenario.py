@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from grpc_health.v1 import health_pb2
 
 from simulations.federation import Federation, SigningKey
 from simulations.health import Residents
@@ -19,6 +22,7 @@ from simulations.injection import Injector
 from simulations.mobility import Mobility, Traveller
 
 NOT_AVAILABLE = "not available in this build"
+SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
 @dataclass
@@ -90,21 +94,10 @@ class KeyRotation:
         return None
 
     async def run(self, ctx: SimContext) -> str:
-        province = ctx.province(self.province_index)
-        federation = ctx.federation
-        old = federation.current_key(province)
-        number = len(federation.keys[province]) + 1
-        await run_hcx(
-            "node", "keys", "rotate", "--province", province,
-            "--dir", str(federation.province_dir(province).root), "--name", f"dsc-{number}",
-            "--overlap", str(self.overlap_s), "--gateway", federation.registry_address,
-            "--tls-dir", str(federation.pki.provincial_tls(province, "operator", "ops")),
-        )  # fmt: skip
-        new = federation.load_current_key(province, f"dsc-{number}")
-        await offload(ctx, federation.wait_routable)
+        rotated = await rotate_key(ctx, ctx.province(self.province_index), self.overlap_s)
         return (
-            f"{province}: kid {old.kid.hex()} -> {new.kid.hex()}; old key retires in "
-            f"{self.overlap_s} s; replicas switch keys by themselves (no restart)"
+            f"{rotated}; the old key retires in {self.overlap_s} s; replicas switch keys by "
+            "themselves (no restart)"
         )
 
 
@@ -318,19 +311,98 @@ class Outbreak:
 
 @dataclass
 class EtcdMemberLost:
-    """With an etcd registry: one member of the cluster stops."""
+    """On a test bed (``hcx sim --netns``): the etcd cluster's leader loses its network (its
+    host is cut from every other host and from the observer) for ``down_s``. A province
+    rotates its key meanwhile: a registry write that only a new leader can commit. Then the
+    member rejoins. Traffic runs throughout and the run's invariants judge it."""
 
     at: float
+    down_s: float = 6.0
+    province_index: int = 2
+    overlap_s: int = 20
     name: str = "etcd member lost"
 
     def unavailable(self, ctx: SimContext) -> str | None:
+        if ctx.federation.layout is not None and ctx.federation.layout.etcd:
+            return None
         registry = ctx.federation.topology.registry or ""
         if not registry.startswith("etcd://"):
-            return "runs only with --registry etcd://… (the embedded registry has no members)"
-        return "the simulation does not manage an etcd cluster in this build (issue 3)"
+            return "runs with hcx sim --netns (the embedded registry has no members)"
+        return "the simulation manages an etcd cluster only with --netns"
 
-    async def run(self, ctx: SimContext) -> str:  # pragma: no cover - see unavailable
-        raise NotImplementedError(NOT_AVAILABLE)
+    async def run(self, ctx: SimContext) -> str:
+        layout = ctx.federation.layout
+        assert layout is not None
+        lost = await asyncio.to_thread(layout.leader)
+        if lost is None:
+            raise RuntimeError("no etcd member says it leads")
+        others = [m for m in layout.etcd if m != lost]
+        layout.bed.isolate(lost)
+        began = time.monotonic()
+        try:
+            rotated = await rotate_key(ctx, ctx.province(self.province_index), self.overlap_s)
+            acked_s = time.monotonic() - began
+            leader = await asyncio.to_thread(layout.leader, others)
+            views = await sample_views(ctx, until=began + self.down_s)
+            target = await asyncio.to_thread(layout.raft_applied, leader or others[0])
+        finally:
+            layout.bed.rejoin(lost)
+        healed = time.monotonic()
+        await converged(ctx, lost, target or 0, timeout=30.0)
+        return (
+            f"{lost} (the leader) cut off for {healed - began:.1f} s; "
+            f"new leader {leader}; {rotated} acknowledged in {acked_s:.2f} s; "
+            f"gateways' views current in {views}; {lost} caught up and every view current "
+            f"{time.monotonic() - healed:.2f} s after it rejoined"
+        )
+
+
+async def rotate_key(ctx: SimContext, province: str, overlap_s: int) -> str:
+    """``hcx node keys rotate`` for ``province`` as its operator runs it; what changed."""
+    federation = ctx.federation
+    old = federation.current_key(province)
+    number = len(federation.keys[province]) + 1
+    await run_hcx(
+        "node", "keys", "rotate", "--province", province,
+        "--dir", str(federation.province_dir(province).root), "--name", f"dsc-{number}",
+        "--overlap", str(overlap_s), "--gateway", federation.registry_address,
+        "--tls-dir", str(federation.pki.provincial_tls(province, "operator", "ops")),
+    )  # fmt: skip
+    new = federation.load_current_key(province, f"dsc-{number}")
+    await offload(ctx, federation.wait_routable)
+    return f"{province}'s key rotation (kid {old.kid.hex()} -> {new.kid.hex()})"
+
+
+async def sample_views(ctx: SimContext, *, until: float, every: float = 0.5) -> str:
+    """Ask every gateway whether its registry view is current until ``until``: how often each
+    said so ("gateway-0 12/12, gateway-1 11/12")."""
+    serving = [0] * len(ctx.federation.gateways)
+    samples = 0
+    while True:
+        statuses = await asyncio.to_thread(ctx.federation.view_health)
+        samples += 1
+        for i, value in enumerate(statuses):
+            serving[i] += value == SERVING
+        if time.monotonic() >= until:
+            break
+        await asyncio.sleep(every)
+    return ", ".join(f"gateway-{i} {n}/{samples}" for i, n in enumerate(serving))
+
+
+async def converged(ctx: SimContext, member: str, applied: int, *, timeout: float) -> None:
+    """Until ``member`` has applied the cluster's log up to ``applied`` and every gateway
+    says its view is current (TimeoutError after ``timeout``)."""
+    layout = ctx.federation.layout
+    assert layout is not None
+    deadline = time.monotonic() + timeout
+    while True:
+        index = await asyncio.to_thread(layout.raft_applied, member)
+        views = await asyncio.to_thread(ctx.federation.view_health)
+        if index is not None and index >= applied and all(v == SERVING for v in views):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{member} applied {index} < {applied}, or views {views}")
+        await asyncio.sleep(0.2)
 
 
 def default_scenario(duration: float) -> list[Step]:

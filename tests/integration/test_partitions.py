@@ -23,9 +23,10 @@ import grpc
 import pytest
 
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, node_pb2, node_pb2_grpc
-from simulations import netbed
+from simulations import netbed, onbed
 from simulations.federation import Federation, Topology
-from simulations.processes import Supervisor, on_loopback
+from simulations.onbed import Layout
+from simulations.processes import Supervisor
 from tests.support import bed_or_skip
 from trust import pki
 from trust.codeformat import CodeClaims, decode_token, issue_token
@@ -43,6 +44,7 @@ REPORTS = Path("var/partitions")
 class World:
     bed: netbed.Bed
     federation: Federation
+    layout: Layout
     tokens: dict[str, str] = field(default_factory=dict)
 
     def gateway(self, index: int = 0) -> gateway_pb2_grpc.GatewayStub:
@@ -61,7 +63,7 @@ def running_world(
     tmp_path: Path,
     hosts: list[str],
     gateways: int,
-    registry: Callable[[netbed.Bed], str] | None = None,
+    registry: Callable[[Layout], str] | None = None,
     *,
     replicas: int = 1,
     stores: Callable[[netbed.Bed], dict[str, str]] | None = None,
@@ -72,22 +74,17 @@ def running_world(
     embedded file)."""
     bed_or_skip()
     with netbed.Bed(hosts) as bed:
-        url = registry(bed) if registry is not None else None
+        layout = Layout(bed)
+        url = registry(layout) if registry is not None else None
         store_urls = stores(bed) if stores is not None else {}
-
-        def placement(name: str) -> tuple[str, list[str]]:
-            if name not in bed.hosts:
-                return on_loopback(name)
-            return bed.hosts[name].address, ["ip", "netns", "exec", bed.hosts[name].namespace]
-
-        with Supervisor(tmp_path, placement=placement) as supervisor:
+        with Supervisor(tmp_path, placement=layout.placement) as supervisor:
             topology = Topology(
                 provinces=[ZJ, SC], replicas=replicas, gateways=gateways, token_lifetime=300,
                 registry=url, stores=store_urls,
             )  # fmt: skip
             federation = Federation(tmp_path, topology, supervisor)
             federation.start()
-            world = World(bed, federation)
+            world = World(bed, federation, layout)
             for province in (ZJ, SC):
                 world.tokens[province] = issue(federation, province)
             world.tokens["forged"] = forged(federation)
@@ -342,48 +339,12 @@ class StationClient:
         return got
 
 
-ETCD = ["etcd-1", "etcd-2", "etcd-3"]
+ETCD = list(onbed.ETCD)
 
 
-def etcd_on_the_bed(workdir: Path) -> Callable[[netbed.Bed], str]:
+def etcd_on_the_bed(workdir: Path) -> Callable[[Layout], str]:
     """Three etcd members, each on its own host of the bed; the registry URL naming them."""
-
-    def start(bed: netbed.Bed) -> str:
-        import subprocess
-
-        from tests.integration.etcd import etcd_binary
-
-        workdir.mkdir(parents=True, exist_ok=True)
-        peers = ",".join(f"{n}=http://{bed.hosts[n].address}:2380" for n in ETCD)
-        for name in ETCD:
-            ip = bed.hosts[name].address
-            bed.spawn(
-                name,
-                [etcd_binary(), f"--name={name}", f"--data-dir={workdir / name}",
-                 f"--listen-client-urls=http://{ip}:2379",
-                 f"--advertise-client-urls=http://{ip}:2379",
-                 f"--listen-peer-urls=http://{ip}:2380",
-                 f"--initial-advertise-peer-urls=http://{ip}:2380",
-                 f"--initial-cluster={peers}", "--initial-cluster-state=new",
-                 f"--initial-cluster-token=bed{bed.bed_id}",
-                 "--heartbeat-interval=50", "--election-timeout=500", "--log-level=warn"],
-                log=workdir / f"{name}.log",
-            )  # fmt: skip
-        endpoints = ",".join(f"{bed.hosts[n].address}:2379" for n in ETCD)
-        deadline = time.monotonic() + 30
-        while True:
-            done = subprocess.run(
-                [etcd_binary("etcdctl"), f"--endpoints={endpoints}", "endpoint", "health",
-                 "--command-timeout=1s"],
-                capture_output=True, text=True, timeout=20,
-            )  # fmt: skip
-            if done.returncode == 0:
-                return f"etcd://{endpoints}/bed/"
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"etcd on the bed never healthy: {done.stderr[-400:]}")
-            time.sleep(0.3)
-
-    return start
+    return lambda layout: layout.start_etcd(workdir, prefix="/bed/")
 
 
 def view_serving(world: World, index: int) -> bool:
@@ -471,26 +432,6 @@ def test_an_etcd_member_cut_from_its_peers_but_not_its_gateway(tmp_path: Path) -
     assert not any(p.errors for p in report.phases)
 
 
-def etcd_leader(bed: netbed.Bed, candidates: list[str]) -> str | None:
-    """The member that says it leads (asked over the bed, from the observer)."""
-    import subprocess
-
-    from tests.integration.etcd import etcd_binary
-
-    for name in candidates:
-        done = subprocess.run(
-            [etcd_binary("etcdctl"), f"--endpoints={bed.hosts[name].address}:2379",
-             "endpoint", "status", "--write-out=json", "--command-timeout=1s"],
-            capture_output=True, text=True, timeout=10,
-        )  # fmt: skip
-        if done.returncode != 0:
-            continue
-        status = json.loads(done.stdout)[0]["Status"]
-        if status.get("leader") == status["header"]["member_id"]:  # no leader: omitted
-            return name
-    return None
-
-
 def test_the_etcd_leader_isolated_writes_during_and_after_the_election(tmp_path: Path) -> None:
     """The leader's member loses everyone. A coordinator's write sent during the election is
     acknowledged once a new leader serves it (the client retries on another member); one sent
@@ -505,7 +446,7 @@ def test_the_etcd_leader_isolated_writes_during_and_after_the_election(tmp_path:
         for stub in stubs:
             until(world, stub, before, report, lambda g: g[ZJ] == g[SC] == "VALID GREEN",
                   timeout=15)  # fmt: skip
-        leader = etcd_leader(world.bed, ETCD)
+        leader = world.layout.leader()
         assert leader is not None
         world.bed.isolate(leader)
         election = report.phase("election")
@@ -514,7 +455,7 @@ def test_the_etcd_leader_isolated_writes_during_and_after_the_election(tmp_path:
                         world.federation.current_key(ZJ).kid, "key_compromise")  # fmt: skip
         report.timings["write during the election acknowledged"] = time.monotonic() - started
         others = [m for m in ETCD if m != leader]
-        new_leader = etcd_leader(world.bed, others)
+        new_leader = world.layout.leader(others)
         assert new_leader in others, "no new leader among the majority"
         started = time.monotonic()
         national.revoke(world.federation.pki, world.federation.gateways[1].address,
@@ -534,7 +475,7 @@ def test_the_etcd_leader_isolated_writes_during_and_after_the_election(tmp_path:
             assert time.monotonic() < deadline, "a gateway never said its view is current again"
             time.sleep(0.2)
         report.timings["time to converge"] = time.monotonic() - healed_at
-        assert etcd_leader(world.bed, ETCD) is not None
+        assert world.layout.leader() is not None
         report.write()
     assert report.wrong_accepts == 0 and report.late == 0
     assert not any(p.errors for p in report.phases)
