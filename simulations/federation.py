@@ -48,6 +48,9 @@ class Topology:
     stores: Mapping[str, str] = field(default_factory=dict)  # province -> --store URL
     relay_timeout: float = 0.5
     day_seconds: float = 86_400.0  # a quarantine day on the nodes' colour clocks
+    # On a test bed, where every process has a host of its own:
+    metrics_port: int | None = None  # every gateway and node serves /metrics on this port
+    behind: Mapping[str, str] = field(default_factory=dict)  # node -> "proxy-ip:port" in front
 
 
 @dataclass(frozen=True)
@@ -166,10 +169,15 @@ class Federation:
         args += ["--relay-timeout", str(self.topology.relay_timeout)]
         args += self.pki.gateway_flags(f"gw-{index + 1}", self._names(f"gateway-{index}"))
         args += ["--view-file", str(self.view_file(index))]
+        args += self._metrics_flag()
         # One process per gateway: the simulation's figures are per gateway process, and its
         # scenario kills and freezes gateway processes (docs/simulation.md).
         args += ["--workers", "1"]
         return args
+
+    def _metrics_flag(self) -> list[str]:
+        port = self.topology.metrics_port
+        return [] if port is None else ["--metrics-port", str(port)]
 
     def view_file(self, index: int) -> Path:
         return self.national / f"view-gw-{index + 1}.cbor"
@@ -184,13 +192,17 @@ class Federation:
         child = f"node-{province}-{replica + 1}"
         host = self.host_of(child)
         tls = self.pki.provincial_tls(province, "node", node_id, self._names(child))
+        # Behind a proxy (a slow or lossy link), the gateways call the proxy, which forwards
+        # to the same port on the node's own host.
+        advertised, _, port = self.topology.behind.get(child, f"{host}:0").rpartition(":")
         return [
             "node",
             "serve",
             "--listen",
-            f"{host}:0",
+            f"{host}:{port}",
             "--advertise-host",
-            host,
+            advertised,
+            *self._metrics_flag(),
             "--tls-dir",
             str(tls),
             "--province",

@@ -37,6 +37,7 @@ pytestmark = pytest.mark.integration
 ZJ, SC = "330000", "510000"
 DEADLINE_S = 2.0  # a checkpoint's deadline: every call is answered within it
 LEASE_TTL_S = 10  # a node's registration lease (hcx node serve --lease-ttl)
+METRICS_PORT = 9464  # every gateway and node serves /metrics here, on its own host
 REPORTS = Path("var/partitions")
 
 
@@ -57,6 +58,30 @@ class World:
     def gateways(self) -> list[gateway_pb2_grpc.GatewayStub]:
         return [self.gateway(i) for i in range(len(self.federation.gateways))]
 
+    def metrics(self, host: str) -> dict[str, float]:
+        """What the process on ``host`` says on /metrics: 'name{label="v"}' -> value."""
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        url = f"http://{self.bed.hosts[host].address}:{METRICS_PORT}/metrics"
+        with urllib.request.urlopen(url, timeout=DEADLINE_S) as response:
+            text = response.read().decode()
+        samples = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return samples
+
+    def metric_until(self, host: str, name: str, want: float, timeout: float = 15.0) -> float:
+        """Until the metric ``name`` of ``host`` reads ``want``: the seconds it took."""
+        started = time.monotonic()
+        while (got := self.metrics(host).get(name)) != want:
+            assert time.monotonic() - started < timeout, f"{host} {name} = {got}, not {want}"
+            time.sleep(0.2)
+        return time.monotonic() - started
+
 
 @contextlib.contextmanager
 def running_world(
@@ -67,6 +92,7 @@ def running_world(
     *,
     replicas: int = 1,
     stores: Callable[[netbed.Bed], dict[str, str]] | None = None,
+    behind: Callable[[Layout], dict[str, str]] | None = None,
 ) -> Iterator[World]:
     """The federation's processes named in ``hosts`` each on its own host; the rest (and the
     test process: coordinators, operators, the checkpoint's client) on the observer.
@@ -77,10 +103,11 @@ def running_world(
         layout = Layout(bed)
         url = registry(layout) if registry is not None else None
         store_urls = stores(bed) if stores is not None else {}
+        proxies = behind(layout) if behind is not None else {}
         with Supervisor(tmp_path, placement=layout.placement) as supervisor:
             topology = Topology(
                 provinces=[ZJ, SC], replicas=replicas, gateways=gateways, token_lifetime=300,
-                registry=url, stores=store_urls,
+                registry=url, stores=store_urls, metrics_port=METRICS_PORT, behind=proxies,
             )  # fmt: skip
             federation = Federation(tmp_path, topology, supervisor)
             federation.start()
@@ -142,6 +169,7 @@ class Report:
     scenario: str
     phases: list[Phase] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
     wrong_accepts: int = 0
     late: int = 0
 
@@ -159,6 +187,7 @@ class Report:
                 for p in self.phases
             ],
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "counts": self.counts,
             "wrong_accepts": self.wrong_accepts,
             "late_answers": self.late,
         }  # fmt: skip
@@ -168,6 +197,7 @@ class Report:
             shown = ", ".join(f"{k} {v}" for k, v in sorted({**p.verdicts, **p.errors}.items()))
             lines.append(f"  {p.name:<14}{p.calls:>6}  {shown}  (slowest {p.slowest_s:.2f} s)")
         lines += [f"  {k}: {v:.2f} s" for k, v in self.timings.items()]
+        lines += [f"  {k}: {v}" for k, v in self.counts.items()]
         lines.append(f"  wrong accepts {self.wrong_accepts}, answers past the deadline {self.late}")
         text = "\n".join(lines)
         print(text)
@@ -231,15 +261,97 @@ def test_a_gateway_cut_from_one_province_answers_offline_for_it_and_live_for_the
         got = verify_round(world, stub, cut, report)
         assert (got[ZJ], got[SC]) == ("VALID_OFFLINE GREEN", "VALID GREEN"), got
 
+    breaker = f'hcx_gateway_breaker_state{{province="{ZJ}"}}'
+    assert world.metrics("gateway-0")[breaker] != 0  # open or half-open: Zhejiang is not asked
+
     world.bed.heal("gateway-0", f"node-{ZJ}-1")
     healed = report.phase("healed")
     report.timings["time to converge"] = until(
         world, stub, healed, report, lambda g: g[ZJ] == g[SC] == "VALID GREEN", timeout=30
     )
+    report.timings["metrics say so (breaker closed)"] = world.metric_until("gateway-0", breaker, 0)
     report.write()
     assert report.wrong_accepts == 0 and report.late == 0
     assert all(p.verdicts["forged: INVALID"] == p.calls // 3 for p in report.phases)
     assert not any(p.errors for p in report.phases)
+
+
+PROXIED_PORT = 7443  # Zhejiang's node listens here; the link's proxy in front of it too
+
+
+def proxy_in_front(control: Path) -> Callable[[Layout], dict[str, str]]:
+    """A user-space link (simulations/linkproxy.py) on host "link" in front of Zhejiang's
+    node: the gateway calls the proxy, the proxy the node; ``control`` sets its delay and
+    loss while the federation runs."""
+
+    def start(layout: Layout) -> dict[str, str]:
+        import sys
+
+        control.write_text("{}")
+        link, node = layout.bed.hosts["link"].address, layout.bed.hosts[f"node-{ZJ}-1"].address
+        layout.bed.spawn(
+            "link",
+            [sys.executable, "-m", "simulations.linkproxy", "--listen",
+             f"{link}:{PROXIED_PORT}", "--to", f"{node}:{PROXIED_PORT}", "--control",
+             str(control)],
+            log=control.with_suffix(".log"),
+        )  # fmt: skip
+        netbed.wait_port(link, PROXIED_PORT, timeout=15)
+        return {f"node-{ZJ}-1": f"{link}:{PROXIED_PORT}"}
+
+    return start
+
+
+def test_a_slow_then_lossy_link_to_one_province(tmp_path: Path) -> None:
+    """The link between the gateway and Zhejiang's node turns slow (1.5 s each way, past the
+    relay's deadline), then lossy (a quarter of the segments retransmitted), then good again.
+    Slow: Zhejiang VALID_OFFLINE within the checkpoint's deadline, its breaker open, Sichuan
+    live. Lossy: live or offline, never wrong, never late. Good: live again, breaker closed."""
+    control = tmp_path / "link.json"
+    hosts = ["gateway-0", "link", f"node-{ZJ}-1", f"node-{SC}-1"]
+    with running_world(tmp_path, hosts, 1, behind=proxy_in_front(control)) as world:
+        report = Report("slow-then-lossy-link")
+        stub = world.gateway()
+        breaker = f'hcx_gateway_breaker_state{{province="{ZJ}"}}'
+        before = report.phase("before")
+        until(world, stub, before, report, lambda g: g[ZJ] == g[SC] == "VALID GREEN", timeout=15)
+
+        control.write_text(json.dumps({"delay_ms": 1500}))
+        slow = report.phase("slow")
+        report.timings["slow: time to offline"] = until(
+            world, stub, slow, report,
+            lambda g: g[ZJ] == "VALID_OFFLINE GREEN" and g[SC] == "VALID GREEN", timeout=15,
+        )  # fmt: skip
+        for _ in range(5):
+            got = verify_round(world, stub, slow, report)
+            assert (got[ZJ], got[SC]) == ("VALID_OFFLINE GREEN", "VALID GREEN"), got
+        assert world.metrics("gateway-0")[breaker] != 0
+
+        control.write_text(json.dumps({"delay_ms": 20, "jitter_ms": 20, "loss": 0.25,
+                                       "rto_ms": 200}))  # fmt: skip
+        lossy = report.phase("lossy")
+        for _ in range(25):
+            got = verify_round(world, stub, lossy, report)
+            assert got[ZJ] in ("VALID GREEN", "VALID_OFFLINE GREEN"), got
+            assert got[SC] == "VALID GREEN", got
+            time.sleep(0.1)
+
+        control.write_text("{}")
+        healed = report.phase("healed")
+        report.timings["time to converge"] = until(
+            world, stub, healed, report, lambda g: g[ZJ] == g[SC] == "VALID GREEN", timeout=30
+        )
+        report.timings["metrics say so (breaker closed)"] = world.metric_until(
+            "gateway-0", breaker, 0
+        )
+        link = json.loads(control.with_suffix(".stats").read_text())
+        report.counts["chunks held as lost (retransmitted)"] = link["held_for_loss"]
+        report.counts["chunks through the link"] = link["chunks"]
+        report.write()
+    assert link["held_for_loss"] > 0  # the lossy phase really lost
+    assert report.wrong_accepts == 0 and report.late == 0
+    assert not any(p.errors for p in report.phases)
+    assert lossy.verdicts[f"{ZJ}: VALID GREEN"] > 0  # live through the loss, at least at times
 
 
 def test_a_checkpoint_station_cut_from_one_gateway_fails_over_within_its_deadline(
@@ -391,6 +503,8 @@ def test_an_etcd_member_cut_from_its_peers_but_not_its_gateway(tmp_path: Path) -
             assert waited < bound_s, f"gateway-0 claims a current view {waited:.1f} s on: {got}"
             time.sleep(0.2)
         report.timings["gateway-0 revoked or not current"] = time.monotonic() - revoked_at
+        if not view_serving(world, 0):  # and its metrics say what its health says
+            assert world.metrics("gateway-0")["hcx_gateway_view_stale"] == 1
         # The checkpoint station asks its gateways whether their views are current: its scans
         # go to gateway-1 now, and the revoked key's code is refused there, not accepted.
         at_station = report.phase("station")
@@ -417,6 +531,8 @@ def test_an_etcd_member_cut_from_its_peers_but_not_its_gateway(tmp_path: Path) -
             got = verify_round(world, gateways[1], held, report)
             assert got[SC] == "VALID GREEN", got
             time.sleep(0.3)
+        failovers = f'hcx_node_gateway_failovers_total{{node_id="{SC}-1",province="{SC}"}}'
+        assert world.metrics(f"node-{SC}-1")[failovers] >= 1
 
         world.bed.heal_all()
         healed = report.phase("healed")
@@ -427,6 +543,9 @@ def test_an_etcd_member_cut_from_its_peers_but_not_its_gateway(tmp_path: Path) -
             assert time.monotonic() < deadline, "gateway-0 never said its view is current again"
             time.sleep(0.2)
         report.timings["time to converge"] = time.monotonic() - healed_at
+        for host in ("gateway-0", "gateway-1"):
+            world.metric_until(host, "hcx_gateway_view_stale", 0)
+        report.timings["metrics say so (no view stale)"] = time.monotonic() - healed_at
         report.write()
     assert report.wrong_accepts == 0 and report.late == 0
     assert not any(p.errors for p in report.phases)
@@ -475,6 +594,9 @@ def test_the_etcd_leader_isolated_writes_during_and_after_the_election(tmp_path:
             assert time.monotonic() < deadline, "a gateway never said its view is current again"
             time.sleep(0.2)
         report.timings["time to converge"] = time.monotonic() - healed_at
+        for host in ("gateway-0", "gateway-1"):
+            world.metric_until(host, "hcx_gateway_view_stale", 0)
+        report.timings["metrics say so (no view stale)"] = time.monotonic() - healed_at
         assert world.layout.leader() is not None
         report.write()
     assert report.wrong_accepts == 0 and report.late == 0
@@ -570,6 +692,10 @@ def _cut_from_postgresql(world: World) -> None:
         verify_round(world, stub, cut, report)
         assert time.monotonic() - started < 20, "replica 1 still serving without its store"
     report.timings["time to leave routing"] = time.monotonic() - started
+    labels = f'{{node_id="{ZJ}-1",province="{ZJ}"}}'
+    node_metrics = world.metrics(f"node-{ZJ}-1")
+    assert node_metrics[f"hcx_node_left_routing_total{labels}"] >= 1
+    assert node_metrics[f"hcx_node_registered{labels}"] == 0
     code_id = decode_token(world.tokens[ZJ]).claims.code_id
     node = world.federation.nodes[ZJ][1]
     with world.federation.pki.operator(ZJ).sync_channel(node.address) as channel:
@@ -591,6 +717,8 @@ def _cut_from_postgresql(world: World) -> None:
         assert got[ZJ] == "VALID RED", got
         assert time.monotonic() - healed_at < 30, "replica 1 never came back"
     report.timings["time to rejoin routing"] = time.monotonic() - healed_at
+    world.metric_until(f"node-{ZJ}-1", f"hcx_node_registered{labels}", 1)
+    report.timings["metrics say so (registered)"] = time.monotonic() - healed_at
     report.write()
     assert report.wrong_accepts == 0 and report.late == 0
     assert not any(p.errors for p in report.phases)
