@@ -473,8 +473,7 @@ def test_an_etcd_member_cut_from_its_peers_but_not_its_gateway(tmp_path: Path) -
     from simulations import national
 
     bound_s = 10.0  # feed: STALE_AFTER_S (5 s) after the last confirmation, probed every 1 s
-    hosts = [*ETCD, "gateway-0", "gateway-1", f"node-{ZJ}-1", f"node-{SC}-1", "station"]
-    with running_world(tmp_path, hosts, 2, registry=etcd_on_the_bed(tmp_path / "etcd")) as world:
+    with compose_layout(tmp_path) as world:
         world.federation.start_web_fronts()  # a checkpoint station: gateway-0 first, then 1
         report = Report("etcd-member-cut-from-its-peers")
         gateways = world.gateways()
@@ -603,8 +602,9 @@ def test_the_etcd_leader_isolated_writes_during_and_after_the_election(tmp_path:
     assert not any(p.errors for p in report.phases)
 
 
-def postgres_on_the_bed(workdir: Path, province: str) -> Callable[[netbed.Bed], dict[str, str]]:
-    """PostgreSQL on its own host of the bed; the province's nodes keep their codes there."""
+def postgres_on_the_bed(workdir: Path, *provinces: str) -> Callable[[netbed.Bed], dict[str, str]]:
+    """PostgreSQL on its own host of the bed; each province's nodes keep their codes there,
+    in a database of the province's own."""
 
     def start(bed: netbed.Bed) -> dict[str, str]:
         import psycopg
@@ -635,8 +635,9 @@ def postgres_on_the_bed(workdir: Path, province: str) -> Callable[[netbed.Bed], 
             try:
                 with psycopg.connect(f"postgresql://postgres@{ip}:5432/postgres",
                                      autocommit=True, connect_timeout=1) as conn:  # fmt: skip
-                    conn.execute("CREATE DATABASE status")
-                return {province: f"postgresql://postgres@{ip}:5432/status"}
+                    for province in provinces:
+                        conn.execute(f"CREATE DATABASE status_{province}")
+                return {p: f"postgresql://postgres@{ip}:5432/status_{p}" for p in provinces}
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
                     raise
@@ -665,16 +666,29 @@ def test_a_node_replica_cut_from_its_postgresql_leaves_routing_and_the_other_car
     """Replica 1 of Zhejiang loses its database while the gateway still reaches it. It must
     not answer with a colour it cannot read: it leaves routing, replica 2 carries the province,
     a colour set meanwhile is what checkpoints see, and replica 1 comes back when healed."""
-    hosts = ["gateway-0", "postgres", f"node-{ZJ}-1", f"node-{ZJ}-2", f"node-{SC}-1",
-             f"node-{SC}-2"]  # fmt: skip
+    with compose_layout(tmp_path) as world:
+        _cut_from_postgresql(world)
+
+
+COMPOSE_HOSTS = [*ETCD, "gateway-0", "gateway-1", f"node-{ZJ}-1", f"node-{ZJ}-2",
+                 f"node-{SC}-1", f"node-{SC}-2", "postgres", "station"]  # fmt: skip
+
+
+@contextlib.contextmanager
+def compose_layout(tmp_path: Path) -> Iterator[World]:
+    """The compose layout's roles (docker-compose.yml), each on a host of its own: 3 etcd
+    members, 2 gateways, 2 provinces with 2 node replicas each, keeping their codes in one
+    PostgreSQL (the compose file gives each province its own server), and the checkpoint
+    station's host (``start_web_fronts`` starts the station there)."""
     from tests.integration.postgres import _make_datadir
 
     pg_dir = _make_datadir()  # under /tmp, owned by the server's user (pytest's tmp is not)
-    stores = postgres_on_the_bed(pg_dir, ZJ)
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, pg_dir, ignore_errors=True)
-        world = cleanup.enter_context(running_world(tmp_path, hosts, 1, replicas=2, stores=stores))
-        _cut_from_postgresql(world)
+        yield cleanup.enter_context(
+            running_world(tmp_path, COMPOSE_HOSTS, 2, etcd_on_the_bed(tmp_path / "etcd"),
+                          replicas=2, stores=postgres_on_the_bed(pg_dir, ZJ, SC))
+        )  # fmt: skip
 
 
 def _cut_from_postgresql(world: World) -> None:
