@@ -21,10 +21,11 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import grpc
 from prometheus_client import Counter, Gauge
 
 from gateway.metrics import LIVE_NODES, REGISTRY_REVISION
@@ -336,6 +337,29 @@ class ViewFeed:
 
 
 VIEW_HEALTH_SERVICE = "hcx.registry-view"
+
+
+async def watch_views(
+    channels: Sequence[Any], on_view: Callable[[int, bool], None], *, every: float,
+    timeout: float = 1.0,
+) -> None:  # fmt: skip
+    """For a client of several gateways: ask each (over ``channels``) every ``every`` seconds
+    whether its registry view is current, and tell ``on_view(index, current)``. A gateway on
+    an etcd member cut from its peers still answers, from a view that misses what was written
+    since; it says so here, and clients send their calls to a current one first. A gateway
+    that does not answer is left out: the calls' own failover handles it. Runs until
+    cancelled."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    request = health_pb2.HealthCheckRequest(service=VIEW_HEALTH_SERVICE)
+    while True:
+        for index, channel in enumerate(channels):
+            try:
+                reply = await health_pb2_grpc.HealthStub(channel).Check(request, timeout=timeout)
+            except grpc.RpcError:
+                continue
+            on_view(index, reply.status == health_pb2.HealthCheckResponse.SERVING)
+        await asyncio.sleep(every)
 
 
 async def report_view_health(server: Any, feed: ViewFeed) -> None:

@@ -265,6 +265,7 @@ class Driver:
             self.clock,
             transport=identities.checkpoint(self.codes[0]),  # a checkpoint, over mTLS
         )
+        self.pool.start()
         self.nodes = NodePool(
             lambda p: [c.address for c in self.federation.nodes[p]], identities.operator
         )

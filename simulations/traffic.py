@@ -16,10 +16,13 @@ from typing import Any
 
 import grpc
 
+from gateway.feed import watch_views
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from nodes.tasks import cancel_and_wait
 from nodes.tls import Transport
 
 VERIFY_DEADLINE_S = 2.0
+VIEW_CHECK_S = 2.0  # how often the gateways are asked whether their views are current
 FAILOVER_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 )
@@ -78,6 +81,14 @@ class GatewayPool:
         self._channels = [transport.aio_channel(a) for a in addresses]
         self.stubs = [gateway_pb2_grpc.GatewayStub(c) for c in self._channels]
         self.clock = clock
+        self.current = [True] * len(self.stubs)  # each gateway's registry view, last asked
+        self._views: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Ask the gateways, as a checkpoint station does, whether their views are current."""
+        self._views = asyncio.create_task(
+            watch_views(self._channels, self.current.__setitem__, every=VIEW_CHECK_S)
+        )
 
     def __len__(self) -> int:
         return len(self.stubs)
@@ -87,8 +98,9 @@ class GatewayPool:
     ) -> tuple[int, bool, Any]:
         """(gateway index, failed over?, reply); raises the last RpcError if all failed."""
         last: grpc.aio.AioRpcError | None = None
-        for step in range(len(self.stubs)):
-            index = (preferred + step) % len(self.stubs)
+        turn = [(preferred + step) % len(self.stubs) for step in range(len(self.stubs))]
+        # Gateways whose view is current first, in turn from the preferred one; then the rest.
+        for step, index in enumerate(sorted(turn, key=lambda i: not self.current[i])):
             try:
                 return index, step > 0, await invoke(self.stubs[index])
             except grpc.aio.AioRpcError as e:
@@ -99,6 +111,8 @@ class GatewayPool:
         raise last
 
     async def close(self) -> None:
+        if self._views is not None:
+            await cancel_and_wait(self._views)
         for channel in self._channels:
             await channel.close()
 

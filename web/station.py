@@ -29,9 +29,8 @@ from typing import Any
 import grpc
 from aiohttp import web
 from cryptography import x509
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.feed import VIEW_HEALTH_SERVICE
+from gateway.feed import watch_views
 from gateway.relay import LiveStatus
 from gateway.verification import VerifyPolicy, verify_token
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, trustlist_pb2
@@ -170,23 +169,16 @@ class Station:
                 log.exception("trust list refresh failed")
 
     async def _watch_views(self) -> None:
-        """Which gateways say their registry view is current: a gateway on an etcd member cut
-        off from its peers still answers, from a view that misses the revocations since; it
-        says so (NOT_SERVING), and scans then go to one whose view is current."""
-        while True:
-            for g in self._gateways:
-                try:
-                    reply = await health_pb2_grpc.HealthStub(g.channel).Check(
-                        health_pb2.HealthCheckRequest(service=VIEW_HEALTH_SERVICE), timeout=1.0
-                    )
-                except grpc.RpcError:
-                    continue  # unreachable: the scans' own failover handles it
-                current = reply.status == health_pb2.HealthCheckResponse.SERVING
-                if current != g.current:
-                    log.warning("gateway %s: registry view %s", g.address,
-                                "current again" if current else "not current")  # fmt: skip
-                g.current = current
-            await asyncio.sleep(VIEW_CHECK_S)
+        """Which gateways say their registry view is current (gateway.feed.watch_views):
+        scans go to one whose view is current first."""
+        await watch_views([g.channel for g in self._gateways], self._view_is, every=VIEW_CHECK_S)
+
+    def _view_is(self, index: int, current: bool) -> None:
+        g = self._gateways[index]
+        if current != g.current:
+            log.warning("gateway %s: registry view %s", g.address,
+                        "current again" if current else "not current")  # fmt: skip
+        g.current = current
 
     async def refresh_trust_list(self) -> bool:
         """Fetch the signed list from the first gateway that answers; it must verify against
