@@ -43,7 +43,7 @@ from simulations.processes import Supervisor, wait_serving
 from trust.codeformat import HEALTH_CODE_AAD, decode_token
 from trust.cose import sig_structure
 from trust.reader import LogReader
-from trust.stores import open_store
+from trust.stores import open_registry_store
 from trust.verify import check_code
 from trust.view import TrustView
 
@@ -368,7 +368,7 @@ def load_view(workdir: Path) -> TrustView:
     roots = [pki.load_certificate_pem((workdir / "national" / "root.pem").read_bytes())]
 
     async def read() -> TrustView:
-        store = open_store(f"sqlite:///{workdir}/national/registry.db")
+        store = open_registry_store(f"sqlite:///{workdir}/national/registry.db")
         view = TrustView(roots=roots)
         LogReader(view).load(await store.read_prefix(""))  # verified and folded like a gateway
         await store.close()

@@ -136,9 +136,9 @@ async def _write_log(builder: Any, url: str) -> None:
     """Every leaf and the head in one transaction (fast set-up; gateways append one by one)."""
     from trust.kv import Write
     from trust.log import HEAD_KEY, leaf_key
-    from trust.stores import open_store
+    from trust.stores import open_registry_store
 
-    store = open_store(url)
+    store = open_registry_store(url)
     writes = [Write(leaf_key(i), leaf.raw) for i, leaf in enumerate(builder.leaves)]
     writes.append(Write(HEAD_KEY, builder.head()))
     await store.transact(writes)
@@ -149,14 +149,14 @@ async def _gateway_on(builder: Any, directory: Path) -> tuple[Any, float]:
     """A gateway started on ``builder``'s log: (the running gateway, seconds to serve)."""
     from gateway.main import GatewayConfig, start_gateway
     from nodes.credentials import issue_national_identity
-    from nodes.files import write_public
     from nodes.tls import Transport
     from trust import pki
+    from trust.files import replace_file
 
     directory.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{directory}/registry.db"
     await _write_log(builder, url)
-    write_public(directory / "root.pem", pki.certificate_to_pem(builder.root.certificate))
+    replace_file(directory / "root.pem", pki.certificate_to_pem(builder.root.certificate))
     issue_national_identity(builder.root, kind="gateway", name="gw", out=directory / "gw")
     config = GatewayConfig(
         registry=url, root_cert=directory / "root.pem", transport=Transport.mtls(directory / "gw")

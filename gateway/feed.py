@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from prometheus_client import Counter, Gauge
 
 from gateway.metrics import LIVE_NODES, REGISTRY_REVISION
 from trust.errors import StoreUnavailable
+from trust.files import SECRET, replace_file
 from trust.kv import KvEvent, KvStore
 from trust.log import HEAD_KEY, LogInconsistent
 from trust.reader import LogReader, NeedsFullRead, encode_saved, load_saved
@@ -75,18 +75,8 @@ STALE_AFTER_S = 5.0  # no read confirmed the view this long: it is no longer cla
 
 def save_view(path: Path, view: TrustView) -> None:
     """Write the verified view atomically (tmp file + fsync + rename), mode 0600."""
-    _write_file(path, encode_saved(view))
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    # One temporary name per process: the workers of one gateway save the same view file.
-    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    # The workers of one gateway save the same file: each write has a temporary name of its own.
+    replace_file(path, encode_saved(view), mode=SECRET, durable=True)
 
 
 class ViewFeed:
@@ -295,7 +285,7 @@ class ViewFeed:
         size = self._view.revision
         try:
             data = encode_saved(self._view)  # the view's log and routes are replaced, not edited
-            await asyncio.to_thread(_write_file, self._view_file, data)
+            await asyncio.to_thread(replace_file, self._view_file, data, mode=SECRET, durable=True)
             self._saved_size, self._saved_routes = size, routes  # what the file holds
         except OSError as e:  # a full disk must not stop verification
             log.warning("could not persist the view to %s: %s", self._view_file, e)

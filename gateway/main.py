@@ -26,7 +26,6 @@ from gateway.verification import VerifyPolicy
 from healthcode.v1 import gateway_pb2, gateway_pb2_grpc, registry_pb2, registry_pb2_grpc
 from nodes.authz import Authorizer
 from nodes.identity import Role
-from nodes.provincial.main import write_port_file
 from nodes.ratelimit import DEFAULT_LIMITS, Limit, RateLimiter
 from nodes.server import (
     RunningServer,
@@ -37,10 +36,11 @@ from nodes.server import (
 )
 from nodes.tls import Transport
 from trust import pki
+from trust.files import write_port_file
 from trust.kv import KvStore
 from trust.log import LogWriter
 from trust.registry import Registry
-from trust.stores import open_store
+from trust.stores import open_registry_store
 from trust.view import TrustView
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class RunningGateway:
 async def start_gateway(config: GatewayConfig) -> RunningGateway:
     """Open the registry, build the verified view, start serving; used by serve and tests."""
     roots = pki.load_certificates_pem(config.root_cert.read_bytes())
-    store = open_store(config.registry)
+    store = open_registry_store(config.registry)
     view = TrustView(roots=roots, on_rejected=lambda key, why: REGISTRY_REJECTED.inc())
     pinned = config.pinned_head.read_bytes() if config.pinned_head is not None else None
     feed = ViewFeed(store=store, view=view, view_file=config.view_file, pinned_head=pinned)

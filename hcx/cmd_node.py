@@ -13,8 +13,8 @@ from hcx import cmd_health, cmd_keys
 from hcx.cli import run_async, subcommand, transport_from
 from hcx.cmd_health import code_id_arg
 from healthcode.v1 import common_pb2, node_pb2, node_pb2_grpc
-from nodes.files import write_public
 from nodes.provincial.main import NodeConfig, serve
+from trust.files import replace_file
 
 COLOURS = {"green": common_pb2.GREEN, "yellow": common_pb2.YELLOW, "red": common_pb2.RED}
 
@@ -209,7 +209,7 @@ def issue(args: argparse.Namespace) -> int:
         write_qr_png(reply.token, args.png)
         print(f"QR code written to {args.png}")
     if args.token_out is not None:
-        write_public(args.token_out, reply.token.encode() + b"\n")
+        replace_file(args.token_out, reply.token.encode() + b"\n")
         print(f"token written to {args.token_out}")
     return 0
 

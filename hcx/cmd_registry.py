@@ -23,11 +23,11 @@ from hcx.cli import DEFAULT_GATEWAY, run_async, subcommand, transport_from
 from hcx.registry_client import coordinator, load_authority, parse_serial, sign, submit_and_print
 from healthcode.v1 import gateway_pb2_grpc, registry_pb2, registry_pb2_grpc, trustlist_pb2
 from nodes.credentials import issue_national_identity, issue_service_signer
-from nodes.files import new_directory, write_new, write_public
 from trust import pki, statements, trustlist
 from trust.authority import MAX_PROPOSAL_S
 from trust.errors import Conflict, InvalidRequest, NotFound
 from trust.export import export_pem
+from trust.files import new_directory, replace_file, write_new
 from trust.log import LogInconsistent
 
 PROPOSAL_LIFETIME_S = 3 * 24 * 3600  # default; at most MAX_PROPOSAL_S
@@ -323,12 +323,12 @@ def _register_recovery(sub: argparse._SubParsersAction) -> None:
 
 def repair(args: argparse.Namespace) -> int:
     from trust.repair import restore, verified_copy
-    from trust.stores import open_store
+    from trust.stores import open_registry_store
 
     copy = verified_copy(args.copy.read_bytes(), pki.load_certificates_pem(args.root.read_bytes()))
 
     async def run() -> int:
-        store = open_store(args.registry)
+        store = open_registry_store(args.registry)
         try:
             done = await restore(store, copy, dry_run=args.dry_run)
         finally:
@@ -354,7 +354,7 @@ def head(args: argparse.Namespace) -> int:
             registry_pb2.GetLogRequest(limit=1), timeout=10
         )
     verified = open_head(reply.tree_head, roots)
-    write_public(args.out, reply.tree_head)
+    replace_file(args.out, reply.tree_head)
     print(f"tree head of size {verified.size}, root {verified.root.hex()} written to {args.out}")
     return 0
 
@@ -444,7 +444,7 @@ def init(args: argparse.Namespace) -> int:
     with new_directory(args.dir) as work:  # all of it, or nothing: a rerun starts afresh
         root = pki.create_root_ca()
         pki.write_private_key(work / "root-key.pem", root.private_key)
-        write_public(work / "root.pem", root.certificate.public_bytes(Encoding.PEM))
+        replace_file(work / "root.pem", root.certificate.public_bytes(Encoding.PEM))
         issue_service_signer(root, kind="trust-list", out=work / "trust-list")
         issue_service_signer(root, kind="log", out=work / "log")
         certificates = []
@@ -456,7 +456,7 @@ def init(args: argparse.Namespace) -> int:
         metadata = statements.RootMetadata(
             1, (root.certificate,), args.threshold, tuple(certificates)
         )
-        write_public(work / "genesis.cbor", sign(metadata, root))
+        replace_file(work / "genesis.cbor", sign(metadata, root))
     print(
         f"national root, trust-list and log signers and {len(names)} coordinator identities "
         f"written to {args.dir}; genesis (threshold {args.threshold} of {len(names)}) in "
@@ -470,7 +470,7 @@ def genesis(args: argparse.Namespace) -> int:
     root = load_authority(args.root_dir, key="root-key.pem", cert="root.pem")
     certificates = tuple(pki.load_certificate_pem(p.read_bytes()) for p in args.coordinator)
     metadata = statements.RootMetadata(1, (root.certificate,), args.threshold, certificates)
-    write_public(args.out, sign(metadata, root))
+    replace_file(args.out, sign(metadata, root))
     print(f"genesis root metadata written to {args.out}")
     return 0
 

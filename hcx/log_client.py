@@ -22,6 +22,7 @@ from healthcode.v1 import registry_pb2, registry_pb2_grpc
 from nodes.tls import Transport
 from trust import merkle
 from trust.authority import Decision, RegistryState
+from trust.files import replace_file
 from trust.log import Leaf, LogInconsistent, TreeHead, open_head
 
 PAGE = 10_000
@@ -96,9 +97,8 @@ class HeldLogHead:
     def raise_to(self, log: FetchedLog) -> None:
         if self.path is None or log.head is None or log.head.size <= self.get()[0]:
             return
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"size": log.head.size, "root": log.head.root.hex()}))
-        tmp.replace(self.path)
+        head = {"size": log.head.size, "root": log.head.root.hex()}
+        replace_file(self.path, json.dumps(head).encode(), durable=True)
 
 
 def decisions(roots: Sequence[x509.Certificate], leaves: Sequence[Leaf]) -> list[Decision]:

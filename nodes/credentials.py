@@ -12,9 +12,9 @@ from pathlib import Path
 
 from cryptography import x509
 
-from nodes.files import PUBLIC, SECRET, write_directory
 from nodes.tls import TlsIdentity, write_tls_identity
 from trust import pki
+from trust.files import PUBLIC, SECRET, write_directory
 
 
 def issue_national_identity(

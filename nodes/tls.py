@@ -16,9 +16,9 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nodes.files import PUBLIC, SECRET, write_directory
 from nodes.identity import Identity, Unauthenticated, identity_from_pem
 from trust import pki
+from trust.files import PUBLIC, SECRET, write_directory
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def write_tls_identity(
     root: x509.Certificate,
 ) -> TlsIdentity:
     """Store a TLS identity (key 0600) as a new directory, whole or not at all, and return it;
-    an existing identity is refused before anything is written (nodes.files)."""
+    an existing identity is refused before anything is written (trust.files)."""
     pem = b"".join(c.public_bytes(Encoding.PEM) for c in (certificate, *chain))
     write_directory(
         directory,

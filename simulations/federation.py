@@ -31,7 +31,7 @@ from simulations.provinces import all_provinces
 from trust import pki
 from trust.log import LEAF_PREFIX, Leaf
 from trust.statements import open_statement
-from trust.stores import open_store
+from trust.stores import open_registry_store
 
 START_WORKERS = 4  # parallel process start-ups: Python start-up is CPU-bound, 2 cores here
 
@@ -348,7 +348,7 @@ def delete_latest_revocation(federation: Federation) -> int:
 
 
 async def _delete_latest_revocation(url: str) -> int:
-    store = open_store(url)
+    store = open_registry_store(url)
     try:
         snapshot = await store.read_prefix(LEAF_PREFIX)
         for entry in reversed(snapshot.entries):

@@ -20,10 +20,10 @@ from nodes.credentials import (
     issue_provincial_identity,
     issue_service_signer,
 )
-from nodes.files import write_public
 from nodes.provincial.keys import ProvinceDir, load_ca
 from nodes.tls import Transport
 from trust import pki, statements
+from trust.files import replace_file
 
 COORDINATORS = ("alice", "bob", "carol")
 THRESHOLD = 2
@@ -49,13 +49,13 @@ class LocalPki:
         self.national.mkdir(parents=True, exist_ok=True)
         root = pki.create_root_ca()
         pki.write_private_key(self.national / "root-key.pem", root.private_key)
-        write_public(self.national / "root.pem", root.certificate.public_bytes(Encoding.PEM))
+        replace_file(self.national / "root.pem", root.certificate.public_bytes(Encoding.PEM))
         issue_service_signer(root, kind="trust-list", out=self.national / "trust-list")
         issue_service_signer(root, kind="log", out=self.national / "log")
         self._root = root
         certificates = tuple(self.coordinator_authority(n).certificate for n in COORDINATORS)
         body = statements.RootMetadata(1, (root.certificate,), THRESHOLD, certificates)
-        write_public(self.national / "genesis.cbor", self.sign(body, root))
+        replace_file(self.national / "genesis.cbor", self.sign(body, root))
 
     def sign(self, body: statements.Body, signer: pki.Authority) -> bytes:
         return statements.sign(

@@ -14,7 +14,6 @@ import time
 from cryptography import x509
 
 from healthcode.v1 import registry_pb2, registry_pb2_grpc
-from nodes.files import write_public
 from nodes.provincial.keys import (
     ProvinceDir,
     crl_statement,
@@ -25,6 +24,7 @@ from nodes.provincial.keys import (
 from nodes.tls import Transport
 from simulations.identities import LocalPki
 from trust import pki, statements
+from trust.files import replace_file
 
 PROPOSAL_LIFETIME_S = 3600
 
@@ -50,8 +50,8 @@ def onboard(
     bob's approval: the province is onboarded, 2 of 3."""
     csr = init_province(files, province=province)
     ca = pki.sign_provincial_ca(identities.root, csr, province=province, name=name)
-    write_public(files.ca_cert, pki.certificate_to_pem(ca))
-    write_public(files.root / "root.pem", pki.certificate_to_pem(identities.root.certificate))
+    replace_file(files.ca_cert, pki.certificate_to_pem(ca))
+    replace_file(files.root / "root.pem", pki.certificate_to_pem(identities.root.certificate))
     body = statements.Proposal(statements.Onboard(province, name, ca), 0,
                                int(time.time()) + PROPOSAL_LIFETIME_S)  # fmt: skip
     alice = identities.coordinator_authority("alice")

@@ -27,6 +27,7 @@ from cryptography import x509
 from trust import cbor, envelope, merkle, pki
 from trust.envelope import Purpose
 from trust.errors import DecodeError, HcxError
+from trust.files import replace_file
 from trust.kv import KvEntry, Snapshot
 from trust.log import HEAD_KEY, leaf_key, open_head
 from trust.model import Reason
@@ -186,7 +187,7 @@ class HeldHead:
         size, _ = self.get()
         if trust_list.revision > size:
             head = {"size": trust_list.revision, "root": trust_list.root.hex()}
-            _replace_file(self.path, json.dumps(head).encode())
+            replace_file(self.path, json.dumps(head).encode(), durable=True)
 
     def accept(
         self,
@@ -203,16 +204,9 @@ class HeldHead:
         self.check(trust_list)
         view = trust_list.view(roots)
         if keep is not None:
-            _replace_file(keep, signed)
+            replace_file(keep, signed, durable=True)
         self.raise_to(trust_list)
         return trust_list, view
-
-
-def _replace_file(path: Path, data: bytes) -> None:
-    """Write ``path`` whole (a temporary file, then a rename): a reader never sees half."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def _decode(payload: bytes) -> TrustList:

@@ -35,11 +35,11 @@ from gateway.relay import LiveStatus
 from gateway.verification import VerifyPolicy, verify_token
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, trustlist_pb2
 from nodes.convert import outcome_to_proto
-from nodes.provincial.main import write_port_file
 from nodes.tasks import cancel_and_wait
 from nodes.tls import Transport
 from trust import trustlist
 from trust.errors import HcxError, IssuerUnavailable
+from trust.files import SECRET, replace_file, write_port_file
 from trust.verify import DEFAULT_MAX_OFFLINE_AGE_S
 from trust.view import TrustView
 from web import edge
@@ -354,11 +354,7 @@ def read_enrolments(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def write_enrolments(path: Path, codes: dict[str, dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(codes, f)
-    tmp.replace(path)
+    replace_file(path, json.dumps(codes).encode(), mode=SECRET, durable=True)
 
 
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read off a screen, typed on a phone

@@ -30,9 +30,9 @@ from aiohttp import web
 
 from healthcode.v1 import common_pb2, node_pb2, node_pb2_grpc
 from nodes.grpc_edge import reason_of
-from nodes.provincial.main import write_port_file
 from nodes.tls import Transport
 from trust.codeformat import decode_token
+from trust.files import write_port_file
 from web import edge
 
 log = logging.getLogger("hcx.web.resident")

@@ -15,9 +15,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from nodes.files import SECRET, write_new, write_public
 from trust import pki, statements
 from trust.errors import Conflict
+from trust.files import SECRET, replace_file, write_new
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def _ca_common_name(province: str) -> str:
 def init_province(directory: ProvinceDir, *, province: str) -> x509.CertificateSigningRequest:
     """Make the provincial CA key, its CSR and the holder-hash key; returns the CSR.
 
-    Each file appears whole or not at all (nodes.files.write_new). A run that stopped half-way
+    Each file appears whole or not at all (trust.files.write_new). A run that stopped half-way
     resumes with the same command: what exists is kept (the CA key, once made, is never
     replaced), what is missing is made. A directory that has all three is refused."""
     made = [directory.ca_key, directory.ca_csr, directory.holder_key]
@@ -115,7 +115,7 @@ def new_signing_certificate(
     if directory.dsc_key.exists():
         directory.dsc_key.unlink()
     pki.write_private_key(directory.dsc_key, key)
-    write_public(directory.dsc_cert, certificate.public_bytes(Encoding.PEM))
+    replace_file(directory.dsc_cert, certificate.public_bytes(Encoding.PEM))
     return certificate
 
 
@@ -194,5 +194,5 @@ def province_crl(
         next_update=now + timedelta(days=7),
         crl_number=state["n"],
     )
-    write_public(state_path, json.dumps(state).encode())
+    replace_file(state_path, json.dumps(state).encode())
     return pki.crl_to_der(crl)

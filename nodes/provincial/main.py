@@ -27,11 +27,11 @@ from nodes.provincial.health.policy import (
 from nodes.provincial.issuance import DEFAULT_TOKEN_LIFETIME_S, Issuer
 from nodes.provincial.keys import ProvinceDir
 from nodes.provincial.metrics import MeteredStore
+from nodes.provincial.registration import NodeRegistration
 from nodes.provincial.service import ProvincialNodeServicer
 from nodes.provincial.signing import SigningKeySource
-from nodes.provincial.stores import StatusStore, open_store
+from nodes.provincial.stores import StatusStore, open_status_store
 from nodes.provincial.trustlist import TrustListFollower
-from nodes.registration import NodeRegistration
 from nodes.server import (
     RunningServer,
     ServiceBinding,
@@ -42,6 +42,7 @@ from nodes.server import (
 from nodes.tls import Transport, split_target
 from trust import pki
 from trust.errors import StoreUnavailable
+from trust.files import write_port_file
 from trust.model import Colour
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,7 @@ async def start_node(
 ) -> tuple[RunningServer, NodeRegistration, StatusStore]:
     """Start serving and registering; used by ``serve`` and by the tests. Start-up stops
     waiting for the first registration once ``stopping`` is set."""
-    store = MeteredStore(open_store(config.store_url()), config.province)
+    store = MeteredStore(open_status_store(config.store_url()), config.province)
     channel = config.transport.aio_channel(config.gateway)
     gateway = gateway_pb2_grpc.GatewayStub(channel)
     trust = TrustListFollower(
@@ -275,10 +276,3 @@ async def serve(config: NodeConfig) -> None:
     await stop.wait()
     log.info("draining provincial node %s", config.province)
     await shutdown(running, registration, store, drain_seconds=config.drain_seconds)
-
-
-def write_port_file(path: Path, port: int) -> None:
-    """Tell a supervisor which port was bound (atomic: it never reads half a file)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(str(port))
-    tmp.replace(path)

@@ -25,12 +25,12 @@ import grpc
 from cryptography import x509
 
 from healthcode.v1 import gateway_pb2_grpc, trustlist_pb2
-from nodes.files import write_public
 from nodes.identity import Identity
 from nodes.provincial import metrics
 from nodes.tasks import cancel_and_wait
 from trust import cbor, trustlist
 from trust.errors import HcxError
+from trust.files import replace_file
 from trust.kv import KvEntry, Snapshot
 from trust.log import HEAD_KEY, leaf_key
 from trust.reader import LogReader
@@ -133,7 +133,7 @@ class TrustListFollower:
             return
         data = cbor.encode({"signed": signed, "leaves": list(self._list.leaves)})
         try:
-            write_public(self._state_file, data)
+            replace_file(self._state_file, data)
         except OSError as e:
             log.warning("could not keep the trust list in %s: %s", self._state_file, e)
 

@@ -34,7 +34,6 @@ from nodes.credentials import (
     issue_provincial_identity,
     issue_service_signer,
 )
-from nodes.files import write_public
 from nodes.provincial.issuance import with_check_character
 from nodes.provincial.keys import (
     ProvinceDir,
@@ -48,6 +47,7 @@ from nodes.provincial.keys import (
 from nodes.provincial.main import NodeConfig, shutdown, start_node
 from nodes.tls import Transport
 from trust import pki, statements
+from trust.files import replace_file
 
 
 @dataclass
@@ -182,8 +182,8 @@ class Federation:
         files = ProvinceDir(self.workdir / province)
         csr = init_province(files, province=province)
         ca = pki.sign_provincial_ca(self.root, csr, province=province, name=name)
-        write_public(files.ca_cert, pki.certificate_to_pem(ca))
-        write_public(files.root / "root.pem", pki.certificate_to_pem(self.root.certificate))
+        replace_file(files.ca_cert, pki.certificate_to_pem(ca))
+        replace_file(files.root / "root.pem", pki.certificate_to_pem(self.root.certificate))
         await self.propose_and_approve(statements.Onboard(province, name, ca), base=0)
         await self.wait_province(province)
         dsc = new_signing_certificate(files, province=province, name="dsc-1")
@@ -271,7 +271,7 @@ def make_national(directory: Path) -> tuple[pki.Authority, dict[str, pki.Authori
     coordinators' offline station for the runbook's sign-ca; no server is ever given it."""
     directory.mkdir(parents=True)
     root = pki.create_root_ca()
-    write_public(directory / "root.pem", root.certificate.public_bytes(Encoding.PEM))
+    replace_file(directory / "root.pem", root.certificate.public_bytes(Encoding.PEM))
     pki.write_private_key(directory / "root-key.pem", root.private_key)
     issue_service_signer(root, kind="trust-list", out=directory / "trust-list")
     issue_service_signer(root, kind="log", out=directory / "log")

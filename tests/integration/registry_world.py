@@ -16,14 +16,14 @@ from pathlib import Path
 from cryptography import x509
 
 from gateway.main import GatewayConfig, RunningGateway, start_gateway
-from nodes.provincial.keys import write_public
 from nodes.tls import Transport
 from trust import pki, records
 from trust.codeformat import CodeClaims, issue_token
 from trust.errors import VerificationError
+from trust.files import replace_file
 from trust.model import Colour, Reason
 from trust.registry import RegistryOperations
-from trust.stores import open_store
+from trust.stores import open_registry_store
 from trust.verify import check_code
 from trust.view import TrustView
 
@@ -134,14 +134,14 @@ class World:
 async def make_world(directory: Path, url: str) -> World:
     directory.mkdir(parents=True, exist_ok=True)
     root = pki.create_root_ca()
-    write_public(directory / "root.pem", pki.certificate_to_pem(root.certificate))
+    replace_file(directory / "root.pem", pki.certificate_to_pem(root.certificate))
     pki.write_private_key(directory / "root-key.pem", root.private_key)
     signer_key = pki.generate_private_key()
     signer = pki.sign_trust_list_signer(root, pki.make_csr(signer_key, common_name="tl"))
     pki.write_private_key(directory / "trust-list-key.pem", signer_key)
-    write_public(directory / "trust-list.pem", pki.certificate_to_pem(signer))
+    replace_file(directory / "trust-list.pem", pki.certificate_to_pem(signer))
     coordinator = RegistryOperations(
-        store=open_store(url), roots=[root.certificate], root_authority=root
+        store=open_registry_store(url), roots=[root.certificate], root_authority=root
     )
     return World(directory, url, root, coordinator)
 

@@ -25,7 +25,7 @@ from nodes.provincial.issuance import (
     check_holder,
     with_check_character,
 )
-from nodes.provincial.stores import StatusStore, open_store
+from nodes.provincial.stores import StatusStore, open_status_store
 from nodes.provincial.stores import health as health_sql
 from tests.integration.postgres import postgres_dsn, postgres_server  # noqa: F401
 from tests.registry_builder import RegistryBuilder
@@ -80,7 +80,7 @@ def replicas(store_url: str) -> Iterator[Callable[[Clock], ColourEngine]]:
     opened: list[StatusStore] = []
 
     def replica(clock: Clock) -> ColourEngine:
-        store = open_store(store_url)
+        store = open_status_store(store_url)
         opened.append(store)
         return make_engine(store, clock)
 
@@ -226,7 +226,7 @@ def _die_mid_transition(url: str, ready: Any) -> None:
     """A replica that stops after writing a batch of transitions, before its commit."""
     clock = Clock()
     clock.now = START + 7 * DAY
-    engine = make_engine(open_store(url), clock)
+    engine = make_engine(open_status_store(url), clock)
     real = health_sql.Sql.write_locked
 
     def write_locked(self: Any, conn: Any, writes: Any) -> None:

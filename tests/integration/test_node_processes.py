@@ -17,7 +17,7 @@ import pytest
 
 from healthcode.v1 import common_pb2, gateway_pb2, node_pb2, node_pb2_grpc
 from nodes.provincial.issuance import with_check_character
-from nodes.provincial.stores import open_store
+from nodes.provincial.stores import open_status_store
 from simulations.processes import ServerProcess, Supervisor
 from tests.integration.federation import Federation
 from tests.integration.postgres import postgres_dsn, postgres_server  # noqa: F401
@@ -148,7 +148,7 @@ async def test_acknowledged_colour_changes_survive_a_killed_node(
                 acknowledged[code.code_id] = reply.status.status_version
     node.process.send_signal(signal.SIGKILL)  # right after the last acknowledgement
     node.process.wait(5)
-    store = open_store(store_url or str(federation.workdir / PROVINCE / "status.db"))
+    store = open_status_store(store_url or str(federation.workdir / PROVINCE / "status.db"))
     try:
         found = store.get_many(list(acknowledged))
         assert {cid: r.status_version for cid, r in found.items()} == acknowledged

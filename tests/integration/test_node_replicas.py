@@ -19,8 +19,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, node_pb2, node_pb2_grpc
 from nodes.provincial.main import NodeConfig, shutdown, start_node
+from nodes.provincial.registration import NodeRegistration
 from nodes.provincial.stores import StatusStore
-from nodes.registration import NodeRegistration
 from nodes.server import RunningServer
 from nodes.tls import Transport
 from tests import support

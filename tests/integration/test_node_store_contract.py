@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nodes.provincial.stores import NewCode, StatusStore, create_or_get, open_store
+from nodes.provincial.stores import NewCode, StatusStore, create_or_get, open_status_store
 from tests.integration.postgres import postgres_dsn, postgres_server  # noqa: F401
 from trust.errors import InvalidRequest, NotFound
 from trust.model import Colour
@@ -35,7 +35,7 @@ def open_replica(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ope
     opened: list[StatusStore] = []
 
     def opener() -> StatusStore:
-        store = open_store(url)
+        store = open_status_store(url)
         opened.append(store)
         return store
 

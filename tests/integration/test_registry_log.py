@@ -35,7 +35,7 @@ from trust import pki, statements
 from trust.kv import KvStore
 from trust.log import HEAD_KEY, leaf_key
 from trust.model import Reason
-from trust.stores import open_store
+from trust.stores import open_registry_store
 
 pytestmark = pytest.mark.integration
 
@@ -95,7 +95,7 @@ class World:
 async def world(federation_on_each_store: Federation):  # type: ignore[no-untyped-def]
     federation = federation_on_each_store
     issued = await federation.issue("330000")
-    store = open_store(federation.gateway_url)
+    store = open_registry_store(federation.gateway_url)
     older = await store.get(HEAD_KEY)
     assert older is not None
     order = statements.DscRevocation(_kid(federation), int(time.time()), "key_compromise")

@@ -11,7 +11,7 @@ import pytest
 from tests.integration.etcd import EtcdCluster, etcd  # noqa: F401  (fixture)
 from trust.errors import Conflict, NotFound
 from trust.kv import EventKind, KvEvent, KvStore
-from trust.stores import open_store
+from trust.stores import open_registry_store
 
 pytestmark = pytest.mark.integration
 
@@ -19,10 +19,10 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(params=["sqlite", "etcd"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[KvStore]:
     if request.param == "sqlite":
-        opened = open_store(f"sqlite:///{tmp_path}/registry.db")
+        opened = open_registry_store(f"sqlite:///{tmp_path}/registry.db")
     else:
         cluster: EtcdCluster = request.getfixturevalue("etcd")
-        opened = open_store(cluster.url())
+        opened = open_registry_store(cluster.url())
     yield opened
     await opened.close()
 

@@ -15,7 +15,7 @@ from tests.integration.federation import Federation
 from tests.support import wait_for
 from trust import pki, statements, trustlist
 from trust.log import leaf_key
-from trust.stores import open_store
+from trust.stores import open_registry_store
 
 
 async def run_cli(*argv: str) -> int:
@@ -111,7 +111,7 @@ async def test_coordinator_cli_suspend_two_of_three_resume_revoke_and_audit(
     printed = capsys.readouterr().out
     assert "suspended by alice" in printed and "approved by alice, bob" in printed
     assert "revoked by bob" in printed and "coordinator/alice" in printed
-    store = open_store(federation.gateway_url)
+    store = open_registry_store(federation.gateway_url)
     try:
         await store.delete(leaf_key(3))
     finally:

@@ -25,7 +25,7 @@ from tests.support import wait_for
 from trust import pki, statements
 from trust.codeformat import decode_token
 from trust.log import leaf_key
-from trust.stores import open_store
+from trust.stores import open_registry_store
 
 pytestmark = pytest.mark.integration
 
@@ -168,7 +168,7 @@ async def test_5_repair_re_appends_a_deleted_entry(
 ) -> None:
     token = (await federation.issue("330000")).token
     gateway = federation.gateway
-    store = open_store(federation.gateway_url)
+    store = open_registry_store(federation.gateway_url)
     try:
         await store.delete(leaf_key(3))
     finally:

@@ -48,7 +48,7 @@ from tests.support import wait_for
 from trust import pki, statements
 from trust.model import Reason
 from trust.routes import NodeRoute, encode_route, route_key
-from trust.stores import open_store
+from trust.stores import open_registry_store
 
 pytestmark = pytest.mark.integration
 
@@ -114,7 +114,7 @@ async def test_an_empty_deregister_erases_nothing(federation_on_each_store: Fede
         ):
             error = await refused(call, grpc.StatusCode.NOT_FOUND)
             assert reason_of(error) is Reason.UNKNOWN_LEASE
-    store = open_store(federation.gateway_url)
+    store = open_registry_store(federation.gateway_url)
     try:
         snapshot = await store.read_prefix("log/")
         assert len(snapshot.entries) == before + 1  # every leaf and the head are still there
@@ -303,7 +303,7 @@ async def test_the_relay_refuses_a_server_that_is_not_the_registered_node(
     )  # fmt: skip
     await server.start()
     try:
-        store = open_store(federation.gateway_url)
+        store = open_registry_store(federation.gateway_url)
         lease = await store.grant_lease(30)
         route = NodeRoute("330000", "n1", f"127.0.0.1:{port}",
                           "spiffe://hcx/province/330000/node/n1", lease)  # fmt: skip

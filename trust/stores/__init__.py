@@ -8,7 +8,7 @@ from trust.errors import InvalidRequest
 from trust.kv import KvStore
 
 
-def open_store(url: str) -> KvStore:
+def open_registry_store(url: str) -> KvStore:
     """The registry store named by ``url``.
 
     ``sqlite:///path`` is the embedded store; ``etcd://h1:2379,h2:2379[/prefix/]`` an etcd

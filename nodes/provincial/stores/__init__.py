@@ -1,4 +1,4 @@
-"""Status store backends behind one contract; ``open_store`` picks one from a URL."""
+"""Status store backends behind one contract; ``open_status_store`` picks one from a URL."""
 
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ __all__ = [
     "SqliteStatusStore",
     "StatusStore",
     "create_or_get",
-    "open_store",
+    "open_status_store",
 ]
 
 
-def open_store(url: str) -> StatusStore:
+def open_status_store(url: str) -> StatusStore:
     """``sqlite:///abs/path/status.db``, a bare file path, or ``postgresql://user@host/db``."""
     if url.startswith(("postgresql://", "postgres://")):
         from nodes.provincial.stores.postgres import PostgresStatusStore

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from hcx.cli import build_parser
-from nodes import files
-from nodes.files import new_directory, write_directory, write_new
+from trust import files
 from nodes.provincial.keys import ProvinceDir
 from trust import pki
 from trust.errors import Conflict
+from trust.files import new_directory, write_directory, write_new
 
 
 def hcx(*argv: str) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from nodes.provincial.checkpoint import LocalVerifier
 from nodes.provincial.issuance import Holder, Issuer, with_check_character
-from nodes.provincial.stores import SqliteStatusStore, StatusStore, open_store
+from nodes.provincial.stores import SqliteStatusStore, StatusStore, open_status_store
 from tests.registry_builder import RegistryBuilder
 from trust import statements
 from trust.base45 import b45decode, b45encode
@@ -170,7 +170,7 @@ def test_bad_own_codes_are_invalid_locally(
 def test_unknown_own_code_and_foreign_codes(
     registry: RegistryBuilder, tmp_path: Path, store: SqliteStatusStore
 ) -> None:
-    other_store = open_store(str(tmp_path / "other.db"))
+    other_store = open_status_store(str(tmp_path / "other.db"))
     issued = make_issuer(registry, other_store).issue(id_number=holder(4), full_name="钱七")
     verdict = verifier(registry, store, NOW).check(issued.token)
     assert verdict is not None

@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from healthcode.v1 import gateway_pb2
-from nodes.registration import NodeRegistration
+from nodes.provincial.registration import NodeRegistration
 
 
 def rpc_error(code: grpc.StatusCode) -> grpc.aio.AioRpcError:

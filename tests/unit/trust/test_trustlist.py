@@ -511,7 +511,7 @@ def test_the_held_head_rises_with_each_larger_list_only(
     held.raise_to(first)
     assert held.get() == (first.revision, first.root)
     assert json.loads(held.path.read_text()) == {"size": first.revision, "root": first.root.hex()}
-    assert not held.path.with_suffix(".tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["list.state"], "no temporary file left"
     older = trustlist.verify(_list(builder, size=2), builder.roots, now=NOW)
     held.raise_to(older)
     assert held.get() == (first.revision, first.root), "never lowered"

@@ -1,5 +1,8 @@
 """Writing files so that a reader never sees half of one (temp file, then rename), and so that
-what a command makes (an identity, a province's first keys) appears whole or not at all."""
+what a command makes (an identity, a province's first keys) appears whole or not at all.
+
+The one place the federation writes a file: the registry's held heads, the gateways' saved
+views, the nodes' keys and port files, the station's enrolments and the commands' outputs."""
 
 from __future__ import annotations
 
@@ -17,11 +20,32 @@ SECRET = 0o600
 PUBLIC = 0o644
 
 
-def write_public(path: Path, data: bytes) -> None:
-    """Write a non-secret file atomically (certificates, statements, port files)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+def replace_file(path: Path, data: bytes, *, mode: int = PUBLIC, durable: bool = False) -> None:
+    """Write ``path`` whole, over what is there: written under a temporary name of its own
+    beside it (two writers never share one), then renamed into place, so a reader sees the
+    old file or the new one, never half. ``durable`` also syncs the data and the directory
+    entry, so that after a crash the file is the old one or the new one."""
+    path = path.absolute()
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)  # mode from the start
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    if durable:
+        _sync_directory(path.parent)
+
+
+def write_port_file(path: Path, port: int) -> None:
+    """Tell a supervisor which port a server bound (whole: it never reads half a number)."""
+    replace_file(path, str(port).encode())
 
 
 def _write_synced(path: Path, data: bytes, mode: int) -> None:

@@ -12,18 +12,18 @@ import pytest
 
 import trust.stores.etcd
 from trust.errors import InvalidRequest
-from trust.stores import open_store
+from trust.stores import open_registry_store
 from trust.stores.embedded import EmbeddedStore
 
 
 async def test_a_sqlite_url_opens_the_embedded_store_making_its_directory(tmp_path: Path) -> None:
     path = tmp_path / "var" / "national" / "registry.db"
-    store = open_store(f"sqlite://{path}")
+    store = open_registry_store(f"sqlite://{path}")
     assert isinstance(store, EmbeddedStore)
     await store.put("k", b"v")
     await store.close()
     assert path.is_file()
-    again = open_store(f"sqlite://{path}")  # the directory exists now: opened again
+    again = open_registry_store(f"sqlite://{path}")  # the directory exists now: opened again
     assert (await again.get("k")) is not None
     await again.close()
 
@@ -49,7 +49,7 @@ def test_an_etcd_url_names_the_cluster_and_the_key_prefix(
     monkeypatch: pytest.MonkeyPatch, url: str, endpoints: list[tuple[str, int]], prefix: str
 ) -> None:
     monkeypatch.setattr(trust.stores.etcd, "EtcdStore", RecordedEtcd)
-    store = open_store(url)
+    store = open_registry_store(url)
     assert isinstance(store, RecordedEtcd)
     assert (store.endpoints, store.prefix) == (endpoints, prefix)
 
@@ -65,4 +65,4 @@ def test_an_etcd_url_names_the_cluster_and_the_key_prefix(
 )
 def test_other_urls_are_refused_with_the_forms_accepted(url: str) -> None:
     with pytest.raises(InvalidRequest, match=r"unsupported registry URL .*expected sqlite:///PATH"):
-        open_store(url)
+        open_registry_store(url)
