@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from hcx.cli import build_parser
-from trust import files
 from nodes.provincial.keys import ProvinceDir
-from trust import pki
+from trust import files, pki
 from trust.errors import Conflict
 from trust.files import new_directory, write_directory, write_new
 
