@@ -32,7 +32,7 @@ from gateway.verification import (
 from healthcode.v1 import gateway_pb2, gateway_pb2_grpc
 from nodes.assistance import check_assistance, relay_ack, relay_request
 from nodes.convert import outcome_to_proto, refused_item, shed_item, validate_checkpoint
-from nodes.grpc_edge import forwarded_status
+from nodes.grpc_edge import UpstreamRefused
 from nodes.identity import Role, caller, require_province
 from nodes.logging import code_ref
 from nodes.ratelimit import Limit, RateLimiter
@@ -317,7 +317,7 @@ class AssistanceRpcs:
                 "audit assistance refused by the province",
                 extra={**audit, "outcome": e.code().name},
             )
-            await context.abort_with_status(forwarded_status(e, f"province {event.province}"))
+            raise UpstreamRefused(e, f"province {event.province}") from e
         except IssuerUnavailable:
             ASSISTANCE.labels(from_province, event.province, "UNAVAILABLE").inc()
             log.warning("audit assistance not delivered", extra={**audit, "outcome": "UNAVAILABLE"})

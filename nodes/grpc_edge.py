@@ -15,6 +15,7 @@ import grpc
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from trust.authority import Refused
 from trust.errors import (
     Conflict,
     DecodeError,
@@ -32,6 +33,7 @@ from trust.errors import (
     VerificationError,
 )
 from trust.log import LogInconsistent
+from trust.merkle import ProofError
 from trust.model import Reason
 from trust.registry import RefusedStatement
 from trust.trustlist import TrustListError
@@ -40,11 +42,13 @@ log = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "hcx.healthcode.v1"
 
-# Most specific class first; the first match wins.
+# Every hcx error has its row (tests/unit/nodes/test_error_table.py raises each through a real
+# server). Most specific class first; the first match wins.
 STATUS_OF: tuple[tuple[type[HcxError], grpc.StatusCode], ...] = (
     (RelayError, grpc.StatusCode.INTERNAL),
     (IssuerUnavailable, grpc.StatusCode.UNAVAILABLE),
     (LogInconsistent, grpc.StatusCode.FAILED_PRECONDITION),
+    (ProofError, grpc.StatusCode.FAILED_PRECONDITION),
     (TrustListError, grpc.StatusCode.FAILED_PRECONDITION),
     (NotConfigured, grpc.StatusCode.FAILED_PRECONDITION),
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
@@ -58,6 +62,8 @@ STATUS_OF: tuple[tuple[type[HcxError], grpc.StatusCode], ...] = (
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
 )
+# A statement the registry (or the authority table judging a leaf) refused.
+REFUSALS: tuple[type[HcxError], ...] = (RefusedStatement, Refused)
 
 
 # A statement the registry refused: the status follows the authority table's reason.
@@ -77,12 +83,12 @@ REFUSAL_STATUS: dict[Reason, grpc.StatusCode] = {
 
 
 def status_code_of(error: HcxError) -> grpc.StatusCode:
-    if isinstance(error, RefusedStatement):
+    if isinstance(error, REFUSALS):
         return REFUSAL_STATUS.get(error.reason, grpc.StatusCode.INVALID_ARGUMENT)
     for kind, code in STATUS_OF:
         if isinstance(error, kind):
             return code
-    return grpc.StatusCode.FAILED_PRECONDITION
+    return grpc.StatusCode.FAILED_PRECONDITION  # an HcxError of a family without a row
 
 
 def to_status(
@@ -106,6 +112,18 @@ _FORWARDED = frozenset({
     grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.FAILED_PRECONDITION,
     grpc.StatusCode.NOT_FOUND,
 })  # fmt: skip
+
+
+class UpstreamRefused(Exception):
+    """A call this server made upstream (to the gateway, to a province) failed, and that failure
+    is the answer to its own caller: raised by a handler, answered by ``abort_with_error`` as
+    ``forwarded_status`` says. Not an HcxError: its status is the upstream's, not a row of
+    STATUS_OF."""
+
+    def __init__(self, error: grpc.RpcError, via: str) -> None:
+        super().__init__(f"{via}: {error}")
+        self.error = error
+        self.via = via
 
 
 def forwarded_status(error: grpc.RpcError, via: str) -> grpc.Status:
@@ -157,7 +175,10 @@ def reason_of(error: grpc.RpcError) -> Reason | None:
 async def abort_with_error(
     context: grpc.aio.ServicerContext[Any, Any], error: Exception, method: str
 ) -> None:
-    """Abort the call with the status of ``error`` (see STATUS_OF); INTERNAL if unexpected."""
+    """Abort the call with the status of ``error`` (see STATUS_OF); an upstream's refusal as
+    ``forwarded_status`` passes it on; INTERNAL if unexpected."""
+    if isinstance(error, UpstreamRefused):
+        await context.abort_with_status(forwarded_status(error.error, error.via))
     if isinstance(error, HcxError):
         await context.abort_with_status(
             to_status(

@@ -13,7 +13,7 @@ import grpc
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, node_pb2, node_pb2_grpc
 from nodes.assistance import check_assistance, relay_request
 from nodes.convert import outcome_to_proto, validate_checkpoint
-from nodes.grpc_edge import forwarded_status
+from nodes.grpc_edge import UpstreamRefused
 from nodes.identity import CALLER
 from nodes.provincial import metrics
 from nodes.provincial.checkpoint import LocalVerifier
@@ -170,8 +170,8 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
             )
         except grpc.aio.AioRpcError as e:
             # The gateway's status is the answer: a refusal of the request passes on with its
-            # reason and retry advice, a refusal of this node does not (forwarded_status).
-            await context.abort_with_status(forwarded_status(e, "national gateway"))
+            # reason and retry advice, a refusal of this node does not (grpc_edge.forwarded_status).
+            raise UpstreamRefused(e, "national gateway") from e
         return reply
 
     # -- how a code gets its colour (docs/colour-policy.md) ----------------------------------------
@@ -303,7 +303,7 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
                 f"{event.province} {event.code_id.hex()} #{event.request_id}",
                 e.code().name,
             )
-            await context.abort_with_status(forwarded_status(e, "national gateway"))
+            raise UpstreamRefused(e, "national gateway") from e
         if not reply.duplicate:
             metrics.ASSISTANCE.labels(self._province, "sent").inc()
         await self._run(
