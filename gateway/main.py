@@ -19,9 +19,8 @@ from gateway.feed import ViewFeed, report_view_health
 from gateway.metrics import REGISTRY_REJECTED
 from gateway.registry_service import RegistryServicer
 from gateway.relay import RelayPolicy, StatusRelay
-from gateway.service import GatewayServicer, ServingLimits
+from gateway.service import AssistanceRpcs, NodeRegistrationRpcs, ServingLimits, VerificationRpcs
 from gateway.trustlist_service import TrustListService, load_signer
-from gateway.trustlist_service import attach as attach_trust_list
 from gateway.verification import VerifyPolicy
 from healthcode.v1 import gateway_pb2, gateway_pb2_grpc, registry_pb2, registry_pb2_grpc
 from nodes.authz import Authorizer
@@ -31,6 +30,7 @@ from nodes.server import (
     RunningServer,
     ServiceBinding,
     build_server,
+    compose,
     listen_host,
     start_metrics,
 )
@@ -102,6 +102,33 @@ class RunningGateway:
         await self.store.close()
 
 
+def gateway_bindings(
+    *,
+    verification: VerificationRpcs,
+    registration: NodeRegistrationRpcs,
+    assistance: AssistanceRpcs,
+    trust_list: TrustListService,
+    registry: RegistryServicer,
+) -> list[ServiceBinding]:
+    """Everything a national gateway serves: the Gateway service, composed of its four groups
+    of rpcs (each rpc served by exactly one, checked here), and the Registry service."""
+    return [
+        compose(
+            gateway_pb2_grpc.add_GatewayServicer_to_server,
+            gateway_pb2.DESCRIPTOR.services_by_name["Gateway"],
+            verification,
+            registration,
+            assistance,
+            trust_list,
+        ),
+        compose(
+            registry_pb2_grpc.add_RegistryServicer_to_server,
+            registry_pb2.DESCRIPTOR.services_by_name["Registry"],
+            registry,
+        ),
+    ]
+
+
 async def start_gateway(config: GatewayConfig) -> RunningGateway:
     """Open the registry, build the verified view, start serving; used by serve and tests."""
     roots = pki.load_certificates_pem(config.root_cert.read_bytes())
@@ -125,30 +152,24 @@ async def start_gateway(config: GatewayConfig) -> RunningGateway:
     executor = ThreadPoolExecutor(config.limits.check_workers, thread_name_prefix="verify")
     admission = Admission(config.limits.admission)
     admission.lag.start()
-    gateway = GatewayServicer(
+    verification = VerificationRpcs(
         view=view,
         statuses=coalescer,
-        registry=registry,
         policy=config.policy,
         executor=executor,
         limits=config.limits,
         admission=admission,
-        relay=relay,
     )
-    trust_list_signer = load_signer(config.trust_list_cert, config.trust_list_key)
-    attach_trust_list(gateway, TrustListService(view=view, signer=trust_list_signer))
-    bindings = [
-        ServiceBinding(
-            gateway_pb2_grpc.add_GatewayServicer_to_server,
-            gateway,
-            gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name,
-        ),
-        ServiceBinding(
-            registry_pb2_grpc.add_RegistryServicer_to_server,
-            RegistryServicer(registry=registry, view=view, feed=feed),
-            registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name,
-        ),
-    ]
+    trust_list = TrustListService(
+        view=view, signer=load_signer(config.trust_list_cert, config.trust_list_key)
+    )
+    bindings = gateway_bindings(
+        verification=verification,
+        registration=NodeRegistrationRpcs(registry=registry),
+        assistance=AssistanceRpcs(relay=relay),
+        trust_list=trust_list,
+        registry=RegistryServicer(registry=registry, view=view, feed=feed),
+    )
     authorizer = Authorizer(
         is_revoked=lambda caller: view.certificate_revoked(
             issuer_province=caller.issuer_province,

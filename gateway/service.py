@@ -1,7 +1,9 @@
-"""Gateway servicer: translate protobuf, call the domain, translate back.
+"""The Gateway service's rpcs, in groups: translate protobuf, call the domain, translate back.
 
-Verification RPCs live in ``VerificationRpcs`` and node registration in ``NodeRegistrationRpcs``;
-``GatewayServicer`` mixes them (further RPC groups, e.g. the trust list, mix in the same way).
+``VerificationRpcs`` for checkpoints, ``NodeRegistrationRpcs`` for provincial nodes and
+``AssistanceRpcs`` for assistance requests; with the trust list's (gateway.trustlist_service)
+they are composed into one servicer by ``gateway.main.gateway_bindings`` (nodes.server.compose),
+which lists everything a gateway serves.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from gateway.verification import (
     verify_token,
     verify_tokens,
 )
-from healthcode.v1 import gateway_pb2, gateway_pb2_grpc
+from healthcode.v1 import gateway_pb2
 from nodes.assistance import check_assistance, relay_ack, relay_request
 from nodes.convert import outcome_to_proto, refused_item, shed_item, validate_checkpoint
 from nodes.grpc_edge import UpstreamRefused
@@ -332,34 +334,3 @@ def _owner() -> str | None:
     """The caller's SPIFFE id; None on a development server without identities."""
     who = caller()
     return who.spiffe_id if who is not None else None
-
-
-class GatewayServicer(
-    VerificationRpcs, NodeRegistrationRpcs, AssistanceRpcs, gateway_pb2_grpc.GatewayServicer
-):
-    """Verification for checkpoints, registration for provincial nodes, assistance relay."""
-
-    def __init__(
-        self,
-        *,
-        view: TrustView,
-        statuses: StatusCoalescer,
-        registry: Registry,
-        policy: VerifyPolicy,
-        executor: Executor | None = None,
-        limits: ServingLimits | None = None,
-        admission: Admission | None = None,
-        relay: StatusRelay | None = None,
-    ) -> None:
-        VerificationRpcs.__init__(
-            self,
-            view=view,
-            statuses=statuses,
-            policy=policy,
-            executor=executor,
-            limits=limits or ServingLimits(),
-            admission=admission,
-        )
-        NodeRegistrationRpcs.__init__(self, registry=registry)
-        if relay is not None:
-            AssistanceRpcs.__init__(self, relay=relay)

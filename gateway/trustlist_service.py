@@ -1,7 +1,7 @@
 """GetTrustList / WatchTrustList of the Gateway service: the signed trust list for checkpoints.
 
-Kept apart from gateway/service.py (verification) so the trust list has one owner; the
-Gateway servicer exposes these two methods through :func:`attach`.
+Kept apart from gateway/service.py (verification) so the trust list has one owner; it is one
+of the parts the Gateway service is composed of (gateway.main.gateway_bindings).
 """
 
 from __future__ import annotations
@@ -71,9 +71,3 @@ class TrustListService:
             if self._view.revision != sent:
                 previous, sent = sent, self._view.revision
                 yield self._response(previous)
-
-
-def attach(servicer: Any, service: TrustListService) -> None:
-    """Serve the trust-list rpcs from ``servicer`` (the Gateway servicer instance)."""
-    servicer.GetTrustList = service.GetTrustList
-    servicer.WatchTrustList = service.WatchTrustList

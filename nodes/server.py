@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from prometheus_client import start_http_server
@@ -30,6 +31,55 @@ class ServiceBinding:
     add_to_server: Callable[[Any, grpc.aio.Server], None]
     servicer: Any
     service_name: str
+
+
+class ComposedServicer:
+    """One servicer of a contract's service, made of parts: each rpc is the same-named method
+    of exactly one part. What it serves is checked once, when it is made (``compose``)."""
+
+    def __init__(self, service: ServiceDescriptor, parts: Sequence[object]) -> None:
+        rpcs = {method.name for method in service.methods}
+        served: dict[str, Callable[..., Any]] = {}
+        for part in parts:
+            for name in _rpc_like_names(part):
+                where = f"{type(part).__name__}.{name}"
+                if name not in rpcs:
+                    raise TypeError(f"{where} is no rpc of {service.full_name}")
+                if name in served:
+                    raise TypeError(f"{service.full_name}.{name} is served twice (also {where})")
+                served[name] = getattr(part, name)
+        missing = sorted(rpcs - served.keys())
+        if missing:
+            raise TypeError(f"no part serves {', '.join(missing)} of {service.full_name}")
+        self.service_name = service.full_name
+        self._served = served
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        try:
+            return self.__dict__["_served"][name]
+        except KeyError:
+            raise AttributeError(f"{self.service_name} has no rpc {name}") from None
+
+
+def _rpc_like_names(part: object) -> list[str]:
+    """A part's public methods named like rpcs (CamelCase); a part that is a generated
+    servicer base brings all of them, each of which then must be its own."""
+    return [
+        name
+        for name in dir(type(part))
+        if name[:1].isupper() and callable(getattr(part, name, None))
+    ]
+
+
+def compose(
+    add_to_server: Callable[[Any, grpc.aio.Server], None],
+    service: ServiceDescriptor,
+    *parts: object,
+) -> ServiceBinding:
+    """Serve ``service`` (its descriptor in the generated ``*_pb2``) from ``parts``, attached by
+    the generated ``add_to_server``: refused at start-up (TypeError) if an rpc has no part, two
+    parts serve one, or a part has a method named like an rpc the service does not have."""
+    return ServiceBinding(add_to_server, ComposedServicer(service, parts), service.full_name)
 
 
 @dataclass

@@ -34,8 +34,8 @@ from nodes.provincial.stores import StatusStore, open_status_store
 from nodes.provincial.trustlist import TrustListFollower
 from nodes.server import (
     RunningServer,
-    ServiceBinding,
     build_server,
+    compose,
     listen_host,
     start_metrics,
 )
@@ -192,10 +192,10 @@ async def start_node(
         province=config.province,
     )
     servicer, engine = build_servicer(config, store, gateway, trust)
-    binding = ServiceBinding(
+    binding = compose(
         node_pb2_grpc.add_ProvincialNodeServicer_to_server,
+        node_pb2.DESCRIPTOR.services_by_name["ProvincialNode"],
         servicer,
-        node_pb2.DESCRIPTOR.services_by_name["ProvincialNode"].full_name,
     )
     running = await build_server(
         [binding],
