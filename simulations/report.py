@@ -14,6 +14,7 @@ from typing import Any
 from simulations import svg
 from simulations.provinces import all_provinces
 from simulations.runner import SimResult
+from simulations.scenario import NOT_AVAILABLE
 from simulations.traffic import Verification
 
 VERDICT_COLOURS = {
@@ -105,7 +106,6 @@ def summarise(result: SimResult) -> dict[str, Any]:
         "reasons": dict(Counter(v.reason for v in vs if v.reason)),
         "kinds": dict(Counter(v.scan.kind for v in vs)),
         "modes": dict(Counter(v.mode for v in vs)),
-        "mode_availability": result.modes,
         "gateways_answering": {str(k): n for k, n in Counter(v.gateway for v in vs).items()},
         "failovers": sum(1 for v in vs if v.failover and v.gateway >= 0),
         "latency_ms": {
@@ -213,7 +213,7 @@ def terminal_summary(summary: dict[str, Any], html: Path) -> str:
         + "  ".join(f"{k} {n:,}" for k, n in sorted(summary["verdicts"].items())),
         f"  latency ms: p50 {lat['p50']}  p95 {lat['p95']}  p99 {lat['p99']}   "
         f"gateway failovers {summary['failovers']}   shed {summary['shed_by_load_generator']}",
-        "  modes: " + "; ".join(f"{k}: {v}" for k, v in summary["mode_availability"].items()),
+        "  modes: " + "; ".join(f"{k} {n:,}" for k, n in sorted(summary["modes"].items())),
         *_cross_lines(summary["cross_province"]),
         *_colour_lines(summary),
         "  scenario:",
@@ -288,9 +288,7 @@ def revocation_section(result: SimResult) -> str:
 
 def write_html(result: SimResult, summary: dict[str, Any], path: Path) -> None:
     seconds = max(1, int(result.config.duration + 0.999))
-    markers = [
-        (s.started, s.name) for s in result.steps if s.status != "not available in this build"
-    ]
+    markers = [(s.started, s.name) for s in result.steps if s.status != NOT_AVAILABLE]
     labels, matrix = traffic_matrix(result)
     verdicts = svg.stacked_chart(
         per_second(result.verifications, seconds), VERDICT_COLOURS,

@@ -76,7 +76,6 @@ class SimResult:
     steps: list[StepResult]
     invariants: InvariantReport
     ledger: StatusLedger
-    modes: dict[str, str]  # mode -> "live" or why it is not available
     shed: int
     issued: int
     wall_s: float
@@ -288,7 +287,7 @@ class Driver:
             )
             for cls in (UnaryMode, BatchMode, StreamMode)
         }
-        self.live = [m for m in self.modes.values() if m.unavailable() is None]
+        self.live = list(self.modes.values())
         self.ctx = SimContext(
             self.federation, self.injector, self.mobility, self.clock,
             residents=self.residents, visits=self.visits,
@@ -358,15 +357,9 @@ class Driver:
             histories=histories,
             day_s=self.config.day_s,
         )
-        modes = {
-            name: "live"
-            if (why := m.unavailable()) is None
-            else f"not available in this build: {why}"
-            for name, m in self.modes.items()
-        }
         return SimResult(
             config=self.config, setup_s=setup_s, verifications=self.verifications,
-            steps=self.results, invariants=invariants, ledger=self.ledger, modes=modes,
+            steps=self.results, invariants=invariants, ledger=self.ledger,
             shed=self.shed + sum(m.shed for m in self.modes.values()),
             issued=self.holders.issued, wall_s=0.0,
             notes=[*self.ctx.notes, *self.notes], residents=self.residents,

@@ -1,8 +1,9 @@
 """The scripted faults and operations, each at a stated time.
 
-A step is a small class: ``unavailable(ctx)`` says why its mechanism does not exist in this build
-(then the step is reported as "not available in this build", never simulated), ``run(ctx)``
-does it for real against the running processes and returns what it did.
+A step is a small class: ``unavailable(ctx)`` says why it cannot run in this run's layout (a
+second gateway to kill, residents to move, an etcd cluster to cut: ``hcx sim --netns``; then it
+is reported as "not run in this layout", never simulated), ``run(ctx)`` does it for real
+against the running processes and returns what it did.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from simulations.health import Residents
 from simulations.injection import Injector
 from simulations.mobility import Mobility, Traveller
 
-NOT_AVAILABLE = "not available in this build"
+NOT_AVAILABLE = "not run in this layout"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
 

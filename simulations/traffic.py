@@ -8,6 +8,7 @@ over to the next gateway when its preferred one is unreachable.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -64,12 +65,6 @@ Record = Callable[[Verification], None]
 def verdict_of(reply: Any) -> tuple[str, str]:
     reason = common_pb2.Reason.Name(reply.reason) if reply.reason else ""
     return common_pb2.Verdict.Name(reply.verdict), reason
-
-
-def gateway_methods() -> frozenset[str]:
-    """RPC names the Gateway service of this build offers."""
-    service = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"]
-    return frozenset(m.name for m in service.methods)
 
 
 class GatewayPool:
@@ -137,7 +132,7 @@ def unanswered(scan: Scan, mode: str, latency: float, error: grpc.aio.AioRpcErro
     return Verification(scan, mode, -1, True, latency, "ERROR", error.code().name, 0, 0, b"")
 
 
-class _PerScanMode:
+class _PerScanMode(abc.ABC):
     """A mode that verifies each scan in its own task, at most ``limit`` at a time; scans
     arriving while every slot is busy are shed (counted), so the generator's memory stays
     bounded."""
@@ -159,17 +154,15 @@ class _PerScanMode:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
+    @abc.abstractmethod
     async def _one(self, scan: Scan, preferred: int) -> None:
-        raise NotImplementedError
+        """Verify one scan, within a slot, and record what the gateway answered."""
 
 
 class UnaryMode(_PerScanMode):
     """One ``Verify`` call per scan (a roadside checkpoint with a phone)."""
 
     name = "unary"
-
-    def unavailable(self) -> str | None:
-        return None if "Verify" in gateway_methods() else "Gateway.Verify is missing"
 
     def flush(self) -> None:
         """Nothing is held back in this mode."""
@@ -208,11 +201,6 @@ class BatchMode:
         self._waiting: dict[tuple[int, int], list[Scan]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.shed = 0
-
-    def unavailable(self) -> str | None:
-        if "VerifyBatch" not in gateway_methods():
-            return "Gateway.VerifyBatch is missing (issue 5)"
-        return None
 
     def submit(self, scans: Sequence[Scan], preferred: int) -> None:
         for scan in scans:
@@ -313,11 +301,6 @@ class StreamMode(_PerScanMode):
     def __init__(self, pool: GatewayPool, codes: Sequence[str], record: Record, *, limit: int):
         super().__init__(pool, codes, record, limit=limit)
         self._sessions: dict[int, _StreamSession] = {}
-
-    def unavailable(self) -> str | None:
-        if "VerifyStream" not in gateway_methods():
-            return "Gateway.VerifyStream is missing (issue 5)"
-        return None
 
     def flush(self) -> None:
         """Scans go out as they come."""
