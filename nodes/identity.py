@@ -1,6 +1,6 @@
 """Who is calling: the SPIFFE-style identity in the verified client certificate (mTLS).
 
-Identities (DESIGN §3):
+Identities (docs/security.md, "Identities"):
   spiffe://hcx/national/coordinator/<name>          national coordinator
   spiffe://hcx/national/gateway/<name>              a national gateway (calls provincial nodes)
   spiffe://hcx/province/<code>/node/<name>          a provincial node replica

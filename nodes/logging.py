@@ -1,4 +1,4 @@
-"""JSON logs with request ids and no personal data (DESIGN §8).
+"""JSON logs with request ids and no personal data (docs/security.md, "Threats considered").
 
 - ``JsonFormatter``: one JSON object per line with time, level, logger, message, the request id
   of the call being served and any ``extra={...}`` fields.

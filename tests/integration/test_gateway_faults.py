@@ -1,4 +1,4 @@
-"""Faults with real processes: the issuer's node killed or frozen under load (DESIGN §7).
+"""Faults with real processes: the issuer's node killed or frozen under load (docs/partitions.md).
 
 The gateway and the node run as subprocesses (simulations.processes.Supervisor). A load of
 concurrent Verify calls runs while the node is killed (SIGKILL) or frozen (SIGSTOP); every call

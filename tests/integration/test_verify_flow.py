@@ -1,4 +1,7 @@
-"""Cross-province verification through real gRPC servers on 127.0.0.1 (DESIGN §2, §5)."""
+"""Cross-province verification through real gRPC servers on 127.0.0.1.
+
+The path each verification takes is drawn in docs/architecture.md ("The path of a verification").
+"""
 
 from __future__ import annotations
 
