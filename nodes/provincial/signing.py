@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from nodes.provincial.keys import ProvinceDir
 from trust import pki
+from trust.errors import PkiError
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class SigningKeySource:
         certificate = pki.load_certificate_pem(self._directory.dsc_cert.read_bytes())
         key = pki.load_private_key_pem(self._directory.dsc_key.read_bytes())
         if not pki.same_public_key(key.public_key(), certificate.public_key()):
-            raise pki.PkiError("dsc-key.pem does not belong to dsc.pem")
+            raise PkiError("dsc-key.pem does not belong to dsc.pem")
         return SigningKey(private_key=key, kid=pki.kid(certificate))
 
     def _maybe_reload(self) -> None:
@@ -72,7 +73,7 @@ class SigningKeySource:
             if stamp == self._stamp:
                 return
             candidate = self._load()
-        except (OSError, ValueError, pki.PkiError) as e:
+        except (OSError, ValueError, PkiError) as e:
             log.warning("signing key files unreadable, keeping the current key: %s", e)
             return
         if candidate.kid == self._current.kid:

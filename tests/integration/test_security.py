@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import grpc
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -237,7 +238,7 @@ async def test_a_province_future_revocation_cannot_block_the_coordinators(
     far = datetime.fromtimestamp(time.time() + 10 * 365 * 86400, tz=UTC)
     ca = load_ca(files)
     crl = pki.make_crl(ca.certificate, ca.private_key,
-                       [pki.RevokedEntry(dsc.serial_number, far, pki.x509.ReasonFlags.superseded)],
+                       [pki.RevokedEntry(dsc.serial_number, far, x509.ReasonFlags.superseded)],
                        this_update=datetime.now(UTC), next_update=far, crl_number=90)  # fmt: skip
     await federation.submit(crl_statement(files, pki.crl_to_der(crl)),
                             stub=operator_registry(federation, "330000"))  # fmt: skip

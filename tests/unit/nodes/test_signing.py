@@ -15,6 +15,7 @@ import pytest
 from nodes.provincial.keys import ProvinceDir, init_province, new_signing_certificate
 from nodes.provincial.signing import SigningKeySource
 from trust import pki
+from trust.errors import PkiError
 
 
 class Clock:
@@ -97,5 +98,5 @@ def test_a_node_refuses_to_start_on_a_key_that_is_not_its_certificates(
     kept = province.dsc_cert.read_bytes()
     rotate(province, "dsc-2")
     province.dsc_cert.write_bytes(kept)
-    with pytest.raises(pki.PkiError, match=r"dsc-key\.pem does not belong to dsc\.pem"):
+    with pytest.raises(PkiError, match=r"dsc-key\.pem does not belong to dsc\.pem"):
         SigningKeySource(province)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 
@@ -331,7 +332,7 @@ def province_future_crl_cannot_delay_coordinators(w: RegistryBuilder) -> object:
     """The attack of the old registry: the province revoked its own key far in the future to
     occupy the key; the coordinators' revocation then failed. Now both count, earliest wins."""
     zj = w.provinces[ZJ]
-    far = pki.datetime.fromtimestamp(NOW + 10 * 365 * 86400, tz=pki.UTC)
+    far = datetime.fromtimestamp(NOW + 10 * 365 * 86400, tz=UTC)
     w.accept(w.sign(CrlUpload(zj.crl([zj.dsc.serial_number], revoked_at=far)), zj.ca))
     return w.add(w.sign(DscRevocation(zj.kid, NOW, "key_compromise"), "alice"))
 
@@ -478,7 +479,7 @@ def test_revocation_effective_time_is_the_earliest(world: RegistryBuilder) -> No
 
 def test_crl_entry_dated_in_the_future_takes_effect_at_signing(world: RegistryBuilder) -> None:
     zj = world.provinces[ZJ]
-    far = pki.datetime.fromtimestamp(NOW + 86400, tz=pki.UTC)
+    far = datetime.fromtimestamp(NOW + 86400, tz=UTC)
     world.accept(world.sign(CrlUpload(zj.crl([zj.dsc.serial_number], revoked_at=far)), zj.ca))
     revoked_at = world.view().signer(zj.kid).revoked_at  # type: ignore[union-attr]
     assert revoked_at == NOW + STATEMENT_SKEW_S
