@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 from gateway.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from gateway.metrics import BREAKER_STATE, COALESCER_QUEUED, OVERLOAD_REJECTIONS
-from gateway.relay import MAX_STATUS_BATCH, IssuerUnavailable, LiveStatus, StatusRelay
+from gateway.relay import MAX_STATUS_BATCH, IssuerUnavailable, StatusRelay
 from trust.errors import RelayError, ResourceExhausted
+from trust.verify import LiveStatus
 
 log = logging.getLogger(__name__)
 

@@ -5,23 +5,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from cryptography.hazmat.primitives.serialization import Encoding
-
+from gateway import registry_wire as wire
 from gateway.feed import ViewFeed
 from healthcode.v1 import registry_pb2, registry_pb2_grpc
 from nodes.identity import caller
-from trust import pki
-from trust.authority import Decision, ProposalState
 from trust.errors import InvalidRequest
 from trust.registry import Registry, Submitter
-from trust.statements import ROOT_ISSUER, AddCoordinator, Change, Onboard, RemoveCoordinator
+from trust.statements import ROOT_ISSUER
 from trust.view import TrustView
 
 MAX_LOG_PAGE = 10_000
-
-
-def _pem(certificate: Any) -> bytes:
-    return bytes(certificate.public_bytes(Encoding.PEM))
 
 
 def submitter(context: Any) -> Submitter:
@@ -55,17 +48,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
 
     async def ListProvinces(self, request: Any, context: Any) -> registry_pb2.ListProvincesResponse:
         return registry_pb2.ListProvincesResponse(
-            provinces=[
-                registry_pb2.Province(
-                    code=p.code,
-                    name=p.name,
-                    suspended=p.suspended,
-                    ca_certificate_pem=_pem(p.ca_certificate),
-                    version=p.version,
-                    ca_serial=f"{p.ca_certificate.serial_number:x}",
-                )
-                for p in self._view.provinces()
-            ]
+            provinces=[wire.province_to_proto(p) for p in self._view.provinces()]
         )
 
     async def ListCertificates(
@@ -73,17 +56,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
     ) -> registry_pb2.ListCertificatesResponse:
         return registry_pb2.ListCertificatesResponse(
             certificates=[
-                registry_pb2.SigningCertificate(
-                    kid=s.kid,
-                    province=s.province,
-                    certificate_pem=_pem(s.certificate),
-                    not_before=int(s.not_before),
-                    not_after=int(s.not_after),
-                    serial=f"{s.certificate.serial_number:x}",
-                    retired_at=int(s.retired_at or 0),
-                    revoked_at=int(s.revoked_at or 0),
-                    revocation_reason=s.revocation_reason,
-                )
+                wire.signer_to_proto(s)
                 for s in self._view.signers()
                 if not request.province or s.province == request.province
             ]
@@ -98,17 +71,15 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
             root_version=state.root_version,
             threshold=state.threshold,
             coordinators=[
-                registry_pb2.Coordinator(
-                    name=c.name,
-                    certificate_pem=_pem(c.certificate),
-                    serial=f"{c.certificate.serial_number:x}",
+                wire.coordinator_to_proto(
+                    c,
                     revoked=state.caller_revoked(
                         issuer=ROOT_ISSUER, serial=c.certificate.serial_number, now=now
                     ),
                 )
                 for c in sorted(state.coordinators.values(), key=lambda c: c.name)
             ],
-            root_certificates_pem=[_pem(r) for r in state.roots],
+            root_certificates_pem=[wire.pem(r) for r in state.roots],
             coordinator_version=state.coordinator_version,
         )
 
@@ -121,21 +92,12 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
             if request.all or state.proposal_status(p, now=now) == "pending"
         ]
         return registry_pb2.ListProposalsResponse(
-            proposals=[self._proposal(p, now) for p in chosen]
-        )
-
-    def _proposal(self, proposal: ProposalState, now: float) -> registry_pb2.ProposalInfo:
-        state = self._view.state
-        return registry_pb2.ProposalInfo(
-            id=proposal.id,
-            change=describe_change(proposal.change),
-            status=state.proposal_status(proposal, now=now),
-            approvals=[name for _, name in proposal.approvals],
-            threshold=state.threshold,
-            expires_at=proposal.expires_at,
-            proposer=proposal.proposer,
-            index=proposal.index,
-            province=getattr(proposal.change, "province", ""),
+            proposals=[
+                wire.proposal_to_proto(
+                    p, status=state.proposal_status(p, now=now), threshold=state.threshold
+                )
+                for p in chosen
+            ]
         )
 
     async def AuditLog(self, request: Any, context: Any) -> registry_pb2.AuditLogResponse:
@@ -145,7 +107,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         problem = self._feed.reader.inconsistent
         head = self._view.log.head
         return registry_pb2.AuditLogResponse(
-            entries=[_entry(d) for d in decisions],
+            entries=[wire.decision_to_proto(d) for d in decisions],
             intact=problem is None,
             problems=[f"{problem.key}: {problem.message}"] if problem is not None else [],
             tree_size=self._view.revision,
@@ -169,31 +131,3 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
             intact=problem is None,
             problem=f"{problem.key}: {problem.message}" if problem is not None else "",
         )
-
-
-def _entry(decision: Decision) -> registry_pb2.AuditEntry:
-    return registry_pb2.AuditEntry(
-        index=decision.index,
-        logged_at=decision.logged_at,
-        actor=decision.actor,
-        signer=decision.signer,
-        kind=decision.kind,
-        province=decision.province,
-        effect=decision.effect,
-        accepted=decision.accepted,
-    )
-
-
-def describe_change(change: Change) -> str:
-    """A proposal's change in words, for coordinators reviewing it before they approve."""
-    if isinstance(change, Onboard):
-        ca = change.ca
-        return (
-            f"onboard {change.province} {change.name} with CA serial {ca.serial_number:x} "
-            f"(SHA-256 {pki.fingerprint(ca).hex()[:16]}…)"
-        )
-    if isinstance(change, AddCoordinator):
-        return f"add coordinator {pki.spiffe_id(change.certificate)}"
-    if isinstance(change, RemoveCoordinator):
-        return f"remove coordinator {change.name}"
-    return f"resume {change.province}: {change.why}"

@@ -31,11 +31,13 @@ from prometheus_client import Counter
 
 from gateway.metrics import RELAY_BATCH_SIZE, RELAY_HEDGES, RELAY_SECONDS
 from healthcode.v1 import node_pb2, node_pb2_grpc
+from nodes.convert import live_statuses_from_proto
+from nodes.failover import NoAnswer, first_answer, in_turn
 from nodes.tls import Transport
 from trust import pki
 from trust.errors import HcxError, IssuerUnavailable, RelayError
-from trust.model import Colour
 from trust.routes import NodeRoute
+from trust.verify import LiveStatus
 from trust.view import TrustView
 
 log = logging.getLogger(__name__)
@@ -62,14 +64,6 @@ RELAY_ERRORS = Counter(
     "Status look-ups that failed for another reason than transport or deadline.",
     ["province"],
 )
-
-
-@dataclass(frozen=True)
-class LiveStatus:
-    found: bool
-    colour: Colour | None
-    status_version: int
-    updated_at: int
 
 
 @dataclass(frozen=True)
@@ -150,15 +144,10 @@ class StatusRelay:
         if len(nodes) == 1:
             reply = await self._only(province, nodes[0], request, deadline)
         else:
-            start = next(self._turn)
-            order = [nodes[(start + i) % len(nodes)] for i in range(len(nodes))]
-            reply = await self._hedged(province, order, request, deadline)
-        return {
-            s.code_id: LiveStatus(
-                s.found, Colour(s.colour) if s.found else None, s.status_version, s.updated_at
+            reply = await self._hedged(
+                province, in_turn(nodes, next(self._turn)), request, deadline
             )
-            for s in reply.statuses
-        }
+        return live_statuses_from_proto(reply)
 
     async def _only(
         self,
@@ -249,21 +238,27 @@ class StatusRelay:
         nodes = self._view.nodes(province)
         if not nodes:
             raise IssuerUnavailable(f"no live node registered for province {province}")
-        start = next(self._turn)
-        for i in range(len(nodes)):
-            node = nodes[(start + i) % len(nodes)]
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                return await self._stub(node).ReceiveAssistance(request, timeout=remaining)
-            except grpc.aio.AioRpcError as e:
-                if e.code() not in UNAVAILABLE_CODES:
-                    raise
-                log.warning(
-                    "assistance relay failed", extra={"province": province, "node": node.node_id}
-                )
-        raise IssuerUnavailable(f"province {province} did not answer the assistance request")
+
+        def failed(node: NodeRoute, _: grpc.RpcError) -> None:
+            log.warning(
+                "assistance relay failed", extra={"province": province, "node": node.node_id}
+            )
+
+        try:
+            _, ack = await first_answer(
+                in_turn(nodes, next(self._turn)),
+                lambda node: self._stub(node).ReceiveAssistance(
+                    request, timeout=max(0.001, deadline - time.monotonic())
+                ),
+                fail_over=UNAVAILABLE_CODES,
+                deadline=deadline,
+                on_failure=failed,
+            )
+        except NoAnswer:
+            raise IssuerUnavailable(
+                f"province {province} did not answer the assistance request"
+            ) from None
+        return ack
 
     async def close(self) -> None:
         for channel in self._channels.values():

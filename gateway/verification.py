@@ -16,10 +16,10 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.relay import IssuerUnavailable, LiveStatus
+from gateway.relay import IssuerUnavailable
 from trust.errors import HcxError, RelayError, ResourceExhausted
 from trust.model import Reason, Verdict
-from trust.verify import CodeCheck, Outcome, check_code
+from trust.verify import CodeCheck, LiveStatus, Outcome, check_code
 from trust.view import TrustView
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ from cryptography import x509
 from hcx.cli import DEFAULT_GATEWAY, run_async, subcommand, transport_from
 from hcx.qr import read_qr_image
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, trustlist_pb2
+from nodes.convert import verdict_in_words
 from trust import pki, trustlist
 from trust.errors import DecodeError, InvalidRequest, VerificationError
 from trust.verify import DEFAULT_MAX_OFFLINE_AGE_S, check_code, check_offline_age
@@ -155,7 +156,7 @@ def verify(args: argparse.Namespace) -> int:
             ),
             timeout=args.timeout,
         )
-    print(describe(reply))
+    print(verdict_in_words(reply))
     return 0 if reply.verdict != common_pb2.INVALID else 1
 
 
@@ -211,21 +212,6 @@ def fetch(args: argparse.Namespace) -> int:
         f"{len(view.signers())} signing certificates) saved"
     )
     return 0
-
-
-def describe(reply: gateway_pb2.VerifyResponse) -> str:
-    verdict = common_pb2.Verdict.Name(reply.verdict)
-    if reply.verdict == common_pb2.INVALID:
-        return f"{verdict} {common_pb2.Reason.Name(reply.reason)}: {reply.message}"
-    colour = common_pb2.Colour.Name(reply.colour)
-    age = (
-        f" (colour {reply.colour_age_seconds} s old)"
-        if reply.verdict == common_pb2.VALID_OFFLINE
-        else ""
-    )
-    return (
-        f"{verdict} {colour}{age} issuer {reply.issuer} holder {reply.masked_name} …{reply.id_tail}"
-    )
 
 
 def serve(args: argparse.Namespace) -> int:

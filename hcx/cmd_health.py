@@ -20,8 +20,8 @@ from typing import Any
 from hcx.cli import subcommand, transport_from
 from healthcode.v1 import common_pb2, gateway_pb2, node_pb2, node_pb2_grpc
 from nodes.provincial.health.policy import parse_policy, sign_policy
-from nodes.provincial.health.wire import MAX_IMPORT_ENTRIES, explain_in_words
 from nodes.provincial.issuance import validate_id_number
+from nodes.provincial.wire import MAX_IMPORT_ENTRIES, explain_in_words
 from trust import pki
 from trust.errors import InvalidRequest
 

@@ -1,14 +1,15 @@
-"""Verdicts to protobuf, at the edge: one conversion for the gateway and the nodes, and one
-check of a verification request's checkpoint fields, the same at both."""
+"""The verification contract (common.proto, gateway.proto) to and from the domain, at the edge:
+one conversion for the gateway, the nodes, the station and the command line, and one check of
+a verification request's checkpoint fields, the same at both servers."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from healthcode.v1 import gateway_pb2
+from healthcode.v1 import common_pb2, gateway_pb2
 from trust.errors import InvalidRequest, ResourceExhausted
-from trust.model import Reason, Verdict, is_province_code
-from trust.verify import Outcome
+from trust.model import Colour, Reason, Verdict, is_province_code
+from trust.verify import LiveStatus, Outcome
 
 MAX_CHECKPOINT_ID_CHARS = 64
 
@@ -54,3 +55,29 @@ def outcome_to_proto(outcome: Outcome) -> gateway_pb2.VerifyResponse:
         response.id_tail = outcome.claims.id_tail
         response.expires_at = outcome.claims.expires_at
     return response
+
+
+def live_statuses_from_proto(reply: Any) -> dict[bytes, LiveStatus]:
+    """A province's GetStatusBatch answer (common.CodeStatus each), by code id."""
+    return {
+        s.code_id: LiveStatus(
+            s.found, Colour(s.colour) if s.found else None, s.status_version, s.updated_at
+        )
+        for s in reply.statuses
+    }
+
+
+def verdict_in_words(reply: gateway_pb2.VerifyResponse) -> str:
+    """A VerifyResponse as one line for a person: the verdict, then the reason or the colour."""
+    verdict = common_pb2.Verdict.Name(reply.verdict)
+    if reply.verdict == common_pb2.INVALID:
+        return f"{verdict} {common_pb2.Reason.Name(reply.reason)}: {reply.message}"
+    colour = common_pb2.Colour.Name(reply.colour)
+    age = (
+        f" (colour {reply.colour_age_seconds} s old)"
+        if reply.verdict == common_pb2.VALID_OFFLINE
+        else ""
+    )
+    return (
+        f"{verdict} {colour}{age} issuer {reply.issuer} holder {reply.masked_name} …{reply.id_tail}"
+    )

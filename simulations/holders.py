@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from healthcode.v1 import node_pb2, node_pb2_grpc
+from nodes.failover import NoAnswer, first_answer, in_turn
 from nodes.provincial.issuance import with_check_character
 from nodes.tls import Transport
 from simulations.mobility import Traveller
@@ -92,17 +93,19 @@ class NodePool:
         self, province: str, method: str, request: Any, *, timeout: float = NODE_DEADLINE_S
     ) -> Any:
         """Round-robin over the province's replicas; the next one on any RPC failure."""
-        addresses = self._addresses(province)
         self._turn += 1
-        last: grpc.aio.AioRpcError | None = None
-        for i in range(len(addresses)):
-            stub = self._stub(province, addresses[(self._turn + i) % len(addresses)])
-            try:
-                return await getattr(stub, method)(request, timeout=timeout)
-            except grpc.aio.AioRpcError as e:
-                last = e
-        assert last is not None
-        raise last
+        try:
+            _, reply = await first_answer(
+                in_turn(self._addresses(province), self._turn),
+                lambda address: getattr(self._stub(province, address), method)(
+                    request, timeout=timeout
+                ),
+                fail_over=None,  # any failure: the next replica
+            )
+        except NoAnswer as e:
+            assert e.last is not None
+            raise e.last from None
+        return reply
 
     async def close(self) -> None:
         for channel in self._channels:

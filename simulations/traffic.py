@@ -19,6 +19,7 @@ import grpc
 
 from gateway.feed import watch_views
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from nodes.failover import NoAnswer, first_answer, in_turn
 from nodes.tasks import cancel_and_wait
 from nodes.tls import Transport
 
@@ -92,18 +93,17 @@ class GatewayPool:
         self, preferred: int, invoke: Callable[[Any], Awaitable[Any]]
     ) -> tuple[int, bool, Any]:
         """(gateway index, failed over?, reply); raises the last RpcError if all failed."""
-        last: grpc.aio.AioRpcError | None = None
-        turn = [(preferred + step) % len(self.stubs) for step in range(len(self.stubs))]
+        turn = in_turn(range(len(self.stubs)), preferred)
         # Gateways whose view is current first, in turn from the preferred one; then the rest.
-        for step, index in enumerate(sorted(turn, key=lambda i: not self.current[i])):
-            try:
-                return index, step > 0, await invoke(self.stubs[index])
-            except grpc.aio.AioRpcError as e:
-                if e.code() not in FAILOVER_CODES:
-                    raise
-                last = e
-        assert last is not None
-        raise last
+        order = sorted(turn, key=lambda i: not self.current[i])
+        try:
+            step, reply = await first_answer(
+                order, lambda index: invoke(self.stubs[index]), fail_over=FAILOVER_CODES
+            )
+        except NoAnswer as e:
+            assert e.last is not None
+            raise e.last from None
+        return order[step], step > 0, reply
 
     async def close(self) -> None:
         if self._views is not None:

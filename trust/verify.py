@@ -217,6 +217,17 @@ def check_offline_age(check: CodeCheck, *, max_offline_age: int) -> None:
 
 
 @dataclass(frozen=True)
+class LiveStatus:
+    """What the issuing province says of a code now: whether it knows it, its live colour,
+    the status version and when it last changed."""
+
+    found: bool
+    colour: Colour | None
+    status_version: int
+    updated_at: int
+
+
+@dataclass(frozen=True)
 class Outcome:
     """A verdict and what it rests on (claims are present once the code decoded); what both
     the gateway and a node's local verification answer."""

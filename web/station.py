@@ -31,7 +31,6 @@ from aiohttp import web
 from cryptography import x509
 
 from gateway.feed import watch_views
-from gateway.relay import LiveStatus
 from gateway.verification import VerifyPolicy, verify_token
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, trustlist_pb2
 from nodes.convert import outcome_to_proto
@@ -40,7 +39,7 @@ from nodes.tls import Transport
 from trust import trustlist
 from trust.errors import HcxError, IssuerUnavailable
 from trust.files import SECRET, replace_file, write_port_file
-from trust.verify import DEFAULT_MAX_OFFLINE_AGE_S
+from trust.verify import DEFAULT_MAX_OFFLINE_AGE_S, LiveStatus
 from trust.view import TrustView
 from web import edge
 

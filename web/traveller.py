@@ -29,6 +29,7 @@ import segno
 from aiohttp import web
 
 from healthcode.v1 import common_pb2, node_pb2, node_pb2_grpc
+from nodes.failover import NoAnswer, first_answer
 from nodes.grpc_edge import reason_of
 from nodes.tls import Transport
 from trust.codeformat import decode_token
@@ -106,16 +107,14 @@ class ResidentWeb:
 
     async def _call(self, call: Callable[[node_pb2_grpc.ProvincialNodeStub], Awaitable[_T]]) -> _T:
         """The first replica that answers; a refusal is the page's error at once."""
-        last: grpc.RpcError | None = None
-        for stub in self._stubs:
-            try:
-                return await call(stub)
-            except grpc.RpcError as e:
-                if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    raise _status_of(e) from e
-                last = e
-        assert last is not None
-        raise _status_of(last) from last
+        try:
+            _, reply = await first_answer(self._stubs, call)
+        except NoAnswer as e:
+            assert e.last is not None
+            raise _status_of(e.last) from e.last
+        except grpc.RpcError as e:
+            raise _status_of(e) from e
+        return reply
 
     # -- HTTP -------------------------------------------------------------------------------------
     def app(self) -> web.Application:

@@ -15,60 +15,18 @@ from nodes.assistance import check_assistance, relay_request
 from nodes.convert import outcome_to_proto, validate_checkpoint
 from nodes.grpc_edge import UpstreamRefused
 from nodes.identity import CALLER
-from nodes.provincial import metrics
+from nodes.provincial import metrics, wire
 from nodes.provincial.checkpoint import LocalVerifier
 from nodes.provincial.group_commit import IssueQueue
-from nodes.provincial.health import wire
 from nodes.provincial.health.engine import ColourEngine, check_request_id
-from nodes.provincial.issuance import Holder, IssuedCode, Issuer, check_holder
-from nodes.provincial.stores import CodeRecord, StatusStore
+from nodes.provincial.issuance import Holder, Issuer, check_holder
+from nodes.provincial.stores import StatusStore
 from trust.errors import InvalidRequest, NotConfigured
 from trust.model import Colour, is_province_code
 
 MAX_BATCH = 1000
 MAX_REASON_CHARS = 200
 _T = TypeVar("_T")
-
-
-def _wire(value: int) -> Any:
-    """An enum number as protobuf takes it (the generated stubs type enums too narrowly)."""
-    return int(value)
-
-
-def colour_from_proto(value: int, *, default: Colour | None = None) -> Colour:
-    """A domain colour; UNSPECIFIED only where a default exists."""
-    if value == common_pb2.COLOUR_UNSPECIFIED and default is not None:
-        return default
-    try:
-        return Colour(value)
-    except ValueError as e:
-        raise InvalidRequest(f"unknown colour {value}") from e
-
-
-def code_id_from_proto(value: bytes) -> bytes:
-    if len(value) != 16:
-        raise InvalidRequest("code_id must be 16 bytes")
-    return value
-
-
-def status_to_proto(record: CodeRecord) -> common_pb2.CodeStatus:
-    return common_pb2.CodeStatus(
-        code_id=record.code_id,
-        found=True,
-        colour=_wire(record.colour),
-        status_version=record.status_version,
-        updated_at=int(record.updated_at),
-    )
-
-
-def issued_to_proto(issued: IssuedCode) -> node_pb2.IssueCodeResponse:
-    return node_pb2.IssueCodeResponse(
-        code_id=issued.record.code_id,
-        token=issued.token,
-        expires_at=issued.expires_at,
-        colour=_wire(issued.record.colour),
-        status_version=issued.record.status_version,
-    )
 
 
 class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
@@ -100,24 +58,24 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
         return call(*args, **kwargs)
 
     async def IssueCode(self, request: Any, context: Any) -> node_pb2.IssueCodeResponse:
-        colour = colour_from_proto(request.colour, default=Colour.GREEN)
+        colour = wire.colour_from_proto(request.colour, default=Colour.GREEN)
         issued = await self._issues.issue(Holder(request.id_number, request.full_name, colour))
         metrics.CODES_ISSUED.labels(self._province, "issue").inc()
-        return issued_to_proto(issued)
+        return wire.issued_to_proto(issued)
 
     async def RefreshCode(self, request: Any, context: Any) -> node_pb2.IssueCodeResponse:
-        code_id = code_id_from_proto(request.code_id)
+        code_id = wire.code_id_from_proto(request.code_id)
         issued = await self._run(self._issuer.refresh, code_id)
         metrics.CODES_ISSUED.labels(self._province, "refresh").inc()
-        return issued_to_proto(issued)
+        return wire.issued_to_proto(issued)
 
     async def SetStatus(self, request: Any, context: Any) -> node_pb2.SetStatusResponse:
         if len(request.reason) > MAX_REASON_CHARS:
             raise InvalidRequest(f"reason is longer than {MAX_REASON_CHARS} characters")
         change = await self._run(
             self._store.set_colour,
-            code_id=code_id_from_proto(request.code_id),
-            colour=colour_from_proto(request.colour),
+            code_id=wire.code_id_from_proto(request.code_id),
+            colour=wire.colour_from_proto(request.colour),
             reason=request.reason or "unspecified",
             request_id=request.request_id or str(uuid.uuid4()),
             now=self._clock(),
@@ -125,25 +83,25 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
         if change.applied:  # a replayed request id changed nothing: not counted again
             colour = change.record.colour.name
             metrics.COLOUR_CHANGES.labels(self._province, colour, "operator").inc()
-        return node_pb2.SetStatusResponse(status=status_to_proto(change.record))
+        return node_pb2.SetStatusResponse(status=wire.status_to_proto(change.record))
 
     async def GetStatus(self, request: Any, context: Any) -> common_pb2.CodeStatus:
-        code_id = code_id_from_proto(request.code_id)
+        code_id = wire.code_id_from_proto(request.code_id)
         with metrics.LOOKUP_SECONDS.labels(self._province, "GetStatus").time():
             record = await self._run(self._store.get, code_id)
         if record is None:
             return common_pb2.CodeStatus(code_id=code_id, found=False)
-        return status_to_proto(record)
+        return wire.status_to_proto(record)
 
     async def GetStatusBatch(self, request: Any, context: Any) -> node_pb2.GetStatusBatchResponse:
         ids = list(request.code_ids)
         if not 0 < len(ids) <= MAX_BATCH:
             raise InvalidRequest(f"a batch holds 1 to {MAX_BATCH} code ids, not {len(ids)}")
         with metrics.LOOKUP_SECONDS.labels(self._province, "GetStatusBatch").time():
-            found = await self._run(self._store.get_many, [code_id_from_proto(i) for i in ids])
+            found = await self._run(self._store.get_many, [wire.code_id_from_proto(i) for i in ids])
         return node_pb2.GetStatusBatchResponse(
             statuses=[
-                status_to_proto(found[i]) if i in found else common_pb2.CodeStatus(code_id=i)
+                wire.status_to_proto(found[i]) if i in found else common_pb2.CodeStatus(code_id=i)
                 for i in ids
             ]
         )
@@ -190,11 +148,13 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
         request_id = check_request_id(request.request_id)
         issued, view = await self._run(engine.apply, holder, declaration, request_id)
         metrics.CODES_ISSUED.labels(self._province, "apply").inc()
-        return node_pb2.ApplyCodeResponse(code=issued_to_proto(issued), state=self._state(view))
+        return node_pb2.ApplyCodeResponse(
+            code=wire.issued_to_proto(issued), state=self._state(view)
+        )
 
     async def CheckIn(self, request: Any, context: Any) -> node_pb2.CodeState:
         engine = self._colours()
-        code_id = code_id_from_proto(request.code_id)
+        code_id = wire.code_id_from_proto(request.code_id)
         check = wire.check_in_from_proto(request, now=self._clock())
         view = await self._run(
             engine.check_in, code_id, check, check_request_id(request.request_id)
@@ -203,12 +163,12 @@ class ProvincialNodeServicer(node_pb2_grpc.ProvincialNodeServicer):
         return self._state(view)
 
     async def GetCodeState(self, request: Any, context: Any) -> node_pb2.CodeState:
-        view = await self._run(self._colours().view, code_id_from_proto(request.code_id))
+        view = await self._run(self._colours().view, wire.code_id_from_proto(request.code_id))
         return self._state(view)
 
     async def ExplainCode(self, request: Any, context: Any) -> node_pb2.ExplainCodeResponse:
         engine = self._colours()
-        code_id = code_id_from_proto(request.code_id)
+        code_id = wire.code_id_from_proto(request.code_id)
         view = await self._run(engine.view, code_id)
         history = await self._run(engine.history, code_id)
         return node_pb2.ExplainCodeResponse(

@@ -21,13 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.relay import LiveStatus
 from gateway.verification import VerifyPolicy, verify_token, verify_tokens
 from tests.conformance.cases import EXACT_TIME, REGISTRY_REFUSES, Case
 from tests.conformance.world import World
 from trust.errors import HcxError
 from trust.model import Colour, Reason, Verdict
-from trust.verify import DEFAULT_MAX_OFFLINE_AGE_S, check_code, check_offline_age
+from trust.verify import DEFAULT_MAX_OFFLINE_AGE_S, LiveStatus, check_code, check_offline_age
 
 Answer = tuple[Verdict, Reason]
 Verify = Callable[[World, Sequence[str]], Awaitable[list[Answer]]]

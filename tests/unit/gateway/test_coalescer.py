@@ -10,8 +10,9 @@ import pytest
 
 from gateway.breaker import BreakerPolicy, BreakerState
 from gateway.coalescer import CoalescerPolicy, Overloaded, StatusCoalescer
-from gateway.relay import IssuerUnavailable, LiveStatus
+from gateway.relay import IssuerUnavailable
 from trust.model import Colour
+from trust.verify import LiveStatus
 
 
 class RecordingRelay:

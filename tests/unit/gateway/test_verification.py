@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from gateway.relay import IssuerUnavailable, LiveStatus
+from gateway.relay import IssuerUnavailable
 from gateway.verification import (
     ANSWER_MARGIN_S,
     VerifyPolicy,
@@ -39,7 +39,7 @@ from trust import pki, statements
 from trust.codeformat import CodeClaims, issue_token
 from trust.errors import RelayError, ResourceExhausted, VerificationError
 from trust.model import Colour, Reason, Verdict
-from trust.verify import CodeCheck, Outcome
+from trust.verify import CodeCheck, LiveStatus, Outcome
 from trust.view import TrustView
 
 ZJ = "330000"

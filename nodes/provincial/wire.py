@@ -1,12 +1,16 @@
-"""The health messages of node.proto and gateway.proto to and from the domain (facts, engine)."""
+"""The provincial node's contract (node.proto, and the CodeStatus and assistance messages it
+answers with) to and from the domain: codes issued, statuses, health facts, the engine's views.
+The one place a node converts; the verification messages are nodes/convert.py's."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from healthcode.v1 import gateway_pb2, node_pb2
+from healthcode.v1 import common_pb2, gateway_pb2, node_pb2
 from nodes.provincial.health.engine import CodeView, ImportResult, RiskArea, Statistics
 from nodes.provincial.health.facts import CheckIn, Declaration, check_check_in, check_declaration
+from nodes.provincial.issuance import IssuedCode
+from nodes.provincial.stores import CodeRecord
 from nodes.provincial.stores.health import EventRow
 from trust.errors import InvalidRequest
 from trust.model import Colour
@@ -152,4 +156,45 @@ def ack(
         colour=int(colour),  # type: ignore[arg-type]
         decision=decision,
         status_version=status_version,
+    )
+
+
+def _wire(value: int) -> Any:
+    """An enum number as protobuf takes it (the generated stubs type enums too narrowly)."""
+    return int(value)
+
+
+def colour_from_proto(value: int, *, default: Colour | None = None) -> Colour:
+    """A domain colour; UNSPECIFIED only where a default exists."""
+    if value == common_pb2.COLOUR_UNSPECIFIED and default is not None:
+        return default
+    try:
+        return Colour(value)
+    except ValueError as e:
+        raise InvalidRequest(f"unknown colour {value}") from e
+
+
+def code_id_from_proto(value: bytes) -> bytes:
+    if len(value) != 16:
+        raise InvalidRequest("code_id must be 16 bytes")
+    return value
+
+
+def status_to_proto(record: CodeRecord) -> common_pb2.CodeStatus:
+    return common_pb2.CodeStatus(
+        code_id=record.code_id,
+        found=True,
+        colour=_wire(record.colour),
+        status_version=record.status_version,
+        updated_at=int(record.updated_at),
+    )
+
+
+def issued_to_proto(issued: IssuedCode) -> node_pb2.IssueCodeResponse:
+    return node_pb2.IssueCodeResponse(
+        code_id=issued.record.code_id,
+        token=issued.token,
+        expires_at=issued.expires_at,
+        colour=_wire(issued.record.colour),
+        status_version=issued.record.status_version,
     )
