@@ -26,6 +26,7 @@ import collections
 from dataclasses import dataclass
 from typing import NoReturn
 
+from gateway import defaults
 from gateway.coalescer import Overloaded
 from gateway.metrics import LOOP_LAG, SHED
 from nodes.tasks import cancel_and_wait
@@ -41,11 +42,9 @@ LAG_WINDOW = 3
 class AdmissionPolicy:
     """When a new call is refused (the defaults are measured in docs/capacity.md)."""
 
-    # Codes being verified at once, all calls together: about 0.4 s of one core's checking
-    # (~200 µs per code, bench/bench_gateway.py), so an admitted burst ends within deadlines.
-    max_in_flight_codes: int = 2048
-    unary_lag_s: float = 0.05
-    bulk_lag_s: float = 0.15
+    max_in_flight_codes: int = defaults.MAX_IN_FLIGHT_CODES
+    unary_lag_s: float = defaults.SHED_LAG_UNARY_S
+    bulk_lag_s: float = defaults.SHED_LAG_BULK_S
     min_remaining_s: float = 0.05
 
     def __post_init__(self) -> None:

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway import defaults
+
 
 class BreakerState(enum.IntEnum):
     """Exported as the value of the ``hcx_gateway_breaker_state`` gauge."""
@@ -25,8 +27,8 @@ class BreakerState(enum.IntEnum):
 
 @dataclass(frozen=True)
 class BreakerPolicy:
-    failure_threshold: int = 5
-    open_seconds: float = 1.0
+    failure_threshold: int = defaults.BREAKER_FAILURES
+    open_seconds: float = defaults.BREAKER_OPEN_S
 
 
 class CircuitBreaker:

@@ -29,6 +29,7 @@ import grpc
 from cryptography.hazmat.primitives.serialization import Encoding
 from prometheus_client import Counter
 
+from gateway import defaults
 from gateway.metrics import RELAY_BATCH_SIZE, RELAY_HEDGES, RELAY_SECONDS
 from healthcode.v1 import node_pb2, node_pb2_grpc
 from nodes.convert import live_statuses_from_proto
@@ -68,7 +69,7 @@ RELAY_ERRORS = Counter(
 
 @dataclass(frozen=True)
 class RelayPolicy:
-    hedge_after: float = 0.05  # seconds before a second replica is asked the same batch
+    hedge_after: float = defaults.HEDGE_AFTER_S  # before a second replica is asked the same batch
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway import defaults
 from gateway.relay import IssuerUnavailable
 from trust.errors import HcxError, RelayError, ResourceExhausted
 from trust.model import Reason, Verdict
@@ -24,16 +25,14 @@ from trust.view import TrustView
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RELAY_TIMEOUT_S = 0.5
-DEFAULT_MAX_OFFLINE_AGE_S = 300
 # Time kept back from the caller's deadline to build and send the answer.
 ANSWER_MARGIN_S = 0.01
 
 
 @dataclass(frozen=True)
 class VerifyPolicy:
-    relay_timeout: float = DEFAULT_RELAY_TIMEOUT_S  # longest wait for the issuer's live status
-    max_offline_age: int = DEFAULT_MAX_OFFLINE_AGE_S  # oldest token still VALID_OFFLINE
+    relay_timeout: float = defaults.RELAY_TIMEOUT_S  # longest wait for the issuer's live status
+    max_offline_age: int = defaults.MAX_OFFLINE_AGE_S  # oldest token still VALID_OFFLINE
     allow_offline: bool = True  # False: ISSUER_UNAVAILABLE instead of VALID_OFFLINE
 
 

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from gateway import defaults
 from hcx.cli import run_async, subcommand, transport_from
 from nodes.ratelimit import parse_limits
 from trust.errors import InvalidRequest
@@ -22,13 +23,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--registry",
-        default="sqlite:///var/national/registry.db",
-        help="registry store URL (default: embedded SQLite file)",
+        default=defaults.REGISTRY,
+        help="registry store URL (by default the embedded SQLite file)",
     )
     p.add_argument(
         "--root-cert", type=Path, required=True, help="pinned national root(s) (PEM bundle)"
     )
-    p.add_argument("--listen", default="127.0.0.1:50051", help="host:port to serve on")
+    p.add_argument("--listen", default=defaults.LISTEN, help="host:port to serve on")
     p.add_argument(
         "--workers",
         type=int,
@@ -41,37 +42,37 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--relay-timeout",
         type=float,
-        default=0.5,
-        help="seconds to wait for the issuer's live status (default 0.5)",
+        default=defaults.RELAY_TIMEOUT_S,
+        help="seconds to wait for the issuer's live status",
     )
     p.add_argument(
         "--max-offline-age",
         type=int,
-        default=300,
+        default=defaults.MAX_OFFLINE_AGE_S,
         help="oldest token (s) still VALID_OFFLINE when the issuer is down",
     )
     p.add_argument(
         "--hedge-after",
         type=float,
-        default=0.05,
+        default=defaults.HEDGE_AFTER_S,
         help="seconds before a slow status batch is also sent to another replica",
     )
     p.add_argument(
         "--coalesce-window",
         type=float,
-        default=0.002,
-        help="seconds a status batch waits for more look-ups (default 0.002)",
+        default=defaults.COALESCE_WINDOW_S,
+        help="seconds a status batch waits for more look-ups",
     )
     p.add_argument(
         "--breaker-failures",
         type=int,
-        default=5,
+        default=defaults.BREAKER_FAILURES,
         help="consecutive failed status batches that open a province's circuit",
     )
     p.add_argument(
         "--breaker-open",
         type=float,
-        default=1.0,
+        default=defaults.BREAKER_OPEN_S,
         help="seconds a circuit stays open before a half-open probe",
     )
     p.add_argument(
@@ -114,11 +115,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="codes verified at once by one gateway process; past it calls are refused with "
-        "RESOURCE_EXHAUSTED (default 2048, docs/capacity.md)",
+        f"RESOURCE_EXHAUSTED (default {defaults.MAX_IN_FLIGHT_CODES}, docs/capacity.md)",
     )
     p.add_argument(
         "--shed-lag-ms",
-        default="50/150",
+        default=f"{defaults.SHED_LAG_UNARY_S * 1000:g}/{defaults.SHED_LAG_BULK_S * 1000:g}",
         metavar="UNARY/BULK",
         help="refuse unary Verify calls (then batches and stream items too) with "
         "RESOURCE_EXHAUSTED while the event loop runs this late (docs/capacity.md)",

@@ -10,7 +10,7 @@ from pathlib import Path
 import segno
 
 from hcx import cmd_health, cmd_keys
-from hcx.cli import run_async, subcommand, transport_from
+from hcx.cli import DEFAULT_GATEWAY, run_async, subcommand, transport_from
 from hcx.cmd_health import code_id_arg
 from healthcode.v1 import common_pb2, node_pb2, node_pb2_grpc
 from nodes.provincial.main import NodeConfig, serve
@@ -41,7 +41,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", type=Path, required=True, help="the province's key directory")
     p.add_argument(
         "--gateway",
-        default="127.0.0.1:50051",
+        default=DEFAULT_GATEWAY,
         help="national gateway address, or a gRPC target naming several for fail-over, "
         "e.g. ipv4:10.0.0.1:50051,10.0.0.2:50051",
     )

@@ -13,7 +13,6 @@ import grpc
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 
-from gateway.verification import DEFAULT_MAX_OFFLINE_AGE_S
 from healthcode.v1 import common_pb2, gateway_pb2, node_pb2
 from nodes.grpc_edge import reason_of
 from nodes.logging import JsonFormatter, code_ref
@@ -23,6 +22,7 @@ from tests.integration.federation import Federation, RunningNode
 from tests.support import require_tool, wait_for
 from trust import pki
 from trust.codeformat import id_tail, mask_name
+from trust.verify import DEFAULT_MAX_OFFLINE_AGE_S
 
 pytestmark = pytest.mark.integration
 

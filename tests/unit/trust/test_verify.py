@@ -329,9 +329,12 @@ def test_offline_age(age: int, refused: bool) -> None:
 
 
 def test_the_gateway_and_the_offline_cli_share_one_offline_age() -> None:
-    from gateway.verification import DEFAULT_MAX_OFFLINE_AGE_S as GATEWAY_LIMIT
+    from gateway.verification import VerifyPolicy
+    from hcx.cli import build_parser
 
-    assert GATEWAY_LIMIT == DEFAULT_MAX_OFFLINE_AGE_S == 300
+    gateway_serve = build_parser().parse_args(["gateway", "serve", "--root-cert", "r.pem"])
+    assert VerifyPolicy().max_offline_age == DEFAULT_MAX_OFFLINE_AGE_S == 300
+    assert gateway_serve.max_offline_age == DEFAULT_MAX_OFFLINE_AGE_S
 
 
 def test_every_reason_is_documented_with_its_number() -> None:
