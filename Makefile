@@ -23,10 +23,11 @@ vendor:  ## refresh web/static/vendor from the npm registry (web/package-lock.js
 	cp web/node_modules/jsqr/dist/jsQR.js web/static/vendor/jsQR.js
 	cp web/node_modules/jsqr/LICENSE web/static/vendor/jsQR.LICENSE
 
-lint: $(DEPS) $(GEN)
+lint: $(DEPS) $(GEN)  ## ruff, ruff format, mypy (--strict on trust/)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy trust nodes gateway simulations hcx web
+	$(BIN)/mypy --strict trust
+	$(BIN)/mypy trust nodes gateway simulations hcx web bench
 
 proto: $(GEN)
 

@@ -108,14 +108,14 @@ class RegistryBuilder:
     ) -> None:
         """``like``: another builder whose root and signers this one shares (a fork of it)."""
         self.now = int(clock if clock is not None else time.time())
-        self.root = like.root if like else pki.create_root_ca()
-        self.coordinators = (
+        self.root: pki.Authority = like.root if like else pki.create_root_ca()
+        self.coordinators: dict[str, pki.Authority] = (
             dict(like.coordinators)
             if like
             else {n: _coordinator(self.root, n) for n in COORDINATORS}
         )
-        self.log_signer = like.log_signer if like else _signer(self.root, "log")
-        self.trust_list_signer = (
+        self.log_signer: pki.Authority = like.log_signer if like else _signer(self.root, "log")
+        self.trust_list_signer: pki.Authority = (
             like.trust_list_signer if like else _signer(self.root, "trust-list")
         )
         self.leaves: list[Leaf] = []

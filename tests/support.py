@@ -84,7 +84,7 @@ async def wait_for(
     deadline = loop.time() + timeout
     while True:
         value = condition()
-        last: T = await value if inspect.isawaitable(value) else value  # type: ignore[assignment]
+        last: T = await value if inspect.isawaitable(value) else value
         if last:
             return last
         if loop.time() >= deadline:
