@@ -26,9 +26,9 @@ import collections
 from dataclasses import dataclass
 from typing import NoReturn
 
-from gateway import defaults
 from gateway.coalescer import Overloaded
 from gateway.metrics import LOOP_LAG, SHED
+from gateway.options import SHED_LAG_BULK_S, SHED_LAG_UNARY_S, GatewayOptions
 from nodes.tasks import cancel_and_wait
 
 LAG_TICK_S = 0.02
@@ -42,9 +42,9 @@ LAG_WINDOW = 3
 class AdmissionPolicy:
     """When a new call is refused (the defaults are measured in docs/capacity.md)."""
 
-    max_in_flight_codes: int = defaults.MAX_IN_FLIGHT_CODES
-    unary_lag_s: float = defaults.SHED_LAG_UNARY_S
-    bulk_lag_s: float = defaults.SHED_LAG_BULK_S
+    max_in_flight_codes: int = GatewayOptions.max_in_flight_codes
+    unary_lag_s: float = SHED_LAG_UNARY_S
+    bulk_lag_s: float = SHED_LAG_BULK_S
     min_remaining_s: float = 0.05
 
     def __post_init__(self) -> None:

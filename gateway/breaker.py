@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway import defaults
+from gateway.options import GatewayOptions
 
 
 class BreakerState(enum.IntEnum):
@@ -27,8 +27,8 @@ class BreakerState(enum.IntEnum):
 
 @dataclass(frozen=True)
 class BreakerPolicy:
-    failure_threshold: int = defaults.BREAKER_FAILURES
-    open_seconds: float = defaults.BREAKER_OPEN_S
+    failure_threshold: int = GatewayOptions.breaker_failures
+    open_seconds: float = GatewayOptions.breaker_open
 
 
 class CircuitBreaker:

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gateway import defaults
 from gateway.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from gateway.metrics import BREAKER_STATE, COALESCER_QUEUED, OVERLOAD_REJECTIONS
+from gateway.options import GatewayOptions
 from gateway.relay import MAX_STATUS_BATCH, IssuerUnavailable, StatusRelay
 from trust.errors import RelayError, ResourceExhausted
 from trust.verify import LiveStatus
@@ -35,7 +35,7 @@ class Overloaded(ResourceExhausted):
 
 @dataclass(frozen=True)
 class CoalescerPolicy:
-    window: float = defaults.COALESCE_WINDOW_S  # a batch stays open this long for more look-ups
+    window: float = GatewayOptions.coalesce_window  # a batch stays open this long for more look-ups
     max_batch: int = 200  # ids per GetStatusBatch call (<= 1000)
     max_in_flight: int = 8  # concurrent GetStatusBatch calls per province
     max_queued: int = 20_000  # ids waiting per province before RESOURCE_EXHAUSTED

@@ -29,8 +29,8 @@ import grpc
 from cryptography.hazmat.primitives.serialization import Encoding
 from prometheus_client import Counter
 
-from gateway import defaults
 from gateway.metrics import RELAY_BATCH_SIZE, RELAY_HEDGES, RELAY_SECONDS
+from gateway.options import GatewayOptions
 from healthcode.v1 import node_pb2, node_pb2_grpc
 from nodes.convert import live_statuses_from_proto
 from nodes.failover import NoAnswer, first_answer, in_turn
@@ -69,7 +69,9 @@ RELAY_ERRORS = Counter(
 
 @dataclass(frozen=True)
 class RelayPolicy:
-    hedge_after: float = defaults.HEDGE_AFTER_S  # before a second replica is asked the same batch
+    hedge_after: float = (
+        GatewayOptions.hedge_after
+    )  # before a second replica is asked the same batch
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway import defaults
+from gateway.options import GatewayOptions
 from gateway.relay import IssuerUnavailable
 from trust.errors import HcxError, RelayError, ResourceExhausted
 from trust.model import Reason, Verdict
@@ -31,8 +31,8 @@ ANSWER_MARGIN_S = 0.01
 
 @dataclass(frozen=True)
 class VerifyPolicy:
-    relay_timeout: float = defaults.RELAY_TIMEOUT_S  # longest wait for the issuer's live status
-    max_offline_age: int = defaults.MAX_OFFLINE_AGE_S  # oldest token still VALID_OFFLINE
+    relay_timeout: float = GatewayOptions.relay_timeout  # longest wait for the issuer's live status
+    max_offline_age: int = GatewayOptions.max_offline_age  # oldest token still VALID_OFFLINE
     allow_offline: bool = True  # False: ISSUER_UNAVAILABLE instead of VALID_OFFLINE
 
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import grpc
 
-from gateway import defaults
 from hcx import config
+from nodes.options import DEFAULT_GATEWAY_ADDRESS
 from nodes.tls import Transport
 from trust.errors import HcxError, InvalidRequest
 
 Handler = Callable[[argparse.Namespace], int]
-DEFAULT_GATEWAY = defaults.LISTEN  # where every command looks for the national gateway
+DEFAULT_GATEWAY = DEFAULT_GATEWAY_ADDRESS  # where every command looks for the national gateway
 
 
 def _parser(sub: Any, name: str, summary: str, example: str) -> argparse.ArgumentParser:

@@ -10,9 +10,10 @@ from pathlib import Path
 import segno
 
 from hcx import cmd_health, cmd_keys
-from hcx.cli import DEFAULT_GATEWAY, run_async, subcommand, transport_from
+from hcx.cli import run_async, subcommand, transport_from
 from hcx.cmd_health import code_id_arg
 from healthcode.v1 import common_pb2, node_pb2, node_pb2_grpc
+from nodes.options import add_options, values
 from nodes.provincial.main import NodeConfig, serve
 from trust.files import replace_file
 
@@ -37,51 +38,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "hcx node serve --province 330000 --dir var/330000 --tls-dir var/330000/tls/node-1 "
         "--gateway 127.0.0.1:50051",
     )
-    p.add_argument("--province", required=True, help="GB/T 2260 code")
-    p.add_argument("--dir", type=Path, required=True, help="the province's key directory")
-    p.add_argument(
-        "--gateway",
-        default=DEFAULT_GATEWAY,
-        help="national gateway address, or a gRPC target naming several for fail-over, "
-        "e.g. ipv4:10.0.0.1:50051,10.0.0.2:50051",
-    )
-    p.add_argument("--listen", default="127.0.0.1:0", help="host:port to serve on")
-    p.add_argument("--node-id", default="node-1", help="replica name within the province")
-    p.add_argument("--metrics-port", type=int, default=None, help="Prometheus port (0: any)")
-    p.add_argument("--port-file", type=Path, default=None, help="write the bound port here")
-    p.add_argument("--token-lifetime", type=int, default=300, help="seconds a token is valid")
-    p.add_argument(
-        "--store",
-        default=None,
-        help="status store: sqlite:///PATH or postgresql://USER@HOST/DB shared by the "
-        "province's replicas (default: DIR/status.db)",
-    )
-    p.add_argument("--lease-ttl", type=int, default=10, help="registration lease TTL (s)")
-    p.add_argument(
-        "--drain-seconds", type=float, default=0.25, help="on SIGTERM: deregister, then wait"
-    )
-    p.add_argument(
-        "--advertise-host", default="127.0.0.1", help="host the gateway should call back on"
-    )
-    p.add_argument(
-        "--policy",
-        type=Path,
-        default=None,
-        help="the colour policy signed by an operator of the province (hcx node policy sign); "
-        "default: the built-in policy (docs/colour-policy.md)",
-    )
-    p.add_argument(
-        "--day-seconds",
-        type=float,
-        default=86400.0,
-        help="length of a quarantine day in seconds (shorter only in simulations)",
-    )
-    p.add_argument(
-        "--colour-tick",
-        type=float,
-        default=1.0,
-        help="seconds between the colour clock's looks for completed quarantines",
-    )
+    add_options(p, NodeConfig)
     p.set_defaults(handler=run_serve)
 
     p = subcommand(
@@ -174,24 +131,7 @@ def run_web(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    config = NodeConfig(
-        province=args.province,
-        directory=args.dir,
-        gateway=args.gateway,
-        listen=args.listen,
-        node_id=args.node_id,
-        metrics_port=args.metrics_port,
-        port_file=args.port_file,
-        token_lifetime=args.token_lifetime,
-        store=args.store,
-        lease_ttl=args.lease_ttl,
-        drain_seconds=args.drain_seconds,
-        advertise_host=args.advertise_host,
-        transport=transport_from(args),
-        policy=args.policy,
-        day_seconds=args.day_seconds,
-        colour_tick=args.colour_tick,
-    )
+    config = NodeConfig(**values(NodeConfig, args), transport=transport_from(args))
     run_async(serve(config))
     return 0
 

@@ -14,6 +14,7 @@ from cryptography import x509
 from healthcode.v1 import gateway_pb2_grpc, node_pb2, node_pb2_grpc
 from nodes.authz import Authorizer
 from nodes.identity import certificate_identity
+from nodes.options import DEFAULT_GATEWAY_ADDRESS, option
 from nodes.provincial import metrics
 from nodes.provincial.checkpoint import LocalVerifier
 from nodes.provincial.health.clock import ColourClock
@@ -49,34 +50,50 @@ log = logging.getLogger(__name__)
 
 TRUST_LIST_FILE = "trust-list.cbor"  # in the province directory: the last verified list
 STORE_PING_TIMEOUT_S = 4.0  # beyond the store's own TCP limit (3 s): a cut is seen in ~4 s
-DEFAULT_DRAIN_S = 0.25  # gateways drop a deregistered node within ms (registry watch)
 
 
 @dataclass(frozen=True, kw_only=True)
 class NodeConfig:
-    """Everything a node replica needs; flags of ``hcx node serve`` map one to one."""
+    """Everything a node replica needs. Each option field is a flag of ``hcx node serve``
+    (nodes.options: its type, default and help are written here and nowhere else)."""
 
-    province: str
-    directory: Path
-    gateway: str
+    province: str = option(help="GB/T 2260 code")
+    directory: Path = option(help="the province's key directory", flag="--dir")
+    gateway: str = option(
+        DEFAULT_GATEWAY_ADDRESS,
+        help="national gateway address, or a gRPC target naming several for fail-over, "
+        "e.g. ipv4:10.0.0.1:50051,10.0.0.2:50051",
+    )
     # mTLS identity, or Transport.insecure_dev_only() (--insecure-dev-only) for development.
     transport: Transport
-    listen: str = "127.0.0.1:0"
-    node_id: str = "node-1"
-    advertise_host: str = "127.0.0.1"
-    metrics_port: int | None = None
-    port_file: Path | None = None
-    token_lifetime: int = DEFAULT_TOKEN_LIFETIME_S
-    lease_ttl: int = 10
+    listen: str = option("127.0.0.1:0", help="host:port to serve on")
+    node_id: str = option("node-1", help="replica name within the province")
+    metrics_port: int | None = option(None, help="Prometheus port (0: any)")
+    port_file: Path | None = option(None, help="write the bound port here")
+    token_lifetime: int = option(DEFAULT_TOKEN_LIFETIME_S, help="seconds a token is valid")
     # None: the SQLite file in the province directory. Replicas of one province on one host
     # share that file; on several hosts they share a PostgreSQL URL.
-    store: str | None = None
-    drain_seconds: float = DEFAULT_DRAIN_S
+    store: str | None = option(
+        None,
+        help="status store: sqlite:///PATH or postgresql://USER@HOST/DB shared by the "
+        "province's replicas (default: DIR/status.db)",
+    )
+    lease_ttl: int = option(10, help="registration lease TTL (s)")
+    # Gateways drop a deregistered node within ms (registry watch).
+    drain_seconds: float = option(0.25, help="on SIGTERM: deregister, then wait")
+    advertise_host: str = option("127.0.0.1", help="host the gateway should call back on")
     register_wait: float = 10.0  # start-up waits this long for the first registration
-    # The colour policy: an operator-signed policy file, or None for the built-in default.
-    policy: Path | None = None
-    day_seconds: float = DAY_SECONDS  # a quarantine day (shorter in simulations)
-    colour_tick: float = 1.0  # how often the colour clock looks for completed quarantines
+    policy: Path | None = option(
+        None,
+        help="the colour policy signed by an operator of the province (hcx node policy sign); "
+        "default: the built-in policy (docs/colour-policy.md)",
+    )
+    day_seconds: float = option(
+        DAY_SECONDS, help="length of a quarantine day in seconds (shorter only in simulations)"
+    )
+    colour_tick: float = option(
+        1.0, help="seconds between the colour clock's looks for completed quarantines"
+    )
 
     def store_url(self) -> str:
         return self.store or str(ProvinceDir(self.directory).status_db)
@@ -250,7 +267,7 @@ async def shutdown(
     registration: NodeRegistration,
     store: StatusStore,
     *,
-    drain_seconds: float = DEFAULT_DRAIN_S,
+    drain_seconds: float = NodeConfig.drain_seconds,
 ) -> None:
     """Leave gracefully: NOT_SERVING, deregister, let gateways notice and calls finish, stop."""
     await running.set_serving(False)
