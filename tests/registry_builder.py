@@ -83,17 +83,18 @@ class Province:
         )  # fmt: skip
 
 
-def _coordinator(root: pki.Authority, name: str) -> pki.Authority:
+def _coordinator(root: pki.Authority, name: str, at: datetime) -> pki.Authority:
     key = pki.generate_private_key()
     csr = pki.make_csr(key, common_name=f"hcx national coordinator {name}")
-    return pki.Authority(pki.sign_national_leaf(root, csr, kind="coordinator", name=name), key)
+    cert = pki.sign_national_leaf(root, csr, kind="coordinator", name=name, not_before=at)
+    return pki.Authority(cert, key)
 
 
-def _signer(root: pki.Authority, kind: str) -> pki.Authority:
+def _signer(root: pki.Authority, kind: str, at: datetime) -> pki.Authority:
     key = pki.generate_private_key()
     csr = pki.make_csr(key, common_name=f"hcx national {kind} signer")
     sign = pki.sign_log_signer if kind == "log" else pki.sign_trust_list_signer
-    return pki.Authority(sign(root, csr), key)
+    return pki.Authority(sign(root, csr, not_before=at), key)
 
 
 class RegistryBuilder:
@@ -108,15 +109,19 @@ class RegistryBuilder:
     ) -> None:
         """``like``: another builder whose root and signers this one shares (a fork of it)."""
         self.now = int(clock if clock is not None else time.time())
-        self.root: pki.Authority = like.root if like else pki.create_root_ca()
+        # Every certificate is issued at the builder's clock, never the machine's: a module's
+        # NOW is taken at import, and a long run reaches its tests many minutes later.
+        self.root: pki.Authority = like.root if like else pki.create_root_ca(now=self.moment)
         self.coordinators: dict[str, pki.Authority] = (
             dict(like.coordinators)
             if like
-            else {n: _coordinator(self.root, n) for n in COORDINATORS}
+            else {n: _coordinator(self.root, n, self.moment) for n in COORDINATORS}
         )
-        self.log_signer: pki.Authority = like.log_signer if like else _signer(self.root, "log")
+        self.log_signer: pki.Authority = (
+            like.log_signer if like else _signer(self.root, "log", self.moment)
+        )
         self.trust_list_signer: pki.Authority = (
-            like.trust_list_signer if like else _signer(self.root, "trust-list")
+            like.trust_list_signer if like else _signer(self.root, "trust-list", self.moment)
         )
         self.leaves: list[Leaf] = []
         self.decisions: list[Decision] = []

@@ -85,3 +85,18 @@ async def test_wait_for_accepts_sync_and_async_conditions() -> None:
     assert await support.wait_for(lambda: "done", timeout=5, what="x") == "done"
     with pytest.raises(AssertionError, match="for nothing; last seen: None"):
         await support.wait_for(lambda: None, timeout=0.05, what="nothing")
+
+
+def test_a_registry_builder_behind_the_machine_clock_still_builds() -> None:
+    """A module's NOW is taken when it is imported; in a long run its tests come many minutes
+    later. Every certificate the builder issues is dated by its own clock, so a log built an
+    hour "in the past" is accepted at that time (it was refused: the root and coordinators
+    were issued at the machine's clock, after the genesis statement's time)."""
+    import time
+
+    from tests.registry_builder import RegistryBuilder
+
+    builder = RegistryBuilder(clock=time.time() - 3600)
+    builder.onboard("330000", "浙江省")
+    assert [d.accepted for d in builder.decisions] == [True] * len(builder.decisions)
+    assert len(builder.decisions) >= 3  # genesis, the proposal and its approval
