@@ -38,6 +38,10 @@ class SimContext:
     notes: list[str] = field(default_factory=list)
     residents: Residents | None = None
     visits: dict[int, list[Traveller]] = field(default_factory=dict)  # province -> visitors
+    # Held by the steps that write to the registry and by the drill that tampers with its
+    # store: a coordinator's write into a tampered store is refused (LOG_INCONSISTENT, as it
+    # must be), so the two do not overlap when one step runs long.
+    registry_writes: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def province(self, index: int) -> str:
         provinces = self.federation.topology.provinces
@@ -95,7 +99,8 @@ class KeyRotation:
         return None
 
     async def run(self, ctx: SimContext) -> str:
-        rotated = await rotate_key(ctx, ctx.province(self.province_index), self.overlap_s)
+        async with ctx.registry_writes:
+            rotated = await rotate_key(ctx, ctx.province(self.province_index), self.overlap_s)
         return (
             f"{rotated}; the old key retires in {self.overlap_s} s; replicas switch keys by "
             "themselves (no restart)"
@@ -164,13 +169,14 @@ class SuspendAndResume:
         def who(name: str) -> tuple[str, str]:
             return ("--tls-dir", str(federation.pki.coordinator_dir(name)))
 
-        await run_hcx("registry", "suspend", "--province", province, "--why", "drill",
-                      *gateway, *who("carol"))  # fmt: skip
-        await asyncio.sleep(self.suspended_s)
-        proposed = await run_hcx("registry", "resume", "--province", province,
-                                 "--why", "drill over", *gateway, *who("alice"))  # fmt: skip
-        approved = await run_hcx("registry", "approve", "--province", province,
-                                 *gateway, *who("bob"))  # fmt: skip
+        async with ctx.registry_writes:
+            await run_hcx("registry", "suspend", "--province", province, "--why", "drill",
+                          *gateway, *who("carol"))  # fmt: skip
+            await asyncio.sleep(self.suspended_s)
+            proposed = await run_hcx("registry", "resume", "--province", province,
+                                     "--why", "drill over", *gateway, *who("alice"))  # fmt: skip
+            approved = await run_hcx("registry", "approve", "--province", province,
+                                     *gateway, *who("bob"))  # fmt: skip
         return f"{province}: suspended by carol; {proposed.split(': ', 1)[-1]}; {approved}"
 
 
@@ -192,15 +198,16 @@ class RevocationDeletedInStore:
         federation = ctx.federation
         while ctx.revocation_acked is None:  # the key-compromise step revokes first
             await asyncio.sleep(0.2)
-        index = await offload(ctx, federation.delete_latest_revocation)
-        await asyncio.sleep(2.0)  # the gateways' watches and restarts see it meanwhile
-        detected = await offload(ctx, federation.gateways_refusing_the_store)
-        out = await run_hcx(
-            "registry", "repair", "--registry", federation.registry_url,
-            "--from", str(federation.view_file(0)),
-            "--root", str(federation.national / "root.pem"),
-        )  # fmt: skip
-        await offload(ctx, federation.wait_store_verified)
+        async with ctx.registry_writes:  # no coordinator writes while the store is tampered
+            index = await offload(ctx, federation.delete_latest_revocation)
+            await asyncio.sleep(2.0)  # the gateways' watches and restarts see it meanwhile
+            detected = await offload(ctx, federation.gateways_refusing_the_store)
+            out = await run_hcx(
+                "registry", "repair", "--registry", federation.registry_url,
+                "--from", str(federation.view_file(0)),
+                "--root", str(federation.national / "root.pem"),
+            )  # fmt: skip
+            await offload(ctx, federation.wait_store_verified)
         return (
             f"log entry {index} (the revocation) deleted; {detected} of "
             f"{len(federation.gateways)} gateways detected it and kept the key revoked; "
