@@ -21,12 +21,25 @@ from typing import Any
 DEFAULT_GATEWAY_ADDRESS = "127.0.0.1:50051"
 
 
+class _Unset:
+    """No command-line default of its own (``dataclasses.MISSING`` cannot be a field default)."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
 @dataclasses.dataclass(frozen=True)
 class Option:
     help: str
     flag: str | None = None  # the long option; by default --<field-name-with-hyphens>
     metavar: str | None = None
     parse: Callable[[str], Any] | None = None  # by default the annotation's type
+    # The command line's default where the dataclass has none (code must say it, a flag may
+    # be left out); UNSET: the field's default, if any.
+    cli_default: Any = UNSET
 
 
 def option(
@@ -36,9 +49,12 @@ def option(
     flag: str | None = None,
     metavar: str | None = None,
     parse: Callable[[str], Any] | None = None,
+    cli_default: Any = UNSET,
 ) -> Any:
-    """A dataclass field that is also a command-line option (no default: a required one)."""
-    meta = {"option": Option(help=help, flag=flag, metavar=metavar, parse=parse)}
+    """A dataclass field that is also a command-line option (no default: a required one, on
+    the command line too unless ``cli_default`` gives the flag one)."""
+    spec = Option(help=help, flag=flag, metavar=metavar, parse=parse, cli_default=cli_default)
+    meta = {"option": spec}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -86,7 +102,9 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
     """One argparse option per option field of the dataclass ``cls``, in field order."""
     for field, spec, parse in _options(cls):
         extra: dict[str, Any] = {"metavar": spec.metavar} if spec.metavar else {}
-        if field.default is dataclasses.MISSING:
+        if spec.cli_default is not UNSET:
+            extra["default"] = spec.cli_default
+        elif field.default is dataclasses.MISSING:
             extra["required"] = True
         elif _is_repeated(field, cls):  # given once per value; argparse appends to a list
             extra.update(action="append", default=list(field.default))

@@ -40,7 +40,11 @@ def replace_file(path: Path, data: bytes, *, mode: int = PUBLIC, durable: bool =
             tmp.unlink()
         raise
     if durable:
-        _sync_directory(path.parent)
+        try:
+            _sync_directory(path.parent)
+        except OSError as e:  # the file is in place; some file systems cannot sync a directory
+            if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF):
+                raise
 
 
 def write_port_file(path: Path, port: int) -> None:

@@ -60,7 +60,7 @@ class NodeConfig:
     province: str = option(help="GB/T 2260 code")
     directory: Path = option(help="the province's key directory", flag="--dir")
     gateway: str = option(
-        DEFAULT_GATEWAY_ADDRESS,
+        cli_default=DEFAULT_GATEWAY_ADDRESS,  # code that builds a config names its gateway
         help="national gateway address, or a gRPC target naming several for fail-over, "
         "e.g. ipv4:10.0.0.1:50051,10.0.0.2:50051",
     )

@@ -12,7 +12,7 @@ import pytest
 from gateway.options import GatewayOptions
 from hcx import config
 from hcx.cli import build_parser
-from nodes.options import add_options, option, values
+from nodes.options import DEFAULT_GATEWAY_ADDRESS, add_options, option, values
 from nodes.provincial.main import NodeConfig
 from nodes.tls import Transport
 
@@ -102,8 +102,20 @@ def test_node_serve_is_exactly_the_node_config() -> None:
     transport = Transport.insecure_dev_only()
     parsed = NodeConfig(**values(NodeConfig, args), transport=transport)
     assert parsed == NodeConfig(
-        province="330000", directory=Path("var/330000"), transport=transport
+        province="330000",
+        directory=Path("var/330000"),
+        gateway=DEFAULT_GATEWAY_ADDRESS,
+        transport=transport,
     )
+
+
+def test_a_config_built_in_code_names_its_gateway() -> None:
+    """The flag has a default (the local gateway); code that forgets the field is refused,
+    never pointed at 127.0.0.1 silently."""
+    with pytest.raises(TypeError, match="gateway"):
+        NodeConfig(  # type: ignore[call-arg]
+            province="330000", directory=Path("d"), transport=Transport.insecure_dev_only()
+        )
 
 
 def test_an_environment_variable_sets_an_option_of_the_dataclass() -> None:

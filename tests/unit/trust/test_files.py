@@ -56,6 +56,27 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(
     assert [p.name for p in tmp_path.iterdir()] == ["list.state"]
 
 
+def test_a_directory_that_cannot_be_synced_still_gets_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some file systems refuse fsync on a directory (EINVAL): the file is in place, so the
+    write succeeds; any other failure of that sync is raised."""
+
+    def refuse(_: Path) -> None:
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(files, "_sync_directory", refuse)
+    replace_file(tmp_path / "list.state", b"head", durable=True)
+    assert (tmp_path / "list.state").read_bytes() == b"head"
+
+    def broken(_: Path) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(files, "_sync_directory", broken)
+    with pytest.raises(OSError, match="Input/output"):
+        replace_file(tmp_path / "list.state", b"newer", durable=True)
+
+
 def test_concurrent_writers_and_a_reader_never_meet_half_a_file(tmp_path: Path) -> None:
     path = tmp_path / "registry-view.cbor"
     contents = [bytes([i]) * 200_000 for i in range(1, 5)]
