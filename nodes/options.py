@@ -80,45 +80,52 @@ def _repeated(annotation: Any) -> Any:
     return item
 
 
-def _is_repeated(field: dataclasses.Field[Any], cls: type) -> bool:
-    return typing.get_origin(typing.get_type_hints(cls)[field.name]) is tuple
+@dataclasses.dataclass(frozen=True)
+class _Flag:
+    """One option field, read once: its flag, how a value is parsed, whether it repeats."""
+
+    field: dataclasses.Field[Any]
+    spec: Option
+    flag: str
+    parse: Callable[[str], Any]
+    repeated: bool  # tuple[T, ...]: given once per value, argparse appends to a list
 
 
-def _options(cls: type) -> list[tuple[dataclasses.Field[Any], Option, Callable[[str], Any]]]:
+def _flags(cls: type) -> list[_Flag]:
     hints = typing.get_type_hints(cls)
-    found = []
-    for f in dataclasses.fields(cls):
-        spec = f.metadata.get("option")
-        if spec is not None:
-            found.append((f, spec, spec.parse or _parser_of(hints[f.name])))
-    return found
-
-
-def flag_of(field: dataclasses.Field[Any], spec: Option) -> str:
-    return spec.flag or "--" + field.name.replace("_", "-")
+    return [
+        _Flag(
+            field=f,
+            spec=spec,
+            flag=spec.flag or "--" + f.name.replace("_", "-"),
+            parse=spec.parse or _parser_of(hints[f.name]),
+            repeated=typing.get_origin(hints[f.name]) is tuple,
+        )
+        for f in dataclasses.fields(cls)
+        if (spec := f.metadata.get("option")) is not None
+    ]
 
 
 def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
     """One argparse option per option field of the dataclass ``cls``, in field order."""
-    for field, spec, parse in _options(cls):
+    for flag in _flags(cls):
+        field, spec = flag.field, flag.spec
         extra: dict[str, Any] = {"metavar": spec.metavar} if spec.metavar else {}
         if spec.cli_default is not UNSET:
             extra["default"] = spec.cli_default
         elif field.default is dataclasses.MISSING:
             extra["required"] = True
-        elif _is_repeated(field, cls):  # given once per value; argparse appends to a list
+        elif flag.repeated:
             extra.update(action="append", default=list(field.default))
         else:
             extra["default"] = field.default
-        parser.add_argument(
-            flag_of(field, spec), dest=field.name, type=parse, help=spec.help, **extra
-        )
+        parser.add_argument(flag.flag, dest=field.name, type=flag.parse, help=spec.help, **extra)
 
 
 def values(cls: type, args: argparse.Namespace) -> dict[str, Any]:
     """The option fields of ``cls`` as parsed into ``args`` (keyword arguments of ``cls``)."""
-    return {
-        field.name: tuple(value) if _is_repeated(field, cls) else value
-        for field, _, _ in _options(cls)
-        for value in [getattr(args, field.name)]
-    }
+    found: dict[str, Any] = {}
+    for flag in _flags(cls):
+        value = getattr(args, flag.field.name)
+        found[flag.field.name] = tuple(value) if flag.repeated else value
+    return found
