@@ -83,13 +83,6 @@ class Province:
         )  # fmt: skip
 
 
-def _coordinator(root: pki.Authority, name: str, at: datetime) -> pki.Authority:
-    key = pki.generate_private_key()
-    csr = pki.make_csr(key, common_name=f"hcx national coordinator {name}")
-    cert = pki.sign_national_leaf(root, csr, kind="coordinator", name=name, not_before=at)
-    return pki.Authority(cert, key)
-
-
 def _signer(root: pki.Authority, kind: str, at: datetime) -> pki.Authority:
     key = pki.generate_private_key()
     csr = pki.make_csr(key, common_name=f"hcx national {kind} signer")
@@ -113,9 +106,7 @@ class RegistryBuilder:
         # NOW is taken at import, and a long run reaches its tests many minutes later.
         self.root: pki.Authority = like.root if like else pki.create_root_ca(now=self.moment)
         self.coordinators: dict[str, pki.Authority] = (
-            dict(like.coordinators)
-            if like
-            else {n: _coordinator(self.root, n, self.moment) for n in COORDINATORS}
+            dict(like.coordinators) if like else {n: self.new_coordinator(n) for n in COORDINATORS}
         )
         self.log_signer: pki.Authority = (
             like.log_signer if like else _signer(self.root, "log", self.moment)
@@ -177,14 +168,41 @@ class RegistryBuilder:
             self.accept(self.sign(statements.Approval(pid), name))
         return pid
 
+    # -- certificates, all issued at the builder's clock ------------------------------------------
+    def new_root(self) -> pki.Authority:
+        """Another national root (a successor, or a stranger's)."""
+        return pki.create_root_ca(now=self.moment)
+
+    def new_ca(
+        self, code: str, name: str = "测试省", *, root: pki.Authority | None = None
+    ) -> pki.Authority:
+        """A provincial CA for ``code`` issued by ``root`` (the builder's), not yet onboarded."""
+        key = pki.generate_private_key()
+        csr = pki.make_csr(key, common_name=f"hcx province {code} CA")
+        cert = pki.sign_provincial_ca(root or self.root, csr, province=code, name=name,
+                                      now=self.moment)  # fmt: skip
+        return pki.Authority(cert, key)
+
+    def new_coordinator(self, name: str, *, root: pki.Authority | None = None) -> pki.Authority:
+        """A coordinator certificate issued by ``root``, not added to the coordinator set."""
+        key = pki.generate_private_key()
+        csr = pki.make_csr(key, common_name=f"hcx national coordinator {name}")
+        cert = pki.sign_national_leaf(root or self.root, csr, kind="coordinator", name=name,
+                                      not_before=self.moment)  # fmt: skip
+        return pki.Authority(cert, key)
+
+    def issue_dsc(
+        self, ca: pki.Authority, code: str, name: str
+    ) -> tuple[x509.Certificate, pki.PrivateKey]:
+        """A DSC signed by ``ca``, not uploaded."""
+        key = pki.generate_private_key()
+        dsc = pki.sign_dsc(ca, pki.make_csr(key, common_name=name), province=code, name=name,
+                           not_before=self.moment)  # fmt: skip
+        return dsc, key
+
     def onboard(self, code: str, name: str = "测试省") -> Province:
         """A province onboarded 2 of 3, with one DSC uploaded (signed by its own CA)."""
-        ca_key = pki.generate_private_key()
-        csr = pki.make_csr(ca_key, common_name=f"hcx province {code} CA")
-        ca = pki.Authority(
-            pki.sign_provincial_ca(self.root, csr, province=code, name=name, now=self.moment),
-            ca_key,
-        )
+        ca = self.new_ca(code, name)
         self.propose(statements.Onboard(code, name, ca.certificate))
         dsc, key = self.new_dsc(ca, code, "dsc-1")
         province = Province(code, ca, dsc, key, now=self.now)
@@ -194,9 +212,7 @@ class RegistryBuilder:
     def new_dsc(
         self, ca: pki.Authority, code: str, name: str
     ) -> tuple[x509.Certificate, pki.PrivateKey]:
-        key = pki.generate_private_key()
-        dsc = pki.sign_dsc(ca, pki.make_csr(key, common_name=name), province=code, name=name,
-                           not_before=self.moment)  # fmt: skip
+        dsc, key = self.issue_dsc(ca, code, name)
         self.accept(self.sign(statements.DscUpload(dsc), ca))
         return dsc, key
 

@@ -694,9 +694,7 @@ def _ca_replaced(world: RegistryBuilder, setup: Setup, nodes: list[Replica]) -> 
     """Coordinators approve a new CA for 330000; the node gets a certificate from it."""
     node = nodes[0]
     old = Opened(node.endpoint, node.ca_pem, node.identity_name)
-    key = pki.generate_private_key()
-    csr = pki.make_csr(key, common_name=f"hcx province {ZJ} CA 2")
-    new_ca = pki.sign_provincial_ca(world.root, csr, province=ZJ, name="浙江省")
+    new_ca = world.new_ca(ZJ, "浙江省").certificate
     world.propose(statements.Onboard(ZJ, "浙江省", new_ca))
     assert LogReader(setup.view).load(world.snapshot())
     put_route(setup.view, ZJ, node.node_id, node.endpoint)  # the watch puts the route back

@@ -10,7 +10,6 @@ a code of 330000 afterwards.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,7 +40,7 @@ from trust.statements import (
 )
 from trust.verify import check_code
 
-NOW = int(time.time())
+NOW = 1_760_000_000  # a fixed past clock: anything issued at the machine's clock fails at once
 ZJ, SC, HN = "330000", "510000", "460000"
 
 
@@ -67,16 +66,11 @@ def _province_ca(world: RegistryBuilder, code: str) -> pki.Authority:
 
 def _stranger_coordinator(world: RegistryBuilder) -> pki.Authority:
     """A coordinator certificate the root issued, but that the coordinator set never added."""
-    key = pki.generate_private_key()
-    csr = pki.make_csr(key, common_name="mallory")
-    cert = pki.sign_national_leaf(world.root, csr, kind="coordinator", name="mallory")
-    return pki.Authority(cert, key)
+    return world.new_coordinator("mallory")
 
 
 def _new_ca(world: RegistryBuilder, code: str) -> pki.Authority:
-    key = pki.generate_private_key()
-    csr = pki.make_csr(key, common_name=f"hcx province {code} CA")
-    return pki.Authority(pki.sign_provincial_ca(world.root, csr, province=code, name="x"), key)
+    return world.new_ca(code, "x")
 
 
 def _proposal(world: RegistryBuilder, change: statements.Change, **kw: int) -> bytes:
@@ -123,7 +117,7 @@ def root_threshold_above_coordinators(w: RegistryBuilder) -> object:
 
 
 def root_by_a_foreign_root(w: RegistryBuilder) -> object:
-    other = pki.create_root_ca()
+    other = w.new_root()
     body = RootMetadata(2, (other.certificate,), 1, (w.coordinators["alice"].certificate,))
     return w.add(w.sign(body, other))
 
@@ -195,8 +189,7 @@ def onboard_ca_of_another_province(w: RegistryBuilder) -> object:
 
 
 def onboard_self_signed_ca(w: RegistryBuilder) -> object:
-    rogue_root = pki.create_root_ca()
-    ca = pki.create_provincial_ca(rogue_root, province=HN, name="海南省")
+    ca = w.new_ca(HN, "海南省", root=w.new_root())
     return w.add(w.sign(Proposal(Onboard(HN, "海南省", ca.certificate), 0, NOW + 600), "alice"))
 
 
@@ -258,26 +251,19 @@ def resume_rejected_then_approved(w: RegistryBuilder) -> object:
 
 # -- the province's own statements ---------------------------------------------------------------
 def upload_by_another_province(w: RegistryBuilder) -> object:
-    key = pki.generate_private_key()
-    dsc = pki.sign_dsc(
-        _province_ca(w, SC), pki.make_csr(key, common_name="d"), province=SC, name="x"
-    )
+    dsc, _ = w.issue_dsc(_province_ca(w, SC), SC, "x")
     return w.add(w.sign(DscUpload(dsc), _province_ca(w, ZJ)))
 
 
 def upload_by_a_coordinator(w: RegistryBuilder) -> object:
-    key = pki.generate_private_key()
-    dsc = pki.sign_dsc(
-        _province_ca(w, ZJ), pki.make_csr(key, common_name="d"), province=ZJ, name="x"
-    )
+    dsc, _ = w.issue_dsc(_province_ca(w, ZJ), ZJ, "x")
     return w.add(w.sign(DscUpload(dsc), "alice"))
 
 
 def upload_dsc_of_a_replaced_ca(w: RegistryBuilder) -> object:
     old = _province_ca(w, ZJ)
     w.propose(Onboard(ZJ, "浙江省", _new_ca(w, ZJ).certificate))
-    key = pki.generate_private_key()
-    dsc = pki.sign_dsc(old, pki.make_csr(key, common_name="d"), province=ZJ, name="late")
+    dsc, _ = w.issue_dsc(old, ZJ, "late")
     return w.add(w.sign(DscUpload(dsc), old))
 
 
@@ -493,30 +479,22 @@ def test_ca_revocation_revokes_the_provinces_callers(world: RegistryBuilder) -> 
     assert world.view().certificate_revoked(issuer_province=ZJ, serial=12345)
 
 
-def _coordinator_of(root: pki.Authority, name: str) -> pki.Authority:
-    key = pki.generate_private_key()
-    csr = pki.make_csr(key, common_name=name)
-    return pki.Authority(pki.sign_national_leaf(root, csr, kind="coordinator", name=name), key)
-
-
 def test_root_rotation_moves_readers_to_the_successor(world: RegistryBuilder) -> None:
     """A reader pinning only the old root follows the cross-signed metadata to the new root:
     v2 (signed by the old root) lists both; v3 (signed by the new one) only the new root and
     coordinators it issued. Then the old root can sign nothing more, and a code still verifies
     for a reader that never re-pinned by hand."""
-    successor = pki.create_root_ca()
+    successor = world.new_root()
     old_coordinators = tuple(c.certificate for c in world.coordinators.values())
     both = (world.root.certificate, successor.certificate)
     world.accept(world.sign(RootMetadata(2, both, 2, old_coordinators), world.root))
-    renewed = {name: _coordinator_of(successor, name) for name in ("alice", "bob", "carol")}
+    renewed = {n: world.new_coordinator(n, root=successor) for n in ("alice", "bob", "carol")}
     certs = tuple(c.certificate for c in renewed.values())
     world.accept(world.sign(RootMetadata(3, (successor.certificate,), 2, certs), successor))
     refused = world.add(world.sign(RootMetadata(4, both, 1, certs), world.root))
     assert refused.reason is Reason.WRONG_ROLE
     world.coordinators.update(renewed)
-    key = pki.generate_private_key()
-    csr = pki.make_csr(key, common_name="hn")
-    ca = pki.Authority(pki.sign_provincial_ca(successor, csr, province=HN, name="海南省"), key)
+    ca = world.new_ca(HN, "海南省", root=successor)
     world.propose(Onboard(HN, "海南省", ca.certificate))
     assert HN in world.view().state.provinces
     assert [c.subject for c in world.view().roots] == [successor.certificate.subject]

@@ -63,22 +63,15 @@ def world() -> RegistryBuilder:
 
 
 def _new_ca(world: RegistryBuilder, code: str, name: str = "海南省") -> pki.Authority:
-    key = pki.generate_private_key()
-    csr = pki.make_csr(key, common_name=f"hcx province {code} CA")
-    return pki.Authority(pki.sign_provincial_ca(world.root, csr, province=code, name=name), key)
+    return world.new_ca(code, name)
 
 
 def _coordinator(world: RegistryBuilder, name: str) -> pki.Authority:
-    key = pki.generate_private_key()
-    csr = pki.make_csr(key, common_name=name)
-    cert = pki.sign_national_leaf(world.root, csr, kind="coordinator", name=name)
-    return pki.Authority(cert, key)
+    return world.new_coordinator(name)
 
 
 def _dsc(world: RegistryBuilder, code: str, name: str = "dsc-2") -> x509.Certificate:
-    key = pki.generate_private_key()
-    csr = pki.make_csr(key, common_name=name)
-    return pki.sign_dsc(world.provinces[code].ca, csr, province=code, name=name)
+    return world.issue_dsc(world.provinces[code].ca, code, name)[0]
 
 
 def _propose(world: RegistryBuilder, change: statements.Change, **kw: int) -> bytes:

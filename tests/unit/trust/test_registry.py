@@ -161,12 +161,7 @@ def _suspension(builder: RegistryBuilder, province: str = SC) -> bytes:
 
 
 def _new_dsc(builder: RegistryBuilder, code: str) -> DscUpload:
-    from trust import pki
-
-    key = pki.generate_private_key()
-    ca = builder.provinces[code].ca
-    return DscUpload(pki.sign_dsc(ca, pki.make_csr(key, common_name="d2"), province=code,
-                                  name="dsc-2"))  # fmt: skip
+    return DscUpload(builder.issue_dsc(builder.provinces[code].ca, code, "dsc-2")[0])
 
 
 # -- statements --------------------------------------------------------------------------------
