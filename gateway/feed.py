@@ -169,7 +169,8 @@ class ViewFeed:
             await asyncio.sleep(PROBE_S)
             now = time.monotonic()
             try:
-                head = await asyncio.wait_for(self._store.get(HEAD_KEY), PROBE_TIMEOUT_S)
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    head = await self._store.get(HEAD_KEY)
             except (StoreUnavailable, TimeoutError) as e:
                 log.debug("view probe failed: %s", e)
             except Exception:  # a client bug must not end the probe: it is the alarm
@@ -195,7 +196,8 @@ class ViewFeed:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(self._task, return_exceptions=True), 3.0)
+                async with asyncio.timeout(3.0):
+                    await asyncio.gather(self._task, return_exceptions=True)
         self._task = asyncio.create_task(self._follow(read_first=True))
 
     async def _check_stale(self, now: float) -> None:
@@ -317,13 +319,15 @@ class ViewFeed:
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.flush(), 5.0)
+            async with asyncio.timeout(5.0):
+                await self.flush()
         tasks = [t for t in (self._prober, self._task) if t is not None]
         for task in tasks:
             task.cancel()
         # Bounded: a store client stuck in its own shutdown must not hold the gateway up.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 3.0)
+            async with asyncio.timeout(3.0):
+                await asyncio.gather(*tasks, return_exceptions=True)
 
 
 VIEW_HEALTH_SERVICE = "hcx.registry-view"

@@ -6,11 +6,19 @@ import asyncio
 import contextlib
 from typing import Any
 
+RECANCEL_S = 0.5  # a task still running this long after a cancel is cancelled again
+
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
-    """Cancel a background task and wait until it has stopped (None: nothing to stop)."""
+    """Cancel a background task and wait until it has stopped (None: nothing to stop).
+
+    A cancellation can be lost below the task (Python 3.11's ``asyncio.wait_for`` returns the
+    inner result when the cancel meets an inner call that just finished), and a task that
+    missed it runs on for ever: so it is cancelled again until it has stopped."""
     if task is None:
         return
-    task.cancel()
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=RECANCEL_S)
     with contextlib.suppress(asyncio.CancelledError):
-        await task
+        task.result()  # its own failure, if it failed rather than stopped

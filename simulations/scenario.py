@@ -78,7 +78,8 @@ async def run_hcx(*args: str) -> str:
         sys.executable, "-m", "hcx", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
-    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    async with asyncio.timeout(60):
+        out, _ = await process.communicate()
     text = out.decode(errors="replace").strip().splitlines()
     if process.returncode != 0:
         raise RuntimeError(f"hcx {' '.join(args[:3])} failed: {text[-1:] or ''}")

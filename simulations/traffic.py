@@ -286,7 +286,8 @@ class _StreamSession:
         self._pending[self._sequence] = future
         await self._queue.put(gateway_pb2.VerifyStreamRequest(sequence=self._sequence,
                                                               request=request))  # fmt: skip
-        return await asyncio.wait_for(future, VERIFY_DEADLINE_S)
+        async with asyncio.timeout(VERIFY_DEADLINE_S):
+            return await future
 
     def close(self) -> None:
         self._call.cancel()

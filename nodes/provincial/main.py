@@ -256,7 +256,9 @@ async def start_node(
 async def store_answers(store: StatusStore, timeout: float = STORE_PING_TIMEOUT_S) -> bool:
     """Does the status store answer now (bounded: a store cut off mid-call)?"""
     try:
-        await asyncio.wait_for(asyncio.to_thread(store.ping), timeout)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+        async with asyncio.timeout(timeout):
+            await asyncio.to_thread(store.ping)
     except (StoreUnavailable, TimeoutError):
         return False
     return True

@@ -20,6 +20,7 @@ import grpc
 
 from healthcode.v1 import gateway_pb2, gateway_pb2_grpc
 from nodes.provincial import metrics
+from nodes.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +170,11 @@ class NodeRegistration:
 
     async def stop(self, *, close_channel: bool = True) -> None:
         """Stop keeping alive, remove the registration at once, close the gateway channel."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        task, self._task = self._task, None
+        try:
+            await cancel_and_wait(task)
+        except Exception:  # it had failed before the stop: still deregister below
+            log.exception("the registration loop had failed")
         if self._lease is not None:
             try:
                 await self._gateway.DeregisterNode(

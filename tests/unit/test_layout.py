@@ -174,3 +174,33 @@ def test_the_readme_table_names_every_package_and_nothing_that_is_not_there() ->
     unlisted = sorted(packages - listed)
     assert unlisted == [], f"packages missing from the README's 'Where things are': {unlisted}"
     assert len(named_files) > 10, "the table was read"
+
+
+def _wait_for_calls(root: Path) -> list[str]:
+    found = []
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if (
+                    isinstance(node, ast.Attribute)
+                    and node.attr == "wait_for"
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id == "asyncio"
+                ):
+                    found.append(f"{path.relative_to(root)}:{node.lineno}")
+    return found
+
+
+def test_no_server_bounds_a_call_with_asyncio_wait_for() -> None:
+    """On Python 3.11 ``asyncio.wait_for`` returns the inner result when a cancellation meets
+    an inner call that has just finished: the cancellation is lost, and a loop stopped that way
+    runs on (a node's shutdown hung in CI). ``async with asyncio.timeout(...)`` does not."""
+    assert _wait_for_calls(ROOT) == []
+
+
+def test_the_wait_for_rule_finds_one(tmp_path: Path) -> None:
+    (tmp_path / "gateway").mkdir()
+    (tmp_path / "gateway" / "x.py").write_text(
+        "import asyncio\nasync def f(c):\n    return await asyncio.wait_for(c, 1)\n"
+    )
+    assert _wait_for_calls(tmp_path) == ["gateway/x.py:3"]

@@ -270,7 +270,8 @@ class EtcdStore:
             # The stream may already be gone; cancelling then is a no-op worth ignoring.
             # Bounded: aetcd's cancel can wait on a stream to a member that is gone.
             with contextlib.suppress(ClientError, rpc.AioRpcError, RuntimeError, TimeoutError):
-                await asyncio.wait_for(watch.cancel(), CLOSE_TIMEOUT_S)
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await watch.cancel()
         raise self._unavailable(RuntimeError("watch stream ended"), f"keep watching {prefix}*")
 
     def _require_leader(self) -> None:
@@ -289,6 +290,7 @@ class EtcdStore:
         """Close the channel; bounded, because aetcd's watcher shutdown can wait on a stream
         to a dead member."""
         try:
-            await asyncio.wait_for(self._client.close(), CLOSE_TIMEOUT_S)
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self._client.close()
         except (TimeoutError, ClientError, rpc.AioRpcError) as e:
             log.warning("etcd client did not close cleanly: %r", e)

@@ -7,12 +7,15 @@ a whole TTL; registering again as soon as the gateway answers; deregistering on 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from typing import Any
 
 import grpc
 import pytest
 
 from healthcode.v1 import gateway_pb2
+from nodes.provincial.main import store_answers
 from nodes.provincial.registration import NodeRegistration
 
 
@@ -160,3 +163,55 @@ def test_a_target_naming_several_gateways_is_split_in_its_order() -> None:
     assert split_target("ipv4:10.0.0.2:5") == ["ipv4:10.0.0.2:5"]
     assert split_target("127.0.0.1:50051") == ["127.0.0.1:50051"]
     assert split_target("dns:///gw.example:443") == ["dns:///gw.example:443"]
+
+
+class _PingDone:
+    """A status store whose ping has returned in its thread by the time the test goes on."""
+
+    def __init__(self) -> None:
+        self.pinged = threading.Event()
+
+    def ping(self) -> None:
+        self.pinged.set()
+
+
+async def test_a_cancel_that_meets_a_finished_store_ping_is_not_swallowed() -> None:
+    """Python 3.11's ``asyncio.wait_for`` returns the inner result when a cancellation arrives
+    just as the inner call finished, losing the cancellation: the registration loop then never
+    stopped and a node's shutdown hung (seen in CI, 120 s). The store check must let the
+    cancellation through whatever the timing."""
+    store = _PingDone()
+    check = asyncio.create_task(store_answers(store, timeout=5))  # type: ignore[arg-type]
+    await asyncio.sleep(0)  # the ping starts in its thread
+    assert store.pinged.wait(5)
+    time.sleep(0.2)  # the thread has handed its result to the loop: it is queued, not yet seen
+    check.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await check
+
+
+async def test_stop_ends_a_loop_whose_check_swallows_a_cancellation() -> None:
+    """However a cancellation gets lost below it, stopping the registration ends its loop."""
+    gateway = ScriptedGateway()
+    checking = asyncio.Event()
+
+    async def stubborn() -> bool:
+        if gateway.leases:  # registered: from now on every check is slow and stubborn
+            checking.set()
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                return True  # what the old wait_for did when the ping had just finished
+        return True
+
+    registration = NodeRegistration(
+        gateways=[gateway], province="330000", node_id="hz-1", endpoint="127.0.0.1:1",
+        ttl_seconds=1, ready=stubborn,
+    )  # fmt: skip
+    await registration.start(wait=2)
+    assert registration.registered
+    await asyncio.wait_for(checking.wait(), 5)  # the loop is inside the check
+    async with asyncio.timeout(10):
+        await registration.stop()
+    assert not registration.registered
+    assert gateway.deregistered
