@@ -60,6 +60,7 @@ class NodeRegistration:
         self._ttl = ttl_seconds
         self._last_renewal = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False  # set by stop(): the loop ends even if a cancellation is lost
         self.registrations = 0  # how many times a lease was obtained (re-registrations + 1)
         self.failovers = 0  # how many times a failed call moved it to the next gateway
 
@@ -85,6 +86,7 @@ class NodeRegistration:
     async def start(self, *, wait: float = 10.0, stopping: asyncio.Event | None = None) -> None:
         """Start the keep-alive loop and wait until the first registration succeeds (at most
         ``wait`` seconds, and no longer once ``stopping`` is set: a SIGTERM during start-up)."""
+        self._stopping = False
         self._task = asyncio.create_task(self._run())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
@@ -97,7 +99,7 @@ class NodeRegistration:
 
     async def _run(self) -> None:
         backoff = 0.2
-        while True:
+        while not self._stopping:
             if self._ready is not None and not await self._ready():
                 await self._leave_routing()
                 await asyncio.sleep(NOT_READY_RECHECK_S)
@@ -170,6 +172,7 @@ class NodeRegistration:
 
     async def stop(self, *, close_channel: bool = True) -> None:
         """Stop keeping alive, remove the registration at once, close the gateway channel."""
+        self._stopping = True
         task, self._task = self._task, None
         try:
             await cancel_and_wait(task)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from simulations.report import write_report
 from simulations.runner import SimConfig, run_simulation
 from simulations.scenario import GatewayKilled, KeyCompromise, NodeCrash
+from trust.codeformat import decode_token
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -80,6 +82,19 @@ def test_on_a_test_bed_the_etcd_leader_is_lost_and_every_invariant_holds(tmp_pat
     assert "(the leader) cut off" in done.detail and "acknowledged in" in done.detail, done.detail
     assert result.invariants.holds, text
     genuine = [v for v in result.verifications if v.scan.kind == "genuine"]
-    assert genuine and all(v.verdict in ("VALID", "VALID_OFFLINE") for v in genuine), text
+    assert genuine
+    # One refusal of a genuine code is right here: a code signed by the key the rotation just
+    # uploaded, checked at a gateway whose member is cut off and has not seen the upload yet,
+    # is of a signer that gateway cannot know (UNKNOWN_KID; never accepted unchecked). Any
+    # other refusal, or of any other key, is a failure (seen once in CI: 1 of 608).
+    rotated = re.search(r"kid [0-9a-f]+ -> ([0-9a-f]+)", done.detail)
+    assert rotated, done.detail
+    refused = [v for v in genuine if v.verdict not in ("VALID", "VALID_OFFLINE")]
+    assert all(
+        (v.verdict, v.reason, decode_token(v.scan.token).kid.hex())
+        == ("INVALID", "UNKNOWN_KID", rotated.group(1))
+        for v in refused
+    ), text
+    assert len(refused) <= len(genuine) // 20, text
     assert summary["verdicts"].get("VALID", 0) > 100
     assert netbed.sweep() == []  # no namespace, bridge or veth left by the run
