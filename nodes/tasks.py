@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 from typing import Any
 
-RECANCEL_S = 0.5  # a task still running this long after a cancel is cancelled again
+RECANCEL_S = 3.0  # a task still running this long after a cancel is cancelled again (longer
+# than any bounded clean-up on cancel, e.g. the etcd adapter's 2 s, which it would cut short)
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
