@@ -9,13 +9,16 @@ from pathlib import Path
 
 from cryptography import x509
 
-from hcx.cli import DEFAULT_GATEWAY, run_async, subcommand, transport_from
+from hcx.cli import run_async, subcommand, transport_from
+from hcx.flags import GATEWAY, PINNED_ROOT
 from hcx.qr import read_qr_image
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, trustlist_pb2
 from nodes.convert import verdict_in_words
+from nodes.options import add_options, values
 from trust import pki, trustlist
 from trust.errors import DecodeError, InvalidRequest, VerificationError
 from trust.verify import DEFAULT_MAX_OFFLINE_AGE_S, check_code, check_offline_age
+from web.options import StationOptions
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -40,13 +43,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="read the token from a picture of its QR code (PNG or JPEG, exactly one code)",
     )
-    p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national gateway address")
+    GATEWAY.add(p)
     p.add_argument("--province", default="", help="the checkpoint's province code")
     p.add_argument("--checkpoint-id", default="cli", help="checkpoint name for logs")
     p.add_argument("--timeout", type=float, default=2.0, help="deadline in seconds")
     p.add_argument("--offline", action="store_true", help="no network: verify against --trust-list")
     p.add_argument("--trust-list", type=Path, help="signed trust list (hcx checkpoint fetch)")
-    p.add_argument("--root", type=Path, help="pinned national root (default: --tls-dir/root.pem)")
+    PINNED_ROOT.add(p)
     p.add_argument(
         "--max-offline-age",
         type=int,
@@ -67,8 +70,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "hcx checkpoint fetch --gateway 127.0.0.1:50051 --tls-dir var/510000/tls/checkpoint "
         "--out trust-list.cbor",
     )
-    p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national gateway address")
-    p.add_argument("--root", type=Path, help="pinned national root (default: --tls-dir/root.pem)")
+    GATEWAY.add(p)
+    PINNED_ROOT.add(p)
     p.add_argument("--out", type=Path, required=True, help="where to store the list")
     p.set_defaults(handler=fetch)
 
@@ -82,34 +85,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--tls-dir var/510000/tls/checkpoint --web-tls var/510000/tls/web --state-dir "
         "var/510000/station --listen 0.0.0.0:8443",
     )
-    p.add_argument("--province", required=True, help="the checkpoint's province code")
-    p.add_argument("--name", default="station", help="the station's name in the gateway's logs")
-    p.add_argument(
-        "--gateway",
-        default=DEFAULT_GATEWAY,
-        help="national gateway addresses, comma-separated, tried in the order given",
-    )
-    p.add_argument("--root", type=Path, help="pinned national root (default: --tls-dir/root.pem)")
-    p.add_argument(
-        "--web-tls",
-        type=Path,
-        required=True,
-        help="the station's HTTPS certificate directory (hcx node keys issue-cert --kind web)",
-    )
-    p.add_argument(
-        "--state-dir", type=Path, required=True, help="held trust list and enrolment codes"
-    )
-    p.add_argument("--listen", default="0.0.0.0:8443", help="HTTPS address of the staff page")
-    p.add_argument("--port-file", type=Path, help="write the bound port here")
-    p.add_argument(
-        "--timeout", type=float, default=0.7, help="deadline per gateway (s) before the next"
-    )
-    p.add_argument(
-        "--max-offline-age",
-        type=int,
-        default=DEFAULT_MAX_OFFLINE_AGE_S,
-        help="oldest token (s) still VALID_OFFLINE when no gateway answers, as at the gateway",
-    )
+    add_options(p, StationOptions)
     p.set_defaults(handler=serve)
 
     p = subcommand(
@@ -217,19 +193,20 @@ def fetch(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     from web.station import StationConfig, run_station_until_signalled
 
+    options = StationOptions(**values(StationOptions, args))
     config = StationConfig(
-        province=args.province,
-        name=args.name,
-        gateways=_addresses(args.gateway),
+        province=options.province,
+        name=options.name,
+        gateways=options.gateways,
         transport=transport_from(args),
         roots=tuple(_roots(args)),
-        web_tls=args.web_tls,
-        state_dir=args.state_dir,
-        listen=args.listen,
-        timeout=args.timeout,
-        max_offline_age=args.max_offline_age,
+        web_tls=options.web_tls,
+        state_dir=options.state_dir,
+        listen=options.listen,
+        timeout=options.timeout,
+        max_offline_age=options.max_offline_age,
     )
-    run_async(run_station_until_signalled(config, args.port_file))
+    run_async(run_station_until_signalled(config, options.port_file))
     return 0
 
 
@@ -242,10 +219,3 @@ def enrol(args: argparse.Namespace) -> int:
         raise InvalidRequest(str(e)) from e
     print(f"enrolment code for {args.device}: {code} (one use, {args.ttl // 60} min)")
     return 0
-
-
-def _addresses(text: str) -> tuple[str, ...]:
-    addresses = tuple(a.strip() for a in text.split(",") if a.strip())
-    if not addresses:
-        raise InvalidRequest("give at least one gateway address")
-    return addresses

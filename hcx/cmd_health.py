@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from hcx.cli import subcommand, transport_from
+from hcx.flags import CODE_ID, NODE, REQUEST_ID, code_id_arg
 from healthcode.v1 import common_pb2, gateway_pb2, node_pb2, node_pb2_grpc
 from nodes.provincial.health.policy import parse_policy, sign_policy
 from nodes.provincial.issuance import validate_id_number
-from nodes.provincial.wire import MAX_IMPORT_ENTRIES, explain_in_words
+from nodes.provincial.wire import MAX_IMPORT_ENTRIES, declaration_to_proto, explain_in_words
 from trust import pki
 from trust.errors import InvalidRequest
 
@@ -38,7 +39,7 @@ def register(sub: Any) -> None:
         f"hcx node apply {NODE_EXAMPLE} --id-number 330102199001011234 --name 张三明 "
         "--residence 330106 --fever --travel 420106@2026-11-28",
     )
-    p.add_argument("--node", required=True, help="the province node's address")
+    NODE.add(p)
     p.add_argument("--id-number", required=True, help="holder's resident ID number")
     p.add_argument("--name", required=True, help="holder's full name (only the mask is kept)")
     p.add_argument("--residence", required=True, help="GB/T 2260 district of residence")
@@ -48,7 +49,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--travel", action="append", default=[], help="DISTRICT@DATE visited (repeatable)"
     )
-    p.add_argument("--request-id", default="", help="idempotency key (default: random)")
+    REQUEST_ID.add(p)
     p.set_defaults(handler=apply)
 
     p = subcommand(
@@ -58,11 +59,11 @@ def register(sub: Any) -> None:
         f"hcx node check-in {NODE_EXAMPLE} --code-id 3f2a9c0e5b7d41e8a6c2f09b1d3e5a77 "
         "--temperature 36.6",
     )
-    p.add_argument("--node", required=True, help="the province node's address")
-    p.add_argument("--code-id", type=code_id_arg, required=True, help="code id (32 hex characters)")
+    NODE.add(p)
+    CODE_ID.add(p)
     p.add_argument("--temperature", type=float, required=True, help="temperature in °C")
     p.add_argument("--symptom", action="append", default=[], help="a symptom (repeatable)")
-    p.add_argument("--request-id", default="", help="idempotency key (default: random)")
+    REQUEST_ID.add(p)
     p.set_defaults(handler=check_in)
 
     for name, summary, handler in (
@@ -72,7 +73,7 @@ def register(sub: Any) -> None:
         p = subcommand(
             sub, name, summary, f"hcx node {name} {NODE_EXAMPLE} 3f2a9c0e5b7d41e8a6c2f09b1d3e5a77"
         )
-        p.add_argument("--node", required=True, help="the province node's address")
+        NODE.add(p)
         p.add_argument("code_id", type=code_id_arg, help="code id (32 hex characters)")
         p.set_defaults(handler=handler)
 
@@ -96,7 +97,7 @@ def register(sub: Any) -> None:
         "Health authority: import risk areas from CSV (district,level,valid_from,valid_until).",
         f"hcx node import-risk-areas {AUTHORITY_EXAMPLE} areas.csv",
     )
-    p.add_argument("--node", required=True, help="the province node's address")
+    NODE.add(p)
     p.add_argument("file", type=Path, help="CSV: district,level (low/medium/high),from,until")
     p.add_argument(
         "--import-id",
@@ -112,7 +113,7 @@ def register(sub: Any) -> None:
         "province's holder key and never sent.",
         f"hcx node import-contacts {AUTHORITY_EXAMPLE} --holder-key var/330000/holder.key ids.txt",
     )
-    p.add_argument("--node", required=True, help="the province node's address")
+    NODE.add(p)
     p.add_argument("file", type=Path, help="one ID number per line (or 64 hex with --hashed)")
     p.add_argument("--holder-key", type=Path, default=None, help="the province's holder key file")
     p.add_argument("--hashed", action="store_true", help="lines are already HMAC-SHA256 in hex")
@@ -131,9 +132,9 @@ def register(sub: Any) -> None:
         f"hcx node assist {AUTHORITY_EXAMPLE} --province 420000 "
         "--code-id 3f2a9c0e5b7d41e8a6c2f09b1d3e5a77 --kind close_contact --district 330106",
     )
-    p.add_argument("--node", required=True, help="this province's node address")
+    NODE.add(p)
     p.add_argument("--province", required=True, help="the province that issued the code")
-    p.add_argument("--code-id", type=code_id_arg, required=True, help="code id (32 hex characters)")
+    CODE_ID.add(p)
     p.add_argument(
         "--kind",
         required=True,
@@ -142,7 +143,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--at", default=None, help="when (ISO date or unix seconds; default now)")
     p.add_argument("--district", required=True, help="GB/T 2260 district where it happened")
-    p.add_argument("--request-id", default="", help="de-duplication key (default: random)")
+    REQUEST_ID.add(p)
     p.set_defaults(handler=assist)
 
     p = subcommand(
@@ -151,19 +152,8 @@ def register(sub: Any) -> None:
         "Province statistics: codes by colour and district, quarantines, check-ins, assistance.",
         f"hcx node stats {AUTHORITY_EXAMPLE}",
     )
-    p.add_argument("--node", required=True, help="the province node's address")
+    NODE.add(p)
     p.set_defaults(handler=stats)
-
-
-def code_id_arg(value: str) -> bytes:
-    """A code id on the command line: 32 hex characters."""
-    try:
-        code_id = bytes.fromhex(value)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError("code id must be 32 hex characters") from e
-    if len(code_id) != 16:
-        raise argparse.ArgumentTypeError("code id must be 32 hex characters")
-    return code_id
 
 
 def when_arg(value: str | None) -> int:
@@ -208,11 +198,11 @@ def apply(args: argparse.Namespace) -> int:
     travel = []
     for item in args.travel:
         district, _, when = item.partition("@")
-        travel.append(node_pb2.Visit(district=district, at=when_arg(when or None)))
-    declaration = node_pb2.HealthDeclaration(
+        travel.append((district, when_arg(when or None)))
+    declaration = declaration_to_proto(
         fever=args.fever,
         symptoms=args.symptom,
-        contact_with_confirmed_case=args.contact,
+        contact=args.contact,
         residence=args.residence,
         travel=travel,
     )

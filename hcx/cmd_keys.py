@@ -17,7 +17,8 @@ import argparse
 import time
 from pathlib import Path
 
-from hcx.cli import DEFAULT_GATEWAY, subcommand
+from hcx.cli import subcommand
+from hcx.flags import GATEWAY, KEY_DIR
 from hcx.registry_client import parse_serial, submit
 from nodes.credentials import issue_provincial_identity
 from nodes.provincial.keys import (
@@ -44,7 +45,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "hcx node keys init --province 330000 --dir var/330000",
     )
     p.add_argument("--province", required=True, help="the province's GB/T 2260 code")
-    p.add_argument("--dir", type=Path, required=True, help="the province's key directory")
+    KEY_DIR.add(p)
     p.set_defaults(handler=keys_init)
 
     p = subcommand(
@@ -54,7 +55,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "hcx node keys new-dsc --province 330000 --dir var/330000 --name dsc-2026",
     )
     p.add_argument("--province", required=True, help="the province's GB/T 2260 code")
-    p.add_argument("--dir", type=Path, required=True, help="the province's key directory")
+    KEY_DIR.add(p)
     p.add_argument("--name", default="dsc-1", help="name of the DSC in its SAN")
     p.set_defaults(handler=keys_new_dsc)
 
@@ -65,8 +66,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "hcx node keys upload --dir var/330000 --gateway 127.0.0.1:50051 "
         "--tls-dir var/330000/tls/operator",
     )
-    p.add_argument("--dir", type=Path, required=True, help="the province's key directory")
-    p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national registry address")
+    KEY_DIR.add(p)
+    GATEWAY.add(p)
     p.set_defaults(handler=keys_upload)
 
     p = subcommand(
@@ -76,10 +77,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         "hcx node keys rotate --province 330000 --dir var/330000 --name dsc-2 --overlap 300",
     )
     p.add_argument("--province", required=True, help="the province's GB/T 2260 code")
-    p.add_argument("--dir", type=Path, required=True, help="the province's key directory")
+    KEY_DIR.add(p)
     p.add_argument("--name", required=True, help="name of the new DSC in its SAN")
     p.add_argument("--overlap", type=int, default=300, help="seconds until the old key retires")
-    p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national registry address")
+    GATEWAY.add(p)
     p.set_defaults(handler=keys_rotate)
 
     p = subcommand(
@@ -88,10 +89,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         "Retire a DSC: codes issued with it after --at are refused (KEY_RETIRED).",
         "hcx node keys retire --dir var/330000 --kid 0123456789abcdef",
     )
-    p.add_argument("--dir", type=Path, required=True, help="the province's key directory")
+    KEY_DIR.add(p)
     p.add_argument("--kid", required=True, help="hex key id")
     p.add_argument("--at", type=float, default=None, help="unix time (default: now)")
-    p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national registry address")
+    GATEWAY.add(p)
     p.set_defaults(handler=keys_retire)
 
     p = subcommand(
@@ -102,10 +103,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--reason key_compromise",
     )
     p.add_argument("--province", required=True, help="the province's GB/T 2260 code")
-    p.add_argument("--dir", type=Path, required=True, help="the province's key directory")
+    KEY_DIR.add(p)
     p.add_argument("--serial", required=True, help="serial (hex 0x… as listed, or decimal)")
     p.add_argument("--reason", default="unspecified", help="CRL reason, e.g. key_compromise")
-    p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national registry address")
+    GATEWAY.add(p)
     p.set_defaults(handler=keys_revoke)
 
     p = subcommand(

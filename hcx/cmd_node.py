@@ -11,11 +11,12 @@ import segno
 
 from hcx import cmd_health, cmd_keys
 from hcx.cli import run_async, subcommand, transport_from
-from hcx.cmd_health import code_id_arg
+from hcx.flags import CODE_ID, NODE, REQUEST_ID
 from healthcode.v1 import common_pb2, node_pb2, node_pb2_grpc
 from nodes.options import add_options, values
 from nodes.provincial.main import NodeConfig, serve
 from trust.files import replace_file
+from web.options import ResidentWebOptions
 
 COLOURS = {"green": common_pb2.GREEN, "yellow": common_pb2.YELLOW, "red": common_pb2.RED}
 
@@ -48,7 +49,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "hcx node issue --node 127.0.0.1:7001 --tls-dir var/330000/tls/operator "
         "--id-number 330102199001011234 --name 张三明 --token-out code.txt",
     )
-    p.add_argument("--node", required=True, help="the province node's address")
+    NODE.add(p)
     p.add_argument("--id-number", required=True, help="holder's resident ID number")
     p.add_argument("--name", required=True, help="holder's full name (only the mask is encoded)")
     p.add_argument(
@@ -65,8 +66,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "hcx node set-status --node 127.0.0.1:7001 --tls-dir var/330000/tls/operator "
         "--code-id 3f2a9c0e5b7d41e8a6c2f09b1d3e5a77 --colour RED --reason 'confirmed case'",
     )
-    p.add_argument("--node", required=True, help="the province node's address")
-    p.add_argument("--code-id", type=code_id_arg, required=True, help="code id (32 hex characters)")
+    NODE.add(p)
+    CODE_ID.add(p)
     p.add_argument(
         "--colour",
         type=colour_arg,
@@ -75,7 +76,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="the new colour (any case: green, GREEN)",
     )
     p.add_argument("--reason", default="", help="why the colour changes")
-    p.add_argument("--request-id", default="", help="idempotency key (default: random)")
+    REQUEST_ID.add(p)
     p.set_defaults(handler=set_status)
 
     p = subcommand(
@@ -85,8 +86,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "hcx node status --node 127.0.0.1:7001 --tls-dir var/330000/tls/operator "
         "--code-id 3f2a9c0e5b7d41e8a6c2f09b1d3e5a77",
     )
-    p.add_argument("--node", required=True, help="the province node's address")
-    p.add_argument("--code-id", type=code_id_arg, required=True, help="code id (32 hex characters)")
+    NODE.add(p)
+    CODE_ID.add(p)
     p.set_defaults(handler=status)
 
     p = subcommand(
@@ -97,20 +98,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "hcx node web --province 330000 --node 127.0.0.1:7001,127.0.0.1:7002 "
         "--tls-dir var/330000/tls/operator --web-tls var/330000/tls/web --listen 0.0.0.0:8444",
     )
-    p.add_argument("--province", required=True, help="GB/T 2260 code")
-    p.add_argument(
-        "--node",
-        required=True,
-        help="the node replicas' addresses, comma-separated, tried in the order given",
-    )
-    p.add_argument(
-        "--web-tls",
-        type=Path,
-        required=True,
-        help="the page's HTTPS certificate directory (hcx node keys issue-cert --kind web)",
-    )
-    p.add_argument("--listen", default="0.0.0.0:8444", help="HTTPS address of the page")
-    p.add_argument("--port-file", type=Path, help="write the bound port here")
+    add_options(p, ResidentWebOptions)
     p.set_defaults(handler=run_web)
 
     cmd_health.register(sub)
@@ -119,14 +107,15 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run_web(args: argparse.Namespace) -> int:
     from web.traveller import ResidentWebConfig, serve_until_signalled
 
+    options = ResidentWebOptions(**values(ResidentWebOptions, args))
     config = ResidentWebConfig(
-        province=args.province,
-        nodes=tuple(a.strip() for a in args.node.split(",") if a.strip()),
+        province=options.province,
+        nodes=options.nodes,
         transport=transport_from(args),
-        web_tls=args.web_tls,
-        listen=args.listen,
+        web_tls=options.web_tls,
+        listen=options.listen,
     )
-    run_async(serve_until_signalled(config, args.port_file))
+    run_async(serve_until_signalled(config, options.port_file))
     return 0
 
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from hcx.cli import DEFAULT_GATEWAY, run_async, subcommand, transport_from
+from hcx.cli import run_async, subcommand, transport_from
+from hcx.flags import GATEWAY
 from hcx.registry_client import coordinator, load_authority, parse_serial, sign, submit_and_print
 from healthcode.v1 import gateway_pb2_grpc, registry_pb2, registry_pb2_grpc, trustlist_pb2
 from nodes.credentials import issue_national_identity, issue_service_signer
@@ -40,10 +41,6 @@ def register(parser: argparse.ArgumentParser) -> None:
     _register_proposals(sub)
     _register_reads(sub)
     _register_recovery(sub)
-
-
-def _gateway(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="national registry address")
 
 
 def _key_dir(p: argparse.ArgumentParser) -> None:
@@ -99,7 +96,7 @@ def _register_offline(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--keep-old", action="store_true", help="keep listing the current root")
     p.add_argument("--threshold", type=int, default=0, help="new threshold (default: same)")
-    _gateway(p)
+    GATEWAY.add(p)
     p.set_defaults(handler=rotate_root)
 
     p = subcommand(
@@ -152,7 +149,7 @@ def _register_changes(sub: argparse._SubParsersAction) -> None:
         "hcx registry submit --file var/national/genesis.cbor --tls-dir var/national/alice",
     )
     p.add_argument("--file", type=Path, required=True, help="the signed statement")
-    _gateway(p)
+    GATEWAY.add(p)
     p.set_defaults(handler=submit_file)
 
     p = subcommand(
@@ -165,7 +162,7 @@ def _register_changes(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--province", required=True, help="GB/T 2260 code, e.g. 440000")
     p.add_argument("--name", required=True, help="official name, e.g. 广东省")
     p.add_argument("--ca", type=Path, required=True, help="the CA certificate from sign-ca")
-    _gateway(p)
+    GATEWAY.add(p)
     _key_dir(p)
     p.set_defaults(handler=propose, change="onboard")
 
@@ -178,7 +175,7 @@ def _register_changes(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--province", required=True, help="GB/T 2260 code")
     p.add_argument("--why", default="", help="recorded in the log")
-    _gateway(p)
+    GATEWAY.add(p)
     _key_dir(p)
     p.set_defaults(handler=suspend)
 
@@ -191,7 +188,7 @@ def _register_changes(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--province", required=True, help="GB/T 2260 code")
     p.add_argument("--why", default="", help="recorded in the log")
-    _gateway(p)
+    GATEWAY.add(p)
     _key_dir(p)
     p.set_defaults(handler=propose, change="resume")
 
@@ -220,7 +217,7 @@ def _register_changes(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--at", type=int, default=0, help="unix time it takes effect (default now; may be past)"
     )
-    _gateway(p)
+    GATEWAY.add(p)
     _key_dir(p)
     p.set_defaults(handler=revoke)
 
@@ -247,7 +244,7 @@ def _register_proposals(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--expires-in", type=int, default=PROPOSAL_LIFETIME_S, help="seconds (at most 7 days)"
     )
-    _gateway(p)
+    GATEWAY.add(p)
     _key_dir(p)
     p.set_defaults(handler=propose)
 
@@ -261,7 +258,7 @@ def _register_proposals(sub: argparse._SubParsersAction) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--proposal", help="proposal id or a unique prefix")
     which.add_argument("--province", help="the only pending proposal concerning this province")
-    _gateway(p)
+    GATEWAY.add(p)
     _key_dir(p)
     p.set_defaults(handler=approve)
 
@@ -274,7 +271,7 @@ def _register_proposals(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--proposal", required=True, help="proposal id or a unique prefix")
     p.add_argument("--why", default="", help="recorded in the log")
-    _gateway(p)
+    GATEWAY.add(p)
     _key_dir(p)
     p.set_defaults(handler=reject)
 
@@ -285,7 +282,7 @@ def _register_proposals(sub: argparse._SubParsersAction) -> None:
         "hcx registry pending --tls-dir var/national/coordinators/bob",
     )
     p.add_argument("--all", action="store_true", help="also applied, rejected, stale, expired")
-    _gateway(p)
+    GATEWAY.add(p)
     p.set_defaults(handler=pending)
 
 
@@ -315,7 +312,7 @@ def _register_recovery(sub: argparse._SubParsersAction) -> None:
         "hcx registry head --gateway 127.0.0.1:50051 --tls-dir var/national/coordinators/alice "
         "--root var/national/root.pem --out head.cbor",
     )
-    _gateway(p)
+    GATEWAY.add(p)
     p.add_argument("--root", type=Path, required=True, help="pinned national root(s) (PEM)")
     p.add_argument("--out", type=Path, required=True, help="where to write the signed head")
     p.set_defaults(handler=head)
@@ -366,7 +363,7 @@ def _register_reads(sub: argparse._SubParsersAction) -> None:
         "List provinces, their CA serials and signing certificates with their status.",
         "hcx registry list --gateway 127.0.0.1:50051 --tls-dir var/330000/tls/operator",
     )
-    _gateway(p)
+    GATEWAY.add(p)
     p.set_defaults(handler=list_registry)
 
     p = subcommand(
@@ -376,7 +373,7 @@ def _register_reads(sub: argparse._SubParsersAction) -> None:
         "hcx registry list-certificates --province 330000",
     )
     p.add_argument("--province", default="", help="only this province")
-    _gateway(p)
+    GATEWAY.add(p)
     p.set_defaults(handler=list_certificates)
 
     p = subcommand(
@@ -386,7 +383,7 @@ def _register_reads(sub: argparse._SubParsersAction) -> None:
         "hcx registry coordinators --gateway 127.0.0.1:50051 "
         "--tls-dir var/national/coordinators/alice",
     )
-    _gateway(p)
+    GATEWAY.add(p)
     p.set_defaults(handler=coordinators)
 
     p = subcommand(
@@ -421,7 +418,7 @@ def _register_reads(sub: argparse._SubParsersAction) -> None:
         "Write root, provincial CAs, DSCs and CRLs as PEM files for openssl verify -crl_check.",
         "hcx registry export --root var/national/root.pem --out var/export",
     )
-    _gateway(p)
+    GATEWAY.add(p)
     p.add_argument("--trust-list", type=Path, help="export from this file instead")
     p.add_argument("--root", type=Path, required=True, help="pinned national root (PEM)")
     p.add_argument("--out", type=Path, required=True, help="directory for the PEM files")
@@ -715,7 +712,7 @@ def coordinators(args: argparse.Namespace) -> int:
 
 
 def _log_readers(p: argparse.ArgumentParser) -> None:
-    _gateway(p)
+    GATEWAY.add(p)
     p.add_argument(
         "--peer", action="append", default=[], metavar="GATEWAY", help="another gateway to compare"
     )

@@ -67,6 +67,26 @@ def live_statuses_from_proto(reply: Any) -> dict[bytes, LiveStatus]:
     }
 
 
+def verdict_to_json(
+    reply: gateway_pb2.VerifyResponse, *, source: str, scans: int
+) -> dict[str, Any]:
+    """A VerifyResponse as the staff page's JSON: the same verdicts, reasons and fields (a
+    refusal carries no colour or holder fields; ``source`` says who decided)."""
+    valid = reply.verdict in (common_pb2.VALID, common_pb2.VALID_OFFLINE)
+    return {
+        "verdict": common_pb2.Verdict.Name(reply.verdict),
+        "reason": common_pb2.Reason.Name(reply.reason) if not valid else "",
+        "message": reply.message,
+        "colour": common_pb2.Colour.Name(reply.colour) if valid else "",
+        "colour_age_seconds": int(reply.colour_age_seconds),
+        "issuer": reply.issuer,
+        "masked_name": reply.masked_name if valid else "",
+        "id_tail": reply.id_tail if valid else "",
+        "source": source,
+        "scans": scans,
+    }
+
+
 def verdict_in_words(reply: gateway_pb2.VerifyResponse) -> str:
     """A VerifyResponse as one line for a person: the verdict, then the reason or the colour."""
     verdict = common_pb2.Verdict.Name(reply.verdict)

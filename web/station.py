@@ -32,16 +32,17 @@ from cryptography import x509
 
 from gateway.feed import watch_views
 from gateway.verification import VerifyPolicy, verify_token
-from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, trustlist_pb2
-from nodes.convert import outcome_to_proto
+from healthcode.v1 import gateway_pb2, gateway_pb2_grpc, trustlist_pb2
+from nodes.convert import outcome_to_proto, verdict_to_json
 from nodes.tasks import cancel_and_wait
 from nodes.tls import Transport
 from trust import trustlist
 from trust.errors import HcxError, IssuerUnavailable
 from trust.files import SECRET, replace_file, write_port_file
-from trust.verify import DEFAULT_MAX_OFFLINE_AGE_S, LiveStatus
+from trust.verify import LiveStatus
 from trust.view import TrustView
 from web import edge
+from web.options import StationOptions
 
 log = logging.getLogger("hcx.station")
 
@@ -61,30 +62,12 @@ class StationConfig:
     roots: tuple[x509.Certificate, ...]  # the pinned national root(s)
     web_tls: Path  # the HTTPS certificate (hcx node keys issue-cert --kind web)
     state_dir: Path  # held trust list, its head, enrolment codes
-    listen: str = "0.0.0.0:8443"
-    timeout: float = 0.7  # per gateway: a verdict well under a second, two gateways tried
-    max_offline_age: int = DEFAULT_MAX_OFFLINE_AGE_S
+    listen: str = StationOptions.listen
+    timeout: float = StationOptions.timeout  # per gateway
+    max_offline_age: int = StationOptions.max_offline_age
     trust_refresh_s: float = 60.0
     scans_per_s: float = 5.0  # per device
     scan_burst: float = 20.0
-
-
-def _words(reply: gateway_pb2.VerifyResponse, source: str, scans: int) -> dict[str, Any]:
-    """The gRPC contract's answer as JSON: the same verdicts, reasons and fields."""
-    verdict = common_pb2.Verdict.Name(reply.verdict)
-    valid = reply.verdict in (common_pb2.VALID, common_pb2.VALID_OFFLINE)
-    return {
-        "verdict": verdict,
-        "reason": common_pb2.Reason.Name(reply.reason) if not valid else "",
-        "message": reply.message,
-        "colour": common_pb2.Colour.Name(reply.colour) if valid else "",
-        "colour_age_seconds": int(reply.colour_age_seconds),
-        "issuer": reply.issuer,
-        "masked_name": reply.masked_name if valid else "",
-        "id_tail": reply.id_tail if valid else "",
-        "source": source,
-        "scans": scans,
-    }
 
 
 class _Unreachable:
@@ -219,7 +202,7 @@ class Station:
                     continue
                 raise edge.WebError(502, _grpc_reason(e), "the gateway refused the request") from e
             self.last_gateway_ok = self.clock()
-            return _words(reply, "gateway", scans)
+            return verdict_to_json(reply, source="gateway", scans=scans)
         return await self.verify_offline(token, scans)
 
     async def verify_offline(self, token: str, scans: int) -> dict[str, Any]:
@@ -236,7 +219,7 @@ class Station:
         outcome = await verify_token(
             token, view=self.view, statuses=_Unreachable(), policy=self._policy, clock=self.clock
         )
-        return _words(outcome_to_proto(outcome), "station", scans)
+        return verdict_to_json(outcome_to_proto(outcome), source="station", scans=scans)
 
     # -- enrolment ---------------------------------------------------------------------------------
     async def enrol(self, code: str) -> str | None:

@@ -28,13 +28,15 @@ import grpc
 import segno
 from aiohttp import web
 
-from healthcode.v1 import common_pb2, node_pb2, node_pb2_grpc
+from healthcode.v1 import node_pb2, node_pb2_grpc
 from nodes.failover import NoAnswer, first_answer
 from nodes.grpc_edge import reason_of
+from nodes.provincial.wire import code_state_to_json, declaration_to_proto, history_to_json
 from nodes.tls import Transport
 from trust.codeformat import decode_token
 from trust.files import write_port_file
 from web import edge
+from web.options import ResidentWebOptions
 
 log = logging.getLogger("hcx.web.resident")
 
@@ -49,24 +51,7 @@ class ResidentWebConfig:
     nodes: tuple[str, ...]  # the province's node replicas, tried in turn
     transport: Transport  # the front end's identity (operator role)
     web_tls: Path
-    listen: str = "0.0.0.0:8444"
-
-
-def _state(state: node_pb2.CodeState) -> dict[str, Any]:
-    return {
-        "colour": common_pb2.Colour.Name(state.colour),
-        "reason": state.reason,
-        "status_version": int(state.status_version),
-        "in_quarantine": state.in_quarantine,
-        "quarantine_rule": state.quarantine_rule,
-        "quarantine_days": int(state.quarantine_days),
-        "days_checked": int(state.days_checked),
-        "days_missed": int(state.days_missed),
-        "quarantine_started_at": int(state.quarantine_started_at),
-        "quarantine_ends_at": int(state.quarantine_ends_at),
-        "next_check_in_by": int(state.next_check_in_by),
-        "policy": state.policy,
-    }
+    listen: str = ResidentWebOptions.listen
 
 
 def _status_of(error: grpc.RpcError) -> edge.WebError:
@@ -227,16 +212,8 @@ class ResidentWeb:
                 "masked_name": claims.masked_name,
                 "id_tail": claims.id_tail,
                 "issuer": claims.issuer,
-                "state": _state(state),
-                "history": [
-                    {
-                        "at": int(h.at),
-                        "kind": h.kind,
-                        "colour": common_pb2.Colour.Name(h.colour_after),
-                        "words": h.words,
-                    }
-                    for h in list(history.history)[-20:]
-                ],
+                "state": code_state_to_json(state),
+                "history": history_to_json(list(history.history)[-20:]),
             }
         )
 
@@ -254,20 +231,15 @@ def _declaration(body: dict[str, Any]) -> node_pb2.HealthDeclaration:
     travel = edge.field_of(body, "travel", list, required=False) or []
     if len(travel) > 30:
         raise edge.bad_request("at most 30 visits")
-    visits = []
+    visits: list[tuple[str, int]] = []
     for visit in travel:
         if not isinstance(visit, dict):
             raise edge.bad_request("a visit is {district, at}")
-        visits.append(
-            node_pb2.Visit(
-                district=edge.field_of(visit, "district", str)[:6],
-                at=edge.field_of(visit, "at", int),
-            )
-        )
-    return node_pb2.HealthDeclaration(
+        visits.append((edge.field_of(visit, "district", str)[:6], edge.field_of(visit, "at", int)))
+    return declaration_to_proto(
         fever=bool(edge.field_of(body, "fever", bool)),
         symptoms=_symptoms(edge.field_of(body, "symptoms", list, required=False) or []),
-        contact_with_confirmed_case=bool(edge.field_of(body, "contact", bool)),
+        contact=bool(edge.field_of(body, "contact", bool)),
         residence=edge.field_of(body, "residence", str)[:6],
         travel=visits,
     )

@@ -4,6 +4,7 @@ The one place a node converts; the verification messages are nodes/convert.py's.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from healthcode.v1 import common_pb2, gateway_pb2, node_pb2
@@ -28,6 +29,25 @@ def declaration_from_proto(message: Any, *, now: float) -> Declaration:
         residence=message.residence,
         travel=[(v.district, float(v.at)) for v in message.travel],
         now=now,
+    )
+
+
+def declaration_to_proto(
+    *,
+    fever: bool,
+    symptoms: Sequence[str],
+    contact: bool,
+    residence: str,
+    travel: Sequence[tuple[str, int]],
+) -> node_pb2.HealthDeclaration:
+    """A client's declaration as the node takes it: (district, unix seconds) per visit. The
+    node checks it (declaration_from_proto); a client only carries it."""
+    return node_pb2.HealthDeclaration(
+        fever=fever,
+        symptoms=list(symptoms),
+        contact_with_confirmed_case=contact,
+        residence=residence,
+        travel=[node_pb2.Visit(district=d, at=at) for d, at in travel],
     )
 
 
@@ -57,6 +77,36 @@ def state_to_proto(view: CodeView, policy: str) -> node_pb2.CodeState:
         state.quarantine_ends_at = int(progress.ends_at)
         state.next_check_in_by = int(progress.next_check_in_by or 0)
     return state
+
+
+def code_state_to_json(state: node_pb2.CodeState) -> dict[str, Any]:
+    """A CodeState as the residents' page's JSON (colour by name, times in unix seconds)."""
+    return {
+        "colour": common_pb2.Colour.Name(state.colour),
+        "reason": state.reason,
+        "status_version": int(state.status_version),
+        "in_quarantine": state.in_quarantine,
+        "quarantine_rule": state.quarantine_rule,
+        "quarantine_days": int(state.quarantine_days),
+        "days_checked": int(state.days_checked),
+        "days_missed": int(state.days_missed),
+        "quarantine_started_at": int(state.quarantine_started_at),
+        "quarantine_ends_at": int(state.quarantine_ends_at),
+        "next_check_in_by": int(state.next_check_in_by),
+        "policy": state.policy,
+    }
+
+
+def history_to_json(entries: Iterable[node_pb2.HistoryEntry]) -> list[dict[str, Any]]:
+    return [
+        {
+            "at": int(h.at),
+            "kind": h.kind,
+            "colour": common_pb2.Colour.Name(h.colour_after),
+            "words": h.words,
+        }
+        for h in entries
+    ]
 
 
 def history_to_proto(rows: list[EventRow]) -> list[node_pb2.HistoryEntry]:
