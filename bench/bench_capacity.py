@@ -111,7 +111,7 @@ def usage(federation: Federation) -> Usage:
 # -- the sweep -----------------------------------------------------------------------------------
 async def step(driver: Driver, federation: Federation, rate: float, seconds: float) -> dict:
     """Offer ``rate`` scans/s for ``seconds``; what came back and what it cost."""
-    shed_before = driver.shed + sum(m.shed for m in driver.modes.values())
+    shed_before = driver.shed_total
     first = len(driver.verifications)
     before = usage(federation)
     start = driver.clock()
@@ -122,7 +122,7 @@ async def step(driver: Driver, federation: Federation, rate: float, seconds: flo
     await driver.settle(SETTLE_S)
     elapsed = driver.clock() - start
     after = usage(federation)
-    shed_after = driver.shed + sum(m.shed for m in driver.modes.values())
+    shed_after = driver.shed_total
     window = [v for v in driver.verifications[first:] if start <= v.scan.sent < start + seconds]
     refused = [  # refused calls, and stream items answered INVALID/OVERLOADED (retry)
         v

@@ -232,7 +232,7 @@ def main(argv: list[str]) -> dict[str, Any]:
         if kind == "sqlite":
             by_store[kind] = figures(args, Stores(kind, args.dir))
             continue
-        from tests.integration.postgres import find_bin_dir, run_postgres
+        from simulations.loopback import find_bin_dir, run_postgres
 
         bin_dir = find_bin_dir()
         if bin_dir is None:

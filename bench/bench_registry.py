@@ -5,7 +5,7 @@
    A's Registry API; the clock runs until BOTH gateways' verified views enforce it (the leaf
    and the signed head are verified, the state folded, the view rebuilt). N revocations.
 2. Start-up: a gateway started on a log of 10,000 and of 100,000 entries (built by
-   tests/registry_builder.py: uploads, CRLs, retirements and revocations of 31 provinces, each
+   simulations/registry_builder.py: uploads, CRLs, retirements and revocations of 31 provinces, each
    a signed statement), written into the embedded store: the time until it serves, i.e. the
    full read, the signed head, the RFC 9162 root over every leaf, every statement's signature
    and the fold.
@@ -45,8 +45,8 @@ def _opt(argv: list[str], name: str, default: float) -> float:
 
 # -- 1. propagation -------------------------------------------------------------------------------
 async def _propagation(count: int, workdir: Path) -> dict[str, Any]:
-    from tests.integration.etcd import make_cluster
-    from tests.integration.federation import start_federation
+    from simulations.inprocess import start_federation
+    from simulations.loopback import make_cluster
     from trust import pki, statements
 
     cluster = make_cluster(workdir / "etcd", 1)
@@ -99,7 +99,7 @@ def _revoked(view: Any, kid: bytes) -> bool:
 # -- 2. start-up on large logs ---------------------------------------------------------------------
 def build_log(entries: int) -> Any:
     """A registry log of about ``entries`` signed statements, as 31 provinces would make it."""
-    from tests.registry_builder import RegistryBuilder
+    from simulations.registry_builder import RegistryBuilder
     from trust import pki, statements
 
     builder = RegistryBuilder()
@@ -210,7 +210,7 @@ async def _unary_rate(
 async def _hot_path(big: Any, workdir: Path, seconds: float) -> dict[str, Any]:
     from nodes.credentials import issue_provincial_identity
     from nodes.tls import Transport
-    from tests.registry_builder import RegistryBuilder
+    from simulations.registry_builder import RegistryBuilder
     from trust import statements
 
     large_gw, _ = await _gateway_on(big, workdir / "hot-large")

@@ -232,6 +232,11 @@ class Driver:
         self.notes: list[str] = []
         self.visits: dict[int, list[Traveller]] = {}  # province index -> who went there
 
+    @property
+    def shed_total(self) -> int:
+        """Scans dropped so far because every slot was busy: the driver's and every mode's."""
+        return self.shed + sum(m.shed for m in self.modes.values())
+
     def clock(self) -> float:
         return time.monotonic() - self._start
 
@@ -360,7 +365,7 @@ class Driver:
         return SimResult(
             config=self.config, setup_s=setup_s, verifications=self.verifications,
             steps=self.results, invariants=invariants, ledger=self.ledger,
-            shed=self.shed + sum(m.shed for m in self.modes.values()),
+            shed=self.shed_total,
             issued=self.holders.issued, wall_s=0.0,
             notes=[*self.ctx.notes, *self.notes], residents=self.residents,
         )  # fmt: skip

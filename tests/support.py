@@ -16,7 +16,7 @@ import inspect
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -72,19 +72,19 @@ def wait_until(
 
 
 async def wait_for(
-    condition: Callable[[], T | Awaitable[T]],
+    condition: Callable[[], Any],
     *,
     timeout: float,
     interval: float = 0.02,
     what: str,
-) -> T:
+) -> Any:
     """``wait_until`` for the event loop: the loop keeps running while it polls; ``condition``
     may be a plain function or a coroutine function."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         value = condition()
-        last: T = await value if inspect.isawaitable(value) else value
+        last = await value if inspect.isawaitable(value) else value
         if last:
             return last
         if loop.time() >= deadline:

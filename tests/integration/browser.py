@@ -103,7 +103,7 @@ async def browser(
             "response",
             lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None,
         )
-        page.errors = errors  # type: ignore[attr-defined]
+        page.errors = errors
         yield page
     finally:
         await launched.close()

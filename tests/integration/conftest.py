@@ -1,4 +1,4 @@
-"""Fixtures of the integration tests: a real federation (tests.integration.federation)."""
+"""Fixtures of the integration tests: a real federation (simulations.inprocess)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.federation import Federation, start_federation
+from simulations.inprocess import Federation, start_federation
 
 pytestmark = pytest.mark.integration
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hcx.cli import main as hcx
+from simulations.inprocess import Federation
 from tests.integration.etcd import etcd_binary
-from tests.integration.federation import Federation
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 

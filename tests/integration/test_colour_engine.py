@@ -27,8 +27,8 @@ from nodes.provincial.issuance import (
 )
 from nodes.provincial.stores import StatusStore, open_status_store
 from nodes.provincial.stores import health as health_sql
+from simulations.registry_builder import RegistryBuilder
 from tests.integration.postgres import postgres_dsn, postgres_server  # noqa: F401
-from tests.registry_builder import RegistryBuilder
 from tests.support import wait_until
 from trust.errors import InvalidRequest, StoreUnavailable
 from trust.model import Colour
@@ -169,7 +169,7 @@ def test_requests_are_idempotent(replicas: Any) -> None:
     engine.check_in(first.record.code_id, check, "check-same")
     history = engine.history(first.record.code_id)
     assert [e.kind for e in history] == ["declaration", "check_in"]
-    assert engine.view(first.record.code_id).progress.checked == 1  # type: ignore[union-attr]
+    assert engine.view(first.record.code_id).progress.checked == 1
 
 
 def test_a_second_declaration_is_an_event_on_the_holders_code(replicas: Any) -> None:
@@ -180,7 +180,7 @@ def test_a_second_declaration_is_an_event_on_the_holders_code(replicas: Any) -> 
     clock.now += 10
     second, view = engine.apply(holder(4), declare(clock, contact_with_confirmed_case=True), "d2")
     assert second.record.code_id == first.record.code_id
-    assert view.record.colour is Colour.RED and view.progress.length == 14  # type: ignore[union-attr]
+    assert view.record.colour is Colour.RED and view.progress.length == 14
 
 
 def test_an_operator_colour_ends_the_automatic_quarantine(replicas: Any) -> None:
@@ -331,7 +331,7 @@ def test_a_request_id_answers_only_for_its_own_holder_and_code(replicas: Any) ->
     with pytest.raises(InvalidRequest, match="another code"):
         engine.check_in(other, check, "check-1")
     # An application and a check-in may use the same id: they are different requests.
-    assert engine.check_in(other, check, "same").progress.checked == 1  # type: ignore[union-attr]
+    assert engine.check_in(other, check, "same").progress.checked == 1
 
 
 def test_a_resident_of_an_area_is_decided_as_a_resident_whatever_else_they_visited(
@@ -380,11 +380,11 @@ def test_the_same_close_contact_list_twice_changes_nothing(replicas: Any) -> Non
     code = engine.apply(h, declare(clock), "c")[0].record.code_id
     refs = [engine._issuer.holder_ref(h.id_number)]
     first = engine.import_close_contacts(refs, listed_at=clock.now, import_id="list")
-    started = engine.view(code).state.quarantine.started_at  # type: ignore[union-attr]
+    started = engine.view(code).state.quarantine.started_at
     clock.now += 10 * DAY
     again = engine.import_close_contacts(refs, listed_at=START, import_id="list")
     assert first.changed == 1 and again.duplicate and again.changed == 0
-    assert engine.view(code).state.quarantine.started_at == started  # type: ignore[union-attr]
+    assert engine.view(code).state.quarantine.started_at == started
     assert len(engine.history(code)) == 2  # not restarted, not even noted
 
 
@@ -432,11 +432,11 @@ def test_an_area_applied_twice_restarts_no_one(replicas: Any) -> None:
     code = first.apply(holder(900), declare(clock, residence="330106"), "a")[0].record.code_id
     area = RiskArea("330106", 3, clock.now - DAY, clock.now + 14 * DAY)
     first.import_risk_areas([area], "areas")
-    started = first.view(code).state.quarantine.started_at  # type: ignore[union-attr]
+    started = first.view(code).state.quarantine.started_at
     clock.now += DAY
     _sql(first, "UPDATE risk_areas SET applied = 0")  # as if the second clock raced the first
     assert second.apply_areas_due() == (1, 0)
-    assert second.view(code).state.quarantine.started_at == started  # type: ignore[union-attr]
+    assert second.view(code).state.quarantine.started_at == started
     assert [e.kind for e in second.history(code)] == ["declaration", "risk_area"]
 
 

@@ -14,7 +14,7 @@ import pytest
 from hcx.cmd_health import hash_ids
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, node_pb2, node_pb2_grpc
 from nodes.provincial.keys import ProvinceDir
-from tests.integration.federation import Federation
+from simulations.inprocess import Federation
 from tests.support import error_reason, wait_for
 
 pytestmark = pytest.mark.integration
@@ -237,7 +237,7 @@ async def test_assistance_crosses_provinces_once(federation: Federation) -> None
 
 
 def _audit_rows(health: Any) -> list[tuple[Any, ...]]:
-    return health._run(  # type: ignore[no-any-return]
+    return health._run(
         lambda conn: conn.execute(
             "SELECT at, actor, action, subject, outcome FROM health_audit"
         ).fetchall(),

@@ -39,9 +39,9 @@ from healthcode.v1 import common_pb2, gateway_pb2, registry_pb2_grpc
 from nodes.grpc_edge import reason_of
 from nodes.provincial.keys import ProvinceDir, load_ca, retirement_statement, upload_statement
 from nodes.provincial.stores.base import NewCode
+from simulations.inprocess import Federation, start_federation
 from tests.conformance.cases import CASES, EXACT_TIME, REGISTRY_REFUSES
 from tests.conformance.world import GS, SC, ZJ, World, make_world
-from tests.integration.federation import Federation, start_federation
 from tests.support import wait_for
 from trust import statements
 from trust.model import Colour, Reason, Verdict

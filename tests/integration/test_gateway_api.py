@@ -18,7 +18,7 @@ from nodes.grpc_edge import reason_of
 from nodes.logging import JsonFormatter, code_ref
 from nodes.provincial.issuance import Issuer
 from nodes.provincial.keys import ProvinceDir, load_ca
-from tests.integration.federation import Federation, RunningNode
+from simulations.inprocess import Federation, RunningNode
 from tests.support import require_tool, wait_for
 from trust import pki
 from trust.codeformat import id_tail, mask_name

@@ -22,7 +22,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
-from tests.integration.federation import Federation
+from simulations.inprocess import Federation
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
@@ -137,7 +137,7 @@ async def test_a_shed_stream_item_is_answered_and_the_stream_goes_on(
     await admission.lag.stop()  # the test sets the lag itself
     queue: asyncio.Queue[gateway_pb2.VerifyStreamRequest | None] = asyncio.Queue()
 
-    async def requests():  # type: ignore[no-untyped-def]
+    async def requests():
         while (item := await queue.get()) is not None:
             yield item
 

@@ -22,8 +22,8 @@ import pytest
 
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from nodes.provincial.keys import ProvinceDir
+from simulations.inprocess import Federation
 from tests.integration.etcd import free_port
-from tests.integration.federation import Federation
 from tests.support import wait_for, wait_until
 from trust import pki, statements
 

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from healthcode.v1 import common_pb2, gateway_pb2, node_pb2
-from tests.integration.federation import Federation
+from simulations.inprocess import Federation
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration

@@ -18,8 +18,8 @@ import pytest
 from healthcode.v1 import common_pb2, gateway_pb2, node_pb2, node_pb2_grpc
 from nodes.provincial.issuance import with_check_character
 from nodes.provincial.stores import open_status_store
+from simulations.inprocess import Federation
 from simulations.processes import ServerProcess, Supervisor
-from tests.integration.federation import Federation
 from tests.integration.postgres import postgres_dsn, postgres_server  # noqa: F401
 from tests.support import wait_for
 

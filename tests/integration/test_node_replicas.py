@@ -23,8 +23,8 @@ from nodes.provincial.registration import NodeRegistration
 from nodes.provincial.stores import StatusStore
 from nodes.server import RunningServer
 from nodes.tls import Transport
+from simulations.inprocess import Federation
 from tests import support
-from tests.integration.federation import Federation
 from tests.integration.postgres import postgres_dsn, postgres_server  # noqa: F401
 
 pytestmark = pytest.mark.integration

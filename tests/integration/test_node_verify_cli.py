@@ -13,7 +13,7 @@ from hcx.cli import main as hcx
 from healthcode.v1 import common_pb2, gateway_pb2, node_pb2_grpc
 from nodes.provincial.issuance import with_check_character
 from nodes.provincial.main import NodeConfig, shutdown, start_node
-from tests.integration.federation import Federation
+from simulations.inprocess import Federation
 
 pytestmark = pytest.mark.integration
 

@@ -609,24 +609,18 @@ def postgres_on_the_bed(workdir: Path, *provinces: str) -> Callable[[netbed.Bed]
     def start(bed: netbed.Bed) -> dict[str, str]:
         import psycopg
 
-        from tests.integration.postgres import _as_server_user, find_bin_dir
+        from simulations.loopback import as_server_user, find_bin_dir, init_datadir
 
         bin_dir = find_bin_dir()
         assert bin_dir is not None, "PostgreSQL (initdb) is needed: apt-get install postgresql"
-        data = workdir / "data"  # workdir: from _make_datadir, open to the server's user
-        import subprocess
-
-        subprocess.run(
-            _as_server_user([str(bin_dir / "initdb"), "-D", str(data), "-A", "trust",
-                             "-U", "postgres", "-E", "UTF8", "--no-instructions"]),
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+        data = workdir / "data"  # workdir: from make_datadir, open to the server's user
+        init_datadir(bin_dir, data)
         with (data / "pg_hba.conf").open("a") as hba:
             hba.write(f"host all all {netbed.SUBNET}.0.0/16 trust\n")  # the bed's hosts only
         ip = bed.hosts["postgres"].address
         bed.spawn(
             "postgres",
-            _as_server_user([str(bin_dir / "postgres"), "-D", str(data), "-p", "5432",
+            as_server_user([str(bin_dir / "postgres"), "-D", str(data), "-p", "5432",
                              "-k", str(workdir), "-c", f"listen_addresses={ip}"]),
             log=workdir / "server.log",
         )  # fmt: skip
@@ -680,9 +674,9 @@ def compose_layout(tmp_path: Path) -> Iterator[World]:
     members, 2 gateways, 2 provinces with 2 node replicas each, keeping their codes in one
     PostgreSQL (the compose file gives each province its own server), and the checkpoint
     station's host (``start_web_fronts`` starts the station there)."""
-    from tests.integration.postgres import _make_datadir
+    from simulations.loopback import make_datadir
 
-    pg_dir = _make_datadir()  # under /tmp, owned by the server's user (pytest's tmp is not)
+    pg_dir = make_datadir()  # under /tmp, owned by the server's user (pytest's tmp is not)
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, pg_dir, ignore_errors=True)
         yield cleanup.enter_context(

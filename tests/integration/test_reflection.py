@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from nodes.tls import Transport
-from tests.integration.federation import Federation
+from simulations.inprocess import Federation
 from tests.support import require_tool
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ from nodes.provincial.keys import (
     province_crl,
     retirement_statement,
 )
-from tests.integration.federation import Federation
+from simulations.inprocess import Federation
 from tests.support import require_tool, wait_for
 from trust import pki, statements
 from trust.export import export_pem

@@ -11,8 +11,8 @@ import pytest
 
 from nodes.grpc_edge import reason_of
 from nodes.provincial.keys import ProvinceDir
+from simulations.inprocess import Federation, start_federation
 from tests.integration.etcd import EtcdCluster, etcd3  # noqa: F401  (fixture)
-from tests.integration.federation import Federation, start_federation
 from tests.support import wait_for
 from trust import pki, statements
 from trust.errors import VerificationError

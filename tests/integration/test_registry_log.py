@@ -28,8 +28,8 @@ from hcx.cli import main as hcx
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from nodes.grpc_edge import reason_of
 from nodes.provincial.keys import ProvinceDir
+from simulations.inprocess import Federation
 from tests.integration.etcd import etcd_binary
-from tests.integration.federation import Federation
 from tests.support import wait_for
 from trust import pki, statements
 from trust.kv import KvStore
@@ -92,7 +92,7 @@ class World:
 
 
 @pytest.fixture
-async def world(federation_on_each_store: Federation):  # type: ignore[no-untyped-def]
+async def world(federation_on_each_store: Federation):
     federation = federation_on_each_store
     issued = await federation.issue("330000")
     store = open_registry_store(federation.gateway_url)
@@ -236,7 +236,7 @@ async def test_a_restored_old_etcd_snapshot_is_a_rollback(
     await federation.submit(federation.signed(order, "alice"))
     await wait_for(
         lambda: federation.gateway.view.signer(kid).revoked_at, timeout=10, what="revocation"
-    )  # type: ignore[union-attr]
+    )
     await federation.gateway.feed.flush()
     counted = inconsistencies()
     member = cluster.members[0]  # type: ignore[attr-defined]

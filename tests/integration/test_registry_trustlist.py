@@ -11,7 +11,7 @@ import pytest
 from hcx.cli import main as hcx
 from healthcode.v1 import gateway_pb2_grpc, trustlist_pb2
 from nodes.provincial.keys import ProvinceDir
-from tests.integration.federation import Federation
+from simulations.inprocess import Federation
 from tests.support import wait_for
 from trust import pki, statements, trustlist
 from trust.log import leaf_key

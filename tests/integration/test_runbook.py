@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from healthcode.v1 import common_pb2, gateway_pb2
 from nodes.provincial.keys import ProvinceDir
-from tests.integration.federation import Federation
+from simulations.inprocess import Federation
 from tests.integration.postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
 from tests.integration.runbook import Runbook, commands, section
 from tests.support import wait_for

@@ -44,7 +44,7 @@ from nodes.provincial.keys import (
 )
 from nodes.ratelimit import Limit
 from nodes.tls import TlsIdentity, Transport
-from tests.integration.federation import Federation, gateway_config, genesis, make_national
+from simulations.inprocess import Federation, gateway_config, genesis, make_national
 from tests.support import wait_for
 from trust import pki, statements
 from trust.model import Reason
@@ -323,7 +323,7 @@ async def test_the_relay_refuses_a_server_that_is_not_the_registered_node(
 class _Impostor(node_pb2_grpc.ProvincialNodeServicer):
     asked = 0
 
-    async def GetStatusBatch(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetStatusBatch(self, request, context):
         _Impostor.asked += 1
         return node_pb2.GetStatusBatchResponse(
             statuses=[common_pb2.CodeStatus(code_id=i, found=True, colour=common_pb2.RED)
@@ -353,7 +353,7 @@ async def test_no_client_certificate_is_refused(federation: Federation) -> None:
 
 async def test_a_certificate_from_a_ca_outside_the_federation_is_refused(
     federation: Federation,
-    tmp_path,  # type: ignore[no-untyped-def]
+    tmp_path,
 ) -> None:
     rogue_root = pki.create_root_ca()
     rogue_ca = pki.create_provincial_ca(rogue_root, province="330000", name="假浙江")
@@ -394,7 +394,7 @@ async def test_a_revoked_node_certificate_is_refused_on_its_next_call(
     await operator.ListProvinces(registry_pb2.ListProvincesRequest(), timeout=5)  # others fine
 
 
-async def test_a_flooding_checkpoint_is_limited_while_another_is_served(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_a_flooding_checkpoint_is_limited_while_another_is_served(tmp_path) -> None:
     national = tmp_path / "national"
     root, coordinators = make_national(national)
     config = gateway_config(
@@ -433,7 +433,7 @@ async def test_a_flooding_checkpoint_is_limited_while_another_is_served(tmp_path
         await gateway.stop()
 
 
-async def _onboard_ca(registry, root, coordinators, workdir, province: str) -> pki.Authority:  # type: ignore[no-untyped-def]
+async def _onboard_ca(registry, root, coordinators, workdir, province: str) -> pki.Authority:
     """Onboard a province's CA, 2 of 3 (its callers' certificates chain to it)."""
     from nodes.provincial.keys import init_province
 
@@ -443,7 +443,7 @@ async def _onboard_ca(registry, root, coordinators, workdir, province: str) -> p
     now = int(time.time())
     proposal = statements.Proposal(statements.Onboard(province, "四川省", ca), 0, now + 600)
 
-    def signed(body, who):  # type: ignore[no-untyped-def]
+    def signed(body, who):
         c = coordinators[who]
         return statements.sign(statements.make(body, signed_at=now), c.private_key, c.certificate)
 
@@ -456,7 +456,7 @@ async def _onboard_ca(registry, root, coordinators, workdir, province: str) -> p
 
 
 def retry_delay(error: grpc.aio.AioRpcError) -> float:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     assert status is not None
     for detail in status.details:
         info = error_details_pb2.RetryInfo()

@@ -15,7 +15,7 @@ import pytest
 from healthcode.v1 import common_pb2, gateway_pb2, node_pb2
 from nodes.grpc_edge import reason_of
 from nodes.provincial.keys import ProvinceDir
-from tests.integration.federation import Federation
+from simulations.inprocess import Federation
 from trust import pki
 from trust.codeformat import ISSUE_ZLIB_LEVEL as ZLIB_LEVEL
 from trust.codeformat import CodeClaims, decode_token, issue_token

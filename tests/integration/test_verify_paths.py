@@ -10,7 +10,7 @@ import pytest
 from gateway.relay import StatusRelay
 from healthcode.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, node_pb2_grpc
 from nodes.tls import TlsIdentity
-from tests.integration.federation import Federation
+from simulations.inprocess import Federation
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -126,5 +126,5 @@ async def test_a_node_refusing_the_lookup_is_an_error_never_offline(
 
 
 class _Refusing(node_pb2_grpc.ProvincialNodeServicer):
-    async def GetStatusBatch(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetStatusBatch(self, request, context):
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, "not today")

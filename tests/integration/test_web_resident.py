@@ -13,8 +13,8 @@ from playwright.async_api import async_playwright
 
 from hcx.qr import read_qr_image
 from healthcode.v1 import common_pb2, gateway_pb2, node_pb2
+from simulations.inprocess import Federation
 from tests.integration.browser import browser, spki_pin
-from tests.integration.federation import Federation
 from tests.integration.test_web_station import SCREENSHOTS, client_ssl, web_identity
 from trust.codeformat import decode_token
 from web.traveller import ResidentWebConfig, running_resident_web
@@ -91,7 +91,7 @@ async def test_a_resident_applies_sees_a_verifiable_qr_and_checks_in(
         await page.click("#check-in-form button[type=submit]")
         await page.wait_for_selector("#check-in-result:text-is('Checked in')")
         after = await page.text_content("#progress")
-        assert not page.errors, page.errors  # type: ignore[attr-defined]
+        assert not page.errors, page.errors
     token = read_qr_image(shot)  # what a checkpoint's camera would read off the screen
     reply = await verify(federation, token)
     assert (reply.verdict, reply.colour) == (common_pb2.VALID, common_pb2.YELLOW)
@@ -138,14 +138,14 @@ async def test_the_qr_is_re_signed_when_the_colour_moves_or_half_its_life_is_gon
         assert _token(later) != _token(moved) and later["refresh_at"] > same["refresh_at"]
 
 
-def _token(view: dict) -> str:  # type: ignore[type-arg]
+def _token(view: dict) -> str:
     token = view["token"]
     assert isinstance(token, str) and token.startswith("HCX1:")
     return token
 
 
 async def _sign_in(http: aiohttp.ClientSession, url: str, id_number: str, name: str,
-                   **declared: object) -> tuple[int, dict]:  # type: ignore[type-arg]  # fmt: skip
+                   **declared: object) -> tuple[int, dict]:  # fmt: skip
     declaration = {"fever": False, "contact": False, "residence": "330106", **declared}
     async with http.post(
         f"{url}/api/sign-in",
@@ -206,7 +206,7 @@ def _declared(**more: object) -> dict[str, object]:
 async def test_hostile_sign_ins_are_4xx_not_500(
     federation: Federation,
     resident_web: tuple[str, Path, FakeClock],
-    payload: dict,  # type: ignore[type-arg]
+    payload: dict,
 ) -> None:
     url, _, _ = resident_web
     async with _client(federation) as http, http.post(f"{url}/api/sign-in", json=payload) as r:

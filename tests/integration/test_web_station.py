@@ -22,8 +22,8 @@ from playwright.async_api import async_playwright
 from healthcode.v1 import node_pb2
 from nodes.credentials import issue_provincial_identity
 from nodes.provincial.keys import ProvinceDir, crl_statement, load_ca, province_crl
+from simulations.inprocess import Federation
 from tests.integration.browser import browser, spki_pin, write_y4m
-from tests.integration.federation import Federation
 from tests.integration.test_verify_flow import forge
 from trust import pki
 from trust.codeformat import CodeClaims, issue_token

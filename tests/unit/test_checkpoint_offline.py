@@ -1,6 +1,6 @@
 """``hcx checkpoint verify --offline`` applies the gateway's maximum offline age.
 
-The trust list is a real one, signed and folded (tests/registry_builder.py); what is tested
+The trust list is a real one, signed and folded (simulations/registry_builder.py); what is tested
 here is that an offline checkpoint refuses an old code as the gateway does: INVALID
 TOKEN_TOO_OLD.
 """
@@ -22,7 +22,7 @@ from hcx import cmd_checkpoint
 from hcx.cli import build_parser
 from hcx.cmd_node import write_qr_png
 from hcx.qr import read_qr_image
-from tests.registry_builder import RegistryBuilder
+from simulations.registry_builder import RegistryBuilder
 from trust import pki, trustlist
 from trust.errors import InvalidRequest
 from trust.verify import DEFAULT_MAX_OFFLINE_AGE_S

@@ -43,6 +43,7 @@ FORBIDDEN: dict[str, list[str]] = {
     "web": ["nodes.provincial", "hcx", "simulations", "bench", "tests"],
     "hcx": ["bench", "tests"],
     "simulations": ["bench", "tests"],
+    "bench": ["tests"],  # benchmarks run what ships: the simulations' harnesses, not the tests'
 }
 # package -> the one module of a forbidden package it may import: a client of a contract
 # converts with that contract's converter module (the residents' page is node.proto's client)
@@ -128,6 +129,7 @@ def test_no_package_imports_from_a_layer_above_or_beside_it() -> None:
             "web imports nodes.provincial",
         ),
         ("hcx/cmd_sim.py", "from bench import soak\n", "hcx imports bench"),
+        ("bench/bench_registry.py", "from tests.support import x\n", "bench imports tests"),
     ],
 )
 def test_the_rule_finds_what_it_forbids(

@@ -113,9 +113,7 @@ def test_a_config_built_in_code_names_its_gateway() -> None:
     """The flag has a default (the local gateway); code that forgets the field is refused,
     never pointed at 127.0.0.1 silently."""
     with pytest.raises(TypeError, match="gateway"):
-        NodeConfig(  # type: ignore[call-arg]
-            province="330000", directory=Path("d"), transport=Transport.insecure_dev_only()
-        )
+        NodeConfig(province="330000", directory=Path("d"), transport=Transport.insecure_dev_only())
 
 
 def test_an_environment_variable_sets_an_option_of_the_dataclass() -> None:

@@ -94,7 +94,7 @@ def test_a_registry_builder_behind_the_machine_clock_still_builds() -> None:
     were issued at the machine's clock, after the genesis statement's time)."""
     import time
 
-    from tests.registry_builder import RegistryBuilder
+    from simulations.registry_builder import RegistryBuilder
 
     builder = RegistryBuilder(clock=time.time() - 3600)
     builder.onboard("330000", "浙江省")

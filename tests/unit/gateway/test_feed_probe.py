@@ -12,7 +12,7 @@ import pytest
 
 from gateway import feed as feed_module
 from gateway.feed import ViewFeed
-from tests.registry_builder import RegistryBuilder
+from simulations.registry_builder import RegistryBuilder
 from trust.errors import StoreUnavailable
 from trust.kv import KvEntry, KvEvent, Write
 from trust.log import HEAD_KEY, leaf_key
@@ -34,7 +34,7 @@ class QuietStore(EmbeddedStore):
             raise StoreUnavailable("no leader")
         return await super().get(key)
 
-    async def read_prefix(self, prefix: str):  # type: ignore[no-untyped-def]
+    async def read_prefix(self, prefix: str):
         if self.down:
             raise StoreUnavailable("no leader")
         self.full_reads += 1
@@ -54,7 +54,7 @@ def quick(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(feed_module, "STALE_AFTER_S", 0.4)
 
 
-async def _until(condition, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+async def _until(condition, timeout: float = 5.0) -> None:
     async def wait() -> None:
         while not condition():
             await asyncio.sleep(0.02)

@@ -10,9 +10,9 @@ with a handshake error, as grpc reports one.
 A replica answers from its table, fails with a gRPC status, hangs until it is cancelled, stays
 silent until its call's timeout (then DEADLINE_EXCEEDED, as gRPC ends a call), or answers once
 the test releases it. Every call is recorded: the ids asked, the timeout given, how it ended.
-The view is built by tests/registry_builder.py with 330000 and 510000 onboarded; routes are put
-in it as a gateway's watch puts them. Deadlines are real monotonic times, either generous (an
-answer is expected long before) or short where running into them is the point; no test
+The view is built by simulations/registry_builder.py with 330000 and 510000 onboarded; routes
+are put in it as a gateway's watch puts them. Deadlines are real monotonic times, either
+generous (an answer is expected long before) or short where running into them is the point; no test
 asserts how long anything took, and waiting for an event uses tests/support.wait_for.
 """
 
@@ -40,7 +40,7 @@ from gateway.relay import (
     StatusRelay,
 )
 from healthcode.v1 import node_pb2
-from tests.registry_builder import RegistryBuilder
+from simulations.registry_builder import RegistryBuilder
 from tests.support import wait_for
 from trust import pki, statements
 from trust.model import Colour, Reason

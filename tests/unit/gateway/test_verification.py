@@ -4,7 +4,7 @@ One named row per behaviour. The issuer is a fake StatusSource (the Protocol in
 gateway/verification.py) that answers each code id from a script and records what it was
 asked; the trust checks run for real against a TrustView holding one province and its DSC.
 Time is a fixed reference (``NOW``): a code's age is set by its ``iat``, never by waiting.
-The view is built by tests/registry_builder.py, as the federation builds its registry.
+The view is built by simulations/registry_builder.py, as the federation builds its registry.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from gateway.verification import (
     verify_token,
     verify_tokens,
 )
-from tests.registry_builder import RegistryBuilder
+from simulations.registry_builder import RegistryBuilder
 from trust import pki, statements
 from trust.codeformat import CodeClaims, issue_token
 from trust.errors import RelayError, ResourceExhausted, VerificationError
@@ -81,7 +81,7 @@ class Province:
 
 def trusted_province() -> Province:
     """The one place that builds the view: the registry as the federation builds it
-    (tests/registry_builder.py), with a DSC valid for a day already at NOW."""
+    (simulations/registry_builder.py), with a DSC valid for a day already at NOW."""
     builder = RegistryBuilder()
     province = builder.onboard(ZJ)
     dsc, key = _dsc_valid_since(province.ca, datetime.fromtimestamp(NOW, UTC) - DAY)

@@ -15,7 +15,7 @@ from nodes.provincial.health.policy import (
     parse_policy,
     sign_policy,
 )
-from tests.registry_builder import RegistryBuilder
+from simulations.registry_builder import RegistryBuilder
 from trust import envelope, pki
 from trust.errors import VerificationError
 from trust.model import Colour

@@ -17,7 +17,7 @@ import pytest
 from nodes.provincial.group_commit import IssueQueue
 from nodes.provincial.issuance import Holder, Issuer, with_check_character
 from nodes.provincial.stores import NewCode, SqliteStatusStore
-from tests.registry_builder import RegistryBuilder
+from simulations.registry_builder import RegistryBuilder
 from trust.codeformat import decode_token
 from trust.errors import InvalidRequest, StoreUnavailable
 
@@ -68,7 +68,7 @@ def issuer(store: GatedStore) -> Issuer:
         signing_key=province.dsc_key,
         kid=province.kid,
         holder_key=b"\x07" * 32,
-        store=store,  # type: ignore[arg-type]
+        store=store,
         clock=lambda: 1_800_000_000.0,
     )
 

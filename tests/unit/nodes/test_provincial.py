@@ -10,7 +10,7 @@ import pytest
 from nodes.provincial.checkpoint import LocalVerifier
 from nodes.provincial.issuance import Holder, Issuer, with_check_character
 from nodes.provincial.stores import SqliteStatusStore, StatusStore, open_status_store
-from tests.registry_builder import RegistryBuilder
+from simulations.registry_builder import RegistryBuilder
 from trust import statements
 from trust.base45 import b45decode, b45encode
 from trust.codeformat import decode_token

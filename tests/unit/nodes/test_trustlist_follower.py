@@ -17,7 +17,7 @@ import grpc
 from prometheus_client import REGISTRY
 
 from nodes.provincial.trustlist import TrustListFollower
-from tests.registry_builder import RegistryBuilder
+from simulations.registry_builder import RegistryBuilder
 from trust import cbor, trustlist
 
 PROVINCE = "510000"
@@ -51,7 +51,7 @@ async def test_a_list_kept_across_a_restart_reports_its_real_age(tmp_path: Path)
     registry, path, signed_at = kept_list(tmp_path)
     now = [signed_at + 40.0]
     follower = TrustListFollower(
-        gateway=Unreachable(),  # type: ignore[arg-type]
+        gateway=Unreachable(),
         roots=[registry.root.certificate],
         clock=lambda: now[0],
         state_file=path,

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.registry_builder import RegistryBuilder
+from simulations.registry_builder import RegistryBuilder
 from trust import pki, statements
 from trust.authority import AUTHORITY, MAX_PROPOSAL_S, STATEMENT_SKEW_S
 from trust.errors import VerificationError
@@ -508,7 +508,7 @@ def test_a_replacement_ca_numbers_its_crls_afresh(world: RegistryBuilder) -> Non
     world.accept(world.sign(CrlUpload(zj.crl([])), zj.ca))
     new_ca = _new_ca(world, ZJ)
     world.propose(Onboard(ZJ, "浙江省", new_ca.certificate))
-    from tests.registry_builder import Province
+    from simulations.registry_builder import Province
 
     fresh = Province(ZJ, new_ca, zj.dsc, zj.dsc_key, now=NOW)
     world.accept(world.sign(CrlUpload(fresh.crl([])), new_ca))

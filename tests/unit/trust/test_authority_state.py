@@ -19,7 +19,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from tests.registry_builder import Province, RegistryBuilder
+from simulations.registry_builder import Province, RegistryBuilder
 from trust import authority, pki, statements
 from trust.authority import (
     MAX_RETIREMENT_AHEAD_S,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.registry_builder import RegistryBuilder
+from simulations.registry_builder import RegistryBuilder
 from trust import pki
 from trust.export import export_pem
 from trust.statements import CrlUpload

@@ -1,8 +1,8 @@
 """The registry log itself: leaves, signed tree heads, a store's log checked against the held one,
 and the atomic append. Every refusal is a LogInconsistent that names the entry and says why.
 
-Each row builds a real signed log (tests.registry_builder) and changes one thing in it: a leaf's
-key or bytes, a field of the tree head, the log key, the held state it must extend.
+Each row builds a real signed log (simulations.registry_builder) and changes one thing in it:
+a leaf's key or bytes, a field of the tree head, the log key, the held state it must extend.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.registry_builder import RegistryBuilder
+from simulations.registry_builder import RegistryBuilder
 from trust import cbor, envelope, merkle
 from trust.envelope import Purpose
 from trust.errors import Conflict, DecodeError

@@ -1456,7 +1456,7 @@ def test_a_csr_asking_for_another_identity_is_refused(
 
 
 def test_a_csr_for_another_curve_is_refused(fed: Federation) -> None:
-    csr = pki.make_csr(ec.generate_private_key(ec.SECP384R1()), common_name="x")  # type: ignore[arg-type]
+    csr = pki.make_csr(ec.generate_private_key(ec.SECP384R1()), common_name="x")
     with pytest.raises(PkiError) as caught:
         pki.sign_dsc(fed.zj, csr, province=ZJ, name="d-6", not_before=NOW)
     assert caught.value.message == "key is not an ECDSA P-256 public key"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import cbor2
 import pytest
 
-from tests.registry_builder import RegistryBuilder
+from simulations.registry_builder import RegistryBuilder
 from trust import cbor
 from trust.errors import VerificationError
 from trust.kv import EventKind, KvEntry, KvEvent, Snapshot

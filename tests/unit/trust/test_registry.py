@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.registry_builder import RegistryBuilder
+from simulations.registry_builder import RegistryBuilder
 from trust.errors import (
     Conflict,
     InvalidRequest,

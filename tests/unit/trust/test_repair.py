@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.registry_builder import RegistryBuilder
+from simulations.registry_builder import RegistryBuilder
 from trust.errors import VerificationError
 from trust.kv import KvStore
 from trust.log import HEAD_KEY, LogInconsistent, leaf_key

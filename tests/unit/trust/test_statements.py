@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.registry_builder import RegistryBuilder
+from simulations.registry_builder import RegistryBuilder
 from trust import cbor, envelope, statements
 from trust.envelope import Purpose
 from trust.errors import DecodeError, HcxError, VerificationError

@@ -16,7 +16,7 @@ from pathlib import Path
 import cbor2
 import pytest
 
-from tests.registry_builder import RegistryBuilder
+from simulations.registry_builder import RegistryBuilder
 from trust import cbor, envelope, merkle, trustlist
 from trust.envelope import Purpose
 from trust.kv import Snapshot

@@ -1,7 +1,7 @@
 """The verified view: what the hot path reads once a log verified (signers, provinces, revoked
 callers, routes), and that it never goes back to a smaller log.
 
-The views here are folded from real signed logs (tests.registry_builder); a few rows install a
+The views here are folded from real signed logs (simulations.registry_builder); a few rows install a
 state no log can derive (a signing key whose province is gone, an RSA key) to show the view
 refuses to trust what it cannot check.
 """
@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from tests.registry_builder import Province, RegistryBuilder
+from simulations.registry_builder import Province, RegistryBuilder
 from trust.authority import SigningKey
 from trust.log import VerifiedLog, leaf_key
 from trust.reader import LogReader

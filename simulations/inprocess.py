@@ -1,4 +1,5 @@
-"""A real federation in this process: gRPC servers on 127.0.0.1:0, mTLS (fixtures in conftest).
+"""A real federation in one process, for tests and benchmarks: gRPC servers on 127.0.0.1:0,
+mTLS (the test fixtures in tests/integration/conftest.py start it).
 
 ``federation`` gives a national gateway (embedded registry in a temporary folder) and one node
 per province, each onboarded the way operators do it: the province makes its CA key and CSR,

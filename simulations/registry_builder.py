@@ -1,4 +1,5 @@
-"""A registry built in memory the way the federation builds it, for tests (no servers).
+"""A registry built in memory the way the federation builds it, for tests and benchmarks (no
+servers, throw-away keys made at run time).
 
 ``RegistryBuilder`` makes a national root, three coordinators (2 of 3), the log and trust-list
 signers, and a log that starts with the root's genesis metadata. ``onboard`` onboards a province
