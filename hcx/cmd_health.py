@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hcx.cli import subcommand, transport_from
-from hcx.flags import CODE_ID, NODE, REQUEST_ID, code_id_arg
+from hcx.flags import CODE_ID, NODE, REQUEST_ID, Flag, code_id_arg
 from healthcode.v1 import common_pb2, gateway_pb2, node_pb2, node_pb2_grpc
 from nodes.provincial.health.policy import parse_policy, sign_policy
 from nodes.provincial.issuance import validate_id_number
@@ -31,7 +31,22 @@ NODE_EXAMPLE = "--node 127.0.0.1:7001 --tls-dir var/330000/tls/operator"
 AUTHORITY_EXAMPLE = "--node 127.0.0.1:7001 --tls-dir var/330000/tls/authority"
 
 
+SYMPTOM = Flag("--symptom", "a symptom (repeatable)", {"action": "append", "default": []})
+IMPORT_ID = Flag(
+    "--import-id",
+    "names the import in the audit (default: the file's digest; a re-run is one import)",
+    {"default": ""},
+)
+
+
 def register(sub: Any) -> None:
+    """The holder's commands, the policy tool, the health authority's commands."""
+    _register_holder_commands(sub)
+    _register_policy(sub)
+    _register_authority_commands(sub)
+
+
+def _register_holder_commands(sub: Any) -> None:
     p = subcommand(
         sub,
         "apply",
@@ -44,7 +59,7 @@ def register(sub: Any) -> None:
     p.add_argument("--name", required=True, help="holder's full name (only the mask is kept)")
     p.add_argument("--residence", required=True, help="GB/T 2260 district of residence")
     p.add_argument("--fever", action="store_true", help="declares a fever")
-    p.add_argument("--symptom", action="append", default=[], help="a symptom (repeatable)")
+    SYMPTOM.add(p)
     p.add_argument("--contact", action="store_true", help="declares contact with a confirmed case")
     p.add_argument(
         "--travel", action="append", default=[], help="DISTRICT@DATE visited (repeatable)"
@@ -62,7 +77,7 @@ def register(sub: Any) -> None:
     NODE.add(p)
     CODE_ID.add(p)
     p.add_argument("--temperature", type=float, required=True, help="temperature in °C")
-    p.add_argument("--symptom", action="append", default=[], help="a symptom (repeatable)")
+    SYMPTOM.add(p)
     REQUEST_ID.add(p)
     p.set_defaults(handler=check_in)
 
@@ -77,6 +92,8 @@ def register(sub: Any) -> None:
         p.add_argument("code_id", type=code_id_arg, help="code id (32 hex characters)")
         p.set_defaults(handler=handler)
 
+
+def _register_policy(sub: Any) -> None:
     p = subcommand(
         sub,
         "policy",
@@ -91,6 +108,8 @@ def register(sub: Any) -> None:
     p.add_argument("--out", type=Path, default=None, help="sign: where to write the signed file")
     p.set_defaults(handler=policy)
 
+
+def _register_authority_commands(sub: Any) -> None:
     p = subcommand(
         sub,
         "import-risk-areas",
@@ -99,11 +118,7 @@ def register(sub: Any) -> None:
     )
     NODE.add(p)
     p.add_argument("file", type=Path, help="CSV: district,level (low/medium/high),from,until")
-    p.add_argument(
-        "--import-id",
-        default="",
-        help="names the import in the audit (default: the file's digest; a re-run is one import)",
-    )
+    IMPORT_ID.add(p)
     p.set_defaults(handler=import_risk_areas)
 
     p = subcommand(
@@ -118,11 +133,7 @@ def register(sub: Any) -> None:
     p.add_argument("--holder-key", type=Path, default=None, help="the province's holder key file")
     p.add_argument("--hashed", action="store_true", help="lines are already HMAC-SHA256 in hex")
     p.add_argument("--listed-at", default=None, help="when the contacts were identified (now)")
-    p.add_argument(
-        "--import-id",
-        default="",
-        help="names the import in the audit (default: the file's digest; a re-run is one import)",
-    )
+    IMPORT_ID.add(p)
     p.set_defaults(handler=import_contacts)
 
     p = subcommand(

@@ -16,9 +16,10 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 from hcx.cli import subcommand
-from hcx.flags import GATEWAY, KEY_DIR
+from hcx.flags import GATEWAY, KEY_DIR, PROVINCE
 from hcx.registry_client import parse_serial, submit
 from nodes.credentials import issue_provincial_identity
 from nodes.provincial.keys import (
@@ -38,13 +39,19 @@ from trust.pki import kid
 
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="keys_action", required=True, metavar="KEYS_ACTION")
+    _register_key_material(sub)
+    _register_registry_changes(sub)
+
+
+def _register_key_material(sub: Any) -> None:
+    """Keys and certificates made on the province's own station."""
     p = subcommand(
         sub,
         "init",
         "Make the provincial CA key + CSR and the holder-hash key.",
         "hcx node keys init --province 330000 --dir var/330000",
     )
-    p.add_argument("--province", required=True, help="the province's GB/T 2260 code")
+    PROVINCE.add(p)
     KEY_DIR.add(p)
     p.set_defaults(handler=keys_init)
 
@@ -54,60 +61,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         "Make a signing key and certificate signed by the own CA.",
         "hcx node keys new-dsc --province 330000 --dir var/330000 --name dsc-2026",
     )
-    p.add_argument("--province", required=True, help="the province's GB/T 2260 code")
+    PROVINCE.add(p)
     KEY_DIR.add(p)
     p.add_argument("--name", default="dsc-1", help="name of the DSC in its SAN")
     p.set_defaults(handler=keys_new_dsc)
-
-    p = subcommand(
-        sub,
-        "upload",
-        "Upload the province's current DSC to the national registry.",
-        "hcx node keys upload --dir var/330000 --gateway 127.0.0.1:50051 "
-        "--tls-dir var/330000/tls/operator",
-    )
-    KEY_DIR.add(p)
-    GATEWAY.add(p)
-    p.set_defaults(handler=keys_upload)
-
-    p = subcommand(
-        sub,
-        "rotate",
-        "New DSC uploaded; the current one retired after an overlap (restart the node).",
-        "hcx node keys rotate --province 330000 --dir var/330000 --name dsc-2 --overlap 300",
-    )
-    p.add_argument("--province", required=True, help="the province's GB/T 2260 code")
-    KEY_DIR.add(p)
-    p.add_argument("--name", required=True, help="name of the new DSC in its SAN")
-    p.add_argument("--overlap", type=int, default=300, help="seconds until the old key retires")
-    GATEWAY.add(p)
-    p.set_defaults(handler=keys_rotate)
-
-    p = subcommand(
-        sub,
-        "retire",
-        "Retire a DSC: codes issued with it after --at are refused (KEY_RETIRED).",
-        "hcx node keys retire --dir var/330000 --kid 0123456789abcdef",
-    )
-    KEY_DIR.add(p)
-    p.add_argument("--kid", required=True, help="hex key id")
-    p.add_argument("--at", type=float, default=None, help="unix time (default: now)")
-    GATEWAY.add(p)
-    p.set_defaults(handler=keys_retire)
-
-    p = subcommand(
-        sub,
-        "revoke",
-        "Revoke a certificate of the province: a new CRL signed by the own CA, uploaded.",
-        "hcx node keys revoke --province 330000 --dir var/330000 --serial 1234 "
-        "--reason key_compromise",
-    )
-    p.add_argument("--province", required=True, help="the province's GB/T 2260 code")
-    KEY_DIR.add(p)
-    p.add_argument("--serial", required=True, help="serial (hex 0x… as listed, or decimal)")
-    p.add_argument("--reason", default="unspecified", help="CRL reason, e.g. key_compromise")
-    GATEWAY.add(p)
-    p.set_defaults(handler=keys_revoke)
 
     p = subcommand(
         sub,
@@ -139,6 +96,59 @@ def register(parser: argparse.ArgumentParser) -> None:
         "a node: loopback always)",
     )
     p.set_defaults(handler=keys_issue_cert)
+
+
+def _register_registry_changes(sub: Any) -> None:
+    """What the province submits to the national registry, signed by its own CA."""
+    p = subcommand(
+        sub,
+        "upload",
+        "Upload the province's current DSC to the national registry.",
+        "hcx node keys upload --dir var/330000 --gateway 127.0.0.1:50051 "
+        "--tls-dir var/330000/tls/operator",
+    )
+    KEY_DIR.add(p)
+    GATEWAY.add(p)
+    p.set_defaults(handler=keys_upload)
+
+    p = subcommand(
+        sub,
+        "rotate",
+        "New DSC uploaded; the current one retired after an overlap (restart the node).",
+        "hcx node keys rotate --province 330000 --dir var/330000 --name dsc-2 --overlap 300",
+    )
+    PROVINCE.add(p)
+    KEY_DIR.add(p)
+    p.add_argument("--name", required=True, help="name of the new DSC in its SAN")
+    p.add_argument("--overlap", type=int, default=300, help="seconds until the old key retires")
+    GATEWAY.add(p)
+    p.set_defaults(handler=keys_rotate)
+
+    p = subcommand(
+        sub,
+        "retire",
+        "Retire a DSC: codes issued with it after --at are refused (KEY_RETIRED).",
+        "hcx node keys retire --dir var/330000 --kid 0123456789abcdef",
+    )
+    KEY_DIR.add(p)
+    p.add_argument("--kid", required=True, help="hex key id")
+    p.add_argument("--at", type=float, default=None, help="unix time (default: now)")
+    GATEWAY.add(p)
+    p.set_defaults(handler=keys_retire)
+
+    p = subcommand(
+        sub,
+        "revoke",
+        "Revoke a certificate of the province: a new CRL signed by the own CA, uploaded.",
+        "hcx node keys revoke --province 330000 --dir var/330000 --serial 1234 "
+        "--reason key_compromise",
+    )
+    PROVINCE.add(p)
+    KEY_DIR.add(p)
+    p.add_argument("--serial", required=True, help="serial (hex 0x… as listed, or decimal)")
+    p.add_argument("--reason", default="unspecified", help="CRL reason, e.g. key_compromise")
+    GATEWAY.add(p)
+    p.set_defaults(handler=keys_revoke)
 
 
 def keys_issue_cert(args: argparse.Namespace) -> int:

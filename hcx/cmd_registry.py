@@ -20,7 +20,7 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from hcx.cli import run_async, subcommand, transport_from
-from hcx.flags import GATEWAY
+from hcx.flags import GATEWAY, PROVINCE
 from hcx.registry_client import coordinator, load_authority, parse_serial, sign, submit_and_print
 from healthcode.v1 import gateway_pb2_grpc, registry_pb2, registry_pb2_grpc, trustlist_pb2
 from nodes.credentials import issue_national_identity, issue_service_signer
@@ -108,7 +108,7 @@ def _register_offline(sub: argparse._SubParsersAction) -> None:
         "--csr 440000-ca.csr --out 440000-ca.pem",
     )
     p.add_argument("--root-dir", type=Path, required=True, help="holds root.pem, root-key.pem")
-    p.add_argument("--province", required=True, help="GB/T 2260 code, e.g. 440000")
+    PROVINCE.add(p)
     p.add_argument("--name", required=True, help="official name, e.g. 广东省")
     p.add_argument("--csr", type=Path, required=True, help="the province's CA CSR (PEM)")
     p.add_argument("--out", type=Path, required=True, help="the CA certificate to write (new)")
@@ -159,7 +159,7 @@ def _register_changes(sub: argparse._SubParsersAction) -> None:
         "hcx registry onboard-province --province 440000 --name 广东省 --ca 440000-ca.pem "
         "--gateway 127.0.0.1:50051 --tls-dir var/national/coordinators/alice",
     )
-    p.add_argument("--province", required=True, help="GB/T 2260 code, e.g. 440000")
+    PROVINCE.add(p)
     p.add_argument("--name", required=True, help="official name, e.g. 广东省")
     p.add_argument("--ca", type=Path, required=True, help="the CA certificate from sign-ca")
     GATEWAY.add(p)
@@ -173,7 +173,7 @@ def _register_changes(sub: argparse._SubParsersAction) -> None:
         "hcx registry suspend --province 330000 --why 'incident 42' "
         "--tls-dir var/national/coordinators/alice",
     )
-    p.add_argument("--province", required=True, help="GB/T 2260 code")
+    PROVINCE.add(p)
     p.add_argument("--why", default="", help="recorded in the log")
     GATEWAY.add(p)
     _key_dir(p)
@@ -186,7 +186,7 @@ def _register_changes(sub: argparse._SubParsersAction) -> None:
         "hcx registry resume --province 330000 --why 'new CA onboarded' "
         "--tls-dir var/national/coordinators/alice",
     )
-    p.add_argument("--province", required=True, help="GB/T 2260 code")
+    PROVINCE.add(p)
     p.add_argument("--why", default="", help="recorded in the log")
     GATEWAY.add(p)
     _key_dir(p)

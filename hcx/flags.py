@@ -37,6 +37,7 @@ class Flag:
         parser.add_argument(self.flag, help=self.help, **self.settings)
 
 
+PROVINCE = Flag("--province", "the province's GB/T 2260 code", {"required": True})
 NODE = Flag("--node", "the province node's address", {"required": True})
 GATEWAY = Flag("--gateway", "national gateway address", {"default": DEFAULT_GATEWAY_ADDRESS})
 CODE_ID = Flag("--code-id", "code id (32 hex characters)", {"type": code_id_arg, "required": True})
