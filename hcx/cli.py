@@ -21,13 +21,28 @@ Handler = Callable[[argparse.Namespace], int]
 DEFAULT_GATEWAY = DEFAULT_GATEWAY_ADDRESS  # where every command looks for the national gateway
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The example as written, and each option's default after its help, taken from the
+    option's one definition (none shown for an off switch, nothing, or a help that says it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        unshown = default is None or default is False or default in ("", [], ())
+        if unshown or default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        if "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def _parser(sub: Any, name: str, summary: str, example: str) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(
         name,
         help=summary,
         description=summary,
         epilog=f"example:\n  {example}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     return parser
 
@@ -39,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hcx",
         description="hcx: the federated interprovincial health-code exchange.",
         epilog="example:\n  hcx sim      # a local federation: issue, verify across provinces",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     parser.add_argument(

@@ -8,50 +8,13 @@ import sys
 import time
 from pathlib import Path
 
+from nodes.options import add_options
+from simulations.options import SimOptions
 from simulations.provinces import all_provinces
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--provinces",
-        default="5",
-        help="a count (1..31: spread first, then by population) or comma-separated "
-        "GB/T 2260 codes (default 5)",
-    )
-    parser.add_argument("--travellers", type=int, default=2000, help="population (default 2000)")
-    parser.add_argument(
-        "--duration", type=float, default=60.0, help="seconds of traffic (default 60)"
-    )
-    parser.add_argument(
-        "--rate", type=float, default=120.0, help="checkpoint scans per second (default 120)"
-    )
-    parser.add_argument("--replicas", type=int, default=2, help="node replicas per province")
-    parser.add_argument("--gateways", type=int, default=2, help="national gateways (default 2)")
-    parser.add_argument(
-        "--registry",
-        default=None,
-        help="registry store URL for the gateways (default: embedded SQLite in the run folder)",
-    )
-    parser.add_argument(
-        "--stale-bound",
-        type=float,
-        default=1.0,
-        help="seconds after an acknowledged colour change when an older colour is a violation",
-    )
-    parser.add_argument(
-        "--netns",
-        action="store_true",
-        help="every process on a host of its own (Linux network namespaces, as root) and the "
-        "registry on a 3-member etcd cluster there: the 'etcd member lost' step runs",
-    )
-    parser.add_argument("--seed", type=int, default=2020, help="random seed")
-    parser.add_argument(
-        "--workdir", type=Path, default=Path("var/sim"), help="runs go here (default var/sim)"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
-    parser.add_argument(
-        "--demo", action="store_true", help="the short walking-skeleton demo instead"
-    )
+    add_options(parser, SimOptions)
     parser.set_defaults(handler=run)
 
 

@@ -60,7 +60,7 @@ def option(
 
 def _parser_of(annotation: Any) -> Callable[[str], Any]:
     """str, int, float or Path, optionally ``| None``, or ``tuple[str, ...]`` (a repeatable
-    option): what argparse converts one value with."""
+    option): what argparse converts one value with. (A ``bool`` is a switch: no value.)"""
     if typing.get_origin(annotation) is tuple:
         annotation = _repeated(annotation)
     if isinstance(annotation, types.UnionType | typing._UnionGenericAlias):  # type: ignore[attr-defined]
@@ -89,6 +89,7 @@ class _Flag:
     flag: str
     parse: Callable[[str], Any]
     repeated: bool  # tuple[T, ...]: given once per value, argparse appends to a list
+    switch: bool  # bool: a flag without a value (off unless given)
 
 
 def _flags(cls: type) -> list[_Flag]:
@@ -98,18 +99,31 @@ def _flags(cls: type) -> list[_Flag]:
             field=f,
             spec=spec,
             flag=spec.flag or "--" + f.name.replace("_", "-"),
-            parse=spec.parse or _parser_of(hints[f.name]),
+            parse=bool if hints[f.name] is bool else spec.parse or _parser_of(hints[f.name]),
             repeated=typing.get_origin(hints[f.name]) is tuple,
+            switch=_switch(f, hints[f.name]),
         )
         for f in dataclasses.fields(cls)
         if (spec := f.metadata.get("option")) is not None
     ]
 
 
+def _switch(field: dataclasses.Field[Any], annotation: Any) -> bool:
+    """A ``bool`` field is a switch: off by default, on when its flag is given."""
+    if annotation is not bool:
+        return False
+    if field.default is not False:
+        raise TypeError(f"a switch is off by default: {field.name} = False")
+    return True
+
+
 def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
     """One argparse option per option field of the dataclass ``cls``, in field order."""
     for flag in _flags(cls):
         field, spec = flag.field, flag.spec
+        if flag.switch:
+            parser.add_argument(flag.flag, dest=field.name, action="store_true", help=spec.help)
+            continue
         extra: dict[str, Any] = {"metavar": spec.metavar} if spec.metavar else {}
         if spec.cli_default is not UNSET:
             extra["default"] = spec.cli_default

@@ -29,6 +29,7 @@ from simulations.injection import INJECTED_KINDS, Injector
 from simulations.invariants import InvariantReport, check_all
 from simulations.mobility import Mobility, Traveller
 from simulations.onbed import Layout, hosts_for
+from simulations.options import SimOptions
 from simulations.processes import Supervisor, on_loopback
 from simulations.provinces import all_provinces
 from simulations.scenario import SimContext, Step, StepResult, default_scenario, play
@@ -48,22 +49,22 @@ class SimConfig:
     """Everything ``hcx sim`` can change."""
 
     provinces: Sequence[str]
-    travellers: int = 2000
-    duration: float = 60.0
-    rate: float = 120.0  # scans per second offered by all checkpoints together
-    replicas: int = 2
-    gateways: int = 2
-    registry: str | None = None
-    seed: int = 2020
+    travellers: int = SimOptions.travellers
+    duration: float = SimOptions.duration
+    rate: float = SimOptions.rate  # scans per second offered by all checkpoints together
+    replicas: int = SimOptions.replicas
+    gateways: int = SimOptions.gateways
+    registry: str | None = SimOptions.registry
+    seed: int = SimOptions.seed
     inject_fraction: float = 0.03
     exposures_per_s: float = 3.0
-    stale_bound: float = 1.0
+    stale_bound: float = SimOptions.stale_bound
     max_in_flight: int = 200
     token_lifetime: int = 120  # seconds; short, so that the run sees holders refresh
     day_s: float = 2.0  # a simulated day: a 60 s run plays 30 days of quarantines
     workdir: Path = Path("var/sim/run")
     progress: bool = True
-    netns: bool = False  # every process on a host of its own (a test bed), etcd on three
+    netns: bool = SimOptions.netns  # every process on a host of its own (a test bed), etcd on 3
 
 
 @dataclass

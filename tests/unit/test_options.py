@@ -64,6 +64,50 @@ def test_an_option_of_a_type_with_no_command_line_form_is_refused() -> None:
         add_options(argparse.ArgumentParser(), Bad)
 
 
+def test_a_bool_field_is_a_switch_off_unless_given() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Switches:
+        loud: bool = option(False, help="say more")
+
+    parser = argparse.ArgumentParser()
+    add_options(parser, Switches)
+    assert Switches(**values(Switches, parser.parse_args([]))) == Switches(loud=False)
+    assert Switches(**values(Switches, parser.parse_args(["--loud"]))) == Switches(loud=True)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--loud", "yes"])
+
+
+def test_a_switch_that_is_on_by_default_is_refused() -> None:
+    @dataclasses.dataclass
+    class Bad:
+        loud: bool = option(True, help="cannot be turned off")
+
+    with pytest.raises(TypeError, match="off by default"):
+        add_options(argparse.ArgumentParser(), Bad)
+
+
+def test_sim_is_exactly_the_sim_options_and_its_config_takes_their_defaults() -> None:
+    from simulations.options import SimOptions
+    from simulations.runner import SimConfig
+
+    args = build_parser().parse_args(["sim"])
+    assert SimOptions(**values(SimOptions, args)) == SimOptions()
+    flags = {a.dest for a in config.options(_command(("sim",)))}
+    assert {f.name for f in dataclasses.fields(SimOptions)} == flags
+    o, c = SimOptions(), SimConfig(provinces=["330000", "510000"])
+    same = ("travellers", "duration", "rate", "replicas", "gateways", "registry", "seed")
+    assert all(getattr(c, name) == getattr(o, name) for name in same)
+    assert (c.stale_bound, c.netns) == (o.stale_bound, o.netns)
+
+
+def test_help_shows_each_default_from_its_one_definition() -> None:
+    from simulations.options import SimOptions
+
+    text = _command(("sim",)).format_help()
+    assert f"(default: {SimOptions.travellers})" in " ".join(text.split())
+    assert "(default: False)" not in text and "(default: None)" not in text
+
+
 def _command(path: tuple[str, ...]) -> argparse.ArgumentParser:
     return dict(config.commands(build_parser()))[path]
 
