@@ -5,9 +5,10 @@ key (trust.statements) and submitted through the Registry API with the operator'
 identity: the gateway checks and stores it, and could not have made it.
 
 Rotation with overlap: ``rotate`` archives the current DSC, makes and uploads a new one, and
-retires the old one ``--overlap`` seconds from now. A node reads dsc.pem/dsc-key.pem when it
-starts, so restart the node (or its replicas one by one) within the overlap: codes it signs
-with the old key after the retirement time are INVALID (KEY_RETIRED); codes signed before keep
+retires the old one ``--overlap`` seconds from now. Every replica reading the key directory
+switches by itself, once the registry has listed the new key for a few seconds
+(nodes.provincial.signing), well within the shortest overlap allowed (20 s): codes signed with
+the old key after the retirement time would be INVALID (KEY_RETIRED); codes signed before keep
 verifying until they expire.
 """
 
@@ -33,7 +34,9 @@ from nodes.provincial.keys import (
     retirement_statement,
     upload_statement,
 )
+from nodes.provincial.signing import MIN_ROTATION_OVERLAP_S, SETTLE_S
 from trust import pki
+from trust.errors import InvalidRequest
 from trust.pki import kid
 
 
@@ -120,7 +123,12 @@ def _register_registry_changes(sub: Any) -> None:
     PROVINCE.add(p)
     KEY_DIR.add(p)
     p.add_argument("--name", required=True, help="name of the new DSC in its SAN")
-    p.add_argument("--overlap", type=int, default=300, help="seconds until the old key retires")
+    p.add_argument(
+        "--overlap",
+        type=int,
+        default=300,
+        help=f"seconds until the old key retires (at least {MIN_ROTATION_OVERLAP_S})",
+    )
     GATEWAY.add(p)
     p.set_defaults(handler=keys_rotate)
 
@@ -198,6 +206,11 @@ def keys_upload(args: argparse.Namespace) -> int:
 
 
 def keys_rotate(args: argparse.Namespace) -> int:
+    if args.overlap < MIN_ROTATION_OVERLAP_S:
+        raise InvalidRequest(
+            f"--overlap {args.overlap}: at least {MIN_ROTATION_OVERLAP_S} s, so that every "
+            "replica has switched to the new key before the old one retires"
+        )
     directory = ProvinceDir(args.dir)
     old = archive_signing_key(directory)
     new = new_signing_certificate(directory, province=args.province, name=args.name)
@@ -206,7 +219,8 @@ def keys_rotate(args: argparse.Namespace) -> int:
     submit(args, retirement_statement(directory, kid(old), retired_at))
     print(
         f"new signing certificate {kid(new).hex()} uploaded; {kid(old).hex()} retires in "
-        f"{args.overlap} s: nodes pick up the new key by themselves"
+        f"{args.overlap} s: nodes switch to the new key by themselves once the registry has "
+        f"listed it for {SETTLE_S:.0f} s"
     )
     return 0
 

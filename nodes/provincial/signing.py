@@ -2,10 +2,13 @@
 
 ``hcx node keys rotate`` writes a new ``dsc.pem`` / ``dsc-key.pem`` and uploads the certificate.
 Every replica notices the new files (a stat at most once per ``check_every`` seconds, on the
-signing path) and switches to the new key as soon as the national registry knows it — its own
-verified trust list lists the new kid — so no code is ever signed with a key that checkpoints
-elsewhere would not find. Until then, and whenever the files are unreadable or half-written,
-it keeps signing with the key it has.
+signing path) and switches to the new key once the national registry has known it for
+``settle`` seconds — its own verified trust list lists the new kid, and has for that long — so
+that no code is signed with a key that checkpoints elsewhere would not find: the node's view
+and each gateway's follow the registry separately, and a gateway whose etcd member is in an
+election sees the upload a few seconds after the node may. Until then, and whenever the files
+are unreadable or half-written, it keeps signing with the key it has (the old key stays valid
+for the rotation's overlap, minutes, far longer than ``settle``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,14 @@ from trust.errors import PkiError
 log = logging.getLogger(__name__)
 
 CHECK_EVERY_S = 1.0
+# How long the registry must have listed a new key before the node signs with it: a gateway's
+# view normally follows within milliseconds (bench/bench_registry.py: revocations reach two
+# gateways in ~10 ms), an etcd leader election takes about a second on loopback and a few
+# across hosts (docs/partitions.md). Rotation overlaps are minutes (hcx node keys rotate).
+SETTLE_S = 5.0
+# The shortest rotation overlap: a replica switches at most its trust list's pull interval
+# (2 s), a file check (1 s) and the settle time after the upload; twice that, rounded up.
+MIN_ROTATION_OVERLAP_S = 20
 
 
 @dataclass(frozen=True)
@@ -39,12 +50,15 @@ class SigningKeySource:
         *,
         known: Callable[[bytes], bool] = lambda kid: True,
         check_every: float = CHECK_EVERY_S,
+        settle: float = SETTLE_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._directory = directory
         self._known = known  # is this kid in the verified national registry?
         self._check_every = check_every
+        self._settle = settle
         self._clock = clock
+        self._known_since: tuple[bytes, float] | None = None  # the new kid, first seen listed
         self._stamp = self._file_stamp()
         self._current = self._load()
         self._checked = clock()
@@ -80,6 +94,12 @@ class SigningKeySource:
             self._stamp = stamp
             return
         if not self._known(candidate.kid):
+            self._known_since = None
             return  # uploaded but not yet in the registry: try again at the next check
-        self._stamp, self._current = stamp, candidate
+        now = self._clock()
+        if self._known_since is None or self._known_since[0] != candidate.kid:
+            self._known_since = (candidate.kid, now)
+        if now - self._known_since[1] < self._settle:
+            return  # listed, but perhaps not yet everywhere: keep the key every gateway has
+        self._stamp, self._current, self._known_since = stamp, candidate, None
         log.info("signing with the new key %s", candidate.kid.hex())

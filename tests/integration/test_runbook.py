@@ -94,7 +94,7 @@ async def test_2_rotation_restarts_nothing(federation: Federation, runbook: Runb
     async def signs_with_the_new_key() -> bool:
         return decode_token((await federation.issue("330000")).token).kid == new
 
-    await wait_for(signs_with_the_new_key, timeout=20, what="the running node on the new key")
+    await wait_for(signs_with_the_new_key, timeout=40, what="the running node on the new key")
     assert federation.nodes["330000"] is node  # the same running node: nothing restarted
     signer = federation.gateway.view.signer(old)
     assert signer is not None and signer.retired_at is not None

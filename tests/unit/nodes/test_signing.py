@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from nodes.provincial.keys import ProvinceDir, init_province, new_signing_certificate
-from nodes.provincial.signing import SigningKeySource
+from nodes.provincial.signing import MIN_ROTATION_OVERLAP_S, SETTLE_S, SigningKeySource
 from trust import pki
 from trust.errors import PkiError
 
@@ -45,7 +45,9 @@ def current_kid(province: ProvinceDir) -> bytes:
     return pki.kid(pki.load_certificate_pem(province.dsc_cert.read_bytes()))
 
 
-def test_a_new_key_is_used_once_the_registry_knows_it(province: ProvinceDir) -> None:
+def test_a_new_key_is_used_once_the_registry_has_known_it_for_the_settle_time(
+    province: ProvinceDir,
+) -> None:
     clock, known = Clock(), set[bytes]()
     first = current_kid(province)
     source = SigningKeySource(province, known=known.__contains__, clock=clock)
@@ -56,6 +58,10 @@ def test_a_new_key_is_used_once_the_registry_knows_it(province: ProvinceDir) -> 
     known.add(second)
     assert source.current().kid == first  # checked less than a second ago
     clock.now += 1
+    assert source.current().kid == first  # listed just now: a gateway may not have it yet
+    clock.now += SETTLE_S - 1
+    assert source.current().kid == first  # listed for less than the settle time
+    clock.now += 1
     assert source.current().kid == second
     assert pki.same_public_key(
         source.current().private_key.public_key(),
@@ -63,12 +69,36 @@ def test_a_new_key_is_used_once_the_registry_knows_it(province: ProvinceDir) -> 
     )
 
 
+def test_a_key_that_leaves_the_registry_view_starts_its_settle_time_again(
+    province: ProvinceDir,
+) -> None:
+    """Listed, then not (a view rebuilt from a store that had lost it), then listed again: the
+    node waits the whole settle time from the second listing, never the sum of the two."""
+    clock, known = Clock(), set[bytes]()
+    first = current_kid(province)
+    source = SigningKeySource(province, known=known.__contains__, clock=clock)
+    second = rotate(province, "dsc-2")
+    known.add(second)
+    clock.now += 1
+    assert source.current().kid == first
+    known.discard(second)
+    clock.now += SETTLE_S
+    assert source.current().kid == first
+    known.add(second)
+    clock.now += 1
+    assert source.current().kid == first
+    clock.now += SETTLE_S - 1
+    assert source.current().kid == first
+    clock.now += 1
+    assert source.current().kid == second
+
+
 def test_a_key_that_does_not_match_its_certificate_is_never_used(
     province: ProvinceDir,
 ) -> None:
     clock = Clock()
     first = current_kid(province)
-    source = SigningKeySource(province, clock=clock)
+    source = SigningKeySource(province, settle=0, clock=clock)
     kept_cert = province.dsc_cert.read_bytes()
     second = rotate(province, "dsc-2")
     new_cert = province.dsc_cert.read_bytes()
@@ -83,7 +113,7 @@ def test_a_key_that_does_not_match_its_certificate_is_never_used(
 def test_unreadable_key_files_keep_the_current_key(province: ProvinceDir) -> None:
     clock = Clock()
     first = current_kid(province)
-    source = SigningKeySource(province, clock=clock)
+    source = SigningKeySource(province, settle=0, clock=clock)
     province.dsc_key.unlink()
     clock.now += 2
     assert source.current().kid == first
@@ -100,3 +130,21 @@ def test_a_node_refuses_to_start_on_a_key_that_is_not_its_certificates(
     province.dsc_cert.write_bytes(kept)
     with pytest.raises(PkiError, match=r"dsc-key\.pem does not belong to dsc\.pem"):
         SigningKeySource(province)
+
+
+@pytest.mark.parametrize("overlap", [0, 5, MIN_ROTATION_OVERLAP_S - 1])
+def test_a_rotation_with_an_overlap_shorter_than_a_switch_is_refused_before_anything_changes(
+    province: ProvinceDir, overlap: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The old key would retire while replicas still sign with it (KEY_RETIRED for genuine
+    codes): `hcx node keys rotate` refuses, and the key directory is as it was."""
+    from hcx.cli import main
+
+    files = sorted(p.name for p in province.root.rglob("*"))
+    before = province.dsc_cert.read_bytes(), province.dsc_key.read_bytes()
+    argv = ["node", "keys", "rotate", "--province", "330000", "--dir", str(province.root),
+            "--name", "dsc-2", "--overlap", str(overlap), "--insecure-dev-only"]  # fmt: skip
+    assert main(argv) == 2
+    assert "INVALID_REQUEST" in capsys.readouterr().err
+    assert (province.dsc_cert.read_bytes(), province.dsc_key.read_bytes()) == before
+    assert sorted(p.name for p in province.root.rglob("*")) == files
