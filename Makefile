@@ -23,11 +23,12 @@ vendor:  ## refresh web/static/vendor from the npm registry (web/package-lock.js
 	cp web/node_modules/jsqr/dist/jsQR.js web/static/vendor/jsQR.js
 	cp web/node_modules/jsqr/LICENSE web/static/vendor/jsQR.LICENSE
 
-lint: $(DEPS) $(GEN)  ## ruff, ruff format, mypy (--strict on trust/)
+lint: $(DEPS) $(GEN)  ## ruff, ruff format, mypy (--strict on trust/; the tests too)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict trust
 	$(BIN)/mypy trust nodes gateway simulations hcx web bench
+	$(BIN)/mypy tests
 
 proto: $(GEN)
 

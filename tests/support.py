@@ -58,7 +58,7 @@ def require_tool(name_or_path: str | Path, *, install: str) -> str:
 
 
 def wait_until(
-    condition: Callable[[], T], *, timeout: float, interval: float = 0.02, what: str
+    condition: Callable[[], T | None], *, timeout: float, interval: float = 0.02, what: str
 ) -> T:
     """Poll ``condition()`` until it returns a true value, and return that value."""
     deadline = time.monotonic() + timeout

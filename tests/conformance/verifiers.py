@@ -16,7 +16,7 @@ whatever view the world holds, including keys a verified registry would refuse t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +29,7 @@ from trust.model import Colour, Reason, Verdict
 from trust.verify import DEFAULT_MAX_OFFLINE_AGE_S, LiveStatus, check_code, check_offline_age
 
 Answer = tuple[Verdict, Reason]
-Verify = Callable[[World, Sequence[str]], Awaitable[list[Answer]]]
+Verify = Callable[[World, Sequence[str]], Coroutine[Any, Any, list[Answer]]]
 
 
 @dataclass(frozen=True)

@@ -39,11 +39,13 @@ def chromium() -> str:
 def qr_frame(text: str) -> Image.Image:
     """A camera frame: the QR code on white, centred, as a phone's screen would be filmed."""
     qr = segno.make(text, error="m")
-    rows = list(qr.matrix_iter(scale=1, border=4))
+    rows = [tuple(row) for row in qr.matrix_iter(scale=1, border=4)]
     modules = Image.new("L", (len(rows[0]), len(rows)), 255)
     modules.putdata([0 if dark else 255 for row in rows for dark in row])
     scale = max(1, (min(WIDTH, HEIGHT) - 20) // modules.width)
-    image = modules.resize((modules.width * scale, modules.height * scale), Image.NEAREST)
+    image = modules.resize(
+        (modules.width * scale, modules.height * scale), Image.Resampling.NEAREST
+    )
     frame = Image.new("L", (WIDTH, HEIGHT), 255)
     frame.paste(image, ((WIDTH - image.width) // 2, (HEIGHT - image.height) // 2))
     return frame

@@ -22,10 +22,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from hcx.cli import main as hcx
 from simulations.inprocess import Federation
-from tests.integration.etcd import etcd_binary
+from tests.integration.etcd import EtcdCluster, etcd_binary
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
@@ -111,7 +112,7 @@ class Runbook:
 
     def _etcd_members(self) -> list[tuple[str, str]]:
         """etcd-N's client and peer URLs: the test cluster's members, named as in compose."""
-        cluster = self.federation.etcd
+        cluster = cast("EtcdCluster | None", self.federation.etcd)  # see Federation.etcd
         if cluster is None:
             return []
         swapped = []

@@ -52,15 +52,21 @@ async def test_a_revocation_reaches_two_gateways(federation_on_each_store: Feder
     second = await federation.add_gateway()
     gateways = (federation.gateway, second)
     for gateway in gateways:
-        await wait_for(lambda g=gateway: reason_of(issued.token, g) is Reason.NONE, timeout=10,
-                       what="both gateways trusting the key")  # fmt: skip
+
+        def trusting(g: RunningGateway = gateway) -> bool:
+            return reason_of(issued.token, g) is Reason.NONE
+
+        await wait_for(trusting, timeout=10, what="both gateways trusting the key")
     order = statements.DscRevocation(
         dsc_kid(federation, "330000"), int(time.time()), "key_compromise"
     )
     await federation.submit(federation.signed(order, "alice"))
     for gateway in gateways:
-        await wait_for(lambda g=gateway: reason_of(issued.token, g) is Reason.KEY_REVOKED,
-                       timeout=10, what=f"the revocation at gateway {gateway.port}")  # fmt: skip
+
+        def revoked(g: RunningGateway = gateway) -> bool:
+            return reason_of(issued.token, g) is Reason.KEY_REVOKED
+
+        await wait_for(revoked, timeout=10, what=f"the revocation at gateway {gateway.port}")
     async with federation.checkpoint("510000").aio_channel(f"127.0.0.1:{second.port}") as channel:
         reply = await gateway_pb2_grpc.GatewayStub(channel).Verify(
             gateway_pb2.VerifyRequest(token=issued.token), timeout=5
@@ -109,7 +115,7 @@ async def test_rotation_with_overlap_old_codes_verify_new_codes_use_the_new_key(
         token = (await federation.issue("330000")).token
         return decode_token(token).kid == pki.kid(new_dsc)
 
-    await wait_for(signs_with_the_new_key, timeout=15, what="the node signing with dsc-2")
+    await wait_for(signs_with_the_new_key, timeout=40, what="the node signing with dsc-2")
     new_code = (await federation.issue("330000")).token
     assert reason_of(new_code, gateway) is Reason.NONE
 

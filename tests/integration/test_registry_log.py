@@ -36,6 +36,7 @@ from trust.kv import KvStore
 from trust.log import HEAD_KEY, leaf_key
 from trust.model import Reason
 from trust.stores import open_registry_store
+from trust.view import TrustedSigner
 
 pytestmark = pytest.mark.integration
 
@@ -106,6 +107,13 @@ async def world(federation_on_each_store: Federation):
         common_pb2.INVALID, common_pb2.KEY_REVOKED)  # fmt: skip
     yield World(federation, store, issued.token, reply.index, older.value)
     await store.close()
+
+
+def _signer(federation: Federation, kid: bytes) -> TrustedSigner:
+    """The gateway's trusted signer of ``kid``, which the test expects it to know."""
+    signer = federation.gateway.view.signer(kid)
+    assert signer is not None, f"the gateway does not know the key {kid.hex()}"
+    return signer
 
 
 def _kid(federation: Federation) -> bytes:
@@ -234,9 +242,7 @@ async def test_a_restored_old_etcd_snapshot_is_a_rollback(
     kid = _kid(federation)
     order = statements.DscRevocation(kid, int(time.time()), "key_compromise")
     await federation.submit(federation.signed(order, "alice"))
-    await wait_for(
-        lambda: federation.gateway.view.signer(kid).revoked_at, timeout=10, what="revocation"
-    )
+    await wait_for(lambda: _signer(federation, kid).revoked_at, timeout=10, what="revocation")
     await federation.gateway.feed.flush()
     counted = inconsistencies()
     member = cluster.members[0]  # type: ignore[attr-defined]

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from playwright.async_api import async_playwright
 
-from healthcode.v1 import node_pb2
+from healthcode.v1 import common_pb2, node_pb2
 from nodes.credentials import issue_provincial_identity
 from nodes.provincial.keys import ProvinceDir, crl_statement, load_ca, province_crl
 from simulations.inprocess import Federation
@@ -155,7 +155,9 @@ async def scan_in_browser(
         return dict(shown)
 
 
-async def set_colour(federation: Federation, province: str, code_id: bytes, colour: int) -> None:
+async def set_colour(
+    federation: Federation, province: str, code_id: bytes, colour: common_pb2.Colour
+) -> None:
     await federation.nodes[province].stub.SetStatus(
         node_pb2.SetStatusRequest(
             code_id=code_id, colour=colour, reason="test", request_id=str(uuid.uuid4())
@@ -207,7 +209,7 @@ async def test_the_staff_page_scans_each_kind_of_code_and_shows_its_verdict(
     assert shown["background"] == "rgb(10, 125, 50)"
 
     red = await federation.issue("460000")
-    await set_colour(federation, "460000", red.code_id, 3)
+    await set_colour(federation, "460000", red.code_id, common_pb2.RED)
     shown = await scan_in_browser(station, red.token, tmp_path, "valid-red")
     assert (shown["verdict"], shown["colour"]) == ("VALID", "RED")  # the live colour, not the QR's
     assert shown["icon"] == "✕" and shown["colour_word"] == "RED · STOP"
@@ -228,7 +230,7 @@ async def test_the_staff_page_speaks_chinese(
     federation: Federation, station: Running, tmp_path: Path
 ) -> None:
     yellow = await federation.issue("330000")
-    await set_colour(federation, "330000", yellow.code_id, 2)
+    await set_colour(federation, "330000", yellow.code_id, common_pb2.YELLOW)
     shown = await scan_in_browser(
         station, yellow.token, tmp_path, "valid-yellow-zh", locale="zh-CN"
     )

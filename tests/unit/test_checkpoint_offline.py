@@ -208,7 +208,9 @@ def test_a_large_photo_is_scaled_down_and_still_read(offline: Offline, tmp_path:
     token = _token(offline, 10)
     small = _picture(tmp_path, token)
     with Image.open(small) as image:
-        big = image.convert("L").resize((image.width * 8, image.height * 8), Image.NEAREST)
+        big = image.convert("L").resize(
+            (image.width * 8, image.height * 8), Image.Resampling.NEAREST
+        )
         canvas = Image.new("L", (big.width * 2, big.height * 2), 255)
         canvas.paste(big, (big.width // 2, big.height // 2))
     photo = tmp_path / "photo.jpg"

@@ -487,13 +487,14 @@ async def test_a_mixed_batch_is_answered_code_by_code_in_order(zj: Province) -> 
     live, unknown, refused, failed, silent, old = (zj.token(age=a) for a in (5, 5, 5, 5, 5, 301))
     tokens = [live, "HCX1:not-a-code", unknown, refused, failed, silent, old]
     issuer = ScriptedIssuer()
-    for token, what in [
+    answers: list[tuple[str, Script]] = [
         (unknown, NOT_KNOWN),
         (refused, REFUSED),
         (failed, IssuerUnavailable("no replica of 330000 answered")),
         (silent, PENDING),
         (old, IssuerUnavailable("down")),
-    ]:
+    ]
+    for token, what in answers:
         issuer.answer(claims_of(token, zj), what)
     short = VerifyPolicy(relay_timeout=0.2, max_offline_age=300)  # the silent one's wait
 
@@ -601,7 +602,12 @@ class LateIssuer(ScriptedIssuer):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[LiveStatus] = loop.create_future()
         self.futures.append(future)
-        loop.call_later(self.after, lambda: future.done() or future.set_result(LIVE))
+
+        def settle() -> None:
+            if not future.done():
+                future.set_result(LIVE)
+
+        loop.call_later(self.after, settle)
         return future
 
 

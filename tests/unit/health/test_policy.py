@@ -24,7 +24,7 @@ ZJ, HB = "330000", "420000"
 
 
 def declaration(**overrides: Any) -> dict[str, Any]:
-    facts = {
+    facts: dict[str, dict[str, Any]] = {
         "declaration": {
             "fever": False,
             "symptoms": [],

@@ -242,7 +242,7 @@ RATE_LIMITED = f"rate limit of {CHECKPOINT_ID} exceeded"
 
 @dataclass(frozen=True)
 class Spending:
-    spend: Callable[[Authorizer, Identity, Call], None]  # what the caller does first
+    spend: Callable[[Authorizer, Identity, Call], object]  # what the caller does first
     refused_next: bool  # whether a following call of cost 1 is refused
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -15,7 +16,14 @@ from trust.verify import DEFAULT_MAX_LIFETIME_S, TokenPolicy
 NOW = 1_800_000_000.0
 
 
-def _issuer(tmp_path: Path, **lifetimes: int) -> Issuer:
+class Lifetimes(TypedDict, total=False):
+    """The issuer's lifetime settings a test overrides."""
+
+    token_lifetime: int
+    max_lifetime: int
+
+
+def _issuer(tmp_path: Path, **lifetimes: Unpack[Lifetimes]) -> Issuer:
     return Issuer(
         province="330000",
         signing_key=ec.generate_private_key(ec.SECP256R1()),
@@ -43,9 +51,7 @@ def test_default_lifetime_is_within_the_default_maximum() -> None:
         pytest.param({"token_lifetime": 120, "max_lifetime": 60}, id="above a stricter maximum"),
     ],
 )
-def test_issuer_refuses_a_lifetime_above_the_maximum(
-    tmp_path: Path, lifetimes: dict[str, int]
-) -> None:
+def test_issuer_refuses_a_lifetime_above_the_maximum(tmp_path: Path, lifetimes: Lifetimes) -> None:
     with pytest.raises(ValueError, match="token lifetime"):
         _issuer(tmp_path, **lifetimes)
 

@@ -19,8 +19,10 @@ def seen(kind: str, verdict: str, sent: float, version: int = 1, colour: int = 1
 
 def ledger_with_change_at(at: float) -> StatusLedger:
     ledger = StatusLedger()
-    ledger.acknowledge(CODE, 0, 0.0, common_pb2.CodeStatus(status_version=1, colour=1))
-    ledger.acknowledge(CODE, 0, at, common_pb2.CodeStatus(status_version=2, colour=3))
+    ledger.acknowledge(
+        CODE, 0, 0.0, common_pb2.CodeStatus(status_version=1, colour=common_pb2.GREEN)
+    )
+    ledger.acknowledge(CODE, 0, at, common_pb2.CodeStatus(status_version=2, colour=common_pb2.RED))
     return ledger
 
 

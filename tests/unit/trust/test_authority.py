@@ -18,7 +18,7 @@ import pytest
 
 from simulations.registry_builder import RegistryBuilder
 from trust import pki, statements
-from trust.authority import AUTHORITY, MAX_PROPOSAL_S, STATEMENT_SKEW_S
+from trust.authority import AUTHORITY, MAX_PROPOSAL_S, STATEMENT_SKEW_S, Decision
 from trust.errors import VerificationError
 from trust.model import Reason
 from trust.statements import (
@@ -84,7 +84,7 @@ def _proposal(world: RegistryBuilder, change: statements.Change, **kw: int) -> b
 @dataclass(frozen=True)
 class Attack:
     name: str
-    run: Callable[[RegistryBuilder], object]
+    run: Callable[[RegistryBuilder], Decision]
     accepted: bool
     reason: Reason
     afterwards: Reason | None = None  # what check_code says of a fresh 330000 code afterwards
@@ -95,42 +95,42 @@ def _hn_onboarded(world: RegistryBuilder) -> bool:
 
 
 # -- root metadata ------------------------------------------------------------------------------
-def root_by_coordinator(w: RegistryBuilder) -> object:
+def root_by_coordinator(w: RegistryBuilder) -> Decision:
     body = RootMetadata(2, (w.root.certificate,), 1, (w.coordinators["alice"].certificate,))
     return w.add(w.sign(body, "alice"))
 
 
-def root_replayed(w: RegistryBuilder) -> object:
+def root_replayed(w: RegistryBuilder) -> Decision:
     return w.add(w.leaves[0].statement)
 
 
-def root_skips_a_version(w: RegistryBuilder) -> object:
+def root_skips_a_version(w: RegistryBuilder) -> Decision:
     body = RootMetadata(
         3, (w.root.certificate,), 2, tuple(c.certificate for c in w.coordinators.values())
     )
     return w.add(w.sign(body, w.root))
 
 
-def root_threshold_above_coordinators(w: RegistryBuilder) -> object:
+def root_threshold_above_coordinators(w: RegistryBuilder) -> Decision:
     body = RootMetadata(2, (w.root.certificate,), 3, (w.coordinators["alice"].certificate,))
     return w.add(w.sign(body, w.root))
 
 
-def root_by_a_foreign_root(w: RegistryBuilder) -> object:
+def root_by_a_foreign_root(w: RegistryBuilder) -> Decision:
     other = w.new_root()
     body = RootMetadata(2, (other.certificate,), 1, (w.coordinators["alice"].certificate,))
     return w.add(w.sign(body, other))
 
 
 # -- onboarding (M of N) --------------------------------------------------------------------------
-def onboard_by_one_coordinator(w: RegistryBuilder) -> object:
+def onboard_by_one_coordinator(w: RegistryBuilder) -> Decision:
     ca = _new_ca(w, HN)
     _proposal(w, Onboard(HN, "海南省", ca.certificate))
     assert not _hn_onboarded(w)  # 1 of 2: nothing applies
     return w.decisions[-1]
 
 
-def onboard_same_coordinator_twice(w: RegistryBuilder) -> object:
+def onboard_same_coordinator_twice(w: RegistryBuilder) -> Decision:
     ca = _new_ca(w, HN)
     pid = _proposal(w, Onboard(HN, "海南省", ca.certificate))
     decision = w.add(w.sign(Approval(pid), "alice"))  # a second signature of the proposer
@@ -138,62 +138,62 @@ def onboard_same_coordinator_twice(w: RegistryBuilder) -> object:
     return decision
 
 
-def onboard_approved_by_a_province(w: RegistryBuilder) -> object:
+def onboard_approved_by_a_province(w: RegistryBuilder) -> Decision:
     pid = _proposal(w, Onboard(HN, "海南省", _new_ca(w, HN).certificate))
     return w.add(w.sign(Approval(pid), _province_ca(w, ZJ)))
 
 
-def onboard_approved_by_a_stranger(w: RegistryBuilder) -> object:
+def onboard_approved_by_a_stranger(w: RegistryBuilder) -> Decision:
     pid = _proposal(w, Onboard(HN, "海南省", _new_ca(w, HN).certificate))
     return w.add(w.sign(Approval(pid), _stranger_coordinator(w)))
 
 
-def onboard_approved_by_a_revoked_coordinator(w: RegistryBuilder) -> object:
+def onboard_approved_by_a_revoked_coordinator(w: RegistryBuilder) -> Decision:
     pid = _proposal(w, Onboard(HN, "海南省", _new_ca(w, HN).certificate))
     serial = w.coordinators["bob"].certificate.serial_number
     w.accept(w.sign(CertRevocation("root", serial, NOW, "key_compromise"), "carol"))
     return w.add(w.sign(Approval(pid), "bob"))
 
 
-def onboard_approval_replayed(w: RegistryBuilder) -> object:
+def onboard_approval_replayed(w: RegistryBuilder) -> Decision:
     pid = _proposal(w, Onboard(HN, "海南省", _new_ca(w, HN).certificate))
     approval = w.sign(Approval(pid), "bob")
     w.accept(approval)
     return w.add(approval)
 
 
-def onboard_approval_after_expiry(w: RegistryBuilder) -> object:
+def onboard_approval_after_expiry(w: RegistryBuilder) -> Decision:
     pid = _proposal(w, Onboard(HN, "海南省", _new_ca(w, HN).certificate), expires=NOW + 60)
     late = NOW + 120
     return w.add(w.sign(Approval(pid), "bob", signed_at=late), logged_at=late)
 
 
-def onboard_approval_backdated(w: RegistryBuilder) -> object:
+def onboard_approval_backdated(w: RegistryBuilder) -> Decision:
     pid = _proposal(w, Onboard(HN, "海南省", _new_ca(w, HN).certificate))
     return w.add(w.sign(Approval(pid), "bob", signed_at=NOW - 86400))
 
 
-def onboard_approval_from_the_future(w: RegistryBuilder) -> object:
+def onboard_approval_from_the_future(w: RegistryBuilder) -> Decision:
     pid = _proposal(w, Onboard(HN, "海南省", _new_ca(w, HN).certificate))
     return w.add(w.sign(Approval(pid), "bob", signed_at=NOW + STATEMENT_SKEW_S + 5))
 
 
-def onboard_proposal_lives_too_long(w: RegistryBuilder) -> object:
+def onboard_proposal_lives_too_long(w: RegistryBuilder) -> Decision:
     change = Onboard(HN, "海南省", _new_ca(w, HN).certificate)
     return w.add(w.sign(Proposal(change, 0, NOW + MAX_PROPOSAL_S + 60), "alice"))
 
 
-def onboard_ca_of_another_province(w: RegistryBuilder) -> object:
+def onboard_ca_of_another_province(w: RegistryBuilder) -> Decision:
     return w.add(w.sign(Proposal(Onboard(HN, "海南省", _new_ca(w, SC).certificate), 0, NOW + 600),
                         "alice"))  # fmt: skip
 
 
-def onboard_self_signed_ca(w: RegistryBuilder) -> object:
+def onboard_self_signed_ca(w: RegistryBuilder) -> Decision:
     ca = w.new_ca(HN, "海南省", root=w.new_root())
     return w.add(w.sign(Proposal(Onboard(HN, "海南省", ca.certificate), 0, NOW + 600), "alice"))
 
 
-def onboard_approvers_counted_after_removal(w: RegistryBuilder) -> object:
+def onboard_approvers_counted_after_removal(w: RegistryBuilder) -> Decision:
     """bob approves, then bob is removed (2 of 3: alice + carol): bob's approval no longer
     counts, so carol's approval... is the second valid one; dave's absence keeps it honest."""
     pid = _proposal(w, Onboard(HN, "海南省", _new_ca(w, HN).certificate))
@@ -202,26 +202,26 @@ def onboard_approvers_counted_after_removal(w: RegistryBuilder) -> object:
     return w.add(w.sign(Approval(pid), "bob"))
 
 
-def replace_ca_with_stale_base(w: RegistryBuilder) -> object:
+def replace_ca_with_stale_base(w: RegistryBuilder) -> Decision:
     pid = _proposal(w, Onboard(ZJ, "浙江省", _new_ca(w, ZJ).certificate))
     w.accept(w.sign(Suspension(ZJ, "incident"), "carol"))  # the province changed meanwhile
     return w.add(w.sign(Approval(pid), "bob"))
 
 
 # -- suspension and resumption -------------------------------------------------------------------
-def suspend_by_a_province(w: RegistryBuilder) -> object:
+def suspend_by_a_province(w: RegistryBuilder) -> Decision:
     return w.add(w.sign(Suspension(SC, "rival"), _province_ca(w, ZJ)))
 
 
-def suspend_by_a_stranger(w: RegistryBuilder) -> object:
+def suspend_by_a_stranger(w: RegistryBuilder) -> Decision:
     return w.add(w.sign(Suspension(ZJ, "?"), _stranger_coordinator(w)))
 
 
-def suspend_by_one_coordinator(w: RegistryBuilder) -> object:
+def suspend_by_one_coordinator(w: RegistryBuilder) -> Decision:
     return w.add(w.sign(Suspension(ZJ, "incident 42"), "carol"))
 
 
-def suspend_replayed(w: RegistryBuilder) -> object:
+def suspend_replayed(w: RegistryBuilder) -> Decision:
     statement = w.sign(Suspension(ZJ, "incident 42"), "carol")
     w.accept(statement)
     pid = _proposal(w, Resume(ZJ, "fixed"))
@@ -229,20 +229,20 @@ def suspend_replayed(w: RegistryBuilder) -> object:
     return w.add(statement)  # the old suspension again, to undo the resumption's timing
 
 
-def resume_by_one_coordinator(w: RegistryBuilder) -> object:
+def resume_by_one_coordinator(w: RegistryBuilder) -> Decision:
     w.accept(w.sign(Suspension(ZJ, "incident"), "carol"))
     _proposal(w, Resume(ZJ, "fixed"))
     return w.decisions[-1]
 
 
-def resume_made_before_a_new_suspension(w: RegistryBuilder) -> object:
+def resume_made_before_a_new_suspension(w: RegistryBuilder) -> Decision:
     w.accept(w.sign(Suspension(ZJ, "incident 1"), "carol"))
     pid = _proposal(w, Resume(ZJ, "incident 1 over"))
     w.accept(w.sign(Suspension(ZJ, "incident 2"), "carol"))
     return w.add(w.sign(Approval(pid), "bob"))
 
 
-def resume_rejected_then_approved(w: RegistryBuilder) -> object:
+def resume_rejected_then_approved(w: RegistryBuilder) -> Decision:
     w.accept(w.sign(Suspension(ZJ, "incident"), "carol"))
     pid = _proposal(w, Resume(ZJ, "fixed?"))
     w.accept(w.sign(Rejection(pid, "not yet"), "carol"))
@@ -250,47 +250,47 @@ def resume_rejected_then_approved(w: RegistryBuilder) -> object:
 
 
 # -- the province's own statements ---------------------------------------------------------------
-def upload_by_another_province(w: RegistryBuilder) -> object:
+def upload_by_another_province(w: RegistryBuilder) -> Decision:
     dsc, _ = w.issue_dsc(_province_ca(w, SC), SC, "x")
     return w.add(w.sign(DscUpload(dsc), _province_ca(w, ZJ)))
 
 
-def upload_by_a_coordinator(w: RegistryBuilder) -> object:
+def upload_by_a_coordinator(w: RegistryBuilder) -> Decision:
     dsc, _ = w.issue_dsc(_province_ca(w, ZJ), ZJ, "x")
     return w.add(w.sign(DscUpload(dsc), "alice"))
 
 
-def upload_dsc_of_a_replaced_ca(w: RegistryBuilder) -> object:
+def upload_dsc_of_a_replaced_ca(w: RegistryBuilder) -> Decision:
     old = _province_ca(w, ZJ)
     w.propose(Onboard(ZJ, "浙江省", _new_ca(w, ZJ).certificate))
     dsc, _ = w.issue_dsc(old, ZJ, "late")
     return w.add(w.sign(DscUpload(dsc), old))
 
 
-def upload_replayed(w: RegistryBuilder) -> object:
+def upload_replayed(w: RegistryBuilder) -> Decision:
     return w.add(w.leaves[-1].statement)  # 510000's upload again
 
 
-def retire_by_another_province(w: RegistryBuilder) -> object:
+def retire_by_another_province(w: RegistryBuilder) -> Decision:
     return w.add(w.sign(Retirement(w.provinces[ZJ].kid, NOW - 10), _province_ca(w, SC)))
 
 
-def retire_too_far_ahead(w: RegistryBuilder) -> object:
+def retire_too_far_ahead(w: RegistryBuilder) -> Decision:
     return w.add(w.sign(Retirement(w.provinces[ZJ].kid, NOW + 40 * 86400), _province_ca(w, ZJ)))
 
 
-def retire_later_does_not_delay(w: RegistryBuilder) -> object:
+def retire_later_does_not_delay(w: RegistryBuilder) -> Decision:
     zj = w.provinces[ZJ]
     w.accept(w.sign(Retirement(zj.kid, NOW - 100), zj.ca))
     return w.add(w.sign(Retirement(zj.kid, NOW + 86400), zj.ca))
 
 
-def crl_by_another_province(w: RegistryBuilder) -> object:
+def crl_by_another_province(w: RegistryBuilder) -> Decision:
     zj = w.provinces[ZJ]
     return w.add(w.sign(CrlUpload(w.provinces[SC].crl([zj.dsc.serial_number])), zj.ca))
 
 
-def crl_replayed_older(w: RegistryBuilder) -> object:
+def crl_replayed_older(w: RegistryBuilder) -> Decision:
     zj = w.provinces[ZJ]
     older = zj.crl([])
     newer = zj.crl([zj.dsc.serial_number])
@@ -298,23 +298,23 @@ def crl_replayed_older(w: RegistryBuilder) -> object:
     return w.add(w.sign(CrlUpload(older), zj.ca))  # to cancel the revocation
 
 
-def crl_later_omits_an_entry(w: RegistryBuilder) -> object:
+def crl_later_omits_an_entry(w: RegistryBuilder) -> Decision:
     zj = w.provinces[ZJ]
     w.accept(w.sign(CrlUpload(zj.crl([zj.dsc.serial_number])), zj.ca))
     return w.add(w.sign(CrlUpload(zj.crl([])), zj.ca))  # accepted, but revocation is monotonic
 
 
 # -- revocation: one signature, earliest time, nobody can block it -------------------------------
-def revoke_by_a_province_statement(w: RegistryBuilder) -> object:
+def revoke_by_a_province_statement(w: RegistryBuilder) -> Decision:
     zj = w.provinces[ZJ]
     return w.add(w.sign(DscRevocation(zj.kid, NOW, "key_compromise"), zj.ca))
 
 
-def revoke_effective_in_the_future(w: RegistryBuilder) -> object:
+def revoke_effective_in_the_future(w: RegistryBuilder) -> Decision:
     return w.add(w.sign(DscRevocation(w.provinces[ZJ].kid, NOW + 86400, "unspecified"), "alice"))
 
 
-def province_future_crl_cannot_delay_coordinators(w: RegistryBuilder) -> object:
+def province_future_crl_cannot_delay_coordinators(w: RegistryBuilder) -> Decision:
     """The attack of the old registry: the province revoked its own key far in the future to
     occupy the key; the coordinators' revocation then failed. Now both count, earliest wins."""
     zj = w.provinces[ZJ]
@@ -323,30 +323,30 @@ def province_future_crl_cannot_delay_coordinators(w: RegistryBuilder) -> object:
     return w.add(w.sign(DscRevocation(zj.kid, NOW, "key_compromise"), "alice"))
 
 
-def revoke_ca_by_an_operator(w: RegistryBuilder) -> object:
+def revoke_ca_by_an_operator(w: RegistryBuilder) -> Decision:
     serial = _province_ca(w, ZJ).certificate.serial_number
     return w.add(w.sign(CaRevocation(ZJ, serial, NOW, "ca_compromise"), _province_ca(w, SC)))
 
 
-def revoke_ca_by_one_coordinator(w: RegistryBuilder) -> object:
+def revoke_ca_by_one_coordinator(w: RegistryBuilder) -> Decision:
     serial = _province_ca(w, ZJ).certificate.serial_number
     return w.add(w.sign(CaRevocation(ZJ, serial, NOW, "ca_compromise"), "carol"))
 
 
-def revoked_coordinator_keeps_signing(w: RegistryBuilder) -> object:
+def revoked_coordinator_keeps_signing(w: RegistryBuilder) -> Decision:
     serial = w.coordinators["alice"].certificate.serial_number
     w.accept(w.sign(CertRevocation("root", serial, NOW, "key_compromise"), "bob"))
     return w.add(w.sign(Suspension(SC, "from a stolen key"), "alice"))
 
 
 # -- the coordinator set -------------------------------------------------------------------------
-def add_coordinator_by_one(w: RegistryBuilder) -> object:
+def add_coordinator_by_one(w: RegistryBuilder) -> Decision:
     _proposal(w, AddCoordinator(_stranger_coordinator(w).certificate))
     assert len(w.state.coordinators) == 3
     return w.decisions[-1]
 
 
-def remove_below_the_threshold(w: RegistryBuilder) -> object:
+def remove_below_the_threshold(w: RegistryBuilder) -> Decision:
     w.propose(RemoveCoordinator("carol"))
     return w.add(w.sign(Proposal(RemoveCoordinator("bob"), w.state.coordinator_version,
                                  NOW + 600), "alice"))  # fmt: skip

@@ -360,7 +360,8 @@ def test_canonical_decoding_takes_the_tags_and_the_name_given() -> None:
 
 
 def test_canonical_decoding_accepts_bytes_like_input() -> None:
-    assert cbor.decode_canonical(bytearray(b"\xa2\x01\x02\x03\x04"), what="x") == {1: 2, 3: 4}
+    data = bytearray(b"\xa2\x01\x02\x03\x04")  # bytes-like, not bytes, on purpose
+    assert cbor.decode_canonical(data, what="x") == {1: 2, 3: 4}  # type: ignore[arg-type]
 
 
 # --- shape helpers ---------------------------------------------------------------------------

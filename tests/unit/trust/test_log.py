@@ -47,7 +47,7 @@ def builder() -> RegistryBuilder:
     return b
 
 
-def _seal_head(builder: RegistryBuilder, doc: dict[str, Any]) -> bytes:
+def _seal_head(builder: RegistryBuilder, doc: object) -> bytes:
     """A tree head of any content, signed by the real log key."""
     signer = builder.log_signer
     return envelope.seal(
@@ -332,7 +332,7 @@ def _truncate(b: RegistryBuilder, entries: dict[str, KvEntry], size: int) -> Non
     entries[HEAD_KEY] = KvEntry(HEAD_KEY, b.head(size), 60)
 
 
-def _drop(key: str) -> Callable[[RegistryBuilder, dict[str, KvEntry]], None]:
+def _drop(key: str) -> Callable[[RegistryBuilder, dict[str, KvEntry]], object]:
     return lambda b, entries: entries.pop(key)
 
 
@@ -382,7 +382,7 @@ SNAPSHOT_REFUSALS: list[Any] = [
 @pytest.mark.parametrize(("tamper", "held_size", "message", "key"), SNAPSHOT_REFUSALS)
 def test_a_tampered_store_log_is_refused_naming_the_entry(
     builder: RegistryBuilder,
-    tamper: Callable[[RegistryBuilder, dict[str, KvEntry]], None],
+    tamper: Callable[[RegistryBuilder, dict[str, KvEntry]], object],
     held_size: int,
     message: str,
     key: str,

@@ -74,6 +74,17 @@ def fed() -> Federation:
 # --- Hand-made certificates for what the issuing functions rightly refuse to produce --------
 
 Extensions = list[tuple[x509.ExtensionType, bool]]
+# The digests a certificate may be signed with (cryptography's x509.base._AllowedHashTypes).
+SignatureHash = (
+    hashes.SHA224
+    | hashes.SHA256
+    | hashes.SHA384
+    | hashes.SHA512
+    | hashes.SHA3_224
+    | hashes.SHA3_256
+    | hashes.SHA3_384
+    | hashes.SHA3_512
+)
 
 
 def _forge(
@@ -85,7 +96,7 @@ def _forge(
     extensions: Extensions,
     not_before: datetime = NOW - DAY,
     not_after: datetime = NOW + 365 * DAY,
-    algorithm: hashes.HashAlgorithm | None = None,
+    algorithm: SignatureHash | None = None,
     subject: x509.Name | None = None,
 ) -> x509.Certificate:
     """Sign an arbitrary certificate; ``issuer=None`` makes it self-issued."""
@@ -1670,7 +1681,7 @@ def _dsc_with(
     names: list[x509.GeneralName] | None = None,
     aki: x509.AuthorityKeyIdentifier | None = None,
     key: Any = None,
-    algorithm: hashes.HashAlgorithm | None = None,
+    algorithm: SignatureHash | None = None,
 ) -> Chain:
     """A DSC of Zhejiang's CA with one part of the profile replaced."""
     extensions: Extensions = []

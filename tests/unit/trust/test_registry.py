@@ -22,6 +22,7 @@ import pytest
 from simulations.registry_builder import RegistryBuilder
 from trust.errors import (
     Conflict,
+    HcxError,
     InvalidRequest,
     NotFound,
     PermissionDenied,
@@ -246,7 +247,12 @@ WRITERS = [
 
 @pytest.mark.parametrize(("make", "submitter", "error", "reason", "match"), WRITERS)
 async def test_only_the_tables_writers_may_submit(
-    gateway: Gateway, make: Any, submitter: Submitter, error: type, reason: Reason, match: str
+    gateway: Gateway,
+    make: Any,
+    submitter: Submitter,
+    error: type[HcxError],
+    reason: Reason,
+    match: str,
 ) -> None:
     before = await gateway.stored()
     with pytest.raises(error, match=match) as caught:
@@ -507,7 +513,7 @@ REGISTRATIONS = [
 
 @pytest.mark.parametrize(("changes", "error", "reason", "match"), REGISTRATIONS)
 async def test_a_node_registers_only_as_itself(
-    gateway: Gateway, changes: dict[str, str], error: type, reason: Reason, match: str
+    gateway: Gateway, changes: dict[str, str], error: type[HcxError], reason: Reason, match: str
 ) -> None:
     args = dict(owner=ZJ_NODE, province=ZJ, node_id="n1", endpoint="127.0.0.1:7001")
     args.update(changes)

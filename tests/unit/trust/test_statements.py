@@ -191,7 +191,7 @@ def _seal(world: RegistryBuilder, payload: bytes) -> bytes:
     return envelope.seal(Purpose.STATEMENT, payload, alice.private_key, alice.certificate)
 
 
-def _doc(kind: str, body: object, **top: object) -> dict[str, object]:
+def _doc(kind: object, body: object, **top: object) -> dict[str, object]:
     doc: dict[str, object] = {"v": 1, "kind": kind, "at": NOW, "nonce": b"n" * 16, "body": body}
     doc.update(top)
     return doc
@@ -212,7 +212,7 @@ def _root_body(w: RegistryBuilder, **changes: object) -> dict[str, object]:
     return body
 
 
-def _proposal_body(change: dict[str, object], **changes: object) -> dict[str, object]:
+def _proposal_body(change: object, **changes: object) -> dict[str, object]:
     body: dict[str, object] = {"change": change, "base": 0, "expires": NOW + 60}
     body.update(changes)
     return body

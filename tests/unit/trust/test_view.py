@@ -111,7 +111,10 @@ def test_a_trusted_signer_carries_its_certificate_and_key(builder: RegistryBuild
     signer = _view(builder).signer(zj.kid)
     assert signer is not None
     assert (signer.kid, signer.province, signer.certificate) == (zj.kid, ZJ, zj.dsc)
-    assert signer.public_key.public_numbers() == zj.dsc.public_key().public_numbers()
+    dsc_key = zj.dsc.public_key()
+    assert isinstance(signer.public_key, ec.EllipticCurvePublicKey)  # an ECDSA DSC
+    assert isinstance(dsc_key, ec.EllipticCurvePublicKey)
+    assert signer.public_key.public_numbers() == dsc_key.public_numbers()
     assert signer.not_before == zj.dsc.not_valid_before_utc.timestamp()
     assert signer.not_after == zj.dsc.not_valid_after_utc.timestamp()
     assert (signer.revoked_at, signer.revocation_reason, signer.retired_at) == (None, "", None)

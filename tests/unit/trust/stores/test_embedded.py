@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -366,7 +367,7 @@ class FailingReads:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
 
-    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+    def execute(self, sql: str, *args: Sequence[Any] | Mapping[str, Any]) -> sqlite3.Cursor:
         if sql.startswith("SELECT key, value"):
             raise sqlite3.OperationalError("disk I/O error")
         return self._db.execute(sql, *args)
