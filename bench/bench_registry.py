@@ -52,28 +52,30 @@ async def _propagation(count: int, workdir: Path) -> dict[str, Any]:
     cluster = make_cluster(workdir / "etcd", 1)
     try:
         federation = await start_federation(workdir / "world", cluster.url())
-        await federation.onboard("330000")
-        from nodes.provincial.keys import ProvinceDir, new_signing_certificate
+        try:
+            await federation.onboard("330000")
+            from nodes.provincial.keys import ProvinceDir, new_signing_certificate
 
-        files = ProvinceDir(federation.workdir / "330000")
-        kids = []
-        for i in range(count):
-            dsc = new_signing_certificate(files, province="330000", name=f"dsc-{i + 2}")
-            await federation.upload("330000", dsc)
-            kids.append(pki.kid(dsc))
-        second = await federation.add_gateway()
-        gateways = [federation.gateway, second]
-        latencies: list[float] = []
-        for kid in kids:
-            order = statements.DscRevocation(kid, int(time.time()), "key_compromise")
-            signed = federation.signed(order, "carol")
-            started = time.perf_counter()
-            await federation.submit(signed)
-            while not all(_revoked(g.view, kid) for g in gateways):
-                await asyncio.sleep(0.0005)
-            latencies.append(time.perf_counter() - started)
-        size = federation.gateway.view.revision
-        await federation.close()
+            files = ProvinceDir(federation.workdir / "330000")
+            kids = []
+            for i in range(count):
+                dsc = new_signing_certificate(files, province="330000", name=f"dsc-{i + 2}")
+                await federation.upload("330000", dsc)
+                kids.append(pki.kid(dsc))
+            second = await federation.add_gateway()
+            gateways = [federation.gateway, second]
+            latencies: list[float] = []
+            for kid in kids:
+                order = statements.DscRevocation(kid, int(time.time()), "key_compromise")
+                signed = federation.signed(order, "carol")
+                started = time.perf_counter()
+                await federation.submit(signed)
+                while not all(_revoked(g.view, kid) for g in gateways):
+                    await asyncio.sleep(0.0005)
+                latencies.append(time.perf_counter() - started)
+            size = federation.gateway.view.revision
+        finally:
+            await federation.close()
     finally:
         cluster.stop()
     ms = [x * 1000 for x in latencies]

@@ -28,7 +28,9 @@ from nodes.provincial.keys import (
     archive_signing_key,
     crl_statement,
     init_province,
+    install_signing_key,
     load_ca,
+    make_signing_certificate,
     new_signing_certificate,
     province_crl,
     retirement_statement,
@@ -117,7 +119,7 @@ def _register_registry_changes(sub: Any) -> None:
     p = subcommand(
         sub,
         "rotate",
-        "New DSC uploaded; the current one retired after an overlap (restart the node).",
+        "New DSC uploaded; the current one retired after an overlap (nothing restarts).",
         "hcx node keys rotate --province 330000 --dir var/330000 --name dsc-2 --overlap 300",
     )
     PROVINCE.add(p)
@@ -212,10 +214,14 @@ def keys_rotate(args: argparse.Namespace) -> int:
             "replica has switched to the new key before the old one retires"
         )
     directory = ProvinceDir(args.dir)
-    old = archive_signing_key(directory)
-    new = new_signing_certificate(directory, province=args.province, name=args.name)
-    retired_at = time.time() + args.overlap
+    old = pki.load_certificate_pem(directory.dsc_cert.read_bytes())
+    key, new = make_signing_certificate(directory, province=args.province, name=args.name)
+    # The key directory changes only once the registry has taken the new certificate: a
+    # refused or failed upload leaves the node signing with, and restarting on, the old key.
     submit(args, upload_statement(directory, new))
+    archive_signing_key(directory)
+    install_signing_key(directory, key, new)
+    retired_at = time.time() + args.overlap  # counted from now, after the upload
     submit(args, retirement_statement(directory, kid(old), retired_at))
     print(
         f"new signing certificate {kid(new).hex()} uploaded; {kid(old).hex()} retires in "
@@ -226,9 +232,20 @@ def keys_rotate(args: argparse.Namespace) -> int:
 
 
 def keys_retire(args: argparse.Namespace) -> int:
-    key_id = bytes.fromhex(args.kid)
+    try:
+        key_id = bytes.fromhex(args.kid)
+    except ValueError:
+        raise InvalidRequest(f"--kid {args.kid!r}: a key id in hex, as listed") from None
+    directory = ProvinceDir(args.dir)
+    if directory.dsc_cert.exists():
+        signing = kid(pki.load_certificate_pem(directory.dsc_cert.read_bytes()))
+        if key_id == signing:  # the replicas' codes would be KEY_RETIRED from --at on
+            raise InvalidRequest(
+                f"{key_id.hex()} is the key the nodes sign with (dsc.pem): rotate first "
+                "(hcx node keys rotate retires it after an overlap)"
+            )
     at = time.time() if args.at is None else args.at
-    reply = submit(args, retirement_statement(ProvinceDir(args.dir), key_id, at))
+    reply = submit(args, retirement_statement(directory, key_id, at))
     print(reply.effect)
     return 0
 

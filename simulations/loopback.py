@@ -176,8 +176,10 @@ class EtcdCluster:
 def make_cluster(
     tmp: Path, size: int, *, names: list[str] | None = None, token: str | None = None
 ) -> EtcdCluster:
-    """``size`` members on free loopback ports, named ``names`` (default m0, m1, ...)."""
+    """``size`` members on free loopback ports, named ``names`` (default m0, m1, ...); a
+    cluster that does not become healthy is killed before the error is raised."""
     binary = etcd_binary()
+    etcd_binary("etcdctl")  # wait_healthy needs it: fail before starting anything
     members = []
     for i in range(size):
         data = tmp / f"etcd-{i}"
@@ -185,9 +187,13 @@ def make_cluster(
         name = names[i] if names else f"m{i}"
         members.append(EtcdMember(name, free_port(), free_port(), data / "data", data / "etcd.log"))
     cluster = EtcdCluster(binary, members) if token is None else EtcdCluster(binary, members, token)
-    for i in range(size):
-        cluster.start(i)
-    cluster.wait_healthy()
+    try:
+        for i in range(size):
+            cluster.start(i)
+        cluster.wait_healthy()
+    except BaseException:
+        cluster.stop()
+        raise
     return cluster
 
 
@@ -259,23 +265,25 @@ def run_postgres(bin_dir: Path) -> Iterator[PostgresServer]:
     """initdb + postgres on a free port; stopped (fast shutdown) and removed afterwards."""
     root = make_datadir()
     datadir, log = root / "data", root / "server.log"
-    init_datadir(bin_dir, datadir)
-    server = PostgresServer(port=free_port(), datadir=datadir)
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            as_server_user([str(bin_dir / "postgres"), "-D", str(datadir),
-                             "-p", str(server.port), "-k", str(root),
-                             "-c", "listen_addresses=127.0.0.1"]),
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
     try:
-        _wait_ready(server, process, log)
-        yield server
-    finally:
-        process.terminate()  # SIGTERM: PostgreSQL's "smart" shutdown
+        init_datadir(bin_dir, datadir)
+        server = PostgresServer(port=free_port(), datadir=datadir)
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                as_server_user([str(bin_dir / "postgres"), "-D", str(datadir),
+                                "-p", str(server.port), "-k", str(root),
+                                "-c", "listen_addresses=127.0.0.1"]),
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
         try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            _wait_ready(server, process, log)
+            yield server
+        finally:
+            process.terminate()  # SIGTERM: PostgreSQL's "smart" shutdown
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -104,19 +104,31 @@ def init_province(directory: ProvinceDir, *, province: str) -> x509.CertificateS
 def new_signing_certificate(
     directory: ProvinceDir, *, province: str, name: str
 ) -> x509.Certificate:
-    """Make a DSC key locally and sign its certificate with the province's own CA."""
-    ca = pki.Authority(
-        certificate=pki.load_certificate_pem(directory.ca_cert.read_bytes()),
-        private_key=pki.load_private_key_pem(directory.ca_key.read_bytes()),
-    )
+    """Make a DSC key locally, sign its certificate with the province's own CA, install both."""
+    key, certificate = make_signing_certificate(directory, province=province, name=name)
+    install_signing_key(directory, key, certificate)
+    return certificate
+
+
+def make_signing_certificate(
+    directory: ProvinceDir, *, province: str, name: str
+) -> tuple[pki.PrivateKey, x509.Certificate]:
+    """A DSC key and its certificate, signed by the province's own CA; nothing written."""
+    ca = load_ca(directory)
     key = pki.generate_private_key()
     csr = pki.make_csr(key, common_name=f"hcx province {province} DSC {name}")
-    certificate = pki.sign_dsc(ca, csr, province=province, name=name)
+    return key, pki.sign_dsc(ca, csr, province=province, name=name)
+
+
+def install_signing_key(
+    directory: ProvinceDir, key: pki.PrivateKey, certificate: x509.Certificate
+) -> None:
+    """Make ``key`` and ``certificate`` the node's dsc-key.pem / dsc.pem (replicas reading the
+    directory take them up once the registry lists the certificate: nodes.provincial.signing)."""
     if directory.dsc_key.exists():
         directory.dsc_key.unlink()
     pki.write_private_key(directory.dsc_key, key)
     replace_file(directory.dsc_cert, certificate.public_bytes(Encoding.PEM))
-    return certificate
 
 
 # -- rotation, retirement and the province's own CRL -----------------------------------------

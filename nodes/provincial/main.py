@@ -40,6 +40,7 @@ from nodes.server import (
     listen_host,
     start_metrics,
 )
+from nodes.tasks import cancel_and_wait
 from nodes.tls import Transport, split_target
 from trust import pki
 from trust.errors import StoreUnavailable
@@ -104,20 +105,23 @@ def _roots(config: NodeConfig) -> list[x509.Certificate]:
     return pki.load_certificates_pem((config.directory / "root.pem").read_bytes())
 
 
-def build_issuer(
-    config: NodeConfig, store: StatusStore, trust: TrustListFollower | None = None
-) -> Issuer:
-    """The issuer with the province's current DSC (reloaded when it changes, once the
-    registry knows the new key) and its holder-hash key."""
-    files = ProvinceDir(config.directory)
+def signing_key_source(config: NodeConfig, trust: TrustListFollower) -> SigningKeySource:
+    """The province's current DSC, reloaded when it changes, once the registry the node
+    follows has listed the new key for the settle time (nodes.provincial.signing)."""
 
     def known(kid: bytes) -> bool:
-        view = trust.view() if trust is not None else None
+        view = trust.view()
         return view is not None and view.signer(kid) is not None
 
+    return SigningKeySource(ProvinceDir(config.directory), known=known)
+
+
+def build_issuer(config: NodeConfig, store: StatusStore, keys: SigningKeySource) -> Issuer:
+    """The issuer with the province's current DSC and its holder-hash key."""
+    files = ProvinceDir(config.directory)
     return Issuer(
         province=config.province,
-        key_source=SigningKeySource(files, known=known),
+        key_source=keys,
         holder_key=files.holder_key.read_bytes(),
         store=store,
         token_lifetime=config.token_lifetime,
@@ -184,9 +188,10 @@ def build_servicer(
     store: StatusStore,
     gateway: gateway_pb2_grpc.GatewayStub,
     trust: TrustListFollower,
+    keys: SigningKeySource,
 ) -> tuple[ProvincialNodeServicer, ColourEngine]:
     verifier = LocalVerifier(province=config.province, trust=trust, store=store)
-    issuer = build_issuer(config, store, trust)
+    issuer = build_issuer(config, store, keys)
     engine = build_engine(config, store, issuer)
     servicer = ProvincialNodeServicer(
         issuer=issuer, store=store, verifier=verifier, gateway=gateway, engine=engine
@@ -208,7 +213,8 @@ async def start_node(
         state_file=config.directory / TRUST_LIST_FILE,
         province=config.province,
     )
-    servicer, engine = build_servicer(config, store, gateway, trust)
+    keys = signing_key_source(config, trust)
+    servicer, engine = build_servicer(config, store, gateway, trust, keys)
     binding = compose(
         node_pb2_grpc.add_ProvincialNodeServicer_to_server,
         node_pb2.DESCRIPTOR.services_by_name["ProvincialNode"],
@@ -222,6 +228,8 @@ async def start_node(
     )
     await trust.start()  # the national view: caller revocations and local verification
     running.on_stop(trust.stop)
+    key_watch = asyncio.create_task(keys.watch())  # a rotation's wait runs with no traffic
+    running.on_stop(lambda: cancel_and_wait(key_watch))
     try:
         check_policy_signer(engine, trust)
         admit_policy(config, store, engine)

@@ -2,7 +2,8 @@
 
 ``hcx node keys rotate`` writes a new ``dsc.pem`` / ``dsc-key.pem`` and uploads the certificate.
 Every replica notices the new files (a stat at most once per ``check_every`` seconds, on the
-signing path) and switches to the new key once the national registry has known it for
+signing path and from ``watch``, a background task, so that an idle replica's wait has run by
+its next request) and switches to the new key once the national registry has known it for
 ``settle`` seconds — its own verified trust list lists the new kid, and has for that long — so
 that no code is signed with a key that checkpoints elsewhere would not find: the node's view
 and each gateway's follow the registry separately, and a gateway whose etcd member is in an
@@ -13,6 +14,7 @@ for the rotation's overlap, minutes, far longer than ``settle``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -70,6 +72,18 @@ class SigningKeySource:
             self._maybe_reload()
         return self._current
 
+    async def watch(self) -> None:
+        """Check the files and the registry every ``check_every`` seconds, requests or none:
+        the settle time of a new key runs from when the registry listed it, not from the
+        next request (an idle replica would otherwise sign its first code after the old
+        key's retirement with the old key). Runs until cancelled."""
+        while True:
+            try:
+                self.current()
+            except Exception:  # a bug here must not stop the checks: the signing path goes on
+                log.exception("checking the signing key files failed")
+            await asyncio.sleep(self._check_every)
+
     def _file_stamp(self) -> tuple[int, int]:
         stats = [self._directory.dsc_cert.stat(), self._directory.dsc_key.stat()]
         return max(s.st_mtime_ns for s in stats), sum(s.st_size for s in stats)
@@ -91,7 +105,7 @@ class SigningKeySource:
             log.warning("signing key files unreadable, keeping the current key: %s", e)
             return
         if candidate.kid == self._current.kid:
-            self._stamp = stamp
+            self._stamp, self._known_since = stamp, None
             return
         if not self._known(candidate.kid):
             self._known_since = None

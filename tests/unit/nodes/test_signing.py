@@ -148,3 +148,139 @@ def test_a_rotation_with_an_overlap_shorter_than_a_switch_is_refused_before_anyt
     assert "INVALID_REQUEST" in capsys.readouterr().err
     assert (province.dsc_cert.read_bytes(), province.dsc_key.read_bytes()) == before
     assert sorted(p.name for p in province.root.rglob("*")) == files
+
+
+def _rotate_argv(province: ProvinceDir, *extra: str) -> list[str]:
+    return ["node", "keys", "rotate", "--province", "330000", "--dir", str(province.root),
+            "--name", "dsc-2", "--insecure-dev-only", *extra]  # fmt: skip
+
+
+def test_a_refused_upload_leaves_the_key_directory_as_it_was(
+    province: ProvinceDir, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The registry refuses (or never answers) the new certificate: a node restarted after
+    must still sign with the old key, the one the registry lists, and nothing is retired."""
+    import grpc
+
+    from hcx import cmd_keys
+    from hcx.cli import main
+
+    class Refused(grpc.RpcError):
+        def code(self) -> grpc.StatusCode:
+            return grpc.StatusCode.FAILED_PRECONDITION
+
+        def details(self) -> str:
+            return "province 330000 is suspended"
+
+        def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+            return ()
+
+    submitted: list[bytes] = []
+
+    def refuse(args: object, statement: bytes) -> object:
+        submitted.append(statement)
+        raise Refused()
+
+    monkeypatch.setattr(cmd_keys, "submit", refuse)
+    files = sorted(p.name for p in province.root.rglob("*"))
+    before = province.dsc_cert.read_bytes(), province.dsc_key.read_bytes()
+    assert main(_rotate_argv(province)) != 0
+    assert len(submitted) == 1  # the upload only: no retirement of the old key
+    assert (province.dsc_cert.read_bytes(), province.dsc_key.read_bytes()) == before
+    assert sorted(p.name for p in province.root.rglob("*")) == files
+
+
+def test_a_rotation_installs_the_new_key_only_after_its_upload_and_retires_the_old_one_last(
+    province: ProvinceDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hcx import cmd_keys
+    from hcx.cli import main
+    from trust import statements
+
+    old = current_kid(province)
+    seen: list[tuple[str, bytes]] = []  # statement kind, dsc.pem's kid when it was submitted
+
+    class Reply:
+        effect, index, tree_size, proposal_id, kind = "ok", 1, 1, b"", "upload-dsc"
+
+    def accept(args: object, statement: bytes) -> Reply:
+        seen.append((statements.open_statement(statement).statement.kind, current_kid(province)))
+        return Reply()
+
+    monkeypatch.setattr(cmd_keys, "submit", accept)
+    assert main(_rotate_argv(province, "--overlap", "60")) == 0
+    new = current_kid(province)
+    assert new != old
+    assert seen == [("upload-dsc", old), ("retire-dsc", new)]
+    assert (province.root / f"dsc-{old.hex()}.pem").exists()  # the old key archived
+
+
+def test_retiring_the_key_the_nodes_sign_with_is_refused(
+    province: ProvinceDir, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hcx import cmd_keys
+    from hcx.cli import main
+
+    monkeypatch.setattr(cmd_keys, "submit", lambda args, statement: pytest.fail("submitted"))
+    argv = ["node", "keys", "retire", "--dir", str(province.root), "--insecure-dev-only"]
+    assert main([*argv, "--kid", current_kid(province).hex()]) == 2
+    assert "rotate first" in capsys.readouterr().err
+    assert main([*argv, "--kid", "not-hex"]) == 2
+    assert "a key id in hex" in capsys.readouterr().err
+
+
+async def test_an_idle_replica_has_waited_the_settle_time_by_its_next_request(
+    province: ProvinceDir,
+) -> None:
+    """No request for a long while after a rotation: the background watch runs the settle
+    time from when the registry listed the key, so the first request after the old key's
+    retirement is signed with the new key (a wait started by that request would sign it
+    with the retired one: KEY_RETIRED)."""
+    import asyncio
+
+    from nodes.tasks import cancel_and_wait
+
+    clock, known = Clock(), set[bytes]()
+    first = current_kid(province)
+    source = SigningKeySource(province, known=known.__contains__, check_every=0.01, clock=clock)
+    watch = asyncio.create_task(source.watch())
+    try:
+        second = rotate(province, "dsc-2")
+        known.add(second)
+        clock.now += 1
+        await asyncio.sleep(0.1)  # the watch sees it listed
+        clock.now += SETTLE_S + 300  # hours of nothing: the old key has retired meanwhile
+        await asyncio.sleep(0.1)
+        assert source.current().kid == second  # the first request, no wait of its own
+        assert first != second
+    finally:
+        await cancel_and_wait(watch)
+
+
+def test_a_settle_time_is_not_carried_over_from_an_earlier_listing(
+    province: ProvinceDir,
+) -> None:
+    """The new key was listed once (its wait began), then the files went back to the old key
+    and the registry dropped the new one; when both come back the wait starts again."""
+    clock, known = Clock(), set[bytes]()
+    first = current_kid(province)
+    old_files = province.dsc_cert.read_bytes(), province.dsc_key.read_bytes()
+    source = SigningKeySource(province, known=known.__contains__, clock=clock)
+    second = rotate(province, "dsc-2")
+    new_files = province.dsc_cert.read_bytes(), province.dsc_key.read_bytes()
+    known.add(second)
+    clock.now += 1
+    assert source.current().kid == first  # listed: the wait begins
+    province.dsc_cert.write_bytes(old_files[0])
+    province.dsc_key.write_bytes(old_files[1])
+    clock.now += 1
+    assert source.current().kid == first  # the files are the old key again
+    known.discard(second)
+    clock.now += 100
+    province.dsc_cert.write_bytes(new_files[0])
+    province.dsc_key.write_bytes(new_files[1])
+    known.add(second)
+    clock.now += 1
+    assert source.current().kid == first  # listed again just now: wait again
+    clock.now += SETTLE_S
+    assert source.current().kid == second
