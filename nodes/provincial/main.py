@@ -30,7 +30,7 @@ from nodes.provincial.keys import ProvinceDir
 from nodes.provincial.metrics import MeteredStore
 from nodes.provincial.registration import NodeRegistration
 from nodes.provincial.service import ProvincialNodeServicer
-from nodes.provincial.signing import SigningKeySource
+from nodes.provincial.signing import SigningKeySource, registry_refuses
 from nodes.provincial.stores import StatusStore, open_status_store
 from nodes.provincial.trustlist import TrustListFollower
 from nodes.server import (
@@ -113,7 +113,10 @@ def signing_key_source(config: NodeConfig, trust: TrustListFollower) -> SigningK
         view = trust.view()
         return view is not None and view.signer(kid) is not None
 
-    return SigningKeySource(ProvinceDir(config.directory), known=known)
+    def refused(kid: bytes) -> bool:
+        return registry_refuses(trust.view(), kid, now=time.time())
+
+    return SigningKeySource(ProvinceDir(config.directory), known=known, refused=refused)
 
 
 def build_issuer(config: NodeConfig, store: StatusStore, keys: SigningKeySource) -> Issuer:

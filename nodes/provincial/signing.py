@@ -9,7 +9,9 @@ that no code is signed with a key that checkpoints elsewhere would not find: the
 and each gateway's follow the registry separately, and a gateway whose etcd member is in an
 election sees the upload a few seconds after the node may. Until then, and whenever the files
 are unreadable or half-written, it keeps signing with the key it has (the old key stays valid
-for the rotation's overlap, minutes, far longer than ``settle``).
+for the rotation's overlap, minutes, far longer than ``settle``) — unless the registry already
+refuses the old key's codes (revoked after a compromise, or retired): then any listed key is
+better, and the node switches without waiting.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from nodes.provincial.keys import ProvinceDir
 from trust import pki
 from trust.errors import PkiError
+from trust.view import TrustView
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,17 @@ SETTLE_S = 5.0
 # The shortest rotation overlap: a replica switches at most its trust list's pull interval
 # (2 s), a file check (1 s) and the settle time after the upload; twice that, rounded up.
 MIN_ROTATION_OVERLAP_S = 20
+
+
+def registry_refuses(view: TrustView | None, kid: bytes, *, now: float) -> bool:
+    """Does the registry refuse every code signed with ``kid`` from ``now`` on: not listed
+    (UNKNOWN_KID), revoked, or retired? (No verified view yet: nothing is known refused.)"""
+    if view is None:
+        return False
+    signer = view.signer(kid)
+    if signer is None:
+        return True
+    return any(t is not None and t <= now for t in (signer.revoked_at, signer.retired_at))
 
 
 @dataclass(frozen=True)
@@ -51,12 +65,14 @@ class SigningKeySource:
         directory: ProvinceDir,
         *,
         known: Callable[[bytes], bool] = lambda kid: True,
+        refused: Callable[[bytes], bool] = lambda kid: False,
         check_every: float = CHECK_EVERY_S,
         settle: float = SETTLE_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._directory = directory
         self._known = known  # is this kid in the verified national registry?
+        self._refused = refused  # does the registry refuse this kid's codes now (revoked…)?
         self._check_every = check_every
         self._settle = settle
         self._clock = clock
@@ -113,7 +129,8 @@ class SigningKeySource:
         now = self._clock()
         if self._known_since is None or self._known_since[0] != candidate.kid:
             self._known_since = (candidate.kid, now)
-        if now - self._known_since[1] < self._settle:
+        waited = now - self._known_since[1] >= self._settle
+        if not waited and not self._refused(self._current.kid):
             return  # listed, but perhaps not yet everywhere: keep the key every gateway has
         self._stamp, self._current, self._known_since = stamp, candidate, None
         log.info("signing with the new key %s", candidate.kid.hex())

@@ -284,3 +284,44 @@ def test_a_settle_time_is_not_carried_over_from_an_earlier_listing(
     assert source.current().kid == first  # listed again just now: wait again
     clock.now += SETTLE_S
     assert source.current().kid == second
+
+
+def test_a_node_whose_key_the_registry_refuses_switches_without_waiting(
+    province: ProvinceDir,
+) -> None:
+    """After a compromise the leaked key is revoked as soon as its successor is uploaded:
+    every code signed with the leaked key is refused anyway, so the node takes the listed new
+    key at its next check instead of signing refused codes for the settle time."""
+    clock, known, refused = Clock(), set[bytes](), set[bytes]()
+    first = current_kid(province)
+    source = SigningKeySource(
+        province, known=known.__contains__, refused=refused.__contains__, clock=clock
+    )
+    second = rotate(province, "dsc-2")
+    known.add(second)
+    clock.now += 1
+    assert source.current().kid == first  # the old key is good: wait
+    refused.add(first)  # revoked
+    clock.now += 1
+    assert source.current().kid == second
+
+
+def test_what_the_registry_refuses_is_read_from_its_verified_view() -> None:
+    from nodes.provincial.signing import registry_refuses
+    from simulations.registry_builder import RegistryBuilder
+    from trust import statements
+
+    builder = RegistryBuilder()
+    zj = builder.onboard("330000")
+    now = builder.now
+    stranger = pki.kid(builder.issue_dsc(zj.ca, "330000", "never-uploaded")[0])
+    retiring, _ = builder.new_dsc(zj.ca, "330000", "retiring")
+    builder.accept(builder.sign(statements.Retirement(pki.kid(retiring), now + 60), zj.ca))
+    view = builder.view()
+    assert not registry_refuses(None, zj.kid, now=now)  # no view yet: nothing known
+    assert not registry_refuses(view, zj.kid, now=now)
+    assert registry_refuses(view, stranger, now=now)  # not listed: UNKNOWN_KID
+    assert not registry_refuses(view, pki.kid(retiring), now=now + 59)
+    assert registry_refuses(view, pki.kid(retiring), now=now + 60)
+    builder.accept(builder.sign(statements.DscRevocation(zj.kid, now, "key_compromise"), "alice"))
+    assert registry_refuses(builder.view(), zj.kid, now=now)
