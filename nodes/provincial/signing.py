@@ -1,13 +1,14 @@
 """The node's current signing key, picked up from the province's key directory without a restart.
 
 ``hcx node keys rotate`` uploads a new certificate and, once the registry has taken it, writes
-the new ``dsc.pem`` / ``dsc-key.pem``. Every replica notices the new files (a stat at most once per ``check_every`` seconds, on the
-signing path and from ``watch``, a background task, so that an idle replica's wait has run by
-its next request) and switches to the new key once the national registry has known it for
-``settle`` seconds — its own verified trust list lists the new kid, and has for that long — so
-that no code is signed with a key that checkpoints elsewhere would not find: the node's view
-and each gateway's follow the registry separately, and a gateway whose etcd member is in an
-election sees the upload a few seconds after the node may. Until then, and whenever the files
+the new ``dsc.pem`` / ``dsc-key.pem``. Every replica notices the new files (a stat at most once
+per ``check_every`` seconds, on the signing path and from ``watch``, a background task, so that
+an idle replica's wait has run by its next request) and switches to the new key once the
+national registry has known it for ``settle`` seconds — its own verified trust list lists the
+new kid, and has for that long — so that no code is signed with a key that checkpoints
+elsewhere would not find: the node's view and each gateway's follow the registry separately,
+and a gateway whose etcd member is in an election sees the upload a few seconds after the
+node may. Until then, and whenever the files
 are unreadable or half-written, it keeps signing with the key it has (the old key stays valid
 for the rotation's overlap, minutes, far longer than ``settle``) — unless the registry already
 refuses the old key's codes (revoked after a compromise, retired, or not listed): then any
